@@ -1,0 +1,39 @@
+# EmoStream: `make up` runs the system, `make test` runs every check CI runs.
+# Both install what they need (Rust components) and skip what is already there.
+
+CARGO ?= cargo
+BIN := target/release/emostream
+SAMPLE := data/sample.csv
+
+.PHONY: up test build toolchain fmt clippy unit bench-replay clean
+
+## up: build and run EmoStream (until the live pipeline lands: replay the sample log and print its windows)
+up: toolchain build
+	$(BIN) replay $(SAMPLE)
+
+## test: formatting, lints and the whole test suite
+test: toolchain fmt clippy unit
+
+build:
+	$(CARGO) build --release --bin emostream
+
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust from https://rustup.rs"; exit 1; }
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --all-targets
+
+## bench-replay: the replay benchmark report (10M events) under benches/reports/
+bench-replay: toolchain
+	benches/replay.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,34 @@
+//! The EmoStream dataflow: Timely Dataflow workers that turn a stream of emoji events into
+//! exact per-window statistics, with event time and watermark-style frontiers.
+//!
+//! Events enter from a source (recorded CSV logs here) at the timely timestamp of their
+//! window's start. Each source partition keeps a watermark (`max timestamp seen -
+//! lateness`); a source holds its capability at the earliest window any of its partitions
+//! may still add to, so a window closes once every partition's watermark has passed its
+//! end. Events are routed to the worker that owns their user, counted exactly there, and
+//! the per-worker shards of each window are added up on worker 0.
+//!
+//! # Layout
+//! - [`record`]: the records between operators (`Tap`, `PartialWindow`, side records).
+//! - [`accumulator`]: exact counting of one window over one shard of users.
+//! - [`source`]: CSV log sources (blocks, headers, watermarks).
+//! - [`operators`]: `aggregate_windows`, `count_distinct` (differential), `merge_windows`.
+//! - [`sink`]: CSV outputs.
+//! - [`replay`]: `run_replay`, the replay of logs through the dataflow.
+//! - [`cluster`]: workers, processes and hostfiles.
+//! - [`control`]: progress, strict stop and failures shared by a process's workers.
+//! - [`reference`]: a plain single-threaded aggregator, the oracle of the tests.
+
+pub mod accumulator;
+pub mod cluster;
+pub mod control;
+pub mod operators;
+pub mod record;
+pub mod reference;
+pub mod replay;
+pub mod sink;
+pub mod source;
+
+pub use cluster::ClusterConfig;
+pub use control::RunControl;
+pub use replay::{Engine, ReplayConfig, ReplayError, ReplaySummary, run_replay};

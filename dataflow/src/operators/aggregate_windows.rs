@@ -1,0 +1,49 @@
+//! `aggregate_windows`: exact per-window totals over the users each worker owns.
+
+use std::collections::BTreeMap;
+
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
+
+use super::user_route;
+use crate::accumulator::WindowAccumulator;
+use crate::record::{PartialWindow, Tap};
+
+/// Counts events per window.
+pub trait AggregateWindows<'scope> {
+    /// Routes each event to the worker owning its user and emits, once the input frontier
+    /// has passed a window, that worker's exact totals of the window.
+    fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>>;
+}
+
+impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
+    fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>> {
+        let route = Exchange::new(|tap: &Tap| user_route(&tap.user));
+        self.unary_frontier(route, "AggregateWindows", |_capability, _info| {
+            let mut open: BTreeMap<i64, (Capability<i64>, WindowAccumulator)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|time, batches| {
+                    let Some(&start) = time.least() else { return };
+                    let (_, window) = open
+                        .entry(start)
+                        .or_insert_with(|| (time.delayed(&start, 0), WindowAccumulator::default()));
+                    for batch in batches {
+                        for tap in batch.drain(..) {
+                            window.add(tap.user, tap.emoji);
+                        }
+                    }
+                });
+                while let Some(entry) = open.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let start = *entry.key();
+                    let (capability, window) = entry.remove();
+                    output.session(&capability).give(window.finish(start));
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! Replay of recorded CSV logs through the windowed dataflow, as fast as the machine goes.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use model::{ReportConfig, WindowReport, WindowSize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::{ProbeHandle, Stream};
+use timely::worker::Worker;
+
+use crate::cluster::ClusterConfig;
+use crate::control::RunControl;
+use crate::operators::{AggregateWindows, CountDistinct, MergeWindows};
+use crate::record::{RejectedRow, SideRecord, SourceStats, Tap};
+use crate::sink::{LateCsvWriter, RejectCsvWriter, WindowCsvWriter};
+use crate::source::{LogFile, LogSourceConfig, ReadLogs, SourceError};
+
+/// Which implementation counts the windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The hand-written timely operator (fastest).
+    #[default]
+    Timely,
+    /// The differential-dataflow formulation (the cross-check).
+    Differential,
+}
+
+/// What to replay and how.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// CSV files, or directories of them.
+    pub paths: Vec<PathBuf>,
+    /// Workers and processes.
+    pub cluster: ClusterConfig,
+    /// Window size.
+    pub window: WindowSize,
+    /// Allowed lateness.
+    pub lateness: Duration,
+    /// Scaling and filtering of the reports.
+    pub report: ReportConfig,
+    /// Which implementation counts.
+    pub engine: Engine,
+    /// Window rows go here (stdout when `None`).
+    pub out: Option<PathBuf>,
+    /// Late events go here, if set.
+    pub late_out: Option<PathBuf>,
+    /// Rejected rows go here, if set.
+    pub rejects_out: Option<PathBuf>,
+    /// Stop at the first rejected row.
+    pub strict: bool,
+    /// Block size for sharing files among workers.
+    pub block_bytes: u64,
+}
+
+impl ReplayConfig {
+    /// A replay of `paths` with the defaults: one worker, 2 s windows, 1 s lateness.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        ReplayConfig {
+            paths,
+            cluster: ClusterConfig::default(),
+            window: WindowSize::default(),
+            lateness: Duration::from_millis(model::names::DEFAULT_LATENESS_MS as u64),
+            report: ReportConfig::default(),
+            engine: Engine::default(),
+            out: None,
+            late_out: None,
+            rejects_out: None,
+            strict: false,
+            block_bytes: crate::source::blocks::DEFAULT_BLOCK_BYTES,
+        }
+    }
+}
+
+/// What a replay did, as seen by process 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Counters of all sources.
+    pub sources: SourceStats,
+    /// Events counted in windows.
+    pub events_in_windows: u64,
+    /// Windows emitted.
+    pub windows: u64,
+    /// Input bytes.
+    pub bytes: u64,
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The input cannot be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// An output cannot be written, or a worker failed.
+    #[error("{0}")]
+    Failed(String),
+    /// A strict run met a rejected row.
+    #[error("rejected row at {}:{}: {} (raw: {:?})", .0.file, .0.line, .0.reason, .0.raw)]
+    Rejected(RejectedRow),
+}
+
+/// Replays the logs of `config`. Returns the summary on process 0 and `None` elsewhere.
+pub fn run_replay(
+    config: ReplayConfig,
+    control: Arc<RunControl>,
+) -> Result<Option<ReplaySummary>, ReplayError> {
+    let files = Arc::new(LogFile::discover(&config.paths)?);
+    let bytes = files.iter().map(|f| f.len).sum();
+    let timely_config = config.cluster.timely();
+    let config = Arc::new(config);
+    let worker_control = Arc::clone(&control);
+    let guards = timely::execute(timely_config, move |worker| {
+        run_worker(
+            worker,
+            &config,
+            Arc::clone(&files),
+            Arc::clone(&worker_control),
+        )
+    })
+    .map_err(ReplayError::Failed)?;
+    let mut summary = None;
+    for result in guards.join() {
+        match result {
+            Ok(Some(worker_summary)) => summary = Some(worker_summary),
+            Ok(None) => {}
+            Err(panic) => return Err(ReplayError::Failed(format!("a worker failed: {panic}"))),
+        }
+    }
+    if let Some(failure) = control.failure() {
+        return Err(ReplayError::Failed(failure));
+    }
+    if let Some(row) = control.first_reject() {
+        return Err(ReplayError::Rejected(row));
+    }
+    Ok(summary.map(|s| ReplaySummary { bytes, ..s }))
+}
+
+/// The outputs, open on worker 0 only.
+struct Outputs {
+    windows: WindowCsvWriter<Box<dyn Write>>,
+    late: Option<LateCsvWriter<BufWriter<File>>>,
+    rejects: Option<RejectCsvWriter<BufWriter<File>>>,
+    summary: ReplaySummary,
+}
+
+impl Outputs {
+    fn open(config: &ReplayConfig) -> Result<Self, String> {
+        let create = |path: &PathBuf| {
+            File::create(path)
+                .map(|f| BufWriter::with_capacity(1 << 16, f))
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
+        let windows: Box<dyn Write> = match &config.out {
+            Some(path) => Box::new(create(path)?),
+            None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        };
+        let csv_error = |e: csv::Error| format!("cannot write output: {e}");
+        Ok(Outputs {
+            windows: WindowCsvWriter::new(windows).map_err(csv_error)?,
+            late: config
+                .late_out
+                .as_ref()
+                .map(|p| create(p).map(LateCsvWriter::new))
+                .transpose()?
+                .transpose()
+                .map_err(csv_error)?,
+            rejects: config
+                .rejects_out
+                .as_ref()
+                .map(|p| create(p).map(RejectCsvWriter::new))
+                .transpose()?
+                .transpose()
+                .map_err(csv_error)?,
+            summary: ReplaySummary::default(),
+        })
+    }
+
+    fn window(&mut self, report: &WindowReport) -> csv::Result<()> {
+        self.summary.windows += 1;
+        self.summary.events_in_windows += report.events;
+        self.windows.write(report)
+    }
+
+    fn side(&mut self, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
+        match record {
+            SideRecord::Late(event) => self.late.as_mut().map_or(Ok(()), |w| w.write(event)),
+            SideRecord::Rejected(row) => {
+                control.reject(row);
+                self.rejects.as_mut().map_or(Ok(()), |w| w.write(row))
+            }
+            SideRecord::Stats(stats) => {
+                self.summary.sources += *stats;
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.windows.flush()?;
+        if let Some(w) = &mut self.late {
+            w.flush()?;
+        }
+        if let Some(w) = &mut self.rejects {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn run_worker(
+    worker: &mut Worker,
+    config: &ReplayConfig,
+    files: Arc<Vec<LogFile>>,
+    control: Arc<RunControl>,
+) -> Option<ReplaySummary> {
+    let outputs = if worker.index() == 0 {
+        match Outputs::open(config) {
+            Ok(outputs) => Some(Rc::new(RefCell::new(outputs))),
+            Err(message) => {
+                control.fail(message);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let source = LogSourceConfig {
+        files,
+        block_bytes: config.block_bytes,
+        window: config.window,
+        lateness_ms: config.lateness.as_millis() as i64,
+        max_ahead_ms: (60_000i64).max(16 * config.window.millis()),
+        send_late: config.late_out.is_some(),
+        send_rejects: config.rejects_out.is_some(),
+    };
+    worker.dataflow::<i64, _, _>(|scope| {
+        let frontier = ProbeHandle::new();
+        let (taps, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
+        let reports = count_windows(taps.probe_with(&frontier), config);
+        let sink_outputs = outputs.clone();
+        let sink_control = Arc::clone(&control);
+        reports.sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
+            input.for_each(|_time, reports| {
+                let Some(outputs) = &sink_outputs else { return };
+                for report in reports.drain(..) {
+                    if let Err(e) = outputs.borrow_mut().window(&report) {
+                        sink_control.fail(format!("cannot write windows: {e}"));
+                    }
+                }
+            });
+        });
+        let side_outputs = outputs.clone();
+        let side_control = Arc::clone(&control);
+        side.sink(
+            Exchange::new(|_: &SideRecord| 0),
+            "WriteSide",
+            move |(input, _frontier)| {
+                input.for_each(|_time, records| {
+                    let Some(outputs) = &side_outputs else { return };
+                    for record in records.drain(..) {
+                        if let Err(e) = outputs.borrow_mut().side(&record, &side_control) {
+                            side_control.fail(format!("cannot write late events or rejects: {e}"));
+                        }
+                    }
+                });
+            },
+        );
+    });
+    while worker.has_dataflows() {
+        worker.step_or_park(None);
+    }
+    let outputs = outputs?;
+    let mut outputs = outputs.borrow_mut();
+    if let Err(e) = outputs.flush() {
+        control.fail(format!("cannot write output: {e}"));
+    }
+    Some(outputs.summary)
+}
+
+/// The window reports of a stream of on-time events, with the configured engine.
+pub fn count_windows<'scope>(
+    taps: Stream<'scope, i64, Vec<Tap>>,
+    config: &ReplayConfig,
+) -> Stream<'scope, i64, Vec<WindowReport>> {
+    let partials = match config.engine {
+        Engine::Timely => taps.aggregate_windows(),
+        Engine::Differential => taps.count_distinct(config.window),
+    };
+    partials.merge_windows(config.window, config.report)
+}
+
+/// Seconds since `start`, at least a microsecond.
+pub fn elapsed_secs(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64().max(1e-6)
+}

@@ -1,0 +1,364 @@
+//! `read_logs`: a timely source that reads CSV logs in blocks shared among all workers.
+//!
+//! Each worker reads every `peers`-th block of every file; its blocks of one file form one
+//! partition with its own watermark. A worker advances its partition with the lowest
+//! watermark first, and pauses while it is more than `max_ahead` of event time ahead of
+//! the slowest worker, so open windows stay few however long the log is.
+
+use std::fs::File;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use compact_str::CompactString;
+use model::WindowSize;
+use model::log::{LogColumns, RowError};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+use super::blocks::{Line, LineCounter, read_block};
+use super::log_file::LogFile;
+use super::watermark::Watermark;
+use crate::control::RunControl;
+use crate::record::{LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
+
+/// Longest part of a rejected row kept in its report.
+const MAX_RAW_BYTES: usize = 1024;
+
+/// How the logs are read.
+#[derive(Debug, Clone)]
+pub struct LogSourceConfig {
+    /// The files, with their headers read.
+    pub files: Arc<Vec<LogFile>>,
+    /// Block size in bytes.
+    pub block_bytes: u64,
+    /// Window size.
+    pub window: WindowSize,
+    /// Allowed lateness in milliseconds.
+    pub lateness_ms: i64,
+    /// How far (event time, ms) a worker may run ahead of the slowest one.
+    pub max_ahead_ms: i64,
+    /// Send late events on the side output (they are always counted).
+    pub send_late: bool,
+    /// Send rejected rows on the side output (they are always counted).
+    pub send_rejects: bool,
+}
+
+/// Reads logs into a dataflow.
+pub trait ReadLogs<'scope> {
+    /// On-time events at their window start, and the side output of late events,
+    /// rejected rows and final counters. `frontier` must probe the returned event stream.
+    fn read_logs(
+        self,
+        config: LogSourceConfig,
+        control: Arc<RunControl>,
+        frontier: ProbeHandle<i64>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<SideRecord>>,
+    );
+}
+
+impl<'scope> ReadLogs<'scope> for Scope<'scope, i64> {
+    fn read_logs(
+        self,
+        config: LogSourceConfig,
+        control: Arc<RunControl>,
+        frontier: ProbeHandle<i64>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<SideRecord>>,
+    ) {
+        let mut builder = OperatorBuilder::new("ReadLogs".to_owned(), self);
+        let address = builder.operator_info().address;
+        let activator = self.activator_for(Rc::clone(&address));
+        let (taps_output, taps) = builder.new_output();
+        let (side_output, side) = builder.new_output();
+        let mut taps_output =
+            OutputBuilder::<_, CapacityContainerBuilder<Vec<Tap>>>::from(taps_output);
+        let mut side_output =
+            OutputBuilder::<_, CapacityContainerBuilder<Vec<SideRecord>>>::from(side_output);
+        let (index, peers) = (self.index(), self.peers());
+
+        builder.build(move |mut capabilities| {
+            let side_cap = capabilities.pop();
+            let taps_cap = capabilities.pop();
+            let mut reader = match (taps_cap, side_cap) {
+                (Some(taps_cap), Some(side_cap)) => Some(Reader::new(
+                    config, control, index, peers, taps_cap, side_cap,
+                )),
+                _ => unreachable!("an operator with two outputs has two capabilities"),
+            };
+            move |_frontiers| {
+                let Some(active) = reader.as_mut() else {
+                    return;
+                };
+                let ahead = frontier.with_frontier(|f| f.first().copied());
+                match active.step(
+                    ahead,
+                    &mut taps_output.activate(),
+                    &mut side_output.activate(),
+                ) {
+                    Step::More => activator.activate(),
+                    Step::Wait => activator.activate_after(Duration::from_millis(1)),
+                    Step::Done => reader = None,
+                }
+            }
+        });
+        (taps, side)
+    }
+}
+
+enum Step {
+    More,
+    Wait,
+    Done,
+}
+
+/// The blocks of one file read by this worker.
+struct Partition {
+    file_index: usize,
+    file: File,
+    len: u64,
+    columns: LogColumns,
+    next_block: u64,
+    blocks: u64,
+    watermark: Watermark,
+    lines: LineCounter,
+}
+
+/// The state of one worker's source.
+struct Reader {
+    config: LogSourceConfig,
+    control: Arc<RunControl>,
+    stride: u64,
+    partitions: Vec<Partition>,
+    stats: SourceStats,
+    taps_cap: Capability<i64>,
+    side_cap: Capability<i64>,
+    buf: Vec<u8>,
+    by_window: Vec<(i64, Vec<Tap>)>,
+    side: Vec<SideRecord>,
+}
+
+type TapsSession<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    i64,
+    CapacityContainerBuilder<Vec<Tap>>,
+>;
+type SideSession<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    i64,
+    CapacityContainerBuilder<Vec<SideRecord>>,
+>;
+
+impl Reader {
+    fn new(
+        config: LogSourceConfig,
+        control: Arc<RunControl>,
+        index: usize,
+        peers: usize,
+        taps_cap: Capability<i64>,
+        side_cap: Capability<i64>,
+    ) -> Self {
+        let peers = peers as u64;
+        let mut partitions = Vec::new();
+        for (file_index, log) in config.files.iter().enumerate() {
+            let Some(columns) = log.columns else { continue };
+            let blocks = log.len.div_ceil(config.block_bytes);
+            // Block k of file f goes to worker (k + f) % peers, so small files spread out.
+            let first = (index as u64 + peers - file_index as u64 % peers) % peers;
+            if first >= blocks {
+                continue;
+            }
+            match File::open(&log.path) {
+                Ok(file) => partitions.push(Partition {
+                    file_index,
+                    file,
+                    len: log.len,
+                    columns,
+                    next_block: first,
+                    blocks,
+                    watermark: Watermark::new(config.lateness_ms),
+                    lines: LineCounter::default(),
+                }),
+                Err(e) => control.fail(format!("cannot open {}: {e}", log.path.display())),
+            }
+        }
+        Reader {
+            config,
+            control,
+            stride: peers,
+            partitions,
+            stats: SourceStats::default(),
+            taps_cap,
+            side_cap,
+            buf: Vec::new(),
+            by_window: Vec::new(),
+            side: Vec::new(),
+        }
+    }
+
+    /// Reads one block of the partition that is furthest behind.
+    fn step(
+        &mut self,
+        slowest: Option<i64>,
+        taps: &mut TapsSession<'_>,
+        side: &mut SideSession<'_>,
+    ) -> Step {
+        if self.control.stopped() {
+            self.partitions.clear();
+        }
+        let window = self.config.window;
+        let Some(p) =
+            (0..self.partitions.len()).min_by_key(|&i| self.partitions[i].watermark.hold(window))
+        else {
+            side.session(&self.side_cap)
+                .give(SideRecord::Stats(self.stats));
+            return Step::Done;
+        };
+        let hold = self.partitions[p].watermark.hold(window);
+        if slowest.is_some_and(|s| hold > s.saturating_add(self.config.max_ahead_ms)) {
+            return Step::Wait;
+        }
+        if let Err(e) = self.read_next_block(p) {
+            let path = self.config.files[self.partitions[p].file_index]
+                .path
+                .display();
+            self.control.fail(format!("cannot read {path}: {e}"));
+        }
+        for (start, batch) in self.by_window.iter_mut() {
+            if !batch.is_empty() {
+                taps.session(&self.taps_cap.delayed(start))
+                    .give_container(batch);
+            }
+        }
+        self.by_window.clear();
+        if !self.side.is_empty() {
+            side.session(&self.side_cap).give_container(&mut self.side);
+        }
+        let partition = &mut self.partitions[p];
+        partition.next_block += self.stride;
+        if partition.next_block >= partition.blocks {
+            self.partitions.swap_remove(p);
+        }
+        if let Some(hold) = self
+            .partitions
+            .iter()
+            .map(|p| p.watermark.hold(window))
+            .min()
+        {
+            self.taps_cap.downgrade(&hold);
+            self.side_cap.downgrade(&hold);
+        }
+        Step::More
+    }
+
+    fn read_next_block(&mut self, p: usize) -> std::io::Result<()> {
+        let Reader {
+            config,
+            control,
+            partitions,
+            stats,
+            buf,
+            by_window,
+            side,
+            ..
+        } = self;
+        let Partition {
+            file_index,
+            file,
+            len,
+            columns,
+            next_block,
+            watermark,
+            lines,
+            ..
+        } = &mut partitions[p];
+        let path = &config.files[*file_index].path;
+        let start = *next_block * config.block_bytes;
+        let end = start + config.block_bytes;
+        let mut failure = None;
+        read_block(file, *len, start, end, buf, |line| {
+            if line.offset == 0 || line.bytes.is_empty() || line.bytes == b"\r" {
+                return; // the header, or a blank line
+            }
+            stats.rows += 1;
+            let decoded = if line.too_long {
+                Err(RowError::TooLong(super::blocks::MAX_LINE_BYTES))
+            } else {
+                columns.decode(line.bytes, |user, emoji, timestamp| {
+                    (
+                        CompactString::new(user),
+                        CompactString::new(emoji),
+                        timestamp,
+                    )
+                })
+            };
+            match decoded {
+                Ok((user, emoji, timestamp)) => {
+                    if watermark.observe(timestamp, config.window) {
+                        stats.on_time += 1;
+                        push_tap(
+                            by_window,
+                            config.window.start_of(timestamp),
+                            Tap { user, emoji },
+                        );
+                    } else {
+                        stats.late += 1;
+                        if config.send_late {
+                            side.push(SideRecord::Late(LateEvent {
+                                user,
+                                emoji,
+                                timestamp,
+                            }));
+                        }
+                    }
+                }
+                Err(reason) => {
+                    stats.rejected += 1;
+                    if config.send_rejects || control.strict() {
+                        match rejected_row(lines, file, path, &line, &reason) {
+                            Ok(row) => {
+                                control.reject(&row);
+                                side.push(SideRecord::Rejected(row));
+                            }
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                }
+            }
+        })?;
+        control.add_bytes(end.min(*len) - start);
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn push_tap(by_window: &mut Vec<(i64, Vec<Tap>)>, start: i64, tap: Tap) {
+    // A block spans few windows: a linear search from the most recent one is cheapest.
+    match by_window.iter_mut().rev().find(|(s, _)| *s == start) {
+        Some((_, batch)) => batch.push(tap),
+        None => by_window.push((start, vec![tap])),
+    }
+}
+
+fn rejected_row(
+    lines: &mut LineCounter,
+    file: &File,
+    path: &Path,
+    line: &Line<'_>,
+    reason: &RowError,
+) -> std::io::Result<RejectedRow> {
+    let number = lines.line_at(file, line.offset)?;
+    let raw = &line.bytes[..line.bytes.len().min(MAX_RAW_BYTES)];
+    Ok(RejectedRow {
+        file: path.display().to_string(),
+        line: number,
+        reason: reason.to_string(),
+        raw: String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw)).into_owned(),
+    })
+}

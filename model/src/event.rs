@@ -1,0 +1,211 @@
+//! The emoji event as clients send it, and the validation of its fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::{TimestampError, parse_timestamp};
+
+/// Longest accepted `user_id`, in bytes after trimming.
+pub const MAX_USER_ID_BYTES: usize = 128;
+/// Longest accepted `emoji_type`, in bytes after trimming.
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// One reaction: a user tapped an emoji at a time (UTC milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EmojiEvent {
+    /// Who reacted.
+    pub user_id: String,
+    /// The emoji, compared exactly as given after trimming surrounding whitespace.
+    pub emoji_type: String,
+    /// When, in UTC milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+/// A field of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `user_id`
+    UserId,
+    /// `emoji_type`
+    EmojiType,
+    /// `timestamp`
+    Timestamp,
+}
+
+impl Field {
+    /// The field's name as it appears in JSON and CSV.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::UserId => "user_id",
+            Field::EmojiType => "emoji_type",
+            Field::Timestamp => "timestamp",
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A field is absent.
+    #[error("missing field {0}")]
+    Missing(Field),
+    /// A field is empty after trimming.
+    #[error("empty {0}")]
+    Empty(Field),
+    /// A field is longer than its limit.
+    #[error("{field} too long: {len} bytes, at most {max}")]
+    TooLong {
+        /// Which field.
+        field: Field,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field holds a control character.
+    #[error("control character in {field} {value:?}")]
+    ControlCharacter {
+        /// Which field.
+        field: Field,
+        /// The value as given (cut to 64 characters).
+        value: String,
+    },
+    /// The timestamp cannot be read.
+    #[error(transparent)]
+    Timestamp(#[from] TimestampError),
+}
+
+impl EventError {
+    /// The field the error is about.
+    pub fn field(&self) -> Field {
+        match self {
+            EventError::Missing(f) | EventError::Empty(f) => *f,
+            EventError::TooLong { field, .. } | EventError::ControlCharacter { field, .. } => {
+                *field
+            }
+            EventError::Timestamp(_) => Field::Timestamp,
+        }
+    }
+}
+
+/// Trims and checks `user_id`.
+#[inline]
+pub fn validate_user_id(value: &str) -> Result<&str, EventError> {
+    validate_text(Field::UserId, value, MAX_USER_ID_BYTES)
+}
+
+/// Trims and checks `emoji_type`.
+#[inline]
+pub fn validate_emoji(value: &str) -> Result<&str, EventError> {
+    validate_text(Field::EmojiType, value, MAX_EMOJI_BYTES)
+}
+
+#[inline]
+fn validate_text(field: Field, value: &str, max: usize) -> Result<&str, EventError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(EventError::Empty(field));
+    }
+    if trimmed.len() > max {
+        return Err(EventError::TooLong {
+            field,
+            len: trimmed.len(),
+            max,
+        });
+    }
+    if has_control_character(trimmed.as_bytes()) {
+        let value = trimmed.chars().take(64).collect();
+        return Err(EventError::ControlCharacter { field, value });
+    }
+    Ok(trimmed)
+}
+
+/// True when UTF-8 `bytes` hold a C0 or C1 control character or DEL.
+#[inline]
+fn has_control_character(bytes: &[u8]) -> bool {
+    // C1 controls U+0080..U+009F are encoded as 0xC2 0x80..0x9F.
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b < 0x20
+            || b == 0x7f
+            || (b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
+}
+
+impl EmojiEvent {
+    /// Validates the three fields as given (the timestamp in any accepted form).
+    pub fn parse(user_id: &str, emoji_type: &str, timestamp: &str) -> Result<Self, EventError> {
+        let (user_id, emoji_type, timestamp) = validate_fields(user_id, emoji_type, timestamp)?;
+        Ok(EmojiEvent {
+            user_id: user_id.to_owned(),
+            emoji_type: emoji_type.to_owned(),
+            timestamp,
+        })
+    }
+}
+
+/// Validates the three fields without copying them: trimmed `user_id` and `emoji_type`,
+/// and the timestamp in UTC milliseconds.
+#[inline]
+pub fn validate_fields<'a>(
+    user_id: &'a str,
+    emoji_type: &'a str,
+    timestamp: &str,
+) -> Result<(&'a str, &'a str, i64), EventError> {
+    let user_id = validate_user_id(user_id)?;
+    let emoji_type = validate_emoji(emoji_type)?;
+    let timestamp = parse_timestamp(timestamp)?;
+    Ok((user_id, emoji_type, timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_keeps_emoji_exactly() {
+        let e = EmojiEvent::parse("  u1 ", " 👨‍👩‍👧 ", "0").unwrap();
+        assert_eq!(e.user_id, "u1");
+        assert_eq!(e.emoji_type, "👨‍👩‍👧");
+        assert_eq!(e.timestamp, 0);
+        // Variation selectors are kept: ❤ and ❤️ are different emojis.
+        assert_ne!(validate_emoji("❤").unwrap(), validate_emoji("❤️").unwrap());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        fn err(u: &str, e: &str, t: &str) -> EventError {
+            EmojiEvent::parse(u, e, t).unwrap_err()
+        }
+        assert_eq!(err("", "🔥", "0"), EventError::Empty(Field::UserId));
+        assert_eq!(err("u", "  ", "0"), EventError::Empty(Field::EmojiType));
+        assert_eq!(err("u", "🔥", "x").field(), Field::Timestamp);
+        assert_eq!(
+            err(&"u".repeat(129), "🔥", "0"),
+            EventError::TooLong {
+                field: Field::UserId,
+                len: 129,
+                max: 128
+            }
+        );
+        assert_eq!(
+            err("u", &"🔥".repeat(9), "0").to_string(),
+            "emoji_type too long: 36 bytes, at most 32"
+        );
+        assert_eq!(
+            err("u\u{1}x", "🔥", "0").to_string(),
+            "control character in user_id \"u\\u{1}x\""
+        );
+        assert_eq!(err("u", "a\u{85}b", "0").field(), Field::EmojiType);
+        assert_eq!(err("u", "a\u{7f}", "0").field(), Field::EmojiType);
+        assert!(EmojiEvent::parse(&"u".repeat(128), "🔥", "0").is_ok());
+        assert_eq!(
+            EventError::Missing(Field::Timestamp).to_string(),
+            "missing field timestamp"
+        );
+    }
+}

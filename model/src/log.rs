@@ -1,0 +1,256 @@
+//! The CSV log format of recorded events: a header naming `user_id`, `emoji_type` and
+//! `timestamp` in any column order (extra named columns are ignored), then one event per
+//! line, UTF-8. Fields may be quoted with `"` (a quote inside is written `""`). A record
+//! never spans lines: a valid event holds no line break, so logs can be split at newlines.
+
+use std::borrow::Cow;
+
+use crate::event::{EventError, Field, validate_fields};
+
+/// The header written by EmoStream for event logs.
+pub const LOG_HEADER: &str = "user_id,emoji_type,timestamp";
+
+/// Why a log header cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The log has no header line.
+    #[error("missing header line (expected {LOG_HEADER})")]
+    Missing,
+    /// The header is not UTF-8 or not CSV.
+    #[error("unreadable header: {0}")]
+    Unreadable(String),
+    /// A required column is absent.
+    #[error("header has no column \"{0}\"")]
+    MissingColumn(Field),
+    /// A column name appears twice.
+    #[error("header names column \"{0}\" twice")]
+    DuplicateColumn(String),
+}
+
+/// Why a row of a log was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// The line is not UTF-8.
+    #[error("invalid UTF-8 at byte {0}")]
+    InvalidUtf8(usize),
+    /// The line is longer than the limit.
+    #[error("line longer than {0} bytes")]
+    TooLong(usize),
+    /// The line has a different number of fields than the header.
+    #[error("wrong number of fields: expected {expected}, found {found}")]
+    FieldCount {
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in this line.
+        found: usize,
+    },
+    /// A quoted field is not closed, or is followed by something other than a comma.
+    #[error("malformed quoted field {0}")]
+    Quote(usize),
+    /// A field is invalid.
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// Where the event fields are in a log's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogColumns {
+    user_id: usize,
+    emoji_type: usize,
+    timestamp: usize,
+    fields: usize,
+}
+
+impl LogColumns {
+    /// Reads a header line (without its line break; a UTF-8 byte order mark is skipped).
+    pub fn from_header(line: &[u8]) -> Result<Self, HeaderError> {
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return Err(HeaderError::Missing);
+        }
+        let text = std::str::from_utf8(line).map_err(|e| HeaderError::Unreadable(e.to_string()))?;
+        let names = split_fields(text).map_err(|e| HeaderError::Unreadable(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for name in &names {
+            if !seen.insert(name.trim()) {
+                return Err(HeaderError::DuplicateColumn(name.trim().to_owned()));
+            }
+        }
+        let find = |field: Field| {
+            names
+                .iter()
+                .position(|n| n.trim() == field.name())
+                .ok_or(HeaderError::MissingColumn(field))
+        };
+        Ok(LogColumns {
+            user_id: find(Field::UserId)?,
+            emoji_type: find(Field::EmojiType)?,
+            timestamp: find(Field::Timestamp)?,
+            fields: names.len(),
+        })
+    }
+
+    /// Decodes and validates one row (without its line break) and hands the trimmed
+    /// `user_id`, `emoji_type` and the timestamp in UTC milliseconds to `accept`.
+    #[inline]
+    pub fn decode<R>(
+        &self,
+        line: &[u8],
+        accept: impl FnOnce(&str, &str, i64) -> R,
+    ) -> Result<R, RowError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = std::str::from_utf8(line).map_err(|e| RowError::InvalidUtf8(e.valid_up_to()))?;
+        if !text.contains('"') {
+            return self.decode_plain(text, accept);
+        }
+        let fields = split_fields(text)?;
+        if fields.len() != self.fields {
+            return Err(RowError::FieldCount {
+                expected: self.fields,
+                found: fields.len(),
+            });
+        }
+        let (user, emoji, ts) = validate_fields(
+            &fields[self.user_id],
+            &fields[self.emoji_type],
+            &fields[self.timestamp],
+        )?;
+        Ok(accept(user, emoji, ts))
+    }
+
+    /// The common case: no quotes, so fields are the text between commas.
+    #[inline]
+    fn decode_plain<R>(
+        &self,
+        text: &str,
+        accept: impl FnOnce(&str, &str, i64) -> R,
+    ) -> Result<R, RowError> {
+        let (mut user, mut emoji, mut ts) = ("", "", "");
+        let mut found = 0;
+        for (i, field) in text.split(',').enumerate() {
+            if i == self.user_id {
+                user = field;
+            } else if i == self.emoji_type {
+                emoji = field;
+            } else if i == self.timestamp {
+                ts = field;
+            }
+            found = i + 1;
+        }
+        if found != self.fields {
+            return Err(RowError::FieldCount {
+                expected: self.fields,
+                found,
+            });
+        }
+        let (user, emoji, ts) = validate_fields(user, emoji, ts)?;
+        Ok(accept(user, emoji, ts))
+    }
+}
+
+/// Splits a CSV line into fields, removing quotes.
+fn split_fields(text: &str) -> Result<Vec<Cow<'_, str>>, RowError> {
+    let mut fields = Vec::new();
+    let mut rest = text;
+    loop {
+        let field_index = fields.len() + 1;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut value = String::new();
+            let mut body = quoted;
+            loop {
+                let close = body.find('"').ok_or(RowError::Quote(field_index))?;
+                value.push_str(&body[..close]);
+                body = &body[close + 1..];
+                match body.strip_prefix('"') {
+                    Some(after_escaped) => {
+                        value.push('"');
+                        body = after_escaped;
+                    }
+                    None => break,
+                }
+            }
+            fields.push(Cow::Owned(value));
+            match body.strip_prefix(',') {
+                Some(next) => rest = next,
+                None if body.is_empty() => return Ok(fields),
+                None => return Err(RowError::Quote(field_index)),
+            }
+        } else {
+            match rest.find(',') {
+                Some(comma) => {
+                    fields.push(Cow::Borrowed(&rest[..comma]));
+                    rest = &rest[comma + 1..];
+                }
+                None => {
+                    fields.push(Cow::Borrowed(rest));
+                    return Ok(fields);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(cols: &LogColumns, line: &str) -> Result<(String, String, i64), RowError> {
+        cols.decode(line.as_bytes(), |u, e, t| (u.to_owned(), e.to_owned(), t))
+    }
+
+    #[test]
+    fn columns_in_any_order_with_extras() {
+        let cols =
+            LogColumns::from_header(b"\xEF\xBB\xBFtimestamp,country,emoji_type,user_id\r").unwrap();
+        assert_eq!(
+            decode(&cols, "5,IN,🔥,u1\r"),
+            Ok(("u1".into(), "🔥".into(), 5000))
+        );
+        assert_eq!(
+            decode(&cols, "\"5\",\"I,N\",\"say \"\"hi\"\"\",u1"),
+            Ok(("u1".into(), "say \"hi\"".into(), 5000))
+        );
+        assert_eq!(
+            decode(&cols, "5,,\" 🔥 \",u1"),
+            Ok(("u1".into(), "🔥".into(), 5000))
+        );
+    }
+
+    #[test]
+    fn bad_headers() {
+        assert_eq!(LogColumns::from_header(b""), Err(HeaderError::Missing));
+        assert_eq!(
+            LogColumns::from_header(b"user_id,emoji"),
+            Err(HeaderError::MissingColumn(Field::EmojiType))
+        );
+        assert_eq!(
+            LogColumns::from_header(b"user_id,emoji_type,timestamp,user_id"),
+            Err(HeaderError::DuplicateColumn("user_id".into()))
+        );
+    }
+
+    #[test]
+    fn bad_rows_say_why() {
+        let cols = LogColumns::from_header(LOG_HEADER.as_bytes()).unwrap();
+        let reason = |line: &[u8]| cols.decode(line, |_, _, _| ()).unwrap_err().to_string();
+        assert_eq!(reason(b"u1,\xF0\x9F,5"), "invalid UTF-8 at byte 3");
+        assert_eq!(
+            reason(b"u1,5"),
+            "wrong number of fields: expected 3, found 2"
+        );
+        assert_eq!(
+            reason(b"u1,a,5,6"),
+            "wrong number of fields: expected 3, found 4"
+        );
+        assert_eq!(reason(b"u1,\"a,5"), "malformed quoted field 2");
+        assert_eq!(reason(b"u1,\"a\"b,5"), "malformed quoted field 2");
+        assert_eq!(
+            reason(b"u1,a,12:61"),
+            "invalid timestamp \"12:61\": not a date-time or an epoch number"
+        );
+        assert_eq!(reason(b",a,5"), "empty user_id");
+        assert_eq!(reason(b"u1,\"\",5"), "empty emoji_type");
+        assert_eq!(reason(b"u1,a,"), "invalid timestamp \"\": empty");
+    }
+}

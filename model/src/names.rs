@@ -1,0 +1,22 @@
+//! Names and defaults every service agrees on.
+
+/// Input topic: one message per emoji event, keyed by `user_id`.
+pub const EVENTS_TOPIC: &str = "emoji-events";
+/// Every window report.
+pub const WINDOWS_TOPIC: &str = "emoji-windows";
+/// Late and invalid events, with the reason.
+pub const LATE_TOPIC: &str = "emoji-late";
+/// Prefix of the per-cluster topics read by the broadcasters (`cluster1`, `cluster2`, ...).
+pub const CLUSTER_TOPIC_PREFIX: &str = "cluster";
+
+/// Default tumbling window size in milliseconds.
+pub const DEFAULT_WINDOW_MS: i64 = 2_000;
+/// Default allowed lateness in milliseconds.
+pub const DEFAULT_LATENESS_MS: i64 = 1_000;
+/// Default number of emojis of a type that count as one in `scaled_count`.
+pub const DEFAULT_SCALE: u64 = 1_000;
+
+/// The topic of cluster `n` (1-based).
+pub fn cluster_topic(n: u32) -> String {
+    format!("{CLUSTER_TOPIC_PREFIX}{n}")
+}

@@ -1,0 +1,111 @@
+//! Tumbling event-time windows aligned to the Unix epoch: `[start, start + size)`.
+
+use std::time::Duration;
+
+/// The size of a tumbling window, in whole milliseconds (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowSize(i64);
+
+/// A window size that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid window size {millis}ms: {reason}")]
+pub struct WindowSizeError {
+    /// The size asked for, in milliseconds.
+    pub millis: u128,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl WindowSize {
+    /// The largest window: one year.
+    pub const MAX_MILLIS: i64 = 366 * 24 * 3600 * 1000;
+
+    /// A window size of `millis` milliseconds.
+    pub fn from_millis(millis: i64) -> Result<Self, WindowSizeError> {
+        if millis < 1 {
+            return Err(WindowSizeError {
+                millis: millis.max(0) as u128,
+                reason: "must be at least 1ms",
+            });
+        }
+        if millis > Self::MAX_MILLIS {
+            return Err(WindowSizeError {
+                millis: millis as u128,
+                reason: "must be at most a year",
+            });
+        }
+        Ok(WindowSize(millis))
+    }
+
+    /// A window size from a duration, which must be a whole number of milliseconds.
+    pub fn from_duration(duration: Duration) -> Result<Self, WindowSizeError> {
+        let millis = duration.as_millis();
+        if !duration.as_nanos().is_multiple_of(1_000_000) {
+            return Err(WindowSizeError {
+                millis,
+                reason: "must be a whole number of milliseconds",
+            });
+        }
+        Self::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+    }
+
+    /// The size in milliseconds.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// The start of the window holding `timestamp_ms` (floor, also before 1970).
+    #[inline]
+    pub fn start_of(self, timestamp_ms: i64) -> i64 {
+        timestamp_ms.div_euclid(self.0) * self.0
+    }
+
+    /// The exclusive end of the window starting at `start`.
+    #[inline]
+    pub fn end_of(self, start: i64) -> i64 {
+        start + self.0
+    }
+}
+
+impl Default for WindowSize {
+    fn default() -> Self {
+        WindowSize(crate::names::DEFAULT_WINDOW_MS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        let w = WindowSize::from_millis(2000).unwrap();
+        assert_eq!(w.start_of(0), 0);
+        assert_eq!(w.start_of(1999), 0);
+        assert_eq!(w.start_of(2000), 2000);
+        assert_eq!(w.start_of(2001), 2000);
+        assert_eq!(w.end_of(2000), 4000);
+    }
+
+    #[test]
+    fn windows_before_1970_floor_towards_the_past() {
+        let w = WindowSize::from_millis(2000).unwrap();
+        assert_eq!(w.start_of(-1), -2000);
+        assert_eq!(w.start_of(-2000), -2000);
+        assert_eq!(w.start_of(-2001), -4000);
+        assert_eq!(w.end_of(w.start_of(-1)), 0);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        assert!(WindowSize::from_millis(0).is_err());
+        assert!(WindowSize::from_duration(Duration::from_micros(1500)).is_err());
+        assert!(WindowSize::from_millis(WindowSize::MAX_MILLIS + 1).is_err());
+        assert_eq!(
+            WindowSize::from_duration(Duration::from_secs(60))
+                .unwrap()
+                .millis(),
+            60_000
+        );
+    }
+}

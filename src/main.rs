@@ -1,0 +1,47 @@
+//! `emostream`: the command-line entry point. It parses arguments into typed configs and
+//! hands them to the service crates; it holds no logic of its own.
+
+mod args;
+mod generate_cmd;
+mod peak_memory;
+mod replay_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+/// Exit code of a run that failed.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code of a strict replay that met a rejected row (and of bad arguments).
+const EXIT_REJECTED: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Replay(args) => replay_cmd::run(*args),
+        Command::Generate(args) => generate_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let rejected = e
+                .downcast_ref::<dataflow::ReplayError>()
+                .is_some_and(|e| matches!(e, dataflow::ReplayError::Rejected(_)));
+            ExitCode::from(if rejected {
+                EXIT_REJECTED
+            } else {
+                EXIT_FAILURE
+            })
+        }
+    }
+}

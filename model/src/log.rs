@@ -30,7 +30,7 @@ pub enum HeaderError {
 /// Why a row of a log was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowError {
-    /// The line is not UTF-8.
+    /// The line is not UTF-8 from this byte on (1-based).
     #[error("invalid UTF-8 at byte {0}")]
     InvalidUtf8(usize),
     /// The line is longer than the limit.
@@ -100,7 +100,8 @@ impl LogColumns {
         accept: impl FnOnce(&str, &str, i64) -> R,
     ) -> Result<R, RowError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = std::str::from_utf8(line).map_err(|e| RowError::InvalidUtf8(e.valid_up_to()))?;
+        let text =
+            std::str::from_utf8(line).map_err(|e| RowError::InvalidUtf8(e.valid_up_to() + 1))?;
         if !text.contains('"') {
             return self.decode_plain(text, accept);
         }
@@ -234,7 +235,7 @@ mod tests {
     fn bad_rows_say_why() {
         let cols = LogColumns::from_header(LOG_HEADER.as_bytes()).unwrap();
         let reason = |line: &[u8]| cols.decode(line, |_, _, _| ()).unwrap_err().to_string();
-        assert_eq!(reason(b"u1,\xF0\x9F,5"), "invalid UTF-8 at byte 3");
+        assert_eq!(reason(b"u1,\xF0\x9F,5"), "invalid UTF-8 at byte 4");
         assert_eq!(
             reason(b"u1,5"),
             "wrong number of fields: expected 3, found 2"

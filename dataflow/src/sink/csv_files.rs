@@ -56,6 +56,11 @@ impl<W: Write> WindowCsvWriter<W> {
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.csv.flush()
     }
+
+    /// Flushes and returns the output.
+    pub fn into_inner(self) -> std::io::Result<W> {
+        self.csv.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 /// Writes late events as a replayable log.
@@ -134,7 +139,7 @@ mod tests {
         );
         let mut w = WindowCsvWriter::new(Vec::new()).unwrap();
         w.write(&report).unwrap();
-        let text = String::from_utf8(w.csv.into_inner().unwrap()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(
             text,
             "window_start,window_end,emoji,count,unique_users,scaled_count,share\n\

@@ -1,0 +1,274 @@
+//! The `emostream replay` command as a user runs it: processes, bad input, edge cases.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn emostream(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run emostream")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn two_processes_write_what_one_worker_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), "a.csv", disordered(15_000, 900, 700, 11));
+    let single = dir.path().join("single.csv");
+    let out = emostream(&[
+        "replay",
+        path(&log),
+        "--lateness",
+        "2s",
+        "--out",
+        path(&single),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Two free ports for the two processes.
+    let ports: Vec<u16> = (0..2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let hostfile = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let cluster_out = dir.path().join("cluster.csv");
+    let spawn = |process: &str| {
+        Command::new(env!("CARGO_BIN_EXE_emostream"))
+            .args([
+                "replay",
+                path(&log),
+                "--lateness",
+                "2s",
+                "--block-bytes",
+                "8192",
+            ])
+            .args([
+                "-n",
+                "2",
+                "-p",
+                process,
+                "-h",
+                path(&hostfile),
+                "--out",
+                path(&cluster_out),
+            ])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (p0, p1) = (spawn("0"), spawn("1"));
+    let (o0, o1) = (
+        p0.wait_with_output().unwrap(),
+        p1.wait_with_output().unwrap(),
+    );
+    assert!(o0.status.success(), "process 0: {}", stderr(&o0));
+    assert!(o1.status.success(), "process 1: {}", stderr(&o1));
+    assert!(
+        stderr(&o0).contains("rows read 15000 = events in windows 15000 + late 0 + rejected 0")
+    );
+    assert_eq!(
+        std::fs::read(&cluster_out).unwrap(),
+        std::fs::read(&single).unwrap(),
+        "2 processes x 1 worker and 1 worker write the same bytes"
+    );
+}
+
+#[test]
+fn bad_rows_are_rejected_with_line_and_reason_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bad.csv");
+    let mut content = b"timestamp,user_id,emoji_type\n".to_vec();
+    content.extend(b"2026-11-22T10:00:00Z,u1,\xF0\x9F\x94\xA5\n"); // line 2: ok
+    content.extend(b"2026-11-22T10:00:61Z,u2,a\n"); // 3: bad timestamp
+    content.extend(b"2026-11-22T10:00:01Z,u3\n"); // 4: missing field
+    content.extend(b"2026-11-22T10:00:01Z,,a\n"); // 5: empty user
+    content.extend(b"2026-11-22T10:00:01Z,u4,\xF0\x9F\n"); // 6: invalid UTF-8
+    content.extend(b"2026-11-22T10:00:01Z,\"u5,a\n"); // 7: open quote
+    content.extend(b"2026-11-22T10:00:01Z,u\x01,a\n"); // 8: control character
+    content.extend(b"\n"); // 9: blank, not a row
+    content.extend(b"1763805601,u6,b,extra\n"); // 10: too many fields
+    content.extend(b"1795341601500,u7,b\r\n"); // 11: ok, epoch millis with CRLF
+    content.extend(std::iter::repeat_n(b'x', 70_000)); // 12: too long
+    content.extend(b"\n");
+    std::fs::write(&log, &content).unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    let windows = dir.path().join("windows.csv");
+    let out = emostream(&[
+        "replay",
+        path(&log),
+        "--out",
+        path(&windows),
+        "--rejects-out",
+        path(&rejects),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rows read 10 = events in windows 2 + late 0 + rejected 8"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["line", "reason", "raw", "file"]
+    );
+    let rows: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r[1].to_owned())
+        })
+        .collect();
+    let want = [
+        (
+            "3",
+            "invalid timestamp \"2026-11-22T10:00:61Z\": second out of range",
+        ),
+        ("4", "wrong number of fields: expected 3, found 2"),
+        ("5", "empty user_id"),
+        ("6", "invalid UTF-8 at byte 25"),
+        ("7", "malformed quoted field 2"),
+        ("8", "control character in user_id \"u\\u{1}\""),
+        ("10", "wrong number of fields: expected 3, found 4"),
+        ("12", "line longer than 65536 bytes"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(l, r)| (l.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(rows, want);
+    let windows = std::fs::read_to_string(&windows).unwrap();
+    assert!(windows.contains("2026-11-22T10:00:00.000Z,2026-11-22T10:00:02.000Z,b,1,1,1,0.500000"));
+    assert!(
+        windows.contains("2026-11-22T10:00:00.000Z,2026-11-22T10:00:02.000Z,🔥,1,1,1,0.500000")
+    );
+}
+
+#[test]
+fn strict_stops_at_the_first_rejected_row_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bad.csv");
+    std::fs::write(
+        &log,
+        "user_id,emoji_type,timestamp\nu1,a,0\nu2,b,12:61\nu3,c,1\n",
+    )
+    .unwrap();
+    let out = emostream(&[
+        "replay",
+        path(&log),
+        "--strict",
+        "--out",
+        path(&dir.path().join("w.csv")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains(":3: invalid timestamp \"12:61\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn empty_and_header_only_logs_give_no_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in [
+        ("empty.csv", ""),
+        ("header.csv", "user_id,emoji_type,timestamp\n"),
+    ] {
+        let log = dir.path().join(name);
+        std::fs::write(&log, content).unwrap();
+        for workers in ["1", "2"] {
+            let out = emostream(&["replay", path(&log), "-w", workers]);
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "window_start,window_end,emoji,count,unique_users,scaled_count,share\n"
+            );
+            assert!(
+                stderr(&out).contains("rows read 0 = events in windows 0 + late 0 + rejected 0")
+            );
+        }
+    }
+}
+
+#[test]
+fn one_event_before_1970_makes_one_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("one.csv");
+    std::fs::write(
+        &log,
+        "emoji_type,user_id,timestamp\n🔥,u1,1969-12-31T23:59:59.999Z\n",
+    )
+    .unwrap();
+    for workers in ["1", "4"] {
+        let out = emostream(&["replay", path(&log), "-w", workers]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "window_start,window_end,emoji,count,unique_users,scaled_count,share\n\
+             1969-12-31T23:59:58.000Z,1970-01-01T00:00:00.000Z,🔥,1,1,1,1.000000\n"
+        );
+    }
+}
+
+#[test]
+fn a_directory_is_read_as_its_csv_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("1.csv"), "user_id,emoji_type,timestamp\nu1,a,0\n").unwrap();
+    std::fs::write(logs.join("2.csv"), "user_id,emoji_type,timestamp\nu2,a,1\n").unwrap();
+    std::fs::write(logs.join("notes.txt"), "not a log").unwrap();
+    let out = emostream(&["replay", path(&logs)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(",a,2,2,1,1.000000"));
+}
+
+#[test]
+fn unusable_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("no-ts.csv");
+    std::fs::write(&log, "user_id,emoji_type\nu1,a\n").unwrap();
+    let out = emostream(&["replay", path(&log)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no-ts.csv: header has no column \"timestamp\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = emostream(&["replay", path(&dir.path().join("missing.csv"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+
+    let out = emostream(&["replay", path(&log), "--window", "2 parsecs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid duration \"2 parsecs\""),
+        "{}",
+        stderr(&out)
+    );
+}

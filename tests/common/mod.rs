@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests: generated logs and reference outputs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dataflow::reference::{ReferenceOutput, aggregate_files};
+use dataflow::sink::WindowCsvWriter;
+use dataflow::{ClusterConfig, Engine, ReplayConfig, ReplaySummary, RunControl, run_replay};
+use ingest::generator::{Workload, write_log};
+use model::{ReportConfig, WindowSize};
+
+/// A disordered log of `events` events from `users` users, written to `dir/name`.
+pub fn generated_log(dir: &Path, name: &str, workload: Workload) -> PathBuf {
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).expect("create log");
+    write_log(workload, &mut file).expect("write log");
+    path
+}
+
+/// A workload with a lot of disorder (up to `disorder_ms`) and no late arrivals.
+pub fn disordered(events: u64, users: u64, disorder_ms: i64, seed: u64) -> Workload {
+    Workload {
+        events,
+        users,
+        rate: 800.0,
+        disorder_ms,
+        late_fraction: 0.0,
+        seed,
+        ..Workload::default()
+    }
+}
+
+/// A replay configuration writing to `dir/out-<tag>.csv`.
+pub fn replay_config(
+    dir: &Path,
+    logs: &[PathBuf],
+    workers: usize,
+    engine: Engine,
+    tag: &str,
+) -> ReplayConfig {
+    ReplayConfig {
+        cluster: ClusterConfig::new(workers, 1, 0, None).expect("cluster"),
+        engine,
+        out: Some(dir.join(format!("out-{tag}.csv"))),
+        late_out: Some(dir.join(format!("late-{tag}.csv"))),
+        rejects_out: Some(dir.join(format!("rejects-{tag}.csv"))),
+        // Small blocks, so every worker reads parts of every file.
+        block_bytes: 16 * 1024,
+        ..ReplayConfig::new(logs.to_vec())
+    }
+}
+
+/// Runs a replay and returns its summary and window output.
+pub fn replay(config: ReplayConfig) -> (ReplaySummary, String) {
+    let out = config.out.clone().expect("an output file");
+    let summary = run_replay(config, std::sync::Arc::new(RunControl::new(false)))
+        .expect("replay")
+        .expect("process 0 has the summary");
+    (summary, std::fs::read_to_string(out).expect("read output"))
+}
+
+/// The reference aggregation of `logs`.
+pub fn reference(
+    logs: &[PathBuf],
+    window: WindowSize,
+    lateness: Duration,
+    report: &ReportConfig,
+) -> ReferenceOutput {
+    let paths: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    aggregate_files(&paths, window, lateness.as_millis() as i64, report).expect("reference")
+}
+
+/// The window CSV the reference output would be written as.
+pub fn reference_csv(output: &ReferenceOutput) -> String {
+    let mut writer = WindowCsvWriter::new(Vec::new()).expect("header");
+    for report in &output.reports {
+        writer.write(report).expect("write");
+    }
+    String::from_utf8(writer.into_inner().expect("flush")).expect("utf-8")
+}
+
+/// Asserts two window CSVs are equal, naming the first differing record.
+pub fn assert_same_windows(got: &str, want: &str, what: &str) {
+    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+        assert_eq!(g, w, "{what}: record {i} differs");
+    }
+    assert_eq!(
+        got.lines().count(),
+        want.lines().count(),
+        "{what}: number of records"
+    );
+}

@@ -1,0 +1,168 @@
+//! The replay dataflow compared record for record with the plain reference aggregator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dataflow::{Engine, ReplayConfig};
+use model::{ReportConfig, WindowSize};
+
+#[test]
+fn disordered_logs_match_the_reference_for_1_2_and_4_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two files, so partitions come from several files and several blocks of each.
+    let logs = vec![
+        generated_log(dir.path(), "a.csv", disordered(12_000, 700, 900, 1)),
+        generated_log(dir.path(), "b.csv", disordered(8_000, 300, 400, 2)),
+    ];
+    let lateness = Duration::from_secs(2); // more than the disorder: nothing is late
+    let want = reference(
+        &logs,
+        WindowSize::default(),
+        lateness,
+        &ReportConfig::default(),
+    );
+    assert!(want.late.is_empty() && want.reports.len() > 4);
+    let want_csv = reference_csv(&want);
+    for engine in [Engine::Timely, Engine::Differential] {
+        for workers in [1, 2, 4] {
+            let tag = format!("{engine:?}-{workers}");
+            let config = replay_config(dir.path(), &logs, workers, engine, &tag);
+            let (summary, got) = replay(ReplayConfig { lateness, ..config });
+            assert_same_windows(&got, &want_csv, &tag);
+            assert_eq!(summary.sources.rows, 20_000, "{tag}");
+            assert_eq!(summary.events_in_windows, 20_000, "{tag}");
+            assert_eq!(summary.windows, want.reports.len() as u64, "{tag}");
+        }
+    }
+}
+
+#[test]
+fn scale_and_min_count_shape_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = vec![generated_log(
+        dir.path(),
+        "a.csv",
+        disordered(30_000, 2_000, 300, 3),
+    )];
+    let report = ReportConfig {
+        scale: 100.try_into().unwrap(),
+        min_count: 20,
+    };
+    let lateness = Duration::from_secs(1);
+    let window = WindowSize::from_millis(5_000).unwrap();
+    let want = reference(&logs, window, lateness, &report);
+    // Some emojis are left out by min_count, some scale to more than one.
+    let rows: Vec<_> = want.reports.iter().flat_map(|r| &r.emojis).collect();
+    assert!(rows.iter().any(|e| e.scaled_count > 1));
+    assert!(rows.iter().all(|e| e.count >= 20));
+    for workers in [1, 2] {
+        let config = replay_config(
+            dir.path(),
+            &logs,
+            workers,
+            Engine::Timely,
+            &workers.to_string(),
+        );
+        let (_, got) = replay(ReplayConfig {
+            window,
+            lateness,
+            report,
+            ..config
+        });
+        assert_same_windows(&got, &reference_csv(&want), &format!("{workers} workers"));
+    }
+}
+
+#[test]
+fn late_events_with_a_small_lateness() {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = ingest::generator::Workload {
+        late_fraction: 0.01,
+        late_delay_ms: 3_000,
+        ..disordered(10_000, 500, 600, 4)
+    };
+    let logs = vec![generated_log(dir.path(), "a.csv", workload)];
+    let lateness = Duration::from_millis(200);
+    let want = reference(
+        &logs,
+        WindowSize::default(),
+        lateness,
+        &ReportConfig::default(),
+    );
+    assert!(
+        want.late.len() > 100,
+        "the log has late events: {}",
+        want.late.len()
+    );
+
+    // One worker reads the file as one partition, exactly as the reference does.
+    let config = replay_config(dir.path(), &logs, 1, Engine::Timely, "w1");
+    let late_path = config.late_out.clone().unwrap();
+    let (summary, got) = replay(ReplayConfig { lateness, ..config });
+    assert_same_windows(&got, &reference_csv(&want), "1 worker");
+    assert_eq!(summary.sources.late, want.late.len() as u64);
+    let late = std::fs::read_to_string(late_path).unwrap();
+    let late_rows: Vec<&str> = late.lines().skip(1).collect();
+    let want_late: Vec<String> = want
+        .late
+        .iter()
+        .map(|(u, e, t)| format!("{u},{e},{}", model::format_rfc3339_millis(*t)))
+        .collect();
+    assert_eq!(late_rows, want_late);
+
+    // With more workers partitions differ, so which events are late may differ: every row
+    // is still accounted for, and the windows are exactly those of the on-time events.
+    for workers in [2, 4] {
+        let tag = format!("w{workers}");
+        let config = replay_config(dir.path(), &logs, workers, Engine::Timely, &tag);
+        let late_path = config.late_out.clone().unwrap();
+        let (summary, got) = replay(ReplayConfig { lateness, ..config });
+        assert_eq!(summary.sources.rows, 10_000);
+        assert_eq!(
+            summary.events_in_windows + summary.sources.late,
+            10_000,
+            "{tag}"
+        );
+        assert!(summary.sources.late > 0, "{tag}");
+        let on_time = on_time_log(dir.path(), &logs[0], &late_path, &tag);
+        let want = reference(
+            &[on_time],
+            WindowSize::default(),
+            Duration::from_secs(3600),
+            &ReportConfig::default(),
+        );
+        assert_same_windows(&got, &reference_csv(&want), &tag);
+    }
+}
+
+/// Writes the events of `log` minus those in `late` (a multiset) as a new log.
+fn on_time_log(
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    late: &std::path::Path,
+    tag: &str,
+) -> std::path::PathBuf {
+    let mut late_rows: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for row in std::fs::read_to_string(late).unwrap().lines().skip(1) {
+        *late_rows.entry(row.to_owned()).or_default() += 1;
+    }
+    let mut kept = String::from("user_id,emoji_type,timestamp\n");
+    for row in std::fs::read_to_string(log).unwrap().lines().skip(1) {
+        match late_rows.get_mut(row) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => {
+                kept.push_str(row);
+                kept.push('\n');
+            }
+        }
+    }
+    assert!(
+        late_rows.values().all(|&n| n == 0),
+        "every late event is in the log"
+    );
+    let path = dir.join(format!("on-time-{tag}.csv"));
+    std::fs::write(&path, kept).unwrap();
+    path
+}

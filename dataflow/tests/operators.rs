@@ -39,8 +39,8 @@ fn events() -> Vec<(i64, &'static str, &'static str)> {
 /// What a plain count of `events` gives.
 fn expected() -> Vec<(i64, Vec<WindowReport>)> {
     use std::collections::{BTreeMap, BTreeSet};
-    let mut windows: BTreeMap<i64, (u64, BTreeSet<&str>, BTreeMap<&str, (u64, BTreeSet<&str>)>)> =
-        BTreeMap::new();
+    type Users<'a> = BTreeSet<&'a str>;
+    let mut windows: BTreeMap<i64, (u64, Users, BTreeMap<&str, (u64, Users)>)> = BTreeMap::new();
     for (w, u, e) in events() {
         let window = windows.entry(w).or_default();
         window.0 += 1;

@@ -40,7 +40,8 @@ fn events() -> Vec<(i64, &'static str, &'static str)> {
 fn expected() -> Vec<(i64, Vec<WindowReport>)> {
     use std::collections::{BTreeMap, BTreeSet};
     type Users<'a> = BTreeSet<&'a str>;
-    let mut windows: BTreeMap<i64, (u64, Users, BTreeMap<&str, (u64, Users)>)> = BTreeMap::new();
+    type Emojis<'a> = BTreeMap<&'a str, (u64, Users<'a>)>;
+    let mut windows: BTreeMap<i64, (u64, Users, Emojis)> = BTreeMap::new();
     for (w, u, e) in events() {
         let window = windows.entry(w).or_default();
         window.0 += 1;

@@ -23,6 +23,21 @@ struct EmojiUsers {
 }
 
 impl WindowAccumulator {
+    /// An accumulator sized for `(users, emojis)`, typically the [`size_hint`](Self::size_hint)
+    /// of the previous window, so that its tables rarely grow.
+    pub fn with_capacity((users, emojis): (usize, usize)) -> Self {
+        WindowAccumulator {
+            events: 0,
+            users: HashMap::with_capacity_and_hasher(users, Default::default()),
+            emojis: HashMap::with_capacity_and_hasher(emojis, Default::default()),
+        }
+    }
+
+    /// Distinct users and emojis so far.
+    pub fn size_hint(&self) -> (usize, usize) {
+        (self.users.len(), self.emojis.len())
+    }
+
     /// Adds one event.
     #[inline]
     pub fn add(&mut self, user: CompactString, emoji: CompactString) {

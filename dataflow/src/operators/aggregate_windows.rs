@@ -23,12 +23,17 @@ impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
         let route = Exchange::new(|tap: &Tap| user_route(&tap.user));
         self.unary_frontier(route, "AggregateWindows", |_capability, _info| {
             let mut open: BTreeMap<i64, (Capability<i64>, WindowAccumulator)> = BTreeMap::new();
+            // Windows tend to be alike: size each new one like the last closed one.
+            let mut hint = (0, 0);
             move |(input, frontier), output| {
                 input.for_each_stamp(|time, batches| {
                     let Some(&start) = time.least() else { return };
-                    let (_, window) = open
-                        .entry(start)
-                        .or_insert_with(|| (time.delayed(&start, 0), WindowAccumulator::default()));
+                    let (_, window) = open.entry(start).or_insert_with(|| {
+                        (
+                            time.delayed(&start, 0),
+                            WindowAccumulator::with_capacity(hint),
+                        )
+                    });
                     for batch in batches {
                         for tap in batch.drain(..) {
                             window.add(tap.user, tap.emoji);
@@ -41,6 +46,7 @@ impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
                     }
                     let start = *entry.key();
                     let (capability, window) = entry.remove();
+                    hint = window.size_hint();
                     output.session(&capability).give(window.finish(start));
                 }
             }

@@ -1,0 +1,57 @@
+"""Summarises a replay benchmark run: raw.csv and summary.md from the per-run JSON files."""
+
+import filecmp
+import json
+import statistics
+import sys
+from pathlib import Path
+
+report, outputs = Path(sys.argv[1]), Path(sys.argv[2])
+runs = []
+for path in sorted((report / "raw").glob("*.json")):
+    variant, workers, run = path.stem.rsplit("-", 2)
+    runs.append({"variant": variant, "workers": int(workers), "run": int(run), **json.loads(path.read_text())})
+
+columns = ["variant", "workers", "run", "rows", "late", "windows", "seconds", "events_per_second", "peak_memory_bytes"]
+with open(report / "raw.csv", "w") as f:
+    f.write(",".join(columns) + "\n")
+    for r in runs:
+        f.write(",".join(str(r[c]) for c in columns) + "\n")
+
+def median(variant, workers, key):
+    return statistics.median(r[key] for r in runs if r["variant"] == variant and r["workers"] == workers)
+
+base = median("baseline", 1, "events_per_second")
+same = {
+    f"{v} -w {w}": filecmp.cmp(outputs / "out-baseline.csv", outputs / f"out-{v}-{w}.csv", shallow=False)
+    for v in ("timely", "differential") for w in (1, 2)
+}
+rows = [("plain loop (1 thread)", "baseline", 1)] + [
+    (f"{v} -w {w}", v, w) for v in ("timely", "differential") for w in (1, 2)
+]
+lines = [
+    "# Replay benchmark",
+    "",
+    (report / "machine.txt").read_text().strip().replace("\n", "  \n"),
+    "",
+    "Median of the runs in raw.csv; peak memory is the process's peak resident set (VmHWM).",
+    "",
+    "| variant | events/s | vs plain loop | peak memory | output = plain loop's |",
+    "| --- | ---: | ---: | ---: | --- |",
+]
+for label, v, w in rows:
+    eps = median(v, w, "events_per_second")
+    mem = median(v, w, "peak_memory_bytes") / 2**20
+    same_text = "yes" if v == "baseline" else ("yes" if same[label] else "no (late events differ by partitioning)")
+    lines.append(f"| {label} | {eps/1e6:.2f}M | {eps/base:.2f}x | {mem:.0f} MiB | {same_text} |")
+w2 = median("timely", 2, "events_per_second")
+mem = max(r["peak_memory_bytes"] for r in runs) / 2**20
+lines += [
+    "",
+    "Targets (2-core machine):",
+    f"- timely -w 2 at least 4M events/s: {w2/1e6:.2f}M, {'met' if w2 >= 4e6 else 'NOT met'}",
+    f"- timely -w 2 at least half the plain loop: {w2/base:.2f}x, {'met' if w2 >= base / 2 else 'NOT met'}",
+    f"- peak memory under 1 GiB (largest of all runs): {mem:.0f} MiB, {'met' if mem < 1024 else 'NOT met'}",
+]
+(report / "summary.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))

@@ -21,6 +21,12 @@ baseline=$(ls -t target/release/deps/replay_baseline-* | grep -v '\.d$' | head -
 mkdir -p target/bench "$report/raw"
 generate="$bin generate --events $events --users 200000 --rate 10000/s --profile match --disorder 500ms --late-fraction 0.00005 --late-delay 5s --seed 42 --out $log"
 [ -f "$log" ] || $generate
+# Steady logs of a tenth and all of the events: memory against the length of the log,
+# without the match's bursts (whose windows are larger) in the way.
+for n in $((events / 10)) "$events"; do
+  [ -f "target/bench/steady-$n.csv" ] || $bin generate --events "$n" --users 200000 --rate 10000/s \
+    --profile steady --seed 3 --out "target/bench/steady-$n.csv"
+done
 
 {
   echo "# generate the log (once)"
@@ -32,6 +38,9 @@ generate="$bin generate --events $events --users 200000 --rate 10000/s --profile
       echo "$bin replay $log -w $w --engine $engine --out OUT --summary-json JSON"
     done
   done
+  echo "# memory against log length: steady logs of a tenth and all of the events"
+  echo "$bin generate --events N --users 200000 --rate 10000/s --profile steady --seed 3 --out target/bench/steady-N.csv"
+  echo "$bin replay target/bench/steady-N.csv -w 1|2 --out /dev/null --summary-json JSON"
 } > "$report/commands.txt"
 
 {
@@ -41,7 +50,7 @@ generate="$bin generate --events $events --users 200000 --rate 10000/s --profile
   echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
   echo "kernel: $(uname -r)"
   echo "rustc: $(rustc --version)"
-  grep -A1 -E '^name = "(timely|differential-dataflow)"$' Cargo.lock | paste - - - | sed 's/name = //; s/version = //'
+  awk '/^name = "(timely|differential-dataflow)"$/ {n=$3; getline; print "crate: " n " " $3}' Cargo.lock | tr -d '"'
   echo "log: $log, $(stat -c %s "$log") bytes, $events events"
 } > "$report/machine.txt"
 
@@ -52,6 +61,12 @@ for run in $(seq 1 "$runs"); do
       "$bin" replay "$log" -w "$w" --engine "$engine" --out "target/bench/out-$engine-$w.csv" \
         --summary-json "$report/raw/$engine-$w-$run.json"
     done
+  done
+done
+
+for n in $((events / 10)) "$events"; do
+  for w in 1 2; do
+    "$bin" replay "target/bench/steady-$n.csv" -w "$w" --out /dev/null --summary-json "$report/raw/steady_$n-$w-1.json"
   done
 done
 

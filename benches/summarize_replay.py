@@ -46,12 +46,32 @@ for label, v, w in rows:
     lines.append(f"| {label} | {eps/1e6:.2f}M | {eps/base:.2f}x | {mem:.0f} MiB | {same_text} |")
 w2 = median("timely", 2, "events_per_second")
 mem = max(r["peak_memory_bytes"] for r in runs) / 2**20
+lines += ["", "Memory against the length of the log (timely engine, steady profile, no bursts):", "",
+          "| log | -w 1 peak memory | -w 2 peak memory |", "| --- | ---: | ---: |"]
+for variant in sorted({r["variant"] for r in runs if r["variant"].startswith("steady_")}, key=lambda v: int(v[7:])):
+    m1, m2 = (median(variant, w, "peak_memory_bytes") / 2**20 for w in (1, 2))
+    lines.append(f"| {int(variant[7:]):,} events | {m1:.0f} MiB | {m2:.0f} MiB |")
 lines += [
     "",
     "Targets (2-core machine):",
     f"- timely -w 2 at least 4M events/s: {w2/1e6:.2f}M, {'met' if w2 >= 4e6 else 'NOT met'}",
     f"- timely -w 2 at least half the plain loop: {w2/base:.2f}x, {'met' if w2 >= base / 2 else 'NOT met'}",
     f"- peak memory under 1 GiB (largest of all runs): {mem:.0f} MiB, {'met' if mem < 1024 else 'NOT met'}",
+]
+lines += [
+    "",
+    "Notes:",
+    "- The plain loop reads the file sequentially, decodes each row with the same codec, keeps one",
+    "  watermark, and counts with the same exact accumulator, grouping each buffer's events by",
+    "  window first (without that grouping it was about a fifth slower in back-to-back runs: alternating between two",
+    "  windows' tables thrashes the cache). The dataflow's source groups a block's events by window",
+    "  the same way, which is why one timely worker is on par with the loop.",
+    "- The differential engine keeps every (window, user, emoji) in arrangements until the window is",
+    "  retracted one window later; it is the cross-check of the hand-written operator, not the hot path.",
+    "- Peak memory follows the largest windows (the burst windows of a match), not the length of the",
+    "  log: closed windows are released as they close, as the steady logs show.",
+    "- Throughput on this shared 2-core machine varies by up to a third from run to run (see raw.csv);",
+    "  each variant's median is over the same rounds, run one after the other.",
 ]
 (report / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -29,7 +29,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests
 
 ## bench-replay: the replay benchmark report (10M events) under benches/reports/
 bench-replay: toolchain

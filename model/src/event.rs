@@ -148,6 +148,85 @@ impl EmojiEvent {
     }
 }
 
+/// An event as it arrives in JSON, before validation: every field may be absent, and the
+/// timestamp may be a string in any accepted form or a number (epoch seconds, or epoch
+/// milliseconds for integers of 12 or more digits).
+#[derive(Debug, Deserialize)]
+pub struct RawEvent<'a> {
+    /// `user_id`, if present.
+    #[serde(borrow, default)]
+    pub user_id: Option<std::borrow::Cow<'a, str>>,
+    /// `emoji_type`, if present.
+    #[serde(borrow, default)]
+    pub emoji_type: Option<std::borrow::Cow<'a, str>>,
+    /// `timestamp`, if present.
+    #[serde(borrow, default)]
+    pub timestamp: Option<RawTimestamp<'a>>,
+}
+
+/// A timestamp as it arrives in JSON.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTimestamp<'a> {
+    /// Any accepted text form.
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    /// An integer: epoch seconds, or epoch milliseconds with 12 or more digits.
+    Integer(i64),
+    /// A fractional number of epoch seconds.
+    Float(f64),
+}
+
+impl RawTimestamp<'_> {
+    /// UTC milliseconds.
+    pub fn millis(&self) -> Result<i64, TimestampError> {
+        match self {
+            RawTimestamp::Text(text) => parse_timestamp(text),
+            RawTimestamp::Integer(n) => parse_timestamp(&n.to_string()),
+            RawTimestamp::Float(x) => {
+                use crate::timestamp::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+                let millis = (x * 1000.0).floor();
+                if (MIN_TIMESTAMP_MS as f64..=MAX_TIMESTAMP_MS as f64).contains(&millis) {
+                    Ok(millis as i64)
+                } else {
+                    Err(out_of_range(*x))
+                }
+            }
+        }
+    }
+}
+
+fn out_of_range(x: f64) -> TimestampError {
+    TimestampError {
+        input: x.to_string(),
+        reason: "out of range (years 0000 to 9999)",
+    }
+}
+
+impl RawEvent<'_> {
+    /// Validates the event; an absent timestamp becomes `default_timestamp_ms`.
+    pub fn validate(&self, default_timestamp_ms: i64) -> Result<EmojiEvent, EventError> {
+        let user_id = validate_user_id(
+            self.user_id
+                .as_deref()
+                .ok_or(EventError::Missing(Field::UserId))?,
+        )?;
+        let emoji_type = validate_emoji(
+            self.emoji_type
+                .as_deref()
+                .ok_or(EventError::Missing(Field::EmojiType))?,
+        )?;
+        let timestamp = match &self.timestamp {
+            None => default_timestamp_ms,
+            Some(t) => t.millis()?,
+        };
+        Ok(EmojiEvent {
+            user_id: user_id.to_owned(),
+            emoji_type: emoji_type.to_owned(),
+            timestamp,
+        })
+    }
+}
+
 /// Validates the three fields without copying them: trimmed `user_id` and `emoji_type`,
 /// and the timestamp in UTC milliseconds.
 #[inline]
@@ -165,6 +244,29 @@ pub fn validate_fields<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_json_events() {
+        let raw: RawEvent<'_> =
+            serde_json::from_str(r#"{"user_id":"u","emoji_type":"🔥","timestamp":1.5}"#).unwrap();
+        assert_eq!(raw.validate(0).unwrap().timestamp, 1500);
+        let raw: RawEvent<'_> =
+            serde_json::from_str(r#"{"user_id":"u","emoji_type":"🔥","timestamp":1795341601250}"#)
+                .unwrap();
+        assert_eq!(raw.validate(0).unwrap().timestamp, 1_795_341_601_250);
+        let raw: RawEvent<'_> =
+            serde_json::from_str(r#"{"user_id":"u","emoji_type":"🔥"}"#).unwrap();
+        assert_eq!(raw.validate(42).unwrap().timestamp, 42);
+        let raw: RawEvent<'_> =
+            serde_json::from_str(r#"{"emoji_type":"🔥","timestamp":"x"}"#).unwrap();
+        assert_eq!(
+            raw.validate(0).unwrap_err(),
+            EventError::Missing(Field::UserId)
+        );
+        let raw: RawEvent<'_> =
+            serde_json::from_str(r#"{"user_id":"u","emoji_type":"🔥","timestamp":1e300}"#).unwrap();
+        assert_eq!(raw.validate(0).unwrap_err().field(), Field::Timestamp);
+    }
 
     #[test]
     fn trims_and_keeps_emoji_exactly() {

@@ -1,0 +1,56 @@
+//! The ingest service's configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the ingest service runs.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// HTTP address to listen on.
+    pub listen: SocketAddr,
+    /// Kafka brokers, `HOST:PORT[,...]`.
+    pub brokers: String,
+    /// Topic events are produced to.
+    pub topic: String,
+    /// Partitions of the topic when it has to be created.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication: i32,
+    /// How long the producer waits to fill a batch (the original system flushed every 500 ms).
+    pub linger: Duration,
+    /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
+    pub queue_capacity: usize,
+    /// Largest request body in bytes; past it, 413.
+    pub max_body: u64,
+    /// Most events in one request.
+    pub max_batch: usize,
+    /// Largest distance of a timestamp from the server clock.
+    pub max_skew: Duration,
+    /// How long `?ack=true` waits for the broker before answering 503.
+    pub ack_timeout: Duration,
+    /// How long the producer keeps trying to deliver an event.
+    pub delivery_timeout: Duration,
+    /// Allowed CORS origins; empty allows any origin.
+    pub cors_origins: Vec<String>,
+}
+
+impl IngestConfig {
+    /// A configuration with the defaults, listening on `listen` and producing to `brokers`.
+    pub fn new(listen: SocketAddr, brokers: String) -> Self {
+        IngestConfig {
+            listen,
+            brokers,
+            topic: model::names::EVENTS_TOPIC.to_owned(),
+            partitions: 4,
+            replication: 1,
+            linger: Duration::from_millis(500),
+            queue_capacity: 500_000,
+            max_body: 1 << 20,
+            max_batch: 10_000,
+            max_skew: Duration::from_secs(600),
+            ack_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+        }
+    }
+}

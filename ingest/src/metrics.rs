@@ -1,0 +1,79 @@
+//! The ingest service's metrics.
+
+use service::http::RenderMetrics;
+use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
+
+/// Statuses the API answers with: the label set of `ingest_requests_total` is bounded.
+pub const STATUSES: [u16; 9] = [201, 202, 400, 404, 405, 413, 415, 503, 500];
+
+/// Counters of the ingest service.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    /// Requests by status (indexed like [`STATUSES`]).
+    pub requests: [Counter; STATUSES.len()],
+    /// Events handed to the producer.
+    pub events_accepted: Counter,
+    /// Events the broker acknowledged.
+    pub events_delivered: Counter,
+    /// Events the producer failed to deliver.
+    pub produce_errors: Counter,
+    /// Events handed to the producer and not yet acknowledged.
+    pub queue_depth: Gauge,
+    /// Time from request to response.
+    pub request_seconds: Histogram,
+}
+
+impl IngestMetrics {
+    /// Counts one request with `status`.
+    pub fn count_status(&self, status: u16) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.requests[i].add(1);
+    }
+}
+
+impl RenderMetrics for IngestMetrics {
+    fn render(&self) -> String {
+        let mut e = TextEncoder::default();
+        e.family(
+            "ingest_requests_total",
+            "counter",
+            "HTTP requests by response status.",
+        );
+        for (status, counter) in STATUSES.iter().zip(&self.requests) {
+            e.sample(
+                "ingest_requests_total",
+                &format!("status=\"{status}\""),
+                counter.get(),
+            );
+        }
+        e.counter(
+            "ingest_events_accepted_total",
+            "Events handed to the producer.",
+            self.events_accepted.get(),
+        )
+        .counter(
+            "ingest_events_delivered_total",
+            "Events acknowledged by the broker.",
+            self.events_delivered.get(),
+        )
+        .counter(
+            "ingest_produce_errors_total",
+            "Events the producer failed to deliver.",
+            self.produce_errors.get(),
+        )
+        .gauge(
+            "ingest_queue_depth",
+            "Events handed to the producer, not yet acknowledged.",
+            self.queue_depth.get(),
+        )
+        .histogram(
+            "ingest_request_duration_seconds",
+            "Time from request to response.",
+            &self.request_seconds,
+        );
+        e.finish()
+    }
+}

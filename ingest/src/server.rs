@@ -1,0 +1,106 @@
+//! Starting and stopping the ingest service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use service::Shutdown;
+use service::kafka::{TopicSpec, ensure_topics};
+
+use crate::api::{AppState, routes};
+use crate::config::IngestConfig;
+use crate::metrics::IngestMetrics;
+use crate::producer::{EventProducer, ProduceError};
+
+/// Why the ingest service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The topics could not be set up.
+    #[error(transparent)]
+    Topics(#[from] service::kafka::TopicError),
+    /// The producer could not be created.
+    #[error(transparent)]
+    Producer(#[from] ProduceError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running ingest service.
+pub struct RunningIngest {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its metrics.
+    pub metrics: Arc<IngestMetrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningIngest {
+    /// Waits until the service has stopped (after the shutdown signal), its producer flushed.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Creates the events topic if missing, binds, and serves until `shutdown`; then stops
+/// accepting, answers the requests in progress and flushes the producer.
+pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIngest, IngestError> {
+    let topic = TopicSpec {
+        name: config.topic.clone(),
+        partitions: config.partitions,
+    };
+    ensure_topics(&config.brokers, &[topic], config.replication).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| IngestError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| IngestError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let metrics = Arc::new(IngestMetrics::default());
+    let producer = EventProducer::new(&config, Arc::clone(&metrics))?;
+    let flush_timeout = config.delivery_timeout;
+    let state = Arc::new(AppState {
+        config,
+        producer,
+        metrics: Arc::clone(&metrics),
+    });
+    let server = warp::serve(routes(Arc::clone(&state))).incoming(listener);
+    let mut signal = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let graceful = server.graceful(async move { signal.wait().await }).run();
+        let mut deadline = shutdown.clone();
+        // Connections still open 10 s after the signal do not hold the process.
+        tokio::select! {
+            () = graceful => {}
+            () = async { deadline.wait().await; tokio::time::sleep(Duration::from_secs(10)).await } => {
+                tracing::warn!("Connections still open 10 s after shutdown; closing them.");
+            }
+        }
+        let flushed =
+            tokio::task::spawn_blocking(move || state.producer.flush(flush_timeout)).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("Ingest stopped, producer flushed."),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "Ingest stopped, but the producer could not flush.")
+            }
+            Err(error) => tracing::error!(%error, "Ingest stopped, the flush task failed."),
+        }
+    });
+    tracing::info!(%addr, "Ingest listening.");
+    Ok(RunningIngest {
+        addr,
+        metrics,
+        task,
+    })
+}

@@ -1,0 +1,119 @@
+//! Kafka client settings and topic creation through the Admin API.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Why the topics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The broker list is malformed.
+    #[error("invalid broker list \"{0}\": expected HOST:PORT[,HOST:PORT...]")]
+    Brokers(String),
+    /// The admin client failed.
+    #[error("cannot reach the brokers {brokers}: {source}")]
+    Admin {
+        /// The brokers.
+        brokers: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic could not be created.
+    #[error("cannot create topic \"{topic}\": {code}")]
+    Create {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// A topic a service needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Its name.
+    pub name: String,
+    /// Partitions to create it with.
+    pub partitions: i32,
+}
+
+/// Checks a broker list: `HOST:PORT[,HOST:PORT...]`.
+pub fn parse_brokers(text: &str) -> Result<String, TopicError> {
+    let ok = !text.trim().is_empty()
+        && text.split(',').all(|b| {
+            let b = b.trim();
+            b.rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        });
+    if ok {
+        Ok(text.split(',').map(str::trim).collect::<Vec<_>>().join(","))
+    } else {
+        Err(TopicError::Brokers(text.to_owned()))
+    }
+}
+
+/// Client settings common to every EmoStream Kafka client.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "emostream")
+        .set("socket.keepalive.enable", "true");
+    config
+}
+
+/// Creates the topics that do not exist yet (never relying on broker auto-creation).
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[TopicSpec],
+    replication: i32,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(brokers)
+            .create()
+            .map_err(|source| TopicError::Admin {
+                brokers: brokers.to_owned(),
+                source,
+            })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .map_err(|source| TopicError::Admin {
+            brokers: brokers.to_owned(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "Created topic."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_lists() {
+        assert_eq!(parse_brokers("127.0.0.1:9092").unwrap(), "127.0.0.1:9092");
+        assert_eq!(parse_brokers("a:1, b:2").unwrap(), "a:1,b:2");
+        assert!(parse_brokers("").is_err());
+        assert!(parse_brokers("localhost").is_err());
+        assert!(parse_brokers("a:1,b:x").is_err());
+        assert_eq!(
+            parse_brokers("nope").unwrap_err().to_string(),
+            "invalid broker list \"nope\": expected HOST:PORT[,HOST:PORT...]"
+        );
+    }
+}

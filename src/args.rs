@@ -1,11 +1,13 @@
 //! Command-line arguments, and their conversion into the services' typed configs.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use dataflow::source::kafka_source::StartFrom;
 use dataflow::{ClusterConfig, Engine, ReplayConfig};
 use model::duration::parse_duration;
 use model::{ReportConfig, WindowSize};
@@ -26,6 +28,12 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Generate a realistic event log (skewed mix, bursts, disorder, late arrivals).
     Generate(GenerateArgs),
+    /// Serve the HTTP ingest API and produce events to Kafka.
+    Ingest(Box<IngestArgs>),
+    /// Run the windowed dataflow between Kafka topics.
+    Dataflow(Box<DataflowArgs>),
+    /// Run the live system in one process: ingest, dataflow (and broadcasters).
+    Up(Box<UpArgs>),
 }
 
 /// Which implementation counts the windows.
@@ -37,13 +45,10 @@ pub enum EngineArg {
     Differential,
 }
 
-/// Arguments of `emostream replay`.
+/// Timely's layout flags: `-w`, `-n`, `-p`, `-h`.
 #[derive(Debug, Args)]
-#[command(rename_all = "kebab-case", disable_help_flag = true)]
-pub struct ReplayArgs {
-    /// CSV logs, or directories of them (their .csv files, in name order).
-    #[arg(required = true, env = "EMOSTREAM_REPLAY_PATHS", value_delimiter = ',')]
-    pub paths: Vec<PathBuf>,
+#[command(rename_all = "kebab-case")]
+pub struct ClusterArgs {
     /// Worker threads per process.
     #[arg(
         short = 'w',
@@ -62,6 +67,24 @@ pub struct ReplayArgs {
     /// File of `host:port` lines, one per process, in process order.
     #[arg(short = 'h', long, env = "EMOSTREAM_HOSTFILE")]
     pub hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The validated layout.
+    pub fn config(&self) -> Result<ClusterConfig> {
+        Ok(ClusterConfig::new(
+            self.workers.get(),
+            self.processes.get(),
+            self.process,
+            self.hostfile.as_deref(),
+        )?)
+    }
+}
+
+/// How windows are computed and reported.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct WindowArgs {
     /// Tumbling window size, like 2s or 500ms.
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "EMOSTREAM_WINDOW")]
     pub window: Duration,
@@ -74,6 +97,55 @@ pub struct ReplayArgs {
     /// Leave out of a window's report the emojis with fewer events than this.
     #[arg(long, default_value = "1", env = "EMOSTREAM_MIN_COUNT")]
     pub min_count: u64,
+    /// Which implementation counts the windows.
+    #[arg(long, value_enum, default_value = "timely", env = "EMOSTREAM_ENGINE")]
+    pub engine: EngineArg,
+}
+
+impl WindowArgs {
+    /// The window size.
+    pub fn window(&self) -> Result<WindowSize> {
+        WindowSize::from_duration(self.window).context("--window")
+    }
+
+    /// The lateness, checked.
+    pub fn lateness(&self) -> Result<Duration> {
+        if !self.lateness.subsec_nanos().is_multiple_of(1_000_000) {
+            bail!("--lateness must be a whole number of milliseconds");
+        }
+        Ok(self.lateness)
+    }
+
+    /// Scaling and filtering.
+    pub fn report(&self) -> ReportConfig {
+        ReportConfig {
+            scale: self.scale,
+            min_count: self.min_count,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        match self.engine {
+            EngineArg::Timely => Engine::Timely,
+            EngineArg::Differential => Engine::Differential,
+        }
+    }
+}
+
+/// Arguments of `emostream replay`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case", disable_help_flag = true)]
+pub struct ReplayArgs {
+    /// CSV logs, or directories of them (their .csv files, in name order).
+    #[arg(required = true, env = "EMOSTREAM_REPLAY_PATHS", value_delimiter = ',')]
+    pub paths: Vec<PathBuf>,
+    /// Workers and processes.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Windows.
+    #[command(flatten)]
+    pub windows: WindowArgs,
     /// Write the window rows to this file instead of stdout.
     #[arg(long, env = "EMOSTREAM_OUT")]
     pub out: Option<PathBuf>,
@@ -86,9 +158,6 @@ pub struct ReplayArgs {
     /// Stop at the first rejected row with exit code 2.
     #[arg(long, env = "EMOSTREAM_STRICT")]
     pub strict: bool,
-    /// Which implementation counts the windows.
-    #[arg(long, value_enum, default_value = "timely", env = "EMOSTREAM_ENGINE")]
-    pub engine: EngineArg,
     /// Bytes per block when workers share a file.
     #[arg(long, default_value = "1048576", env = "EMOSTREAM_BLOCK_BYTES")]
     pub block_bytes: NonZeroU64,
@@ -103,29 +172,13 @@ pub struct ReplayArgs {
 impl ReplayArgs {
     /// The validated replay configuration.
     pub fn config(&self) -> Result<ReplayConfig> {
-        let cluster = ClusterConfig::new(
-            self.workers.get(),
-            self.processes.get(),
-            self.process,
-            self.hostfile.as_deref(),
-        )?;
-        let window = WindowSize::from_duration(self.window).context("--window")?;
-        if !self.lateness.subsec_nanos().is_multiple_of(1_000_000) {
-            bail!("--lateness must be a whole number of milliseconds");
-        }
         Ok(ReplayConfig {
             paths: self.paths.clone(),
-            cluster,
-            window,
-            lateness: self.lateness,
-            report: ReportConfig {
-                scale: self.scale,
-                min_count: self.min_count,
-            },
-            engine: match self.engine {
-                EngineArg::Timely => Engine::Timely,
-                EngineArg::Differential => Engine::Differential,
-            },
+            cluster: self.cluster.config()?,
+            window: self.windows.window()?,
+            lateness: self.windows.lateness()?,
+            report: self.windows.report(),
+            engine: self.windows.engine(),
             out: self.out.clone(),
             late_out: self.late_out.clone(),
             rejects_out: self.rejects_out.clone(),
@@ -193,4 +246,208 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 
 fn parse_start(text: &str) -> Result<i64, String> {
     model::parse_timestamp(text).map_err(|e| e.to_string())
+}
+
+/// Where the Kafka cluster is and how created topics are shaped.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct BrokerArgs {
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
+    pub brokers: String,
+    /// Partitions of the topics created when missing.
+    #[arg(long, default_value = "4", env = "EMOSTREAM_PARTITIONS")]
+    pub partitions: NonZeroU32,
+    /// Replication factor of the topics created when missing.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_REPLICATION")]
+    pub replication: NonZeroU32,
+    /// The input topic.
+    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
+    pub events_topic: String,
+}
+
+fn parse_brokers(text: &str) -> Result<String, String> {
+    service::kafka::parse_brokers(text).map_err(|e| e.to_string())
+}
+
+/// The ingest service's flags.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct IngestFlags {
+    /// HTTP address of the ingest API.
+    #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_LISTEN")]
+    pub listen: SocketAddr,
+    /// How long the producer gathers a batch (latency against throughput).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
+    pub linger: Duration,
+    /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
+    #[arg(long, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
+    pub queue_capacity: NonZeroUsize,
+    /// Largest request body in bytes; past it, 413.
+    #[arg(long, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
+    pub max_body: NonZeroU64,
+    /// Largest distance of an event's timestamp from the server clock.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_SKEW")]
+    pub max_skew: Duration,
+    /// How long `?ack=true` waits for the broker before answering 503.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_ACK_TIMEOUT")]
+    pub ack_timeout: Duration,
+    /// Allowed CORS origins, comma-separated; empty allows any origin.
+    #[arg(long, value_delimiter = ',', env = "EMOSTREAM_CORS_ORIGINS")]
+    pub cors_origins: Vec<String>,
+}
+
+impl IngestFlags {
+    /// The ingest configuration.
+    pub fn config(&self, brokers: &BrokerArgs) -> ingest::IngestConfig {
+        ingest::IngestConfig {
+            topic: brokers.events_topic.clone(),
+            partitions: brokers.partitions.get() as i32,
+            replication: brokers.replication.get() as i32,
+            linger: self.linger,
+            queue_capacity: self.queue_capacity.get(),
+            max_body: self.max_body.get(),
+            max_skew: self.max_skew,
+            ack_timeout: self.ack_timeout,
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect(),
+            ..ingest::IngestConfig::new(self.listen, brokers.brokers.clone())
+        }
+    }
+}
+
+/// Where to start reading the events topic.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StartArg {
+    /// The first retained event.
+    Earliest,
+    /// Only new events.
+    Latest,
+    /// The committed offsets of the consumer group, else the earliest.
+    Committed,
+}
+
+/// The live dataflow's flags.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct DataflowFlags {
+    /// Windows.
+    #[command(flatten)]
+    pub windows: WindowArgs,
+    /// A partition without new data this long stops holding windows back.
+    #[arg(long, default_value = "4s", value_parser = parse_duration, env = "EMOSTREAM_IDLE_TIMEOUT")]
+    pub idle_timeout: Duration,
+    /// Events stamped further ahead of the wall clock are invalid.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_FUTURE")]
+    pub max_future: Duration,
+    /// Number of cluster topics (cluster1 ... clusterN).
+    #[arg(long, default_value = "3", env = "EMOSTREAM_CLUSTERS")]
+    pub clusters: NonZeroU32,
+    /// Where to start reading.
+    #[arg(long, value_enum, default_value = "committed", env = "EMOSTREAM_START")]
+    pub start: StartArg,
+    /// Consumer group whose offsets the dataflow commits.
+    #[arg(long, default_value = "emostream-dataflow", env = "EMOSTREAM_GROUP")]
+    pub group: String,
+    /// The topic of every window report.
+    #[arg(long, default_value = model::names::WINDOWS_TOPIC, env = "EMOSTREAM_WINDOWS_TOPIC")]
+    pub windows_topic: String,
+    /// The topic of late and invalid events.
+    #[arg(long, default_value = model::names::LATE_TOPIC, env = "EMOSTREAM_LATE_TOPIC")]
+    pub late_topic: String,
+    /// HTTP address of the dataflow's /health and /metrics.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9100",
+        env = "EMOSTREAM_METRICS_LISTEN"
+    )]
+    pub metrics_listen: SocketAddr,
+}
+
+impl DataflowFlags {
+    /// The live dataflow configuration.
+    pub fn config(
+        &self,
+        brokers: &BrokerArgs,
+        cluster: ClusterConfig,
+    ) -> Result<dataflow::LiveConfig> {
+        Ok(dataflow::LiveConfig {
+            cluster,
+            events_topic: brokers.events_topic.clone(),
+            windows_topic: self.windows_topic.clone(),
+            late_topic: self.late_topic.clone(),
+            clusters: self.clusters.get(),
+            partitions: brokers.partitions.get() as i32,
+            replication: brokers.replication.get() as i32,
+            group: self.group.clone(),
+            window: self.windows.window()?,
+            lateness: self.windows.lateness()?,
+            idle_timeout: self.idle_timeout,
+            max_future: self.max_future,
+            start: match self.start {
+                StartArg::Earliest => StartFrom::Earliest,
+                StartArg::Latest => StartFrom::Latest,
+                StartArg::Committed => StartFrom::Committed,
+            },
+            report: self.windows.report(),
+            engine: self.windows.engine(),
+            metrics_listen: Some(self.metrics_listen),
+            ..dataflow::LiveConfig::new(brokers.brokers.clone())
+        })
+    }
+}
+
+/// Arguments of `emostream ingest`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct IngestArgs {
+    /// The Kafka cluster.
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+    /// The API.
+    #[command(flatten)]
+    pub ingest: IngestFlags,
+}
+
+/// Arguments of `emostream dataflow`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case", disable_help_flag = true)]
+pub struct DataflowArgs {
+    /// The Kafka cluster.
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+    /// Workers and processes.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The dataflow.
+    #[command(flatten)]
+    pub dataflow: DataflowFlags,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// Arguments of `emostream up`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case", disable_help_flag = true)]
+pub struct UpArgs {
+    /// The Kafka cluster.
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+    /// Workers (one process).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The ingest API.
+    #[command(flatten)]
+    pub ingest: IngestFlags,
+    /// The dataflow.
+    #[command(flatten)]
+    pub dataflow: DataflowFlags,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
 }

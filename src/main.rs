@@ -3,6 +3,7 @@
 
 mod args;
 mod generate_cmd;
+mod live_cmd;
 mod peak_memory;
 mod replay_cmd;
 
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay_cmd::run(*args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Ingest(args) => live_cmd::ingest(*args),
+        Command::Dataflow(args) => live_cmd::dataflow(*args),
+        Command::Up(args) => live_cmd::up(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-6);
     let Some(summary) = result? else {
-        tracing::info!(process = args.process, "Replay done.");
+        tracing::info!(process = args.cluster.process, "Replay done.");
         return Ok(());
     };
     let peak = peak_resident_bytes();
@@ -101,8 +101,8 @@ fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &Repla
         elapsed,
         s.sources.rows as f64 / elapsed,
         peak.map_or("null".to_owned(), |b| b.to_string()),
-        args.workers,
-        args.processes,
-        args.engine,
+        args.cluster.workers,
+        args.cluster.processes,
+        args.windows.engine,
     )
 }

@@ -45,6 +45,11 @@ impl RunControl {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Asks the sources to stop (a shutdown): they stop reading and let what is closed finish.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Notes a rejected row; in a strict run the first one stops the run.
     pub fn reject(&self, row: &RejectedRow) {
         if self.strict {

@@ -11,17 +11,21 @@
 //! # Layout
 //! - [`record`]: the records between operators (`Tap`, `PartialWindow`, side records).
 //! - [`accumulator`]: exact counting of one window over one shard of users.
-//! - [`source`]: CSV log sources (blocks, headers, watermarks).
+//! - [`source`]: CSV log and Kafka sources (blocks, partitions, watermarks, commits).
 //! - [`operators`]: `aggregate_windows`, `count_distinct` (differential), `merge_windows`.
-//! - [`sink`]: CSV outputs.
+//! - [`sink`]: CSV outputs and Kafka publishers.
 //! - [`replay`]: `run_replay`, the replay of logs through the dataflow.
 //! - [`cluster`]: workers, processes and hostfiles.
 //! - [`control`]: progress, strict stop and failures shared by a process's workers.
 //! - [`reference`]: a plain single-threaded aggregator, the oracle of the tests.
+//! - [`live`]: `run_live`, the dataflow between Kafka topics.
+//! - [`metrics`]: the live dataflow's Prometheus metrics.
 
 pub mod accumulator;
 pub mod cluster;
 pub mod control;
+pub mod live;
+pub mod metrics;
 pub mod operators;
 pub mod record;
 pub mod reference;
@@ -31,4 +35,5 @@ pub mod source;
 
 pub use cluster::ClusterConfig;
 pub use control::RunControl;
+pub use live::{LiveConfig, LiveError, run_live};
 pub use replay::{Engine, ReplayConfig, ReplayError, ReplaySummary, run_replay};

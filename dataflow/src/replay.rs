@@ -242,7 +242,12 @@ fn run_worker(
     worker.dataflow::<i64, _, _>(|scope| {
         let frontier = ProbeHandle::new();
         let (taps, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
-        let reports = count_windows(taps.probe_with(&frontier), config);
+        let reports = count_windows(
+            taps.probe_with(&frontier),
+            config.engine,
+            config.window,
+            config.report,
+        );
         let sink_outputs = outputs.clone();
         let sink_control = Arc::clone(&control);
         reports.sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
@@ -283,16 +288,18 @@ fn run_worker(
     Some(outputs.summary)
 }
 
-/// The window reports of a stream of on-time events, with the configured engine.
+/// The window reports of a stream of on-time events, with the given engine.
 pub fn count_windows<'scope>(
     taps: Stream<'scope, i64, Vec<Tap>>,
-    config: &ReplayConfig,
+    engine: Engine,
+    window: WindowSize,
+    report: ReportConfig,
 ) -> Stream<'scope, i64, Vec<WindowReport>> {
-    let partials = match config.engine {
+    let partials = match engine {
         Engine::Timely => taps.aggregate_windows(),
-        Engine::Differential => taps.count_distinct(config.window),
+        Engine::Differential => taps.count_distinct(window),
     };
-    partials.merge_windows(config.window, config.report)
+    partials.merge_windows(window, report)
 }
 
 /// Seconds since `start`, at least a microsecond.

@@ -62,6 +62,18 @@ pub struct WindowReport {
     pub emojis: Vec<EmojiStat>,
 }
 
+/// A window report as published on the window and cluster topics: the report and its
+/// sequence number, the window's index since the epoch (`window_start / size`), so the same
+/// window always carries the same number and consumers deduplicate by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowMessage {
+    /// The report.
+    #[serde(flatten)]
+    pub report: WindowReport,
+    /// The window's index since the epoch.
+    pub seq: i64,
+}
+
 /// One emoji's exact totals in a window, before scaling and filtering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmojiTotals {

@@ -27,6 +27,19 @@ impl Watermark {
         size.end_of(size.start_of(timestamp_ms)) > max - self.lateness_ms
     }
 
+    /// A partition resumed from a checkpoint whose largest timestamp was `max_seen`.
+    pub fn restored(lateness_ms: i64, max_seen: Option<i64>) -> Self {
+        Watermark {
+            lateness_ms,
+            max_seen,
+        }
+    }
+
+    /// The largest timestamp seen.
+    pub fn max_seen(&self) -> Option<i64> {
+        self.max_seen
+    }
+
     /// The current watermark, if any event was seen.
     pub fn value(&self) -> Option<i64> {
         self.max_seen.map(|m| m - self.lateness_ms)

@@ -1,0 +1,285 @@
+//! The live dataflow: the events topic in, window reports and late records out, with
+//! offsets committed only behind what is published, so a restart loses and doubles nothing.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::report::WindowMessage;
+use model::{ReportConfig, WindowSize};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use service::kafka::{TopicSpec, ensure_topics};
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::Probe;
+
+use crate::cluster::ClusterConfig;
+use crate::control::RunControl;
+use crate::metrics::DataflowMetrics;
+use crate::replay::{Engine, count_windows};
+use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows};
+use crate::source::kafka_source::{KafkaSourceConfig, ReadKafka, StartFrom};
+
+/// How the live dataflow runs.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Brokers.
+    pub brokers: String,
+    /// Workers and processes.
+    pub cluster: ClusterConfig,
+    /// Input topic.
+    pub events_topic: String,
+    /// Every window report.
+    pub windows_topic: String,
+    /// Late and invalid events.
+    pub late_topic: String,
+    /// Number of cluster topics (`cluster1` ... `clusterN`).
+    pub clusters: u32,
+    /// Partitions of topics created here.
+    pub partitions: i32,
+    /// Replication factor of topics created here.
+    pub replication: i32,
+    /// Consumer group for committed offsets.
+    pub group: String,
+    /// Window size.
+    pub window: WindowSize,
+    /// Allowed lateness.
+    pub lateness: Duration,
+    /// A partition without data this long stops holding windows back.
+    pub idle_timeout: Duration,
+    /// Events further ahead of the wall clock are invalid.
+    pub max_future: Duration,
+    /// Where to start reading.
+    pub start: StartFrom,
+    /// Scaling and filtering of reports.
+    pub report: ReportConfig,
+    /// Which implementation counts.
+    pub engine: Engine,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl LiveConfig {
+    /// The defaults, reading from `brokers`.
+    pub fn new(brokers: String) -> Self {
+        LiveConfig {
+            brokers,
+            cluster: ClusterConfig::default(),
+            events_topic: model::names::EVENTS_TOPIC.to_owned(),
+            windows_topic: model::names::WINDOWS_TOPIC.to_owned(),
+            late_topic: model::names::LATE_TOPIC.to_owned(),
+            clusters: 3,
+            partitions: 4,
+            replication: 1,
+            group: "emostream-dataflow".to_owned(),
+            window: WindowSize::default(),
+            lateness: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(4),
+            max_future: Duration::from_secs(600),
+            start: StartFrom::Committed,
+            report: ReportConfig::default(),
+            engine: Engine::Timely,
+            metrics_listen: None,
+        }
+    }
+
+    /// The cluster topics.
+    pub fn cluster_topics(&self) -> Vec<String> {
+        (1..=self.clusters)
+            .map(model::names::cluster_topic)
+            .collect()
+    }
+}
+
+/// Why the live dataflow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Topics could not be set up.
+    #[error(transparent)]
+    Topics(#[from] service::kafka::TopicError),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the dataflow learns from the broker before it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    /// Partitions of the events topic.
+    pub partitions: i32,
+    /// Windows starting before this were published by an earlier run.
+    pub published_before: i64,
+}
+
+/// Creates missing topics, and finds the partition count and the last published window.
+pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
+    let mut topics = vec![
+        config.events_topic.clone(),
+        config.windows_topic.clone(),
+        config.late_topic.clone(),
+    ];
+    topics.extend(config.cluster_topics());
+    let specs: Vec<TopicSpec> = topics
+        .into_iter()
+        .map(|name| TopicSpec {
+            name,
+            partitions: config.partitions,
+        })
+        .collect();
+    ensure_topics(&config.brokers, &specs, config.replication).await?;
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || inspect_topics(&config))
+        .await
+        .map_err(|e| LiveError::Failed(e.to_string()))?
+}
+
+fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
+    let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
+        .set("group.id", format!("{}-inspect", config.group))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| LiveError::Failed(format!("cannot create a Kafka consumer: {e}")))?;
+    let partitions_of = |topic: &str| -> Result<Vec<i32>, LiveError> {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|e| LiveError::Failed(format!("cannot read metadata of {topic}: {e}")))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect())
+    };
+    let partitions = partitions_of(&config.events_topic)?.len() as i32;
+    // The last window of every partition of the windows topic: windows go out in order,
+    // so the newest of them bounds what an earlier run published.
+    let mut assignment = TopicPartitionList::new();
+    let mut expected = 0;
+    for p in partitions_of(&config.windows_topic)? {
+        let (low, high) = consumer
+            .fetch_watermarks(&config.windows_topic, p, Duration::from_secs(30))
+            .map_err(|e| {
+                LiveError::Failed(format!(
+                    "cannot read offsets of {}: {e}",
+                    config.windows_topic
+                ))
+            })?;
+        if high > low {
+            let _ =
+                assignment.add_partition_offset(&config.windows_topic, p, Offset::Offset(high - 1));
+            expected += 1;
+        }
+    }
+    let mut newest: Option<i64> = None;
+    if expected > 0 {
+        consumer
+            .assign(&assignment)
+            .map_err(|e| LiveError::Failed(format!("cannot read {}: {e}", config.windows_topic)))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = 0;
+        while seen < expected && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                seen += 1;
+                let parsed = message
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok());
+                if let Some(m) = parsed {
+                    newest = Some(
+                        newest.map_or(m.report.window_start, |n| n.max(m.report.window_start)),
+                    );
+                }
+            }
+        }
+        if seen < expected {
+            return Err(LiveError::Failed(format!(
+                "cannot read the last windows of {}",
+                config.windows_topic
+            )));
+        }
+    }
+    let published_before = newest.map_or(i64::MIN, |start| start + config.window.millis());
+    if let Some(start) = newest {
+        tracing::info!(window_start = %model::format_rfc3339_millis(start), "Resuming after the last published window.");
+    }
+    Ok(Prepared {
+        partitions,
+        published_before,
+    })
+}
+
+/// Runs the live dataflow until `control` stops it (then publishes what is closed, commits,
+/// and returns) or it fails.
+pub fn run_live(
+    config: LiveConfig,
+    prepared: Prepared,
+    control: Arc<RunControl>,
+    metrics: Arc<DataflowMetrics>,
+) -> Result<(), LiveError> {
+    let timely_config = config.cluster.timely();
+    let config = Arc::new(config);
+    let worker_control = Arc::clone(&control);
+    let guards = timely::execute(timely_config, move |worker| {
+        let control = Arc::clone(&worker_control);
+        let source = KafkaSourceConfig {
+            brokers: config.brokers.clone(),
+            topic: config.events_topic.clone(),
+            group: config.group.clone(),
+            partitions: prepared.partitions,
+            window: config.window,
+            lateness_ms: config.lateness.as_millis() as i64,
+            idle_timeout: config.idle_timeout,
+            max_future_ms: config.max_future.as_millis() as i64,
+            start: config.start,
+            published_before: prepared.published_before,
+        };
+        let publish = PublishConfig {
+            brokers: config.brokers.clone(),
+            windows_topic: config.windows_topic.clone(),
+            late_topic: config.late_topic.clone(),
+            cluster_topics: config.cluster_topics(),
+            window_millis: config.window.millis(),
+        };
+        let drained = Rc::new(Cell::new(false));
+        let index = worker.next_dataflow_index();
+        worker.dataflow::<i64, _, _>(|scope| {
+            let sources = ProbeHandle::new();
+            let published = ProbeHandle::new();
+            let (taps, side) = scope.read_kafka(
+                source,
+                Arc::clone(&control),
+                Arc::clone(&metrics),
+                sources.clone(),
+                published.clone(),
+                Rc::clone(&drained),
+            );
+            count_windows(
+                taps.probe_with(&sources),
+                config.engine,
+                config.window,
+                config.report,
+            )
+            .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
+            .probe_with(&published);
+            side.publish_side(publish, Arc::clone(&control))
+                .probe_with(&published);
+        });
+        while !drained.get() && control.failure().is_none() {
+            worker.step_or_park(Some(Duration::from_millis(20)));
+        }
+        // Open windows are not closed on the way out: a restart rebuilds them from the
+        // committed offsets.
+        worker.drop_dataflow(index);
+    })
+    .map_err(LiveError::Failed)?;
+    for result in guards.join() {
+        if let Err(panic) = result {
+            return Err(LiveError::Failed(format!("a worker failed: {panic}")));
+        }
+    }
+    match control.failure() {
+        Some(failure) => Err(LiveError::Failed(failure)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,134 @@
+//! The live dataflow's metrics, served on `--metrics-listen`.
+
+use service::http::RenderMetrics;
+use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
+
+/// Counters of the live dataflow (labels: partition numbers only, a bounded set).
+#[derive(Debug)]
+pub struct DataflowMetrics {
+    consumed: Vec<Counter>,
+    watermark_ms: Vec<Gauge>,
+    watermark_lag_ms: Vec<Gauge>,
+    consumer_lag: Vec<Gauge>,
+    /// Late events.
+    pub late: Counter,
+    /// Invalid messages.
+    pub invalid: Counter,
+    /// Windows published.
+    pub windows: Counter,
+    /// Window end to publication, wall clock.
+    pub emit_delay_seconds: Histogram,
+}
+
+impl DataflowMetrics {
+    /// Metrics for a topic of `partitions` partitions.
+    pub fn new(partitions: i32) -> Self {
+        let n = partitions.max(0) as usize;
+        DataflowMetrics {
+            consumed: (0..n).map(|_| Counter::default()).collect(),
+            watermark_ms: (0..n).map(|_| Gauge::default()).collect(),
+            watermark_lag_ms: (0..n).map(|_| Gauge::default()).collect(),
+            consumer_lag: (0..n).map(|_| Gauge::default()).collect(),
+            late: Counter::default(),
+            invalid: Counter::default(),
+            windows: Counter::default(),
+            emit_delay_seconds: Histogram::default(),
+        }
+    }
+
+    /// Counts one message consumed from `partition`.
+    #[inline]
+    pub fn consumed(&self, partition: i32) {
+        if let Some(c) = self.consumed.get(partition as usize) {
+            c.add(1);
+        }
+    }
+
+    /// Events consumed from `partition` so far.
+    pub fn consumed_from(&self, partition: i32) -> u64 {
+        self.consumed
+            .get(partition as usize)
+            .map_or(0, Counter::get)
+    }
+
+    /// Records the watermark of `partition`.
+    pub fn watermark(&self, partition: i32, watermark: Option<i64>, wall_ms: i64) {
+        if let (Some(w), Some(g), Some(lag)) = (
+            watermark,
+            self.watermark_ms.get(partition as usize),
+            self.watermark_lag_ms.get(partition as usize),
+        ) {
+            g.set(w);
+            lag.set(wall_ms - w);
+        }
+    }
+
+    /// Records how many messages of `partition` are not read yet.
+    pub fn consumer_lag(&self, partition: i32, lag: i64) {
+        if let Some(g) = self.consumer_lag.get(partition as usize) {
+            g.set(lag);
+        }
+    }
+}
+
+impl RenderMetrics for DataflowMetrics {
+    fn render(&self) -> String {
+        let mut e = TextEncoder::default();
+        let per_partition =
+            |e: &mut TextEncoder, name: &str, kind: &str, help: &str, values: Vec<i64>| {
+                e.family(name, kind, help);
+                for (p, v) in values.into_iter().enumerate() {
+                    e.sample(name, &format!("partition=\"{p}\""), v);
+                }
+            };
+        per_partition(
+            &mut e,
+            "dataflow_events_consumed_total",
+            "counter",
+            "Messages consumed, by partition.",
+            self.consumed.iter().map(|c| c.get() as i64).collect(),
+        );
+        per_partition(
+            &mut e,
+            "dataflow_consumer_lag_messages",
+            "gauge",
+            "Messages not read yet, by partition.",
+            self.consumer_lag.iter().map(Gauge::get).collect(),
+        );
+        per_partition(
+            &mut e,
+            "dataflow_watermark_milliseconds",
+            "gauge",
+            "Watermark (UTC ms), by partition.",
+            self.watermark_ms.iter().map(Gauge::get).collect(),
+        );
+        per_partition(
+            &mut e,
+            "dataflow_watermark_lag_milliseconds",
+            "gauge",
+            "Wall clock minus watermark, by partition.",
+            self.watermark_lag_ms.iter().map(Gauge::get).collect(),
+        );
+        e.counter(
+            "dataflow_late_events_total",
+            "Events of windows already closed.",
+            self.late.get(),
+        )
+        .counter(
+            "dataflow_invalid_events_total",
+            "Messages that are not valid events.",
+            self.invalid.get(),
+        )
+        .counter(
+            "dataflow_windows_emitted_total",
+            "Windows published.",
+            self.windows.get(),
+        )
+        .histogram(
+            "dataflow_emit_delay_seconds",
+            "From a window's end to its publication.",
+            &self.emit_delay_seconds,
+        );
+        e.finish()
+    }
+}

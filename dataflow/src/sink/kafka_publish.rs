@@ -1,0 +1,222 @@
+//! Publishing to Kafka: window reports to the windows topic and every cluster topic, late
+//! and invalid records to the late topic. Each operator passes its input through once it is
+//! durably published (flushed), so a probe after it tells what is safe to commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::report::WindowMessage;
+use model::{WindowReport, format_rfc3339_millis};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde::Serialize;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::control::RunControl;
+use crate::metrics::DataflowMetrics;
+use crate::source::kafka_source::{LiveSide, wall_clock_ms};
+
+/// Where the results go.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Brokers.
+    pub brokers: String,
+    /// Every window report.
+    pub windows_topic: String,
+    /// Late and invalid records.
+    pub late_topic: String,
+    /// The cluster topics, each gets every window.
+    pub cluster_topics: Vec<String>,
+    /// Window size, for `seq`.
+    pub window_millis: i64,
+}
+
+fn producer(brokers: &str) -> Result<BaseProducer, String> {
+    service::kafka::client_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+}
+
+/// Sends `record` and retries while the local queue is full.
+fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((error, back)) => {
+                tracing::warn!(%error, %topic, "Cannot queue a record; retrying.");
+                producer.poll(Duration::from_millis(100));
+                record = back;
+            }
+        }
+    }
+}
+
+/// Waits until everything sent is acknowledged, retrying (the broker may be away a while).
+fn flush(producer: &BaseProducer, control: &RunControl) {
+    while let Err(error) = producer.flush(Duration::from_secs(5)) {
+        tracing::warn!(%error, "Publishing is waiting for the broker.");
+        if control.failure().is_some() {
+            return;
+        }
+    }
+}
+
+/// Publishes window reports.
+pub trait PublishWindows<'scope> {
+    /// Publishes each report to the windows topic and every cluster topic (keyed by
+    /// `window_start`, with `seq`), flushes, and passes the reports on.
+    fn publish_windows(
+        self,
+        config: PublishConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+    ) -> Stream<'scope, i64, Vec<WindowReport>>;
+}
+
+impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
+    fn publish_windows(
+        self,
+        config: PublishConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+    ) -> Stream<'scope, i64, Vec<WindowReport>> {
+        let mut producer = None;
+        self.unary(Pipeline, "PublishWindows", move |_capability, _info| {
+            move |input, output| {
+                input.for_each_stamp(|time, batches| {
+                    let Some(capability) = time.retain_least(0) else {
+                        return;
+                    };
+                    if producer.is_none() {
+                        match self::producer(&config.brokers) {
+                            Ok(p) => producer = Some(p),
+                            Err(message) => return control.fail(message),
+                        }
+                    }
+                    let Some(producer) = producer.as_ref() else {
+                        return;
+                    };
+                    let mut session = output.session(&capability);
+                    for report in batches.flat_map(|b| b.drain(..)) {
+                        let key = format_rfc3339_millis(report.window_start);
+                        let message = WindowMessage {
+                            seq: report.window_start.div_euclid(config.window_millis),
+                            report,
+                        };
+                        let payload =
+                            serde_json::to_vec(&message).expect("a report serializes to JSON");
+                        send(producer, &config.windows_topic, &key, &payload);
+                        for topic in &config.cluster_topics {
+                            send(producer, topic, &key, &payload);
+                        }
+                        // One window at a time: a later window is never visible before an earlier one.
+                        flush(producer, &control);
+                        metrics.windows.add(1);
+                        let delay_ms = wall_clock_ms() - message.report.window_end;
+                        metrics
+                            .emit_delay_seconds
+                            .observe(delay_ms.max(0) as f64 / 1e3);
+                        session.give(message.report);
+                    }
+                });
+            }
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct LateMessage<'a> {
+    user_id: Option<&'a str>,
+    emoji_type: Option<&'a str>,
+    timestamp: Option<String>,
+    reason: &'a str,
+    raw: Option<&'a str>,
+    partition: i32,
+    offset: i64,
+}
+
+/// Publishes late and invalid records.
+pub trait PublishSide<'scope> {
+    /// Publishes each record to the late topic with its reason, flushes, and passes it on.
+    fn publish_side(
+        self,
+        config: PublishConfig,
+        control: Arc<RunControl>,
+    ) -> Stream<'scope, i64, Vec<LiveSide>>;
+}
+
+impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
+    fn publish_side(
+        self,
+        config: PublishConfig,
+        control: Arc<RunControl>,
+    ) -> Stream<'scope, i64, Vec<LiveSide>> {
+        let mut producer = None;
+        self.unary(Pipeline, "PublishLate", move |_capability, _info| {
+            move |input, output| {
+                input.for_each_stamp(|time, batches| {
+                    let Some(capability) = time.retain_least(0) else {
+                        return;
+                    };
+                    if producer.is_none() {
+                        match self::producer(&config.brokers) {
+                            Ok(p) => producer = Some(p),
+                            Err(message) => return control.fail(message),
+                        }
+                    }
+                    let Some(producer) = producer.as_ref() else {
+                        return;
+                    };
+                    let mut session = output.session(&capability);
+                    for record in batches.flat_map(|b| b.drain(..)) {
+                        let message = match &record {
+                            LiveSide::Late {
+                                event,
+                                reason,
+                                partition,
+                                offset,
+                            } => LateMessage {
+                                user_id: Some(&event.user),
+                                emoji_type: Some(&event.emoji),
+                                timestamp: Some(format_rfc3339_millis(event.timestamp)),
+                                reason,
+                                raw: None,
+                                partition: *partition,
+                                offset: *offset,
+                            },
+                            LiveSide::Invalid {
+                                reason,
+                                raw,
+                                partition,
+                                offset,
+                            } => LateMessage {
+                                user_id: None,
+                                emoji_type: None,
+                                timestamp: None,
+                                reason,
+                                raw: Some(raw),
+                                partition: *partition,
+                                offset: *offset,
+                            },
+                        };
+                        let payload =
+                            serde_json::to_vec(&message).expect("a late record serializes to JSON");
+                        send(
+                            producer,
+                            &config.late_topic,
+                            &format!("{}-{}", message.partition, message.offset),
+                            &payload,
+                        );
+                        session.give(record);
+                    }
+                    flush(producer, &control);
+                });
+            }
+        })
+    }
+}

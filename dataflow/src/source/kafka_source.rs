@@ -1,0 +1,534 @@
+//! `read_kafka`: a timely source that consumes the events topic, each worker the partitions
+//! `p` with `p % peers == index`, polling without blocking the worker.
+//!
+//! Each partition keeps a watermark. A partition without new data for the idle timeout stops
+//! holding windows back; when all of a worker's partitions are idle, its windows close up to
+//! the latest event it has seen (and at least up to the wall clock minus lateness and idle
+//! timeout), so windows close during lulls and at the end of a stream.
+//!
+//! Offsets are committed only past events whose windows (or late records) are published:
+//! each partition remembers, per window it feeds, the first offset and the watermark state
+//! before it; the committed offset is the earliest of those still unpublished, with the
+//! watermark state as commit metadata, so a restart reads again exactly what it needs and
+//! judges lateness exactly as an uninterrupted run would.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use compact_str::CompactString;
+use model::WindowSize;
+use model::event::RawEvent;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+use super::watermark::Watermark;
+use crate::control::RunControl;
+use crate::metrics::DataflowMetrics;
+use crate::record::{LateEvent, Tap};
+
+/// Where to start reading when the dataflow starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The first retained message.
+    Earliest,
+    /// Only new messages.
+    Latest,
+    /// The committed offsets (and watermarks) of the consumer group, else the earliest.
+    #[default]
+    Committed,
+}
+
+/// How the events topic is read.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// Brokers.
+    pub brokers: String,
+    /// The events topic.
+    pub topic: String,
+    /// Consumer group whose offsets are committed.
+    pub group: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Window size.
+    pub window: WindowSize,
+    /// Allowed lateness, ms.
+    pub lateness_ms: i64,
+    /// A partition without data this long stops holding windows back.
+    pub idle_timeout: Duration,
+    /// Events further ahead of the wall clock than this are invalid, ms.
+    pub max_future_ms: i64,
+    /// Where to start.
+    pub start: StartFrom,
+    /// Windows starting before this were published by an earlier run.
+    pub published_before: i64,
+}
+
+/// What the source reports besides on-time events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiveSide {
+    /// An event of a window already closed.
+    Late {
+        /// The event.
+        event: LateEvent,
+        /// Why it is late.
+        reason: String,
+        /// Partition and offset.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// A message that is not a valid event.
+    Invalid {
+        /// Why.
+        reason: String,
+        /// The payload (invalid UTF-8 replaced, cut to 1 KiB).
+        raw: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+/// Reads the events topic into a dataflow.
+pub trait ReadKafka<'scope> {
+    /// On-time events at their window start, and late or invalid records. `published`
+    /// must probe the streams whose records are durably published (windows and side);
+    /// `sources` the returned event stream. The source stops reading once `control` stops,
+    /// and reports through `drained` when everything closed is published and committed.
+    #[allow(clippy::too_many_arguments)]
+    fn read_kafka(
+        self,
+        config: KafkaSourceConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+        sources: ProbeHandle<i64>,
+        published: ProbeHandle<i64>,
+        drained: Rc<std::cell::Cell<bool>>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<LiveSide>>,
+    );
+}
+
+impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
+    fn read_kafka(
+        self,
+        config: KafkaSourceConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+        sources: ProbeHandle<i64>,
+        published: ProbeHandle<i64>,
+        drained: Rc<std::cell::Cell<bool>>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<LiveSide>>,
+    ) {
+        let mut builder = OperatorBuilder::new("ReadKafka".to_owned(), self);
+        let address = builder.operator_info().address;
+        let activator = self.activator_for(Rc::clone(&address));
+        let (taps_output, taps) = builder.new_output();
+        let (side_output, side) = builder.new_output();
+        let mut taps_output =
+            OutputBuilder::<_, CapacityContainerBuilder<Vec<Tap>>>::from(taps_output);
+        let mut side_output =
+            OutputBuilder::<_, CapacityContainerBuilder<Vec<LiveSide>>>::from(side_output);
+        let (index, peers) = (self.index(), self.peers());
+        builder.build(move |mut capabilities| {
+            let side_cap = capabilities
+                .pop()
+                .expect("a capability for the side output");
+            let taps_cap = capabilities
+                .pop()
+                .expect("a capability for the event output");
+            let mut reader =
+                match KafkaReader::new(config, index, peers, taps_cap, side_cap, metrics) {
+                    Ok(reader) => Some(reader),
+                    Err(message) => {
+                        control.fail(message);
+                        drained.set(true);
+                        None
+                    }
+                };
+            move |_frontiers| {
+                let Some(active) = reader.as_mut() else {
+                    return;
+                };
+                if control.stopped() {
+                    if active.drain(&sources, &published) {
+                        drained.set(true);
+                        reader = None;
+                    } else {
+                        activator.activate_after(Duration::from_millis(5));
+                    }
+                    return;
+                }
+                let got = active.step(&mut taps_output.activate(), &mut side_output.activate());
+                active.commit_published(&published, false);
+                if got {
+                    activator.activate();
+                } else {
+                    activator.activate_after(Duration::from_millis(10));
+                }
+            }
+        });
+        (taps, side)
+    }
+}
+
+/// One partition read by this worker.
+struct Partition {
+    id: i32,
+    watermark: Watermark,
+    next_offset: i64,
+    last_message: Instant,
+    /// Per guard time (a window start, or the time late records went out at): the first
+    /// offset that needs it published, and the largest timestamp seen before that offset.
+    pending: BTreeMap<i64, (i64, Option<i64>)>,
+}
+
+struct KafkaReader {
+    config: KafkaSourceConfig,
+    consumer: BaseConsumer,
+    partitions: Vec<Partition>,
+    taps_cap: Capability<i64>,
+    side_cap: Capability<i64>,
+    metrics: Arc<DataflowMetrics>,
+    by_window: Vec<(i64, Vec<Tap>)>,
+    side: Vec<LiveSide>,
+    committed_frontier: i64,
+    last_commit: Instant,
+}
+
+impl KafkaReader {
+    fn new(
+        config: KafkaSourceConfig,
+        index: usize,
+        peers: usize,
+        mut taps_cap: Capability<i64>,
+        mut side_cap: Capability<i64>,
+        metrics: Arc<DataflowMetrics>,
+    ) -> Result<Self, String> {
+        let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        let mine: Vec<i32> = (0..config.partitions)
+            .filter(|p| *p as usize % peers == index)
+            .collect();
+        let mut wanted = TopicPartitionList::new();
+        for &p in &mine {
+            wanted.add_partition(&config.topic, p);
+        }
+        let committed = match config.start {
+            StartFrom::Committed if !mine.is_empty() => Some(
+                consumer
+                    .committed_offsets(wanted, Duration::from_secs(30))
+                    .map_err(|e| {
+                        format!(
+                            "cannot read committed offsets of group {}: {e}",
+                            config.group
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        for &p in &mine {
+            let resumed = committed.as_ref().and_then(|c| {
+                let elem = c.find_partition(&config.topic, p)?;
+                match elem.offset() {
+                    Offset::Offset(o) => Some((o, elem.metadata().parse::<i64>().ok())),
+                    _ => None,
+                }
+            });
+            let (offset, max_seen) = match (config.start, resumed) {
+                (_, Some((o, max_seen))) => (Offset::Offset(o), max_seen),
+                (StartFrom::Latest, None) => (Offset::End, None),
+                _ => (Offset::Beginning, None),
+            };
+            assignment
+                .add_partition_offset(&config.topic, p, offset)
+                .map_err(|e| format!("cannot assign partition {p}: {e}"))?;
+            partitions.push(Partition {
+                id: p,
+                watermark: Watermark::restored(config.lateness_ms, max_seen),
+                next_offset: match offset {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                },
+                last_message: Instant::now(),
+                pending: BTreeMap::new(),
+            });
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| format!("cannot assign partitions {mine:?} of {}: {e}", config.topic))?;
+        tracing::info!(worker = index, partitions = ?mine, "Reading the events topic.");
+        // Windows before `published_before` were published by an earlier run.
+        if config.published_before > i64::MIN {
+            taps_cap.downgrade(&config.published_before);
+            side_cap.downgrade(&config.published_before);
+        }
+        Ok(KafkaReader {
+            config,
+            consumer,
+            partitions,
+            taps_cap,
+            side_cap,
+            metrics,
+            by_window: Vec::new(),
+            side: Vec::new(),
+            committed_frontier: i64::MIN,
+            last_commit: Instant::now(),
+        })
+    }
+
+    /// Polls what is there (without waiting), emits it, and advances the capabilities.
+    /// Returns whether any message came.
+    fn step(
+        &mut self,
+        taps: &mut OutputBuilderSession<'_, i64, CapacityContainerBuilder<Vec<Tap>>>,
+        side: &mut OutputBuilderSession<'_, i64, CapacityContainerBuilder<Vec<LiveSide>>>,
+    ) -> bool {
+        let now = Instant::now();
+        let wall_ms = wall_clock_ms();
+        let mut got = 0;
+        while got < 10_000 {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "Kafka consumer error.");
+                    break;
+                }
+            };
+            got += 1;
+            let (p, offset) = (message.partition(), message.offset());
+            let default_ts = message.timestamp().to_millis().unwrap_or(wall_ms);
+            let Some(i) = self.partitions.iter().position(|x| x.id == p) else {
+                continue;
+            };
+            let payload = message.payload().unwrap_or_default();
+            let outcome =
+                decode(payload, default_ts, wall_ms, self.config.max_future_ms).map_err(|reason| {
+                    let raw =
+                        String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+                    (reason, raw)
+                });
+            drop(message);
+            self.route(i, offset, outcome, now);
+        }
+        for (start, batch) in self.by_window.iter_mut() {
+            taps.session(&self.taps_cap.delayed(start))
+                .give_container(batch);
+        }
+        self.by_window.clear();
+        if !self.side.is_empty() {
+            side.session(&self.side_cap).give_container(&mut self.side);
+        }
+        self.advance(now, wall_ms);
+        got > 0
+    }
+
+    fn route(
+        &mut self,
+        i: usize,
+        offset: i64,
+        outcome: Result<(CompactString, CompactString, i64), (String, String)>,
+        now: Instant,
+    ) {
+        let window = self.config.window;
+        let cap_time = *self.taps_cap.time();
+        let partition = &mut self.partitions[i];
+        partition.next_offset = offset + 1;
+        partition.last_message = now;
+        self.metrics.consumed(partition.id);
+        let max_before = partition.watermark.max_seen();
+        let (user, emoji, timestamp) = match outcome {
+            Ok(event) => event,
+            Err((reason, raw)) => {
+                self.metrics.invalid.add(1);
+                partition
+                    .pending
+                    .entry(cap_time)
+                    .or_insert((offset, max_before));
+                self.side.push(LiveSide::Invalid {
+                    reason,
+                    raw,
+                    partition: partition.id,
+                    offset,
+                });
+                return;
+            }
+        };
+        let start = window.start_of(timestamp);
+        let on_time = partition.watermark.observe(timestamp, window);
+        let reason = if !on_time {
+            Some("the partition's watermark had passed the window's end")
+        } else if start < self.config.published_before {
+            // Counted and published by an earlier run: reading it again changes nothing.
+            return;
+        } else if start < cap_time {
+            Some("the window had already closed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                self.metrics.late.add(1);
+                partition
+                    .pending
+                    .entry(cap_time)
+                    .or_insert((offset, max_before));
+                self.side.push(LiveSide::Late {
+                    event: LateEvent {
+                        user,
+                        emoji,
+                        timestamp,
+                    },
+                    reason: reason.to_owned(),
+                    partition: partition.id,
+                    offset,
+                });
+            }
+            None => {
+                partition
+                    .pending
+                    .entry(start)
+                    .or_insert((offset, max_before));
+                match self.by_window.iter_mut().rev().find(|(s, _)| *s == start) {
+                    Some((_, batch)) => batch.push(Tap { user, emoji }),
+                    None => self.by_window.push((start, vec![Tap { user, emoji }])),
+                }
+            }
+        }
+    }
+
+    /// Moves the capabilities to the earliest window a partition may still add to.
+    fn advance(&mut self, now: Instant, wall_ms: i64) {
+        let window = self.config.window;
+        let idle_timeout = self.config.idle_timeout;
+        let active = self
+            .partitions
+            .iter()
+            .filter(|p| now.duration_since(p.last_message) < idle_timeout);
+        let hold = match active.map(|p| p.watermark.hold(window)).min() {
+            Some(hold) => hold,
+            None => {
+                // Everything is idle: close up to the newest event seen, and follow the
+                // wall clock so an idle worker never holds the others back.
+                let newest = self
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.watermark.max_seen())
+                    .max();
+                let by_clock = window
+                    .start_of(wall_ms - self.config.lateness_ms - idle_timeout.as_millis() as i64);
+                newest.map_or(by_clock, |t| {
+                    window.end_of(window.start_of(t)).max(by_clock)
+                })
+            }
+        };
+        for p in &self.partitions {
+            self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
+        }
+        if hold > *self.taps_cap.time() {
+            self.taps_cap.downgrade(&hold);
+            self.side_cap.downgrade(&hold);
+        }
+    }
+
+    /// Commits, for each partition, the offset before which everything is published.
+    fn commit_published(&mut self, published: &ProbeHandle<i64>, sync: bool) {
+        let frontier = published.with_frontier(|f| f.first().copied().unwrap_or(i64::MAX));
+        let due = sync || self.last_commit.elapsed() >= Duration::from_secs(1);
+        if frontier <= self.committed_frontier || !due {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for p in &mut self.partitions {
+            p.pending = p.pending.split_off(&frontier);
+            let (offset, max_seen) = match p.pending.values().min_by_key(|(o, _)| *o) {
+                Some(&(offset, max_seen)) => (offset, max_seen),
+                None => (p.next_offset, p.watermark.max_seen()),
+            };
+            let mut elem = offsets.add_partition(&self.config.topic, p.id);
+            if elem.set_offset(Offset::Offset(offset)).is_ok() {
+                elem.set_metadata(max_seen.map_or(String::new(), |m| m.to_string()));
+            }
+        }
+        if offsets.count() == 0 {
+            return;
+        }
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match self.consumer.commit(&offsets, mode) {
+            Ok(()) => {
+                self.committed_frontier = frontier;
+                self.last_commit = Instant::now();
+            }
+            Err(error) => tracing::warn!(%error, "Cannot commit offsets; will try again."),
+        }
+    }
+
+    /// After a stop: once every closed window is published, commits and reports done.
+    fn drain(&mut self, sources: &ProbeHandle<i64>, published: &ProbeHandle<i64>) -> bool {
+        let source_frontier = sources.with_frontier(|f| f.first().copied());
+        let published_frontier = published.with_frontier(|f| f.first().copied());
+        if source_frontier != published_frontier {
+            return false;
+        }
+        self.committed_frontier = i64::MIN;
+        self.commit_published(published, true);
+        true
+    }
+}
+
+/// Decodes a message into (user, emoji, timestamp), or the reason it is invalid.
+fn decode(
+    payload: &[u8],
+    default_ts: i64,
+    wall_ms: i64,
+    max_future_ms: i64,
+) -> Result<(CompactString, CompactString, i64), String> {
+    let raw: RawEvent<'_> =
+        serde_json::from_slice(payload).map_err(|e| format!("malformed JSON: {e}"))?;
+    let event = raw.validate(default_ts).map_err(|e| e.to_string())?;
+    if event.timestamp > wall_ms + max_future_ms {
+        return Err(format!(
+            "timestamp {} is more than {} ms ahead of the wall clock",
+            model::format_rfc3339_millis(event.timestamp),
+            max_future_ms
+        ));
+    }
+    Ok((
+        event.user_id.into(),
+        event.emoji_type.into(),
+        event.timestamp,
+    ))
+}
+
+/// The wall clock, UTC milliseconds.
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

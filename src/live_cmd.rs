@@ -1,0 +1,136 @@
+//! `emostream ingest`, `emostream dataflow` and `emostream up`: the live services.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use dataflow::RunControl;
+use dataflow::metrics::DataflowMetrics;
+use service::Shutdown;
+use service::shutdown::trigger_on_signals;
+
+use crate::args::{DataflowArgs, IngestArgs, UpArgs};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs `emostream ingest` until Ctrl-C or SIGTERM.
+pub fn ingest(args: IngestArgs) -> Result<()> {
+    let config = args.ingest.config(&args.brokers);
+    runtime()?.block_on(async {
+        let (trigger, shutdown) = Shutdown::new();
+        trigger_on_signals(trigger);
+        let running = ingest::start(config, shutdown).await?;
+        println!("ingest: POST http://{}/emoji", running.addr);
+        running.stopped().await;
+        Ok(())
+    })
+}
+
+/// Runs `emostream dataflow` until Ctrl-C or SIGTERM.
+pub fn dataflow(args: DataflowArgs) -> Result<()> {
+    let config = args
+        .dataflow
+        .config(&args.brokers, args.cluster.config()?)?;
+    runtime()?.block_on(async {
+        let (trigger, shutdown) = Shutdown::new();
+        trigger_on_signals(trigger);
+        let live = LiveDataflow::start(config, shutdown.clone()).await?;
+        println!("dataflow: metrics at http://{}/metrics", live.metrics_addr);
+        live.finish(shutdown).await
+    })
+}
+
+/// Runs `emostream up` until Ctrl-C or SIGTERM.
+pub fn up(args: UpArgs) -> Result<()> {
+    let cluster = args.cluster.config()?;
+    anyhow::ensure!(
+        cluster.processes == 1,
+        "emostream up runs in one process; use emostream dataflow for several"
+    );
+    let ingest_config = args.ingest.config(&args.brokers);
+    let live_config = args.dataflow.config(&args.brokers, cluster)?;
+    runtime()?.block_on(async {
+        let (trigger, shutdown) = Shutdown::new();
+        trigger_on_signals(trigger);
+        let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
+        let live = LiveDataflow::start(live_config, shutdown.clone()).await?;
+        println!("EmoStream is up.");
+        println!(
+            "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
+            ingest.addr
+        );
+        println!("  dataflow: http://{}/metrics", live.metrics_addr);
+        println!("  brokers:  {}", args.brokers.brokers);
+        println!("Press Ctrl-C to stop.");
+        // Stop accepting and flush the producer first, then let the dataflow publish what
+        // is closed and commit.
+        let mut waiting = shutdown.clone();
+        waiting.wait().await;
+        ingest.stopped().await;
+        live.finish(shutdown).await
+    })
+}
+
+/// The live dataflow running on its own threads, with its metrics server.
+struct LiveDataflow {
+    metrics_addr: SocketAddr,
+    control: Arc<RunControl>,
+    task: tokio::task::JoinHandle<Result<(), dataflow::LiveError>>,
+}
+
+impl LiveDataflow {
+    async fn start(config: dataflow::LiveConfig, shutdown: Shutdown) -> Result<Self> {
+        let prepared = dataflow::live::prepare(&config).await?;
+        let metrics = Arc::new(DataflowMetrics::new(prepared.partitions));
+        let listen = config
+            .metrics_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let metrics_addr = listener.local_addr()?;
+        let routes = service::http::health_and_metrics(Arc::clone(&metrics));
+        let mut signal = shutdown.clone();
+        tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async move { signal.wait().await })
+                .run(),
+        );
+        let control = Arc::new(RunControl::new(false));
+        let worker_control = Arc::clone(&control);
+        let task = tokio::task::spawn_blocking(move || {
+            dataflow::run_live(config, prepared, worker_control, metrics)
+        });
+        Ok(LiveDataflow {
+            metrics_addr,
+            control,
+            task,
+        })
+    }
+
+    /// Waits for the shutdown (or a failure), then stops the dataflow cleanly.
+    async fn finish(mut self, mut shutdown: Shutdown) -> Result<()> {
+        tokio::select! {
+            () = shutdown.wait() => {}
+            result = &mut self.task => {
+                return match result {
+                    Ok(Ok(())) => Err(anyhow!("the dataflow stopped by itself")),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(anyhow!("the dataflow failed: {e}")),
+                };
+            }
+        }
+        self.control.request_stop();
+        self.task
+            .await
+            .map_err(|e| anyhow!("the dataflow failed: {e}"))??;
+        tracing::info!("Dataflow stopped: closed windows published, offsets committed.");
+        Ok(())
+    }
+}

@@ -1,14 +1,18 @@
 # EmoStream: `make up` runs the system, `make test` runs every check CI runs.
-# Both install what they need (Rust components) and skip what is already there.
+# Both install what they need (Rust components, the tansu broker) and skip what is already there.
 
 CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit bench-replay clean
+.PHONY: up test build toolchain fmt clippy unit bench-replay replay-sample clean
 
-## up: build and run EmoStream (until the live pipeline lands: replay the sample log and print its windows)
+## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
+	scripts/with-broker.sh $(BIN) up
+
+## replay-sample: replay the bundled sample log and print its windows
+replay-sample: build
 	$(BIN) replay $(SAMPLE)
 
 ## test: formatting, lints and the whole test suite
@@ -28,8 +32,9 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## unit: the test suite, against a local broker unless EMOSTREAM_BROKERS is set
 unit:
-	$(CARGO) test --workspace --lib --bins --tests
+	scripts/with-broker.sh $(CARGO) test --workspace --lib --bins --tests
 
 ## bench-replay: the replay benchmark report (10M events) under benches/reports/
 bench-replay: toolchain

@@ -347,6 +347,9 @@ pub struct DataflowFlags {
     /// Number of cluster topics (cluster1 ... clusterN).
     #[arg(long, default_value = "3", env = "EMOSTREAM_CLUSTERS")]
     pub clusters: NonZeroU32,
+    /// Prefix of the cluster topics.
+    #[arg(long, default_value = model::names::CLUSTER_TOPIC_PREFIX, env = "EMOSTREAM_CLUSTER_PREFIX")]
+    pub cluster_prefix: String,
     /// Where to start reading.
     #[arg(long, value_enum, default_value = "committed", env = "EMOSTREAM_START")]
     pub start: StartArg,
@@ -359,6 +362,10 @@ pub struct DataflowFlags {
     /// The topic of late and invalid events.
     #[arg(long, default_value = model::names::LATE_TOPIC, env = "EMOSTREAM_LATE_TOPIC")]
     pub late_topic: String,
+    /// On a restart, messages per partition read again before the committed offsets (they
+    /// only rebuild the watermarks).
+    #[arg(long, default_value = "10000", env = "EMOSTREAM_RESTART_REWIND")]
+    pub restart_rewind: u32,
     /// HTTP address of the dataflow's /health and /metrics.
     #[arg(
         long,
@@ -381,6 +388,7 @@ impl DataflowFlags {
             windows_topic: self.windows_topic.clone(),
             late_topic: self.late_topic.clone(),
             clusters: self.clusters.get(),
+            cluster_prefix: self.cluster_prefix.clone(),
             partitions: brokers.partitions.get() as i32,
             replication: brokers.replication.get() as i32,
             group: self.group.clone(),
@@ -396,6 +404,7 @@ impl DataflowFlags {
             report: self.windows.report(),
             engine: self.windows.engine(),
             metrics_listen: Some(self.metrics_listen),
+            restart_rewind: i64::from(self.restart_rewind),
             ..dataflow::LiveConfig::new(brokers.brokers.clone())
         })
     }

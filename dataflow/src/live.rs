@@ -38,6 +38,8 @@ pub struct LiveConfig {
     pub late_topic: String,
     /// Number of cluster topics (`cluster1` ... `clusterN`).
     pub clusters: u32,
+    /// Prefix of the cluster topics.
+    pub cluster_prefix: String,
     /// Partitions of topics created here.
     pub partitions: i32,
     /// Replication factor of topics created here.
@@ -60,6 +62,8 @@ pub struct LiveConfig {
     pub engine: Engine,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Messages per partition read again before the committed offsets on a restart.
+    pub restart_rewind: i64,
 }
 
 impl LiveConfig {
@@ -72,6 +76,7 @@ impl LiveConfig {
             windows_topic: model::names::WINDOWS_TOPIC.to_owned(),
             late_topic: model::names::LATE_TOPIC.to_owned(),
             clusters: 3,
+            cluster_prefix: model::names::CLUSTER_TOPIC_PREFIX.to_owned(),
             partitions: 4,
             replication: 1,
             group: "emostream-dataflow".to_owned(),
@@ -83,13 +88,14 @@ impl LiveConfig {
             report: ReportConfig::default(),
             engine: Engine::Timely,
             metrics_listen: None,
+            restart_rewind: 10_000,
         }
     }
 
     /// The cluster topics.
     pub fn cluster_topics(&self) -> Vec<String> {
         (1..=self.clusters)
-            .map(model::names::cluster_topic)
+            .map(|n| format!("{}{n}", self.cluster_prefix))
             .collect()
     }
 }
@@ -233,6 +239,7 @@ pub fn run_live(
             max_future_ms: config.max_future.as_millis() as i64,
             start: config.start,
             published_before: prepared.published_before,
+            rewind: config.restart_rewind,
         };
         let publish = PublishConfig {
             brokers: config.brokers.clone(),

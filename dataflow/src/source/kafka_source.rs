@@ -70,6 +70,10 @@ pub struct KafkaSourceConfig {
     pub start: StartFrom,
     /// Windows starting before this were published by an earlier run.
     pub published_before: i64,
+    /// On a restart, how many messages before each committed offset are read again, only to
+    /// rebuild the watermark (and so that a broker that can only serve whole record batches
+    /// still returns the committed offset itself).
+    pub rewind: i64,
 }
 
 /// What the source reports besides on-time events.
@@ -189,6 +193,8 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
 struct Partition {
     id: i32,
     watermark: Watermark,
+    /// Messages before this offset were handled by an earlier run: they only feed the watermark.
+    resume_offset: i64,
     next_offset: i64,
     last_message: Instant,
     /// Per guard time (a window start, or the time late records went out at): the first
@@ -256,16 +262,19 @@ impl KafkaReader {
                     _ => None,
                 }
             });
-            let (offset, max_seen) = match (config.start, resumed) {
-                (_, Some((o, max_seen))) => (Offset::Offset(o), max_seen),
-                (StartFrom::Latest, None) => (Offset::End, None),
-                _ => (Offset::Beginning, None),
+            let (offset, max_seen, resume_offset) = match (config.start, resumed) {
+                (_, Some((o, max_seen))) => {
+                    (Offset::Offset((o - config.rewind).max(0)), max_seen, o)
+                }
+                (StartFrom::Latest, None) => (Offset::End, None, 0),
+                _ => (Offset::Beginning, None, 0),
             };
             assignment
                 .add_partition_offset(&config.topic, p, offset)
                 .map_err(|e| format!("cannot assign partition {p}: {e}"))?;
             partitions.push(Partition {
                 id: p,
+                resume_offset,
                 watermark: Watermark::restored(config.lateness_ms, max_seen),
                 next_offset: match offset {
                     Offset::Offset(o) => o,
@@ -278,7 +287,12 @@ impl KafkaReader {
         consumer
             .assign(&assignment)
             .map_err(|e| format!("cannot assign partitions {mine:?} of {}: {e}", config.topic))?;
-        tracing::info!(worker = index, partitions = ?mine, "Reading the events topic.");
+        let starts: Vec<String> = assignment
+            .elements()
+            .iter()
+            .map(|e| format!("{}@{:?}", e.partition(), e.offset()))
+            .collect();
+        tracing::info!(worker = index, partitions = ?starts, published_before = config.published_before, "Reading the events topic.");
         // Windows before `published_before` were published by an earlier run.
         if config.published_before > i64::MIN {
             taps_cap.downgrade(&config.published_before);
@@ -319,6 +333,7 @@ impl KafkaReader {
             };
             got += 1;
             let (p, offset) = (message.partition(), message.offset());
+
             let default_ts = message.timestamp().to_millis().unwrap_or(wall_ms);
             let Some(i) = self.partitions.iter().position(|x| x.id == p) else {
                 continue;
@@ -359,6 +374,13 @@ impl KafkaReader {
         partition.last_message = now;
         self.metrics.consumed(partition.id);
         let max_before = partition.watermark.max_seen();
+        if offset < partition.resume_offset {
+            // Read again after a restart: an earlier run counted or reported it.
+            if let Ok((_, _, timestamp)) = outcome {
+                partition.watermark.observe(timestamp, window);
+            }
+            return;
+        }
         let (user, emoji, timestamp) = match outcome {
             Ok(event) => event,
             Err((reason, raw)) => {

@@ -1,0 +1,280 @@
+//! Kafka helpers for the live tests: the broker, unique topics, producing and reading.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use model::report::WindowMessage;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The broker the tests run against.
+pub fn brokers() -> String {
+    std::env::var("EMOSTREAM_BROKERS")
+        .expect("EMOSTREAM_BROKERS must name a Kafka broker: run the tests with `make test`, which starts one")
+}
+
+/// A name no other test uses.
+pub fn unique(name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{name}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The wall clock, UTC milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The topics and group of one test's pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub events: String,
+    pub windows: String,
+    pub late: String,
+    pub cluster_prefix: String,
+    pub clusters: u32,
+    pub group: String,
+}
+
+impl Pipeline {
+    pub fn new(name: &str) -> Self {
+        let base = unique(name);
+        Pipeline {
+            events: format!("{base}-events"),
+            windows: format!("{base}-windows"),
+            late: format!("{base}-late"),
+            cluster_prefix: format!("{base}-cluster"),
+            clusters: 2,
+            group: format!("{base}-group"),
+        }
+    }
+
+    /// The same input, other outputs and group: a second dataflow over the same events.
+    pub fn sibling(&self, name: &str) -> Self {
+        Pipeline {
+            events: self.events.clone(),
+            ..Pipeline::new(name)
+        }
+    }
+
+    pub fn cluster_topics(&self) -> Vec<String> {
+        (1..=self.clusters)
+            .map(|n| format!("{}{n}", self.cluster_prefix))
+            .collect()
+    }
+
+    /// Arguments naming these topics for `emostream dataflow`.
+    pub fn dataflow_args(&self) -> Vec<String> {
+        vec![
+            "--events-topic".into(),
+            self.events.clone(),
+            "--windows-topic".into(),
+            self.windows.clone(),
+            "--late-topic".into(),
+            self.late.clone(),
+            "--cluster-prefix".into(),
+            self.cluster_prefix.clone(),
+            "--clusters".into(),
+            self.clusters.to_string(),
+            "--group".into(),
+            self.group.clone(),
+        ]
+    }
+}
+
+/// A service process, killed when dropped. Its stderr goes to the test's stderr.
+pub struct Service {
+    pub child: Child,
+    /// The first line it printed on stdout.
+    pub banner: String,
+}
+
+impl Service {
+    pub fn start(args: &[String]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emostream"))
+            .args(args)
+            .env("EMOSTREAM_BROKERS", brokers())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start emostream");
+        // Keep reading stdout so the service never writes into a closed pipe.
+        let stdout = child.stdout.take().expect("stdout");
+        let (first, banner) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first.send(lines.next().and_then(Result::ok).unwrap_or_default());
+            for _ in lines {}
+        });
+        let banner = banner
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_default();
+        assert!(!banner.is_empty(), "{args:?} exited before it was up");
+        Service { child, banner }
+    }
+
+    /// The `http://host:port` in the banner.
+    pub fn url(&self) -> String {
+        let start = self.banner.find("http://").expect("a URL in the banner");
+        let rest = &self.banner[start..];
+        let end = rest[7..].find('/').map_or(rest.trim_end().len(), |i| i + 7);
+        rest[..end].to_owned()
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A producer for writing events straight to a topic.
+pub fn producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Writes JSON events `(user, emoji, timestamp ms)` to `topic`, keyed by user, and flushes.
+pub fn produce_events(producer: &BaseProducer, topic: &str, events: &[(String, String, i64)]) {
+    for (user, emoji, ts) in events {
+        let payload =
+            serde_json::json!({"user_id": user, "emoji_type": emoji, "timestamp": ts}).to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(user.as_str())
+            .payload(payload.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Reads `topic` from the beginning until `done` holds for what was read, or `timeout`.
+pub fn read_until(
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + timeout;
+    // The topic may not exist yet: wait for its metadata.
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        let ids: Vec<i32> = metadata
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ids.is_empty() || Instant::now() > deadline {
+            break ids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut payloads = Vec::new();
+    let mut ends: Option<Vec<(i32, i64)>> = None;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            payloads.push(m.payload().unwrap_or_default().to_vec());
+            continue;
+        }
+        // Partitions are read in no particular order: once `done` holds, read on to the
+        // end of every partition as it was then, so nothing published before is missed.
+        if ends.is_none() && done(&payloads) {
+            ends = Some(partition_ends(&consumer, topic));
+        }
+        if let Some(ends) = &ends {
+            let position = consumer.position().expect("position");
+            let caught_up = ends.iter().all(|&(p, end)| {
+                end == 0
+                    || position
+                        .find_partition(topic, p)
+                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end))
+            });
+            if caught_up {
+                break;
+            }
+        }
+    }
+    payloads
+}
+
+fn partition_ends(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64)> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .map(|p| {
+            (
+                p,
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .expect("watermarks")
+                    .1,
+            )
+        })
+        .collect()
+}
+
+/// Window messages by window start, checking that repeats carry the same content.
+pub fn windows_by_start(payloads: &[Vec<u8>]) -> BTreeMap<i64, WindowMessage> {
+    let mut windows = BTreeMap::new();
+    for p in payloads {
+        let m: WindowMessage = serde_json::from_slice(p).expect("a window message");
+        if let Some(earlier) = windows.insert(m.report.window_start, m.clone()) {
+            assert_eq!(
+                earlier, m,
+                "a window published twice carries the same content"
+            );
+        }
+    }
+    windows
+}

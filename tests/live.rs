@@ -1,0 +1,340 @@
+//! The live pipeline against a real broker: HTTP ingest, the Kafka dataflow, restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::kafka::*;
+use common::{reference, reference_csv};
+use model::report::WindowMessage;
+use model::{ReportConfig, WindowSize};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// POSTs `body` to `url` as JSON; returns the status, the body and the Retry-After header.
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String, Option<String>) {
+    let mut response = agent
+        .post(url)
+        .header("content-type", content_type)
+        .send(body)
+        .expect("a response");
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), text, retry)
+}
+
+fn event_json(user: &str, emoji: &str, ts: i64) -> String {
+    serde_json::json!({"user_id": user, "emoji_type": emoji, "timestamp": model::format_rfc3339_millis(ts)}).to_string()
+}
+
+/// The reports the reference aggregator makes of `events`, as the CSV rows the tests compare.
+fn expected_csv(dir: &Path, events: &[(String, String, i64)], lateness: Duration) -> String {
+    let mut log = String::from("user_id,emoji_type,timestamp\n");
+    for (u, e, t) in events {
+        log.push_str(&format!("{u},{e},{t}\n"));
+    }
+    let path = dir.join("events.csv");
+    std::fs::write(&path, log).unwrap();
+    reference_csv(&reference(
+        &[path],
+        WindowSize::default(),
+        lateness,
+        &ReportConfig::default(),
+    ))
+}
+
+/// Window messages as the CSV rows the tests compare.
+fn as_csv(windows: &BTreeMap<i64, WindowMessage>) -> String {
+    let mut writer = dataflow::sink::WindowCsvWriter::new(Vec::new()).unwrap();
+    for m in windows.values() {
+        writer.write(&m.report).unwrap();
+    }
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
+}
+
+fn start_dataflow(pipeline: &Pipeline, extra: &[&str]) -> Service {
+    let mut args: Vec<String> = [
+        "dataflow",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--idle-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(pipeline.dataflow_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Service::start(&args)
+}
+
+fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {
+    let mut args: Vec<String> = [
+        "ingest",
+        "--listen",
+        "127.0.0.1:0",
+        "--linger",
+        "5ms",
+        "--events-topic",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(pipeline.events.clone());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Service::start(&args)
+}
+
+/// Reads the windows topic until the window holding `last_ts` is there.
+fn windows_through(topic: &str, last_ts: i64) -> BTreeMap<i64, WindowMessage> {
+    let last_start = WindowSize::default().start_of(last_ts);
+    let payloads = read_until(topic, WAIT, |p| {
+        windows_by_start(p).contains_key(&last_start)
+    });
+    let windows = windows_by_start(&payloads);
+    assert!(
+        windows.contains_key(&last_start),
+        "{topic}: the last window was published"
+    );
+    windows
+}
+
+#[test]
+fn events_posted_over_http_come_out_as_exact_windows_on_every_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("http");
+    let ingest = start_ingest(&pipeline, &[]);
+    let _dataflow = start_dataflow(&pipeline, &["--lateness", "30s"]);
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let emojis = ["🔥", "😂", "👏", "❤️"];
+    let base = WindowSize::default().start_of(now_ms() - 30_000);
+    // Out of order: the timestamps go back and forth over four windows.
+    let mut events = Vec::new();
+    for i in 0..260i64 {
+        let ts = base + (i * 7919) % 8000;
+        events.push((
+            format!("u{}", i % 37),
+            emojis[(i % 4) as usize].to_owned(),
+            ts,
+        ));
+    }
+    for (u, e, t) in &events[..10] {
+        let (status, body, _) = post(&agent, &url, "application/json", &event_json(u, e, *t));
+        assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
+    }
+    for chunk in events[10..].chunks(100) {
+        let body = format!(
+            "[{}]",
+            chunk
+                .iter()
+                .map(|(u, e, t)| event_json(u, e, *t))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (status, text, _) = post(
+            &agent,
+            &format!("{url}?ack=true"),
+            "application/json",
+            &body,
+        );
+        assert_eq!(
+            (status, text),
+            (201, format!(r#"{{"accepted":{}}}"#, chunk.len()))
+        );
+    }
+    let want = expected_csv(dir.path(), &events, Duration::from_secs(30));
+    let last = events.iter().map(|e| e.2).max().unwrap();
+    for topic in std::iter::once(pipeline.windows.clone()).chain(pipeline.cluster_topics()) {
+        let windows = windows_through(&topic, last);
+        common::assert_same_windows(&as_csv(&windows), &want, &topic);
+        for (start, m) in &windows {
+            assert_eq!(m.seq, start / 2000, "{topic}: seq is the window index");
+        }
+    }
+}
+
+#[test]
+fn bad_requests_get_their_status_and_nothing_reaches_the_topic() {
+    let pipeline = Pipeline::new("bad");
+    let ingest = start_ingest(&pipeline, &["--max-body", "2000"]);
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let now = now_ms();
+    let good = event_json("u1", "🔥", now);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "application/json",
+            "{\"user_id\":".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "application/json",
+            format!("[{good},{{\"user_id\":\"u2\"}}]"),
+            400,
+            r#""field":"emoji_type","index":1"#,
+        ),
+        (
+            "application/json",
+            event_json("u1", "🔥", now + 3_600_000),
+            400,
+            "too far from the server clock",
+        ),
+        (
+            "application/json",
+            event_json("", "🔥", now),
+            400,
+            r#""field":"user_id""#,
+        ),
+        ("text/plain", good.clone(), 415, "unsupported content type"),
+        (
+            "application/json",
+            format!("[{}]", vec![good.clone(); 40].join(",")),
+            413,
+            "payload",
+        ),
+    ];
+    for (content_type, body, status, needle) in cases {
+        let (got, text, _) = post(&agent, &url, content_type, &body);
+        assert_eq!(got, status, "{text}");
+        assert!(
+            text.to_lowercase().contains(&needle.to_lowercase()),
+            "{text} should mention {needle}"
+        );
+    }
+    // No room for three events: the whole request is refused with Retry-After.
+    let tiny = start_ingest(&pipeline, &["--queue-capacity", "2"]);
+    let three = format!("[{good},{good},{good}]");
+    let (status, text, retry) = post(
+        &agent,
+        &format!("{}/emoji", tiny.url()),
+        "application/json",
+        &three,
+    );
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{text}");
+    // One good event, acknowledged: it is the only message on the topic.
+    let (status, _, _) = post(
+        &agent,
+        &format!("{url}?ack=true"),
+        "application/json",
+        &event_json("only", "🎉", now),
+    );
+    assert_eq!(status, 201);
+    let payloads = read_until(&pipeline.events, Duration::from_secs(3), |_| false);
+    assert_eq!(payloads.len(), 1, "only the good event was produced");
+    let m: model::EmojiEvent = serde_json::from_slice(&payloads[0]).unwrap();
+    assert_eq!(m.user_id, "only");
+}
+
+#[test]
+fn a_dataflow_killed_and_restarted_publishes_the_same_windows() {
+    let pipeline = Pipeline::new("restart");
+    let steady = start_dataflow(&pipeline, &[]);
+    let restarted = pipeline.sibling("restart-b");
+    let victim = start_dataflow(&restarted, &[]);
+    // Events keep coming for about 8 s, stamped with the wall clock and a little disorder.
+    let topic = pipeline.events.clone();
+    let feeder = std::thread::spawn(move || {
+        let producer = producer();
+        let mut sent = Vec::new();
+        for round in 0..80i64 {
+            let now = now_ms();
+            let batch: Vec<(String, String, i64)> = (0..50i64)
+                .map(|i| {
+                    let n = round * 50 + i;
+                    (
+                        format!("u{}", n % 113),
+                        ["🔥", "😂", "👏"][(n % 3) as usize].to_owned(),
+                        now - (n * 37) % 300,
+                    )
+                })
+                .collect();
+            produce_events(&producer, &topic, &batch);
+            sent.extend(batch);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent
+    });
+    // Kill the second dataflow once it has published a few windows, then start it again.
+    let early = read_until(&restarted.windows, WAIT, |p| p.len() >= 2);
+    assert!(early.len() >= 2, "windows are published while events flow");
+    victim.kill();
+    let _again = start_dataflow(&restarted, &[]);
+    let sent = feeder.join().unwrap();
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    let want = windows_through(&pipeline.windows, last);
+    let got = windows_through(&restarted.windows, last);
+    let total = |w: &BTreeMap<i64, WindowMessage>| w.values().map(|m| m.report.events).sum::<u64>();
+    assert_eq!(
+        total(&want),
+        sent.len() as u64,
+        "the uninterrupted run counts every event once"
+    );
+    assert_eq!(
+        total(&got),
+        sent.len() as u64,
+        "the restarted run counts every event once"
+    );
+    assert_eq!(
+        as_csv(&got),
+        as_csv(&want),
+        "per window, the restarted run equals the uninterrupted one"
+    );
+    drop(steady);
+}
+
+#[test]
+fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("lull");
+    let _dataflow = start_dataflow(&pipeline, &[]);
+    let now = now_ms();
+    let mut events: Vec<(String, String, i64)> = (0..40)
+        .map(|i| (format!("u{i}"), "🔥".to_owned(), now - 3000 + i * 50))
+        .collect();
+    let future = ("clock".to_owned(), "😮".to_owned(), now + 86_400_000);
+    let producer = producer();
+    produce_events(&producer, &pipeline.events, &events[..20]);
+    produce_events(&producer, &pipeline.events, std::slice::from_ref(&future));
+    produce_events(&producer, &pipeline.events, &events[20..]);
+    // Nothing more comes: the idle timeout closes every window, the newest one included.
+    let last = events.iter().map(|e| e.2).max().unwrap();
+    let windows = windows_through(&pipeline.windows, last);
+    assert!(
+        windows.keys().all(|&start| start < now + 60_000),
+        "no window of the far-future event"
+    );
+    events.sort_by_key(|e| e.2);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &events, Duration::from_secs(1))
+    );
+    let late = read_until(&pipeline.late, WAIT, |p| !p.is_empty());
+    let record: serde_json::Value = serde_json::from_slice(&late[0]).unwrap();
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the wall clock"),
+        "{record}"
+    );
+}

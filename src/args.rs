@@ -34,6 +34,8 @@ pub enum Command {
     Dataflow(Box<DataflowArgs>),
     /// Run the live system in one process: ingest, dataflow (and broadcasters).
     Up(Box<UpArgs>),
+    /// Offer an open-loop HTTP load to the ingest API and report latency percentiles.
+    Load(LoadArgs),
 }
 
 /// Which implementation counts the windows.
@@ -459,4 +461,40 @@ pub struct UpArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// Arguments of `emostream load`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct LoadArgs {
+    /// HOST:PORT of the ingest API.
+    #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_TARGET")]
+    pub target: String,
+    /// Offered requests per second, like 50000/s.
+    #[arg(long, default_value = "1000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
+    pub rate: f64,
+    /// How long to offer the load.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
+    pub duration: Duration,
+    /// Keep-alive connections.
+    #[arg(long, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
+    pub connections: NonZeroUsize,
+    /// Events per request.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_BATCH")]
+    pub batch: NonZeroUsize,
+    /// Audience size.
+    #[arg(long, default_value = "100000", env = "EMOSTREAM_USERS")]
+    pub users: NonZeroU64,
+    /// Wait for the broker's acknowledgement on every request (?ack=true).
+    #[arg(long, env = "EMOSTREAM_ACK")]
+    pub ack: bool,
+    /// Threads of the load generator.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    pub client_threads: NonZeroUsize,
+    /// Seed of the traffic.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_SEED")]
+    pub seed: u64,
+    /// Also write the report as JSON to this file.
+    #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
+    pub summary_json: Option<PathBuf>,
 }

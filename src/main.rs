@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => live_cmd::ingest(*args),
         Command::Dataflow(args) => live_cmd::dataflow(*args),
         Command::Up(args) => live_cmd::up(*args),
+        Command::Load(args) => live_cmd::load(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

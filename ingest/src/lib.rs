@@ -11,10 +11,12 @@
 //!   mix, a broad audience plus heavy clickers, bursts, network disorder and a few late
 //!   arrivals), used for sample logs, tests, benchmarks and load.
 //! - [`random`]: the seeded generator behind it.
+//! - [`load`]: an open-loop HTTP load generator for the ingest API.
 
 pub mod api;
 pub mod config;
 pub mod generator;
+pub mod load;
 pub mod metrics;
 pub mod producer;
 pub mod random;

@@ -110,8 +110,9 @@ impl EventProducer {
             room: Arc::clone(&room),
             metrics,
         };
-        // librdkafka's own queue is larger than our room, so it never refuses a message.
-        let queue = (config.queue_capacity + 1024).to_string();
+        // librdkafka's own queue is far larger than our room, so it never refuses a message:
+        // room comes back in the delivery callback, a moment before librdkafka frees the slot.
+        let queue = (config.queue_capacity * 2 + 100_000).to_string();
         let producer = service::kafka::client_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -151,6 +152,7 @@ impl EventProducer {
             ..Delivery::default()
         });
         let mut payload = Vec::with_capacity(96);
+        let mut refused = 0;
         for event in events {
             payload.clear();
             serde_json::to_writer(&mut payload, event).expect("an event serializes to JSON");
@@ -161,7 +163,10 @@ impl EventProducer {
             if let Err((error, record)) = self.producer.send(record) {
                 // Cannot happen while librdkafka's queue is larger than our room; if it does,
                 // the event is counted as failed and the request is answered 503.
-                tracing::error!(%error, "The producer refused an event.");
+                if refused == 0 {
+                    tracing::error!(%error, "The producer refused an event.");
+                }
+                refused += 1;
                 self.room.add_permits(1);
                 metrics.queue_depth.add(-1);
                 metrics.produce_errors.add(1);

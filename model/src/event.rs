@@ -165,15 +165,46 @@ pub struct RawEvent<'a> {
 }
 
 /// A timestamp as it arrives in JSON.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawTimestamp<'a> {
     /// Any accepted text form.
-    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+    Text(std::borrow::Cow<'a, str>),
     /// An integer: epoch seconds, or epoch milliseconds with 12 or more digits.
     Integer(i64),
     /// A fractional number of epoch seconds.
     Float(f64),
+}
+
+// Written by hand: serde's untagged enums buffer every value first, which costs more than
+// the rest of decoding an event.
+impl<'de: 'a, 'a> Deserialize<'de> for RawTimestamp<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = RawTimestamp<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a timestamp string or number")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawTimestamp::Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTimestamp::Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawTimestamp::Integer(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(RawTimestamp::Integer)
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawTimestamp::Float(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl RawTimestamp<'_> {

@@ -181,7 +181,7 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                 if got {
                     activator.activate();
                 } else {
-                    activator.activate_after(Duration::from_millis(10));
+                    activator.activate_after(Duration::from_millis(2));
                 }
             }
         });

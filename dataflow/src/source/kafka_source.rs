@@ -213,6 +213,7 @@ struct KafkaReader {
     side: Vec<LiveSide>,
     committed_frontier: i64,
     last_commit: Instant,
+    last_lag_check: Instant,
 }
 
 impl KafkaReader {
@@ -309,6 +310,7 @@ impl KafkaReader {
             side: Vec::new(),
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),
+            last_lag_check: Instant::now(),
         })
     }
 
@@ -357,7 +359,24 @@ impl KafkaReader {
             side.session(&self.side_cap).give_container(&mut self.side);
         }
         self.advance(now, wall_ms);
+        if now.duration_since(self.last_lag_check) >= Duration::from_secs(2) {
+            self.last_lag_check = now;
+            self.measure_lag();
+        }
         got > 0
+    }
+
+    /// Records, per partition, how many messages are not read yet.
+    fn measure_lag(&self) {
+        for p in &self.partitions {
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.config.topic, p.id, Duration::from_millis(200))
+            {
+                self.metrics
+                    .consumer_lag(p.id, (high - p.next_offset).max(0));
+            }
+        }
     }
 
     fn route(

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Live pipeline benchmark on one machine with the broker on it: ingest requests/s and
+# events/s at fixed offered loads (open loop, latency from the scheduled send time), and
+# the Kafka-to-Kafka dataflow next to a consume-only baseline. Writes
+# benches/reports/<date>-live/ with the commands, machine, raw results and summary.md.
+#
+# Run through scripts/with-broker.sh (make bench-live does) or with EMOSTREAM_BROKERS set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${EMOSTREAM_BROKERS:?run through scripts/with-broker.sh or set EMOSTREAM_BROKERS}"
+
+events=${EVENTS:-1000000}
+duration=${DURATION:-10s}
+report=benches/reports/$(date -u +%F)-${REPORT_NAME:-live}
+bin=target/release/emostream
+mkdir -p "$report/raw"
+cargo build --release --bin emostream
+cargo bench --no-run --bench kafka_dataflow 2>/dev/null
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git rev-parse HEAD)"
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "rustc: $(rustc --version)"
+  echo "broker: tansu $("${EMOSTREAM_CACHE:-$HOME/.cache/emostream}/bin/tansu" --version 2>/dev/null | awk '{print $2}') (memory storage) on the same machine"
+  awk '/^name = "rdkafka-sys"$/ {getline; print "librdkafka: rdkafka-sys " $3}' Cargo.lock | tr -d '"'
+} > "$report/machine.txt"
+
+topic=bench-ingest-$$
+"$bin" ingest --listen 127.0.0.1:0 --events-topic "$topic" > "$report/raw/ingest.out" 2> "$report/raw/ingest.log" &
+ingest=$!
+trap 'kill $ingest 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q http:// "$report/raw/ingest.out" 2>/dev/null && break; sleep 0.1; done
+target=$(grep -o '127.0.0.1:[0-9]*' "$report/raw/ingest.out" | head -n 1)
+
+: > "$report/commands.txt"
+load() {
+  local name=$1; shift
+  echo "$bin load --target $target --duration $duration $*" >> "$report/commands.txt"
+  "$bin" load --target "$target" --duration "$duration" "$@" --summary-json "$report/raw/$name.json"
+}
+load single-20k --rate 20000/s --connections 64
+load single-50k --rate 50000/s --connections 128
+load single-60k --rate 60000/s --connections 128
+load batch-500k --rate 500/s --batch 1000 --connections 16
+load batch-1m --rate 1000/s --batch 1000 --connections 16
+load batch-1.2m --rate 1200/s --batch 1000 --connections 16
+curl -s "http://$target/metrics" > "$report/raw/ingest-metrics.txt"
+kill $ingest; wait $ingest 2>/dev/null || true
+trap - EXIT
+
+echo "cargo bench --bench kafka_dataflow -- $events $report/raw" >> "$report/commands.txt"
+cargo bench --bench kafka_dataflow -- "$events" "$report/raw"
+
+python3 benches/summarize_live.py "$report"
+echo "report: $report/summary.md"

@@ -76,6 +76,42 @@ fn flush(producer: &BaseProducer, control: &RunControl) {
     }
 }
 
+/// A pass-through operator that publishes each record with `publish` (on a producer made on
+/// first use), flushes at the end of each batch, and only then passes the records on.
+fn publish_through<'scope, D: 'static>(
+    stream: Stream<'scope, i64, Vec<D>>,
+    name: &str,
+    brokers: String,
+    control: Arc<RunControl>,
+    mut publish: impl FnMut(&BaseProducer, &D) + 'static,
+) -> Stream<'scope, i64, Vec<D>> {
+    let mut producer = None;
+    stream.unary(Pipeline, name, move |_capability, _info| {
+        move |input, output| {
+            input.for_each_stamp(|time, batches| {
+                let Some(capability) = time.retain_least(0) else {
+                    return;
+                };
+                if producer.is_none() {
+                    match self::producer(&brokers) {
+                        Ok(p) => producer = Some(p),
+                        Err(message) => return control.fail(message),
+                    }
+                }
+                let Some(producer) = producer.as_ref() else {
+                    return;
+                };
+                let mut session = output.session(&capability);
+                for record in batches.flat_map(|b| b.drain(..)) {
+                    publish(producer, &record);
+                    session.give(record);
+                }
+                flush(producer, &control);
+            });
+        }
+    })
+}
+
 /// Publishes window reports.
 pub trait PublishWindows<'scope> {
     /// Publishes each report to the windows topic and every cluster topic (keyed by
@@ -95,47 +131,34 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
         control: Arc<RunControl>,
         metrics: Arc<DataflowMetrics>,
     ) -> Stream<'scope, i64, Vec<WindowReport>> {
-        let mut producer = None;
-        self.unary(Pipeline, "PublishWindows", move |_capability, _info| {
-            move |input, output| {
-                input.for_each_stamp(|time, batches| {
-                    let Some(capability) = time.retain_least(0) else {
-                        return;
-                    };
-                    if producer.is_none() {
-                        match self::producer(&config.brokers) {
-                            Ok(p) => producer = Some(p),
-                            Err(message) => return control.fail(message),
-                        }
-                    }
-                    let Some(producer) = producer.as_ref() else {
-                        return;
-                    };
-                    let mut session = output.session(&capability);
-                    for report in batches.flat_map(|b| b.drain(..)) {
-                        let key = format_rfc3339_millis(report.window_start);
-                        let message = WindowMessage {
-                            seq: report.window_start.div_euclid(config.window_millis),
-                            report,
-                        };
-                        let payload =
-                            serde_json::to_vec(&message).expect("a report serializes to JSON");
-                        send(producer, &config.windows_topic, &key, &payload);
-                        for topic in &config.cluster_topics {
-                            send(producer, topic, &key, &payload);
-                        }
-                        // One window at a time: a later window is never visible before an earlier one.
-                        flush(producer, &control);
-                        metrics.windows.add(1);
-                        let delay_ms = wall_clock_ms() - message.report.window_end;
-                        metrics
-                            .emit_delay_seconds
-                            .observe(delay_ms.max(0) as f64 / 1e3);
-                        session.give(message.report);
-                    }
-                });
-            }
-        })
+        let brokers = config.brokers.clone();
+        let flush_control = Arc::clone(&control);
+        publish_through(
+            self,
+            "PublishWindows",
+            brokers,
+            control,
+            move |producer, report| {
+                let key = format_rfc3339_millis(report.window_start);
+                let message = WindowMessage {
+                    seq: report.window_start.div_euclid(config.window_millis),
+                    report: report.clone(),
+                };
+                let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
+                send(producer, &config.windows_topic, &key, &payload);
+                for topic in &config.cluster_topics {
+                    send(producer, topic, &key, &payload);
+                }
+                // One window at a time: a later window is never visible before an earlier one,
+                // so a restart can trust the newest window it finds.
+                flush(producer, &flush_control);
+                metrics.windows.add(1);
+                let delay_ms = wall_clock_ms() - report.window_end;
+                metrics
+                    .emit_delay_seconds
+                    .observe(delay_ms.max(0) as f64 / 1e3);
+            },
+        )
     }
 }
 
@@ -166,67 +189,48 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
         config: PublishConfig,
         control: Arc<RunControl>,
     ) -> Stream<'scope, i64, Vec<LiveSide>> {
-        let mut producer = None;
-        self.unary(Pipeline, "PublishLate", move |_capability, _info| {
-            move |input, output| {
-                input.for_each_stamp(|time, batches| {
-                    let Some(capability) = time.retain_least(0) else {
-                        return;
-                    };
-                    if producer.is_none() {
-                        match self::producer(&config.brokers) {
-                            Ok(p) => producer = Some(p),
-                            Err(message) => return control.fail(message),
-                        }
-                    }
-                    let Some(producer) = producer.as_ref() else {
-                        return;
-                    };
-                    let mut session = output.session(&capability);
-                    for record in batches.flat_map(|b| b.drain(..)) {
-                        let message = match &record {
-                            LiveSide::Late {
-                                event,
-                                reason,
-                                partition,
-                                offset,
-                            } => LateMessage {
-                                user_id: Some(&event.user),
-                                emoji_type: Some(&event.emoji),
-                                timestamp: Some(format_rfc3339_millis(event.timestamp)),
-                                reason,
-                                raw: None,
-                                partition: *partition,
-                                offset: *offset,
-                            },
-                            LiveSide::Invalid {
-                                reason,
-                                raw,
-                                partition,
-                                offset,
-                            } => LateMessage {
-                                user_id: None,
-                                emoji_type: None,
-                                timestamp: None,
-                                reason,
-                                raw: Some(raw),
-                                partition: *partition,
-                                offset: *offset,
-                            },
-                        };
-                        let payload =
-                            serde_json::to_vec(&message).expect("a late record serializes to JSON");
-                        send(
-                            producer,
-                            &config.late_topic,
-                            &format!("{}-{}", message.partition, message.offset),
-                            &payload,
-                        );
-                        session.give(record);
-                    }
-                    flush(producer, &control);
-                });
-            }
-        })
+        let brokers = config.brokers.clone();
+        publish_through(
+            self,
+            "PublishLate",
+            brokers,
+            control,
+            move |producer, record| {
+                let message = match record {
+                    LiveSide::Late {
+                        event,
+                        reason,
+                        partition,
+                        offset,
+                    } => LateMessage {
+                        user_id: Some(&event.user),
+                        emoji_type: Some(&event.emoji),
+                        timestamp: Some(format_rfc3339_millis(event.timestamp)),
+                        reason,
+                        raw: None,
+                        partition: *partition,
+                        offset: *offset,
+                    },
+                    LiveSide::Invalid {
+                        reason,
+                        raw,
+                        partition,
+                        offset,
+                    } => LateMessage {
+                        user_id: None,
+                        emoji_type: None,
+                        timestamp: None,
+                        reason,
+                        raw: Some(raw),
+                        partition: *partition,
+                        offset: *offset,
+                    },
+                };
+                let payload =
+                    serde_json::to_vec(&message).expect("a late record serializes to JSON");
+                let key = format!("{}-{}", message.partition, message.offset);
+                send(producer, &config.late_topic, &key, &payload);
+            },
+        )
     }
 }

@@ -11,6 +11,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Serialize;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::control::RunControl;
@@ -56,13 +57,17 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
     }
 }
 
-/// Waits until everything sent is acknowledged (the broker may be away a while). Polls in
-/// short steps: the client's own flush sleeps up to 100 ms between checks, which would cap
-/// publishing at ten windows a second when catching up.
+/// Waits until everything sent is acknowledged (the broker may be away a while). Checks in
+/// short sleeps: the client's own flush sleeps up to 100 ms between checks, which would cap
+/// publishing at ten windows a second when catching up, and polling in a loop would spin.
 fn flush(producer: &BaseProducer, control: &RunControl) {
     let mut waited = std::time::Instant::now();
-    while producer.in_flight_count() > 0 {
-        producer.poll(Duration::from_millis(1));
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
         if waited.elapsed() > Duration::from_secs(5) {
             tracing::warn!(
                 in_flight = producer.in_flight_count(),
@@ -131,35 +136,79 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
         control: Arc<RunControl>,
         metrics: Arc<DataflowMetrics>,
     ) -> Stream<'scope, i64, Vec<WindowReport>> {
-        let brokers = config.brokers.clone();
-        let flush_control = Arc::clone(&control);
-        publish_through(
-            self,
-            "PublishWindows",
-            brokers,
-            control,
-            move |producer, report| {
-                let key = format_rfc3339_millis(report.window_start);
-                let message = WindowMessage {
-                    seq: report.window_start.div_euclid(config.window_millis),
-                    report: report.clone(),
-                };
-                let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
-                send(producer, &config.windows_topic, &key, &payload);
-                for topic in &config.cluster_topics {
-                    send(producer, topic, &key, &payload);
+        let scope = self.scope();
+        self.unary(Pipeline, "PublishWindows", move |_capability, info| {
+            // A thread publishes window after window, each flushed before the next, so a
+            // later window is never visible before an earlier one and a restart can trust the
+            // newest window it finds; the worker goes on reading meanwhile.
+            let activator = scope.worker().sync_activator_for(info.address.to_vec());
+            let confirmed = Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN));
+            let (to_thread, from_worker) = std::sync::mpsc::channel::<(i64, Vec<WindowReport>)>();
+            let thread_confirmed = Arc::clone(&confirmed);
+            std::thread::Builder::new()
+                .name("publish-windows".into())
+                .spawn(move || {
+                    let producer = match producer(&config.brokers) {
+                        Ok(p) => p,
+                        Err(message) => return control.fail(message),
+                    };
+                    for (time, reports) in from_worker {
+                        for report in &reports {
+                            publish_window(&producer, &config, report, &control, &metrics);
+                        }
+                        thread_confirmed.store(time, std::sync::atomic::Ordering::Release);
+                        let _ = activator.activate();
+                    }
+                })
+                .expect("a thread for publishing windows");
+            let mut pending: std::collections::VecDeque<(i64, Capability<i64>, Vec<WindowReport>)> =
+                Default::default();
+            move |input, output| {
+                input.for_each_stamp(|time, batches| {
+                    let Some(capability) = time.retain_least(0) else {
+                        return;
+                    };
+                    let reports: Vec<WindowReport> = batches.flat_map(|b| b.drain(..)).collect();
+                    let at = *capability.time();
+                    if to_thread.send((at, reports.clone())).is_ok() {
+                        pending.push_back((at, capability, reports));
+                    }
+                });
+                let done = confirmed.load(std::sync::atomic::Ordering::Acquire);
+                while pending.front().is_some_and(|(at, _, _)| *at <= done) {
+                    if let Some((_, capability, mut reports)) = pending.pop_front() {
+                        output.session(&capability).give_container(&mut reports);
+                    }
                 }
-                // One window at a time: a later window is never visible before an earlier one,
-                // so a restart can trust the newest window it finds.
-                flush(producer, &flush_control);
-                metrics.windows.add(1);
-                let delay_ms = wall_clock_ms() - report.window_end;
-                metrics
-                    .emit_delay_seconds
-                    .observe(delay_ms.max(0) as f64 / 1e3);
-            },
-        )
+            }
+        })
     }
+}
+
+/// Publishes one window to the windows topic and every cluster topic, and waits for it.
+fn publish_window(
+    producer: &BaseProducer,
+    config: &PublishConfig,
+    report: &WindowReport,
+    control: &RunControl,
+    metrics: &DataflowMetrics,
+) {
+    let key = format_rfc3339_millis(report.window_start);
+    let message = WindowMessage {
+        seq: report.window_start.div_euclid(config.window_millis),
+        report: report.clone(),
+    };
+    let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
+    send(producer, &config.windows_topic, &key, &payload);
+    for topic in &config.cluster_topics {
+        send(producer, topic, &key, &payload);
+    }
+    flush(producer, control);
+    metrics.windows.add(1);
+    let delay_ms = wall_clock_ms() - report.window_end;
+    metrics
+        .emit_delay_seconds
+        .observe(delay_ms.max(0) as f64 / 1e3);
 }
 
 #[derive(Serialize)]

@@ -36,6 +36,8 @@ pub enum Command {
     Up(Box<UpArgs>),
     /// Offer an open-loop HTTP load to the ingest API and report latency percentiles.
     Load(LoadArgs),
+    /// Serve the windows of one cluster to WebSocket clients.
+    Broadcast(Box<BroadcastArgs>),
 }
 
 /// Which implementation counts the windows.
@@ -458,6 +460,16 @@ pub struct UpArgs {
     /// The dataflow.
     #[command(flatten)]
     pub dataflow: DataflowFlags,
+    /// HTTP and WebSocket address of cluster 1's broadcaster; cluster N listens on the next ports.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8765",
+        env = "EMOSTREAM_BROADCAST_LISTEN"
+    )]
+    pub broadcast_listen: SocketAddr,
+    /// The broadcasters.
+    #[command(flatten)]
+    pub broadcast: BroadcastFlags,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -497,4 +509,66 @@ pub struct LoadArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
+}
+
+/// The broadcaster's flags.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct BroadcastFlags {
+    /// How much of the past a resuming client can get back.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
+    pub ring: Duration,
+    /// Windows a client may fall behind before it is disconnected (close code 4001).
+    #[arg(long, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
+    pub max_lag: NonZeroUsize,
+    /// A write to a client taking longer than this disconnects it (close code 4002).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_WRITE_TIMEOUT")]
+    pub write_timeout: Duration,
+    /// Largest message a client may send, in bytes (close code 1009 past it).
+    #[arg(long, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
+    pub max_inbound: NonZeroUsize,
+    /// Interval of keepalive pings.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
+    pub ping_interval: Duration,
+}
+
+impl BroadcastFlags {
+    /// The configuration of the broadcaster of `cluster` on `listen`.
+    pub fn config(
+        &self,
+        brokers: &str,
+        cluster: u32,
+        topic: String,
+        listen: SocketAddr,
+    ) -> broadcast::BroadcastConfig {
+        broadcast::BroadcastConfig {
+            ring: self.ring,
+            max_lag: self.max_lag.get(),
+            write_timeout: self.write_timeout,
+            max_inbound: self.max_inbound.get(),
+            ping_interval: self.ping_interval,
+            ..broadcast::BroadcastConfig::new(brokers.to_owned(), cluster, topic, listen)
+        }
+    }
+}
+
+/// Arguments of `emostream broadcast`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct BroadcastArgs {
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
+    pub brokers: String,
+    /// The cluster to serve (1-based): its topic is PREFIX + N.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_CLUSTER")]
+    pub cluster: NonZeroU32,
+    /// Prefix of the cluster topics.
+    #[arg(long, default_value = model::names::CLUSTER_TOPIC_PREFIX, env = "EMOSTREAM_CLUSTER_PREFIX")]
+    pub cluster_prefix: String,
+    /// HTTP and WebSocket address.
+    #[arg(long, default_value = "127.0.0.1:8765", env = "EMOSTREAM_LISTEN")]
+    pub listen: SocketAddr,
+    /// The broadcaster.
+    #[command(flatten)]
+    pub broadcast: BroadcastFlags,
 }

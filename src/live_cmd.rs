@@ -9,7 +9,7 @@ use dataflow::metrics::DataflowMetrics;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
 
-use crate::args::{DataflowArgs, IngestArgs, LoadArgs, UpArgs};
+use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, LoadArgs, UpArgs};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -58,13 +58,32 @@ pub fn up(args: UpArgs) -> Result<()> {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
         let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
+        let cluster_topics = live_config.cluster_topics();
         let live = LiveDataflow::start(live_config, shutdown.clone()).await?;
+        let mut broadcasters = Vec::new();
+        for (i, topic) in cluster_topics.into_iter().enumerate() {
+            let mut listen = args.broadcast_listen;
+            if listen.port() != 0 {
+                listen.set_port(listen.port() + i as u16);
+            }
+            let config = args
+                .broadcast
+                .config(&args.brokers.brokers, i as u32 + 1, topic, listen);
+            broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
+        }
         println!("EmoStream is up.");
         println!(
             "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
             ingest.addr
         );
         println!("  dataflow: http://{}/metrics", live.metrics_addr);
+        for (i, b) in broadcasters.iter().enumerate() {
+            println!(
+                "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
+                i + 1,
+                b.addr
+            );
+        }
         println!("  brokers:  {}", args.brokers.brokers);
         println!("Press Ctrl-C to stop.");
         // Stop accepting and flush the producer first, then let the dataflow publish what
@@ -72,7 +91,26 @@ pub fn up(args: UpArgs) -> Result<()> {
         let mut waiting = shutdown.clone();
         waiting.wait().await;
         ingest.stopped().await;
+        for b in broadcasters {
+            b.stopped().await;
+        }
         live.finish(shutdown).await
+    })
+}
+
+/// Runs `emostream broadcast` until Ctrl-C or SIGTERM.
+pub fn broadcast(args: BroadcastArgs) -> Result<()> {
+    let topic = format!("{}{}", args.cluster_prefix, args.cluster);
+    let config = args
+        .broadcast
+        .config(&args.brokers, args.cluster.get(), topic, args.listen);
+    runtime()?.block_on(async {
+        let (trigger, shutdown) = Shutdown::new();
+        trigger_on_signals(trigger);
+        let running = broadcast::start(config, shutdown).await?;
+        println!("broadcast: ws://{}/ws", running.addr);
+        running.stopped().await;
+        Ok(())
     })
 }
 

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Dataflow(args) => live_cmd::dataflow(*args),
         Command::Up(args) => live_cmd::up(*args),
         Command::Load(args) => live_cmd::load(args),
+        Command::Broadcast(args) => live_cmd::broadcast(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

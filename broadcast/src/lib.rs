@@ -1,15 +1,22 @@
-//! The broadcast side of EmoStream: WebSocket broadcasters that consume the `clusterN`
-//! topics and push every closed window to the registered clients of their cluster, and the
-//! live web page.
+//! The broadcast side of EmoStream: WebSocket broadcasters that consume a `clusterN`
+//! topic and push every closed window to the clients of their cluster.
 //!
 //! # Layout
-//! - [`topics`]: the cluster topics a broadcaster serves.
+//! - [`server`]: `start`, the broadcaster (HTTP with WebSocket upgrades on one port).
+//! - [`hub`]: the latest window, the ring of recent windows, and the fan-out channel.
+//! - [`frame`]: frames encoded once per window and shared by every connection.
+//! - [`session`]: one WebSocket client: hello, snapshot, windows, resume, close codes.
+//! - [`consumer`]: the cluster topic into the hub.
+//! - [`config`]: the broadcaster configuration, `BroadcastConfig`.
+//! - [`metrics`]: the broadcaster's Prometheus metrics.
 
-pub mod topics {
-    //! The topics read by the broadcasters.
+pub mod config;
+pub mod consumer;
+pub mod frame;
+pub mod hub;
+pub mod metrics;
+pub mod server;
+pub mod session;
 
-    /// The topic a broadcaster of cluster `n` (1-based) consumes.
-    pub fn cluster_topic(n: u32) -> String {
-        model::names::cluster_topic(n)
-    }
-}
+pub use config::BroadcastConfig;
+pub use server::{BroadcastError, RunningBroadcaster, start};

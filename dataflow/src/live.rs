@@ -122,19 +122,17 @@ pub struct Prepared {
 
 /// Creates missing topics, and finds the partition count and the last published window.
 pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
-    let mut topics = vec![
-        config.events_topic.clone(),
-        config.windows_topic.clone(),
-        config.late_topic.clone(),
+    let spec = |name: &String, partitions| TopicSpec {
+        name: name.clone(),
+        partitions,
+    };
+    let mut specs = vec![
+        spec(&config.events_topic, config.partitions),
+        spec(&config.windows_topic, config.partitions),
+        spec(&config.late_topic, config.partitions),
     ];
-    topics.extend(config.cluster_topics());
-    let specs: Vec<TopicSpec> = topics
-        .into_iter()
-        .map(|name| TopicSpec {
-            name,
-            partitions: config.partitions,
-        })
-        .collect();
+    // A cluster topic has one partition: its broadcasters read every window, in order.
+    specs.extend(config.cluster_topics().iter().map(|t| spec(t, 1)));
     ensure_topics(&config.brokers, &specs, config.replication).await?;
     let config = config.clone();
     tokio::task::spawn_blocking(move || inspect_topics(&config))

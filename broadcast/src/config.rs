@@ -1,0 +1,44 @@
+//! The broadcaster's configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a broadcaster runs.
+#[derive(Debug, Clone)]
+pub struct BroadcastConfig {
+    /// Kafka brokers.
+    pub brokers: String,
+    /// The cluster served (1-based).
+    pub cluster: u32,
+    /// The cluster's topic.
+    pub topic: String,
+    /// HTTP and WebSocket address.
+    pub listen: SocketAddr,
+    /// How much of the past a resuming client can get back.
+    pub ring: Duration,
+    /// Windows a client may fall behind before it is disconnected.
+    pub max_lag: usize,
+    /// A write that takes longer than this disconnects the client.
+    pub write_timeout: Duration,
+    /// Largest message a client may send, in bytes.
+    pub max_inbound: usize,
+    /// Interval of keepalive pings.
+    pub ping_interval: Duration,
+}
+
+impl BroadcastConfig {
+    /// The defaults for cluster `cluster` reading `topic`.
+    pub fn new(brokers: String, cluster: u32, topic: String, listen: SocketAddr) -> Self {
+        BroadcastConfig {
+            brokers,
+            cluster,
+            topic,
+            listen,
+            ring: Duration::from_secs(60),
+            max_lag: 4,
+            write_timeout: Duration::from_secs(5),
+            max_inbound: 4096,
+            ping_interval: Duration::from_secs(20),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Frames: encoded once per window, shared by every connection.
+
+use bytes::Bytes;
+use model::report::WindowMessage;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// One window, ready to send.
+#[derive(Debug, Clone)]
+pub struct WindowFrame {
+    /// The window's sequence number.
+    pub seq: i64,
+    /// The window's end, UTC milliseconds.
+    pub window_end: i64,
+    /// When the window's record was written to Kafka, UTC milliseconds.
+    pub kafka_timestamp: Option<i64>,
+    /// When the broadcaster took the window from Kafka.
+    pub arrived: std::time::Instant,
+    /// `{"type":"window", ...WindowReport fields..., "seq": K}`.
+    pub text: Utf8Bytes,
+}
+
+#[derive(Serialize)]
+struct Typed<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl WindowFrame {
+    /// Encodes a window message.
+    pub fn new(message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
+        let json = serde_json::to_vec(&Typed {
+            kind: "window",
+            body: message,
+        })
+        .expect("a window serializes to JSON");
+        WindowFrame {
+            seq: message.seq,
+            window_end: message.report.window_end,
+            kafka_timestamp,
+            arrived: std::time::Instant::now(),
+            text: Utf8Bytes::try_from(Bytes::from(json)).expect("JSON is UTF-8"),
+        }
+    }
+}
+
+/// The first frame a client gets.
+pub fn hello(cluster: u32, epoch: i64) -> Utf8Bytes {
+    serde_json::json!({"type": "hello", "cluster": cluster, "epoch": epoch})
+        .to_string()
+        .into()
+}

@@ -1,0 +1,186 @@
+//! One WebSocket client: `hello`, the latest window, then every window as it comes; a
+//! `resume` message brings back the windows missed that are still in the ring.
+//!
+//! Close codes: 4001 the client fell `max_lag` windows behind; 4002 a write took longer
+//! than the write timeout (the client stopped reading); 1008 a message that is not
+//! `{"type":"resume","last_seq":K}`; 1003 a binary message; 1009 a message over the size
+//! limit; 1001 the broadcaster is shutting down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use service::Shutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::frame::{WindowFrame, hello};
+use crate::hub::Hub;
+use crate::metrics::{BroadcastMetrics, Disconnect};
+
+/// What a session needs.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// The cluster served.
+    pub cluster: u32,
+    /// When this broadcaster started (UTC ms): a new epoch tells clients the ring is new.
+    pub epoch: i64,
+    /// A write longer than this disconnects.
+    pub write_timeout: Duration,
+    /// Interval of pings.
+    pub ping_interval: Duration,
+    /// The hub.
+    pub hub: Arc<Hub>,
+    /// The metrics.
+    pub metrics: Arc<BroadcastMetrics>,
+    /// The broadcaster's shutdown.
+    pub shutdown: Shutdown,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum ClientMessage {
+    Resume { last_seq: i64 },
+}
+
+enum End {
+    Quietly(Disconnect),
+    Close(Disconnect, u16, String),
+}
+
+/// Serves one client until it leaves or is disconnected.
+pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: WebSocketStream<S>,
+    ctx: SessionContext,
+) {
+    ctx.metrics.connections.add(1);
+    // Subscribe before the snapshot, so no window falls between them.
+    let mut windows = ctx.hub.subscribe();
+    let (mut sink, mut incoming) = ws.split();
+    let mut last_sent = i64::MIN;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut ping = tokio::time::interval(ctx.ping_interval);
+    ping.tick().await;
+    let end = 'session: {
+        if write(
+            &mut sink,
+            Message::Text(hello(ctx.cluster, ctx.epoch)),
+            &ctx,
+        )
+        .await
+        .is_err()
+        {
+            break 'session End::Quietly(Disconnect::ClientGone);
+        }
+        if let Some(latest) = ctx.hub.latest() {
+            if let Err(end) = send_window(&mut sink, &latest, &ctx).await {
+                break 'session end;
+            }
+            last_sent = latest.seq;
+        }
+        loop {
+            tokio::select! {
+                received = windows.recv() => match received {
+                    Ok(frame) if frame.seq <= last_sent => {}
+                    Ok(frame) => {
+                        if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
+                            break 'session end;
+                        }
+                        last_sent = frame.seq;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        ctx.metrics.frames_skipped.add(missed);
+                        break 'session End::Close(Disconnect::TooSlow, 4001, format!("too slow: fell {missed} windows behind"));
+                    }
+                    Err(RecvError::Closed) => break 'session End::Close(Disconnect::Shutdown, 1001, "broadcaster stopping".into()),
+                },
+                message = incoming.next() => match message {
+                    None | Some(Ok(Message::Close(_))) => break 'session End::Quietly(Disconnect::ClientGone),
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
+                        Ok(ClientMessage::Resume { last_seq }) => {
+                            for frame in ctx.hub.since(last_seq) {
+                                if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
+                                    break 'session end;
+                                }
+                                last_sent = last_sent.max(frame.seq);
+                            }
+                        }
+                        Err(_) => break 'session End::Close(
+                            Disconnect::InvalidMessage,
+                            1008,
+                            "invalid message: expected {\"type\":\"resume\",\"last_seq\":K}".into(),
+                        ),
+                    },
+                    Some(Ok(Message::Binary(_))) => {
+                        break 'session End::Close(Disconnect::InvalidMessage, 1003, "binary messages are not accepted".into())
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(WsError::Capacity(_))) => {
+                        break 'session End::Close(Disconnect::TooBig, 1009, "message too large".into())
+                    }
+                    Some(Err(_)) => break 'session End::Quietly(Disconnect::ClientGone),
+                },
+                _ = ping.tick() => {
+                    if write(&mut sink, Message::Ping(Default::default()), &ctx).await.is_err() {
+                        break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
+                    }
+                }
+                () = shutdown.wait() => break 'session End::Close(Disconnect::Shutdown, 1001, "broadcaster stopping".into()),
+            }
+        }
+    };
+    let why = match end {
+        End::Quietly(why) => why,
+        End::Close(why, code, reason) => {
+            let close = Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+            why
+        }
+    };
+    ctx.metrics.disconnected(why);
+    ctx.metrics.connections.add(-1);
+}
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+
+async fn send_window<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut Sink<S>,
+    frame: &WindowFrame,
+    ctx: &SessionContext,
+) -> Result<(), End> {
+    write(sink, Message::Text(frame.text.clone()), ctx)
+        .await
+        .map_err(|()| End::Close(Disconnect::NotReading, 4002, "not reading".into()))?;
+    ctx.metrics.frames_sent.add(1);
+    ctx.metrics
+        .fan_out_seconds
+        .observe(frame.arrived.elapsed().as_secs_f64());
+    if let Some(written_ms) = frame.kafka_timestamp {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        ctx.metrics
+            .record_to_client_seconds
+            .observe((now_ms - written_ms).max(0) as f64 / 1e3);
+    }
+    Ok(())
+}
+
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut Sink<S>,
+    message: Message,
+    ctx: &SessionContext,
+) -> Result<(), ()> {
+    match tokio::time::timeout(ctx.write_timeout, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}

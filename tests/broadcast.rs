@@ -1,0 +1,326 @@
+//! Broadcasters against a real broker and real WebSocket clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::*;
+use futures_util::{SinkExt, StreamExt};
+use model::report::{EmojiTotals, WindowMessage};
+use model::{ReportConfig, WindowReport};
+use rdkafka::producer::{BaseRecord, Producer};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A window message whose report lists `emojis` emojis (to make frames larger).
+fn window(seq: i64, emojis: usize) -> WindowMessage {
+    let totals = (0..emojis).map(|i| EmojiTotals {
+        emoji: format!("emoji-{i:05}-{}", "x".repeat(60)),
+        count: 1 + i as u64,
+        unique_users: 1,
+    });
+    let report = WindowReport::build(
+        seq * 2000,
+        seq * 2000 + 2000,
+        100,
+        10,
+        totals,
+        &ReportConfig::default(),
+    );
+    WindowMessage { report, seq }
+}
+
+fn publish(topic: &str, windows: &[WindowMessage]) {
+    let producer = producer();
+    for w in windows {
+        let payload = serde_json::to_vec(w).unwrap();
+        let key = w.seq.to_string();
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&payload))
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+struct Cluster {
+    prefix: String,
+    topic: String,
+    service: Service,
+}
+
+impl Cluster {
+    /// A fresh cluster topic (one partition), with `before` windows already in it.
+    fn start(name: &str, before: &[WindowMessage], extra: &[&str]) -> Self {
+        let prefix = format!("{}-cluster", unique(name));
+        let topic = format!("{prefix}1");
+        let spec = service::kafka::TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+        };
+        // The tests run on an async runtime: set up on a plain thread.
+        let before = before.to_vec();
+        let setup_topic = topic.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime
+                .block_on(service::kafka::ensure_topics(&brokers(), &[spec], 1))
+                .unwrap();
+            publish(&setup_topic, &before);
+        })
+        .join()
+        .unwrap();
+        let mut args: Vec<String> = [
+            "broadcast",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster-prefix",
+            &prefix,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let service = Service::start(&args);
+        Cluster {
+            prefix,
+            topic,
+            service,
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        self.service
+            .banner
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap()
+            .to_owned()
+    }
+
+    fn http(&self, path: &str) -> String {
+        let url = format!(
+            "{}{path}",
+            self.ws_url().replace("ws://", "http://").replace("/ws", "")
+        );
+        tokio::task::block_in_place(|| {
+            ureq::get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap()
+        })
+    }
+}
+
+async fn connect(url: &str) -> Client {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// The next text frame as JSON.
+async fn next_json(client: &mut Client) -> serde_json::Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a frame in time");
+        match message.expect("open").expect("a message") {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The close frame's code, after any other frames.
+async fn close_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return Some(frame.code.into()),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_a_snapshot_then_every_window_in_order_with_identical_content() {
+    let cluster = Cluster::start("fanout", &[window(1, 3)], &[]);
+    let url = cluster.ws_url();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = connect(&url).await;
+        let hello = next_json(&mut client).await;
+        assert_eq!(
+            (hello["type"].as_str(), hello["cluster"].as_u64()),
+            (Some("hello"), Some(1))
+        );
+        let snapshot = next_json(&mut client).await;
+        assert_eq!(
+            (snapshot["type"].as_str(), snapshot["seq"].as_i64()),
+            (Some("window"), Some(1))
+        );
+        assert_eq!(snapshot["window_start"], "1970-01-01T00:00:02.000Z");
+        clients.push(client);
+    }
+    let windows: Vec<WindowMessage> = (2..=6).map(|s| window(s, 3)).collect();
+    let topic = cluster.topic.clone();
+    tokio::task::spawn_blocking(move || publish(&topic, &windows))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for client in &mut clients {
+        let mut frames = Vec::new();
+        for _ in 2..=6 {
+            frames.push(next_json(client).await);
+        }
+        let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, [2, 3, 4, 5, 6], "in order");
+        seen.push(frames);
+    }
+    assert!(
+        seen.windows(2).all(|p| p[0] == p[1]),
+        "every client got the same content"
+    );
+    assert!(cluster.http("/metrics").contains("broadcast_connections 3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_disconnect_delivers_the_missed_windows() {
+    let cluster = Cluster::start("resume", &[window(1, 1)], &[]);
+    let url = cluster.ws_url();
+    let mut client = connect(&url).await;
+    assert_eq!(next_json(&mut client).await["type"], "hello");
+    assert_eq!(next_json(&mut client).await["seq"], 1);
+    client.close(None).await.unwrap();
+    let topic = cluster.topic.clone();
+    tokio::task::spawn_blocking(move || {
+        publish(&topic, &[window(2, 1), window(3, 1), window(4, 1)])
+    })
+    .await
+    .unwrap();
+    // Wait until the broadcaster has the newest window: a new client's snapshot shows it.
+    let mut probe = connect(&url).await;
+    next_json(&mut probe).await;
+    let mut latest = next_json(&mut probe).await;
+    while latest["seq"] != 4 {
+        latest = next_json(&mut probe).await;
+    }
+    let mut back = connect(&url).await;
+    assert_eq!(next_json(&mut back).await["type"], "hello");
+    assert_eq!(
+        next_json(&mut back).await["seq"],
+        4,
+        "the snapshot is the newest window"
+    );
+    back.send(Message::text(r#"{"type":"resume","last_seq":1}"#))
+        .await
+        .unwrap();
+    let resumed: Vec<i64> = [
+        next_json(&mut back).await,
+        next_json(&mut back).await,
+        next_json(&mut back).await,
+    ]
+    .iter()
+    .map(|f| f["seq"].as_i64().unwrap())
+    .collect();
+    assert_eq!(
+        resumed,
+        [2, 3, 4],
+        "the windows after the last one seen, from the ring"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receiving() {
+    let cluster = Cluster::start("slow", &[], &["--max-lag", "2", "--write-timeout", "1s"]);
+    let url = cluster.ws_url();
+    let mut good = connect(&url).await;
+    assert_eq!(next_json(&mut good).await["type"], "hello");
+    // The slow client reads its hello and then nothing more.
+    let mut slow = connect(&url).await;
+    assert_eq!(next_json(&mut slow).await["type"], "hello");
+    // Large windows (about 40 KB each), one every 20 ms: the slow client's socket fills up.
+    let topic = cluster.topic.clone();
+    let feeder = tokio::task::spawn_blocking(move || {
+        for seq in 1..=200 {
+            publish(&topic, &[window(seq, 400)]);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    for seq in 1..=200 {
+        assert_eq!(
+            next_json(&mut good).await["seq"],
+            seq,
+            "the reading client gets every window in order"
+        );
+    }
+    feeder.await.unwrap();
+    let metrics = cluster.http("/metrics");
+    let dropped = |reason: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "broadcast_disconnects_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(dropped("too_slow") + dropped("not_reading"), 1, "{metrics}");
+    assert!(metrics.contains("broadcast_connections 1"), "{metrics}");
+    drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
+    let cluster = Cluster::start("bad", &[window(1, 1)], &[]);
+    let url = cluster.ws_url();
+    let mut bystander = connect(&url).await;
+    next_json(&mut bystander).await;
+    next_json(&mut bystander).await;
+    let cases: Vec<(Message, u16)> = vec![
+        (Message::text("hello there"), 1008),
+        (Message::text(r#"{"type":"resume"}"#), 1008),
+        (Message::binary(vec![1, 2, 3]), 1003),
+        (Message::text("x".repeat(10_000)), 1009),
+    ];
+    for (message, code) in cases {
+        let mut client = connect(&url).await;
+        next_json(&mut client).await;
+        next_json(&mut client).await;
+        let _ = client.send(message).await;
+        assert_eq!(close_code(&mut client).await, Some(code));
+    }
+    // A handshake without the WebSocket headers is refused.
+    let http_url = url.replace("ws://", "http://");
+    let plain = tokio::task::block_in_place(|| {
+        ureq::get(&http_url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap()
+    });
+    assert_eq!(plain.status(), 400);
+    let topic = cluster.topic.clone();
+    tokio::task::spawn_blocking(move || publish(&topic, &[window(2, 1)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut bystander).await["seq"],
+        2,
+        "others keep receiving"
+    );
+    let _ = cluster.prefix;
+}

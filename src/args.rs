@@ -530,6 +530,13 @@ pub struct BroadcastFlags {
     /// Interval of keepalive pings.
     #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
     pub ping_interval: Duration,
+    /// Secret that signs connection tokens; every broadcaster of a deployment shares it
+    /// (`emostream up` makes one when none is given).
+    #[arg(long, env = "EMOSTREAM_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// Topic where broadcasters announce themselves.
+    #[arg(long, default_value = model::names::REGISTRY_TOPIC, env = "EMOSTREAM_REGISTRY_TOPIC")]
+    pub registry_topic: String,
 }
 
 impl BroadcastFlags {
@@ -540,8 +547,11 @@ impl BroadcastFlags {
         cluster: u32,
         topic: String,
         listen: SocketAddr,
+        token_secret: String,
     ) -> broadcast::BroadcastConfig {
         broadcast::BroadcastConfig {
+            token_secret,
+            registry_topic: self.registry_topic.clone(),
             ring: self.ring,
             max_lag: self.max_lag.get(),
             write_timeout: self.write_timeout,

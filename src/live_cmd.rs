@@ -61,14 +61,23 @@ pub fn up(args: UpArgs) -> Result<()> {
         let cluster_topics = live_config.cluster_topics();
         let live = LiveDataflow::start(live_config, shutdown.clone()).await?;
         let mut broadcasters = Vec::new();
+        let secret = args
+            .broadcast
+            .token_secret
+            .clone()
+            .unwrap_or_else(random_secret);
         for (i, topic) in cluster_topics.into_iter().enumerate() {
             let mut listen = args.broadcast_listen;
             if listen.port() != 0 {
                 listen.set_port(listen.port() + i as u16);
             }
-            let config = args
-                .broadcast
-                .config(&args.brokers.brokers, i as u32 + 1, topic, listen);
+            let config = args.broadcast.config(
+                &args.brokers.brokers,
+                i as u32 + 1,
+                topic,
+                listen,
+                secret.clone(),
+            );
             broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
         }
         println!("EmoStream is up.");
@@ -101,9 +110,16 @@ pub fn up(args: UpArgs) -> Result<()> {
 /// Runs `emostream broadcast` until Ctrl-C or SIGTERM.
 pub fn broadcast(args: BroadcastArgs) -> Result<()> {
     let topic = format!("{}{}", args.cluster_prefix, args.cluster);
-    let config = args
-        .broadcast
-        .config(&args.brokers, args.cluster.get(), topic, args.listen);
+    let secret = args.broadcast.token_secret.clone().context(
+        "--token-secret (EMOSTREAM_TOKEN_SECRET) is required: every broadcaster of a deployment signs and checks tokens with it",
+    )?;
+    let config = args.broadcast.config(
+        &args.brokers,
+        args.cluster.get(),
+        topic,
+        args.listen,
+        secret,
+    );
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
@@ -213,4 +229,13 @@ pub fn load(args: LoadArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A fresh random secret for the tokens of one `emostream up`.
+fn random_secret() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let a = state.hash_one(std::time::SystemTime::now());
+    let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{a:016x}{b:016x}")
 }

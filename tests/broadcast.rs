@@ -12,6 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "test-secret";
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -73,12 +74,17 @@ impl Cluster {
         })
         .join()
         .unwrap();
+        let registry = format!("{prefix}-registry");
         let mut args: Vec<String> = [
             "broadcast",
             "--listen",
             "127.0.0.1:0",
             "--cluster-prefix",
             &prefix,
+            "--registry-topic",
+            &registry,
+            "--token-secret",
+            SECRET,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -99,6 +105,30 @@ impl Cluster {
             .find(|w| w.starts_with("ws://"))
             .unwrap()
             .to_owned()
+    }
+
+    /// Registers `client` and returns the reply.
+    fn register(&self, client: &str) -> serde_json::Value {
+        let url = format!(
+            "{}/register",
+            self.ws_url().replace("ws://", "http://").replace("/ws", "")
+        );
+        let body = serde_json::json!({ "client_id": client }).to_string();
+        tokio::task::block_in_place(|| {
+            let text = ureq::post(&url)
+                .header("content-type", "application/json")
+                .send(body.as_str())
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            serde_json::from_str(&text).unwrap()
+        })
+    }
+
+    /// A registered client's URL, token included.
+    fn client_url(&self, client: &str) -> String {
+        self.register(client)["ws_url"].as_str().unwrap().to_owned()
     }
 
     fn http(&self, path: &str) -> String {
@@ -155,7 +185,7 @@ async fn close_code(client: &mut Client) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_get_a_snapshot_then_every_window_in_order_with_identical_content() {
     let cluster = Cluster::start("fanout", &[window(1, 3)], &[]);
-    let url = cluster.ws_url();
+    let url = cluster.client_url("viewer");
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = connect(&url).await;
@@ -197,7 +227,7 @@ async fn clients_get_a_snapshot_then_every_window_in_order_with_identical_conten
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_disconnect_delivers_the_missed_windows() {
     let cluster = Cluster::start("resume", &[window(1, 1)], &[]);
-    let url = cluster.ws_url();
+    let url = cluster.client_url("viewer");
     let mut client = connect(&url).await;
     assert_eq!(next_json(&mut client).await["type"], "hello");
     assert_eq!(next_json(&mut client).await["seq"], 1);
@@ -243,7 +273,7 @@ async fn resume_after_a_disconnect_delivers_the_missed_windows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receiving() {
     let cluster = Cluster::start("slow", &[], &["--max-lag", "2", "--write-timeout", "1s"]);
-    let url = cluster.ws_url();
+    let url = cluster.client_url("viewer");
     let mut good = connect(&url).await;
     assert_eq!(next_json(&mut good).await["type"], "hello");
     // The slow client reads its hello and then nothing more.
@@ -285,7 +315,7 @@ async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receivi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
     let cluster = Cluster::start("bad", &[window(1, 1)], &[]);
-    let url = cluster.ws_url();
+    let url = cluster.client_url("viewer");
     let mut bystander = connect(&url).await;
     next_json(&mut bystander).await;
     next_json(&mut bystander).await;
@@ -323,4 +353,87 @@ async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
         "others keep receiving"
     );
     let _ = cluster.prefix;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_forged_token_is_refused() {
+    let cluster = Cluster::start("token", &[window(1, 1)], &[]);
+    let bare = cluster.ws_url();
+    let good = cluster.client_url("viewer");
+    let token = good.split("token=").nth(1).unwrap().to_owned();
+    let forged = format!("{bare}?token={}", token.replacen('.', "9.", 1));
+    for url in [bare.clone(), forged, format!("{bare}?token=nonsense")] {
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{url}")
+            }
+            other => panic!("{url} was not refused: {other:?}"),
+        }
+    }
+    let mut client = connect(&good).await;
+    assert_eq!(next_json(&mut client).await["type"], "hello");
+    assert!(
+        cluster
+            .http("/metrics")
+            .contains("broadcast_refused_total 3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
+    let first = Cluster::start("balance", &[], &[]);
+    // A second broadcaster for the same cluster needs nothing but starting it.
+    let registry = format!("{}-registry", first.prefix);
+    let args: Vec<String> = [
+        "broadcast",
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster-prefix",
+        &first.prefix,
+        "--registry-topic",
+        &registry,
+        "--token-secret",
+        SECRET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let second = Service::start(&args);
+    let second_url = second
+        .banner
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap()
+        .to_owned();
+    // Wait until the first broadcaster has heard the second.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !first.client_url(&unique("probe")).starts_with(&second_url) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second broadcaster was never assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut on_second = 0;
+    for i in 0..40 {
+        let reply = first.register(&format!("viewer-{i}"));
+        assert_eq!(reply["cluster"], 1);
+        if reply["ws_url"].as_str().unwrap().starts_with(&second_url) {
+            on_second += 1;
+        }
+    }
+    assert!(
+        (15..=25).contains(&on_second),
+        "{on_second} of 40 on the second broadcaster"
+    );
+    // The second one dies: within 10 s it gets no more clients.
+    second.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for i in 0..20 {
+        let url = first.client_url(&format!("late-{i}"));
+        assert!(
+            !url.starts_with(&second_url),
+            "a dead broadcaster was assigned"
+        );
+    }
 }

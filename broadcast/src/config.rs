@@ -24,6 +24,12 @@ pub struct BroadcastConfig {
     pub max_inbound: usize,
     /// Interval of keepalive pings.
     pub ping_interval: Duration,
+    /// Topic where broadcasters announce themselves.
+    pub registry_topic: String,
+    /// Secret that signs connection tokens (shared by every broadcaster).
+    pub token_secret: String,
+    /// How long a connection token stays valid.
+    pub token_ttl: Duration,
 }
 
 impl BroadcastConfig {
@@ -39,6 +45,9 @@ impl BroadcastConfig {
             write_timeout: Duration::from_secs(5),
             max_inbound: 4096,
             ping_interval: Duration::from_secs(20),
+            registry_topic: model::names::REGISTRY_TOPIC.to_owned(),
+            token_secret: String::new(),
+            token_ttl: Duration::from_secs(600),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`frame`]: frames encoded once per window and shared by every connection.
 //! - [`session`]: one WebSocket client: hello, snapshot, windows, resume, close codes.
 //! - [`consumer`]: the cluster topic into the hub.
+//! - [`token`]: signed connection tokens.
+//! - [`registry`]: heartbeats and the assignment of registering clients.
 //! - [`config`]: the broadcaster configuration, `BroadcastConfig`.
 //! - [`metrics`]: the broadcaster's Prometheus metrics.
 
@@ -15,8 +17,10 @@ pub mod consumer;
 pub mod frame;
 pub mod hub;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod session;
+pub mod token;
 
 pub use config::BroadcastConfig;
 pub use server::{BroadcastError, RunningBroadcaster, start};

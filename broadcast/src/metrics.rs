@@ -40,6 +40,8 @@ pub struct BroadcastMetrics {
     pub frames_skipped: Counter,
     /// Windows taken from Kafka.
     pub windows_received: Counter,
+    /// WebSocket handshakes refused for a missing or invalid token.
+    pub refused: Counter,
     disconnects: [Counter; REASONS.len()],
     /// From a window's arrival from Kafka to its write on a socket.
     pub fan_out_seconds: Histogram,
@@ -86,6 +88,11 @@ impl RenderMetrics for BroadcastMetrics {
             "broadcast_windows_received_total",
             "Windows taken from Kafka.",
             self.windows_received.get(),
+        )
+        .counter(
+            "broadcast_refused_total",
+            "Handshakes refused for a missing or invalid token.",
+            self.refused.get(),
         )
         .family(
             "broadcast_disconnects_total",

@@ -24,7 +24,9 @@ use crate::config::BroadcastConfig;
 use crate::consumer::spawn_consumer;
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
+use crate::registry::{Heartbeat, Registry, spawn_registry};
 use crate::session::{SessionContext, run_session};
+use crate::token::TokenSigner;
 
 /// Why a broadcaster could not run.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,9 @@ impl RunningBroadcaster {
 struct State {
     ctx: SessionContext,
     ws_config: WebSocketConfig,
+    registry: Arc<Registry>,
+    signer: TokenSigner,
+    token_ttl: std::time::Duration,
 }
 
 /// Starts a broadcaster for `config.cluster`, serving until `shutdown`.
@@ -91,9 +96,35 @@ pub async fn start(
             .map_err(|e| BroadcastError::Kafka(e.to_string()))?
             .map_err(BroadcastError::Kafka)?
     };
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let epoch = now_ms();
+    let topic = service::kafka::TopicSpec {
+        name: config.registry_topic.clone(),
+        partitions: 1,
+    };
+    service::kafka::ensure_topics(&config.brokers, &[topic], 1)
+        .await
+        .map_err(|e| BroadcastError::Kafka(e.to_string()))?;
+    let registry = Arc::new(Registry::default());
+    let me = Heartbeat {
+        id: format!("{}-{}-{epoch}", addr, std::process::id()),
+        cluster: config.cluster,
+        ws_url: format!("ws://{addr}/ws"),
+        connections: 0,
+    };
+    let registry_thread = {
+        let (brokers, topic) = (config.brokers.clone(), config.registry_topic.clone());
+        let (registry, metrics, stop) = (
+            Arc::clone(&registry),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        );
+        tokio::task::spawn_blocking(move || {
+            spawn_registry(&brokers, &topic, Some((me, metrics)), registry, stop)
+        })
+        .await
+        .map_err(|e| BroadcastError::Kafka(e.to_string()))?
+        .map_err(BroadcastError::Kafka)?
+    };
     // A small read buffer: clients send little, and idle connections are most of them.
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -112,6 +143,9 @@ pub async fn start(
             shutdown: shutdown.clone(),
         },
         ws_config,
+        registry,
+        signer: TokenSigner::new(config.token_secret.clone()),
+        token_ttl: config.token_ttl,
     });
     let mut signal = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -133,7 +167,11 @@ pub async fn start(
             }
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = tokio::task::spawn_blocking(move || consumer.join()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = consumer.join();
+            let _ = registry_thread.join();
+        })
+        .await;
         tracing::info!("Broadcaster stopped.");
     });
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");
@@ -150,6 +188,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match req.uri().path() {
         "/ws" => upgrade(req, state),
+        "/register" => register(req, &state).await,
         "/health" => text(
             StatusCode::OK,
             "application/json",
@@ -169,7 +208,100 @@ async fn handle(
     Ok(response)
 }
 
+#[derive(serde::Deserialize)]
+struct Registration {
+    client_id: String,
+}
+
+async fn register(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    if req.method() == hyper::Method::OPTIONS {
+        return cors(text(StatusCode::NO_CONTENT, "text/plain", String::new()));
+    }
+    if req.method() != hyper::Method::POST {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST /register");
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "registration body over 4096 bytes",
+            );
+        }
+    };
+    let client_id = match serde_json::from_slice::<Registration>(&body) {
+        Ok(r) => r.client_id.trim().to_owned(),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed registration: {e}"),
+            );
+        }
+    };
+    if client_id.is_empty() || client_id.len() > 128 || client_id.chars().any(char::is_control) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "client_id must be 1 to 128 bytes without control characters",
+        );
+    }
+    let Some((cluster, ws_url)) = state.registry.choose(&client_id) else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "no live broadcaster");
+    };
+    let expires = now_ms() + state.token_ttl.as_millis() as i64;
+    let token = state.signer.sign(&client_id, cluster, expires);
+    let body = serde_json::json!({
+        "cluster": cluster,
+        "ws_url": format!("{ws_url}?token={token}"),
+        "client_id": client_id,
+        "expires": model::format_rfc3339_millis(expires),
+    });
+    cors(text(StatusCode::OK, "application/json", body.to_string()))
+}
+
+fn cors(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let headers = response.headers_mut();
+    headers.insert(
+        "access-control-allow-origin",
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-allow-methods",
+        hyper::header::HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        "access-control-allow-headers",
+        hyper::header::HeaderValue::from_static("content-type"),
+    );
+    response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    text(
+        status,
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn upgrade(mut req: Request<Incoming>, state: Arc<State>) -> Response<Full<Bytes>> {
+    let token = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    if let Err(error) = state.signer.verify(token, state.ctx.cluster, now_ms()) {
+        state.ctx.metrics.refused.add(1);
+        return json_error(StatusCode::UNAUTHORIZED, &error.to_string());
+    }
     let is_upgrade = req
         .headers()
         .get(UPGRADE)

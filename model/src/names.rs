@@ -9,6 +9,9 @@ pub const LATE_TOPIC: &str = "emoji-late";
 /// Prefix of the per-cluster topics read by the broadcasters (`cluster1`, `cluster2`, ...).
 pub const CLUSTER_TOPIC_PREFIX: &str = "cluster";
 
+/// Where broadcasters announce themselves and their connection counts.
+pub const REGISTRY_TOPIC: &str = "emoji-broadcasters";
+
 /// Default tumbling window size in milliseconds.
 pub const DEFAULT_WINDOW_MS: i64 = 2_000;
 /// Default allowed lateness in milliseconds.

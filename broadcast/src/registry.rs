@@ -1,0 +1,209 @@
+//! Registration: broadcasters announce themselves and their connection counts on a Kafka
+//! topic every two seconds; every broadcaster keeps the table of live ones and assigns a
+//! registering client to a cluster (by its id) and to that cluster's least-loaded live
+//! broadcaster. One silent for six seconds is out of assignment.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::BroadcastMetrics;
+
+/// How often a broadcaster announces itself.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long after its last announcement a broadcaster still gets clients.
+pub const LIVENESS: Duration = Duration::from_secs(6);
+
+/// One announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The broadcaster's id (unique per process start).
+    pub id: String,
+    /// Its cluster.
+    pub cluster: u32,
+    /// Where clients connect.
+    pub ws_url: String,
+    /// Its open connections.
+    pub connections: i64,
+}
+
+#[derive(Debug)]
+struct Member {
+    heartbeat: Heartbeat,
+    last_seen: Instant,
+    assigned_since: i64,
+}
+
+/// The live broadcasters.
+#[derive(Debug, Default)]
+pub struct Registry {
+    members: Mutex<HashMap<String, Member>>,
+}
+
+impl Registry {
+    /// Takes in an announcement.
+    pub fn heard(&self, heartbeat: Heartbeat) {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.insert(
+            heartbeat.id.clone(),
+            Member {
+                heartbeat,
+                last_seen: Instant::now(),
+                assigned_since: 0,
+            },
+        );
+    }
+
+    /// Assigns `client_id`: its cluster among the live ones, and that cluster's
+    /// least-loaded live broadcaster. Returns `(cluster, ws_url)`.
+    pub fn choose(&self, client_id: &str) -> Option<(u32, String)> {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.retain(|_, m| m.last_seen.elapsed() < LIVENESS * 10);
+        let mut clusters: Vec<u32> = members
+            .values()
+            .filter(|m| m.last_seen.elapsed() < LIVENESS)
+            .map(|m| m.heartbeat.cluster)
+            .collect();
+        clusters.sort_unstable();
+        clusters.dedup();
+        if clusters.is_empty() {
+            return None;
+        }
+        // The same client always lands on the same cluster while the clusters stay the same.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(client_id);
+        let cluster = clusters[(hash % clusters.len() as u64) as usize];
+        let member = members
+            .values_mut()
+            .filter(|m| m.heartbeat.cluster == cluster && m.last_seen.elapsed() < LIVENESS)
+            .min_by_key(|m| {
+                (
+                    m.heartbeat.connections + m.assigned_since,
+                    m.heartbeat.id.clone(),
+                )
+            })?;
+        // Count the assignment until the next announcement brings the real number.
+        member.assigned_since += 1;
+        Some((cluster, member.heartbeat.ws_url.clone()))
+    }
+}
+
+/// Announces `me` (if given) and listens to every announcement on `topic`, on a thread.
+pub fn spawn_registry(
+    brokers: &str,
+    topic: &str,
+    me: Option<(Heartbeat, Arc<BroadcastMetrics>)>,
+    registry: Arc<Registry>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let consumer: BaseConsumer = service::kafka::client_config(brokers)
+        .set("group.id", format!("emostream-registry-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("cannot create the registry consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::End)
+        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+    let producer: BaseProducer = service::kafka::client_config(brokers)
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| format!("cannot create the registry producer: {e}"))?;
+    if let Some((heartbeat, _)) = &me {
+        registry.heard(heartbeat.clone());
+    }
+    let topic = topic.to_owned();
+    std::thread::Builder::new()
+        .name("registry".into())
+        .spawn(move || {
+            let mut next_announcement = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some((heartbeat, metrics)) = &me
+                    && Instant::now() >= next_announcement
+                {
+                    let heartbeat = Heartbeat {
+                        connections: metrics.connections.get(),
+                        ..heartbeat.clone()
+                    };
+                    let payload =
+                        serde_json::to_vec(&heartbeat).expect("a heartbeat serializes to JSON");
+                    let _ =
+                        producer.send(BaseRecord::to(&topic).key(&heartbeat.id).payload(&payload));
+                    producer.poll(Duration::ZERO);
+                    next_announcement = Instant::now() + HEARTBEAT_INTERVAL;
+                }
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100))
+                    && let Some(Ok(heartbeat)) =
+                        message.payload().map(serde_json::from_slice::<Heartbeat>)
+                {
+                    registry.heard(heartbeat);
+                }
+            }
+            let _ = producer.flush(Duration::from_secs(1));
+        })
+        .map_err(|e| format!("cannot start the registry thread: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, cluster: u32, connections: i64) -> Heartbeat {
+        Heartbeat {
+            id: id.into(),
+            cluster,
+            ws_url: format!("ws://{id}/ws"),
+            connections,
+        }
+    }
+
+    #[test]
+    fn balances_within_a_cluster() {
+        let registry = Registry::default();
+        registry.heard(beat("a", 1, 0));
+        registry.heard(beat("b", 1, 0));
+        let mut per: HashMap<String, u32> = HashMap::new();
+        for i in 0..100 {
+            let (cluster, url) = registry.choose(&format!("client{i}")).unwrap();
+            assert_eq!(cluster, 1);
+            *per.entry(url).or_default() += 1;
+        }
+        assert_eq!(
+            per.values()
+                .copied()
+                .collect::<Vec<_>>()
+                .iter()
+                .sum::<u32>(),
+            100
+        );
+        assert!(per.values().all(|&n| n == 50), "{per:?}");
+    }
+
+    #[test]
+    fn clients_spread_over_clusters_and_stay_put() {
+        let registry = Registry::default();
+        for c in 1..=3 {
+            registry.heard(beat(&format!("b{c}"), c, 0));
+        }
+        let clusters: std::collections::BTreeSet<u32> = (0..60)
+            .filter_map(|i| registry.choose(&format!("c{i}")))
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(clusters.len(), 3);
+        assert_eq!(
+            registry.choose("same").map(|c| c.0),
+            registry.choose("same").map(|c| c.0)
+        );
+        assert!(Registry::default().choose("x").is_none());
+    }
+}

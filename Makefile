@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit bench-replay bench-live replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser bench-replay bench-live replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -16,7 +16,7 @@ replay-sample: build
 	$(BIN) replay $(SAMPLE)
 
 ## test: formatting, lints and the whole test suite
-test: toolchain fmt clippy unit
+test: toolchain fmt clippy unit browser
 
 build:
 	$(CARGO) build --release --bin emostream
@@ -31,6 +31,12 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## browser: the live page in headless Chromium through the whole pipeline
+browser:
+	scripts/browser-deps.sh
+	$(CARGO) build --bin emostream
+	scripts/with-broker.sh node --test tests/browser/
 
 ## unit: the test suite, against a local broker unless EMOSTREAM_BROKERS is set
 unit:

@@ -537,6 +537,9 @@ pub struct BroadcastFlags {
     /// Topic where broadcasters announce themselves.
     #[arg(long, default_value = model::names::REGISTRY_TOPIC, env = "EMOSTREAM_REGISTRY_TOPIC")]
     pub registry_topic: String,
+    /// Where the web page sends taps, like http://127.0.0.1:5000 (`emostream up` sets its own).
+    #[arg(long, env = "EMOSTREAM_INGEST_URL")]
+    pub ingest_url: Option<String>,
 }
 
 impl BroadcastFlags {
@@ -552,6 +555,7 @@ impl BroadcastFlags {
         broadcast::BroadcastConfig {
             token_secret,
             registry_topic: self.registry_topic.clone(),
+            ingest_url: self.ingest_url.clone(),
             ring: self.ring,
             max_lag: self.max_lag.get(),
             write_timeout: self.write_timeout,

@@ -71,13 +71,16 @@ pub fn up(args: UpArgs) -> Result<()> {
             if listen.port() != 0 {
                 listen.set_port(listen.port() + i as u16);
             }
-            let config = args.broadcast.config(
+            let mut config = args.broadcast.config(
                 &args.brokers.brokers,
                 i as u32 + 1,
                 topic,
                 listen,
                 secret.clone(),
             );
+            config
+                .ingest_url
+                .get_or_insert_with(|| format!("http://{}", ingest.addr));
             broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
         }
         println!("EmoStream is up.");

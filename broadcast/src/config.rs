@@ -30,6 +30,8 @@ pub struct BroadcastConfig {
     pub token_secret: String,
     /// How long a connection token stays valid.
     pub token_ttl: Duration,
+    /// Where the web page sends taps (`http://host:port` of the ingest API).
+    pub ingest_url: Option<String>,
 }
 
 impl BroadcastConfig {
@@ -48,6 +50,7 @@ impl BroadcastConfig {
             registry_topic: model::names::REGISTRY_TOPIC.to_owned(),
             token_secret: String::new(),
             token_ttl: Duration::from_secs(600),
+            ingest_url: None,
         }
     }
 }

@@ -43,11 +43,9 @@ pub fn spawn_consumer(
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(30))
             .map_err(|e| format!("cannot read offsets of {topic}: {e}"))?;
-        let start = if high > low {
-            Offset::Offset(high - 1)
-        } else {
-            Offset::End
-        };
+        // An explicit offset, not `End`: `End` is resolved later, and a window written in
+        // between would be missed.
+        let start = Offset::Offset(if high > low { high - 1 } else { high });
         assignment
             .add_partition_offset(topic, p, start)
             .map_err(|e| format!("cannot assign {topic}: {e}"))?;

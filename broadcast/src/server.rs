@@ -66,7 +66,12 @@ struct State {
     registry: Arc<Registry>,
     signer: TokenSigner,
     token_ttl: std::time::Duration,
+    ingest_url: Option<String>,
 }
+
+/// The live page and its script, served from the binary (no build step, no CDN).
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
 
 /// Starts a broadcaster for `config.cluster`, serving until `shutdown`.
 pub async fn start(
@@ -146,6 +151,7 @@ pub async fn start(
         registry,
         signer: TokenSigner::new(config.token_secret.clone()),
         token_ttl: config.token_ttl,
+        ingest_url: config.ingest_url.clone(),
     });
     let mut signal = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -189,6 +195,24 @@ async fn handle(
     let response = match req.uri().path() {
         "/ws" => upgrade(req, state),
         "/register" => register(req, &state).await,
+        "/" | "/index.html" => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            INDEX_HTML.into(),
+        ),
+        "/app.js" => text(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            APP_JS.into(),
+        ),
+        "/config.js" => text(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            format!(
+                "window.EMOSTREAM = {};\n",
+                serde_json::json!({ "ingestUrl": state.ingest_url })
+            ),
+        ),
         "/health" => text(
             StatusCode::OK,
             "application/json",
@@ -202,7 +226,8 @@ async fn handle(
         _ => text(
             StatusCode::NOT_FOUND,
             "application/json",
-            r#"{"error":"no such path: use GET /ws, /health or /metrics"}"#.into(),
+            r#"{"error":"no such path: use GET /, /ws, /health, /metrics or POST /register"}"#
+                .into(),
         ),
     };
     Ok(response)

@@ -1,0 +1,166 @@
+// EmoStream live page: registers, connects to its broadcaster, shows each window as a
+// swarm of rising emojis, a bar chart and a timeline, and sends taps to the ingest API.
+"use strict";
+
+const EMOJIS = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌", "😢", "🏏"];
+const TIMELINE_WINDOWS = 90;
+const MAX_FLOATS_PER_WINDOW = 60;
+
+const config = window.EMOSTREAM || {};
+const ingestUrl = (config.ingestUrl || "").replace(/\/$/, "");
+const clientId = sessionStorage.getItem("emostream-client") || `viewer-${Math.random().toString(36).slice(2, 10)}`;
+sessionStorage.setItem("emostream-client", clientId);
+
+const state = document.getElementById("state");
+const meta = document.getElementById("meta");
+const swarm = document.getElementById("swarm");
+const chart = document.getElementById("chart");
+const timeline = document.getElementById("timeline");
+const history = [];
+let lastSeq = null;
+let attempt = 0;
+let epoch = null; // eslint-disable-line no-unused-vars
+
+function setState(name) {
+  state.dataset.state = name;
+  state.textContent = name;
+}
+
+function float(emoji, source) {
+  const el = document.createElement("span");
+  el.className = "float";
+  el.dataset.source = source;
+  el.textContent = emoji;
+  el.style.left = `${Math.random() * 92}%`;
+  el.style.animationDuration = `${2.4 + Math.random() * 1.6}s`;
+  el.addEventListener("animationend", () => el.remove());
+  swarm.appendChild(el);
+}
+
+function drawChart(report) {
+  const max = Math.max(1, ...report.emojis.map((e) => e.count));
+  chart.replaceChildren(...report.emojis
+    .slice()
+    .sort((a, b) => b.count - a.count)
+    .map((e) => {
+      const row = document.createElement("div");
+      row.className = "bar";
+      row.dataset.emoji = e.emoji;
+      const label = document.createElement("span");
+      label.textContent = e.emoji;
+      const track = document.createElement("span");
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = `${(100 * e.count) / max}%`;
+      track.appendChild(fill);
+      const n = document.createElement("span");
+      n.className = "n";
+      n.textContent = e.count;
+      row.append(label, track, n);
+      return row;
+    }));
+}
+
+function drawTimeline() {
+  const ctx = timeline.getContext("2d");
+  const { width, height } = timeline;
+  ctx.clearRect(0, 0, width, height);
+  const max = Math.max(1, ...history.map((w) => w.events));
+  const step = width / TIMELINE_WINDOWS;
+  ctx.fillStyle = "#e0a030";
+  history.forEach((w, i) => {
+    const h = (height - 4) * (w.events / max);
+    ctx.fillRect(i * step, height - h, Math.max(1, step - 1), h);
+  });
+}
+
+function showWindow(report) {
+  if (lastSeq !== null && report.seq <= lastSeq) return;
+  lastSeq = report.seq;
+  history.push({ seq: report.seq, events: report.events });
+  while (history.length > TIMELINE_WINDOWS) history.shift();
+  drawChart(report);
+  drawTimeline();
+  // The swarm: as many of each emoji as its scaled count says, spread over the window.
+  let budget = MAX_FLOATS_PER_WINDOW;
+  for (const e of report.emojis) {
+    for (let i = 0; i < e.scaled_count && budget > 0; i++, budget--) {
+      setTimeout(() => float(e.emoji, "window"), Math.random() * 1800);
+    }
+  }
+  meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
+  document.body.dataset.windows = String(history.length);
+}
+
+async function register() {
+  const response = await fetch("/register", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ client_id: clientId }),
+  });
+  if (!response.ok) throw new Error(`registration failed: ${response.status}`);
+  return response.json();
+}
+
+function reconnectLater() {
+  setState("reconnecting");
+  // Jittered exponential backoff, at most 10 s.
+  const delay = Math.min(10000, 500 * 2 ** attempt) * (0.5 + Math.random());
+  attempt += 1;
+  setTimeout(connect, delay);
+}
+
+async function connect() {
+  let registration;
+  try {
+    registration = await register();
+  } catch (error) {
+    reconnectLater();
+    return;
+  }
+  const socket = new WebSocket(registration.ws_url);
+  socket.onopen = () => {
+    attempt = 0;
+    setState("live");
+    if (lastSeq !== null) socket.send(JSON.stringify({ type: "resume", last_seq: lastSeq }));
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "hello") {
+      // A new epoch is a restarted broadcaster; resuming by seq still works with it.
+      epoch = message.epoch;
+      meta.dataset.cluster = message.cluster;
+    } else if (message.type === "window") {
+      showWindow(message);
+    }
+  };
+  socket.onclose = () => reconnectLater();
+  socket.onerror = () => socket.close();
+}
+
+async function tap(emoji) {
+  float(emoji, "tap");
+  try {
+    await fetch(`${ingestUrl}/emoji`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_id: clientId, emoji_type: emoji }),
+    });
+  } catch (error) {
+    setState("reconnecting");
+  }
+}
+
+const buttons = document.getElementById("buttons");
+for (const emoji of EMOJIS) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = emoji;
+  button.title = `send ${emoji}`;
+  button.addEventListener("click", () => tap(emoji));
+  buttons.appendChild(button);
+}
+if (!ingestUrl) {
+  buttons.title = "no ingest URL configured";
+}
+connect();

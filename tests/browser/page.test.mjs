@@ -1,0 +1,70 @@
+// The live page in a real headless Chromium, through the whole pipeline:
+// button click -> HTTP ingest -> Kafka -> dataflow -> Kafka -> broadcaster -> WebSocket -> page.
+//
+// Needs EMOSTREAM_BROKERS (make test starts a broker) and the emostream binary
+// (EMOSTREAM_BIN, default target/debug/emostream).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const bin = process.env.EMOSTREAM_BIN || "target/debug/emostream";
+const brokers = process.env.EMOSTREAM_BROKERS;
+
+/** Starts `emostream up` on free ports with topics of its own; resolves its page URL. */
+function startUp() {
+  const name = `page-${process.pid}-${Date.now()}`;
+  const child = spawn(bin, [
+    "up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--broadcast-listen", "127.0.0.1:0",
+    "--events-topic", `${name}-events`, "--windows-topic", `${name}-windows`, "--late-topic", `${name}-late`,
+    "--cluster-prefix", `${name}-cluster`, "--clusters", "1", "--registry-topic", `${name}-registry`,
+    "--group", `${name}-group`, "--idle-timeout", "1s", "--linger", "5ms",
+  ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on("line", (line) => {
+      const match = line.match(/cluster 1: ws:\/\/([0-9.:]+)\/ws/);
+      if (match) resolve({ child, url: `http://${match[1]}/` });
+    });
+    child.on("exit", (code) => reject(new Error(`emostream up exited with ${code}`)));
+  });
+}
+
+test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
+  assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
+  const { child, url } = await startUp();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+    const errors = [];
+    page.on("console", (message) => { if (message.type() === "error") errors.push(message.text()); });
+    page.on("pageerror", (error) => errors.push(String(error)));
+    await page.goto(url);
+    await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
+    assert.equal(await page.locator("#chart .bar").count(), 0, "no window yet");
+    assert.equal(await page.locator('.float[data-source="window"]').count(), 0, "no swarm yet");
+
+    for (let i = 0; i < 12; i++) await page.getByRole("button", { name: "🔥" }).click();
+    for (let i = 0; i < 5; i++) await page.getByRole("button", { name: "😂" }).click();
+
+    // The windows come back through Kafka, the dataflow and the broadcaster.
+    await page.waitForSelector('#chart .bar[data-emoji="🔥"]', { timeout: 60_000 });
+    await page.waitForSelector('.float[data-source="window"]', { timeout: 10_000 });
+    const counts = await page.$$eval("#chart .bar", (bars) =>
+      Object.fromEntries(bars.map((b) => [b.dataset.emoji, Number(b.querySelector(".n").textContent)])));
+    assert.ok(counts["🔥"] >= 1, JSON.stringify(counts));
+    mkdirSync("target", { recursive: true });
+    await page.screenshot({ path: "target/page.png" });
+    assert.deepEqual(errors, [], "no errors in the browser console");
+  } finally {
+    await browser.close();
+    child.kill("SIGTERM");
+  }
+});

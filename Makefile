@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser bench-replay bench-live replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser bench-replay bench-live bench-fanout replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -45,6 +45,10 @@ unit:
 ## bench-replay: the replay benchmark report (10M events) under benches/reports/
 bench-replay: toolchain
 	benches/replay.sh
+
+## bench-fanout: WebSocket fan-out benchmark report under benches/reports/
+bench-fanout: toolchain
+	scripts/with-broker.sh benches/fanout.sh
 
 ## bench-live: ingest and Kafka dataflow benchmark report under benches/reports/
 bench-live: toolchain

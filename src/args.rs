@@ -38,6 +38,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Serve the windows of one cluster to WebSocket clients.
     Broadcast(Box<BroadcastArgs>),
+    /// Connect many WebSocket clients to a broadcaster and report fan-out times.
+    Wsload(WsLoadArgs),
 }
 
 /// Which implementation counts the windows.
@@ -585,4 +587,43 @@ pub struct BroadcastArgs {
     /// The broadcaster.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
+}
+
+/// Arguments of `emostream wsload`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct WsLoadArgs {
+    /// http://HOST:PORT of a broadcaster to register with.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8765",
+        env = "EMOSTREAM_REGISTER"
+    )]
+    pub register: String,
+    /// WebSocket clients to connect.
+    #[arg(long, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
+    pub clients: NonZeroUsize,
+    /// Local addresses to bind, comma-separated (127.0.0.x).
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        value_delimiter = ',',
+        env = "EMOSTREAM_SOURCES"
+    )]
+    pub sources: Vec<std::net::IpAddr>,
+    /// How long to listen once all are connected.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
+    pub duration: Duration,
+    /// Feed a synthetic window every 2 s into this cluster topic.
+    #[arg(long, env = "EMOSTREAM_FEED_TOPIC")]
+    pub feed_topic: Option<String>,
+    /// Brokers for --feed-topic.
+    #[arg(long, env = "EMOSTREAM_BROKERS")]
+    pub brokers: Option<String>,
+    /// Threads of the load tool.
+    #[arg(long, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    pub client_threads: NonZeroUsize,
+    /// Also write the report as JSON to this file.
+    #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
+    pub summary_json: Option<PathBuf>,
 }

@@ -9,7 +9,7 @@ use dataflow::metrics::DataflowMetrics;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
 
-use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, LoadArgs, UpArgs};
+use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, LoadArgs, UpArgs, WsLoadArgs};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -241,4 +241,76 @@ fn random_secret() -> String {
     let a = state.hash_one(std::time::SystemTime::now());
     let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
     format!("{a:016x}{b:016x}")
+}
+
+/// Runs `emostream wsload` and prints its report.
+pub fn ws_load(args: WsLoadArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.get())
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reply = register_client(&args.register, "wsload")?;
+    let ws_url = reply["ws_url"]
+        .as_str()
+        .context("no ws_url in the registration reply")?
+        .to_owned();
+    let feed = match (&args.feed_topic, &args.brokers) {
+        (Some(topic), Some(brokers)) => Some((brokers.clone(), topic.clone())),
+        (Some(_), None) => anyhow::bail!("--feed-topic needs --brokers"),
+        _ => None,
+    };
+    let config = broadcast::load::WsLoadConfig {
+        ws_url,
+        clients: args.clients.get(),
+        sources: args.sources.clone(),
+        duration: args.duration,
+        feed,
+        feed_every: std::time::Duration::from_secs(2),
+    };
+    let report = runtime.block_on(broadcast::load::run_ws_load(config));
+    eprintln!(
+        "{} connected ({} failed) in {:.1} s; {} windows, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
+        report.connected,
+        report.failed,
+        report.connect_seconds,
+        report.windows,
+        report.complete_windows,
+        report.completion_p50_ms,
+        report.completion_p99_ms,
+        report.completion_max_ms,
+        report.delivery_p50_ms,
+        report.delivery_p99_ms
+    );
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// `POST /register` on a broadcaster at `http://host:port`, with a plain HTTP/1.1 request.
+fn register_client(base: &str, client_id: &str) -> Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let body = serde_json::json!({ "client_id": client_id }).to_string();
+    let mut stream =
+        std::net::TcpStream::connect(host).with_context(|| format!("cannot reach {host}"))?;
+    write!(
+        stream,
+        "POST /register HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, json) = response
+        .split_once("\r\n\r\n")
+        .context("no body in the registration reply")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "registration refused: {}",
+        head.lines().next().unwrap_or("")
+    );
+    serde_json::from_str(json).context("registration reply")
 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Up(args) => live_cmd::up(*args),
         Command::Load(args) => live_cmd::load(args),
         Command::Broadcast(args) => live_cmd::broadcast(*args),
+        Command::Wsload(args) => live_cmd::ws_load(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,14 +26,21 @@ struct Typed<'a, T: Serialize> {
     kind: &'a str,
     #[serde(flatten)]
     body: &'a T,
+    /// When the broadcaster took the window from Kafka (UTC ms): clients measure fan-out by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broadcast_at: Option<i64>,
 }
 
 impl WindowFrame {
     /// Encodes a window message.
     pub fn new(message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let json = serde_json::to_vec(&Typed {
             kind: "window",
             body: message,
+            broadcast_at: Some(now_ms),
         })
         .expect("a window serializes to JSON");
         WindowFrame {

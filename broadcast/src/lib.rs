@@ -7,6 +7,7 @@
 //! - [`frame`]: frames encoded once per window and shared by every connection.
 //! - [`session`]: one WebSocket client: hello, snapshot, windows, resume, close codes.
 //! - [`consumer`]: the cluster topic into the hub.
+//! - [`load`]: a WebSocket fan-out load tool for benchmarks.
 //! - [`token`]: signed connection tokens.
 //! - [`registry`]: heartbeats and the assignment of registering clients.
 //! - [`config`]: the broadcaster configuration, `BroadcastConfig`.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod consumer;
 pub mod frame;
 pub mod hub;
+pub mod load;
 pub mod metrics;
 pub mod registry;
 pub mod server;

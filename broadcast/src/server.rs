@@ -93,6 +93,17 @@ pub async fn start(
     let metrics = Arc::new(BroadcastMetrics::default());
     let hub = Arc::new(Hub::new(config.ring.as_millis() as i64, config.max_lag));
     let stop = Arc::new(AtomicBool::new(false));
+    // The cluster topic and the registry topic, when missing: one partition each, so every
+    // broadcaster reads them in order.
+    let topics = [config.registry_topic.clone(), config.topic.clone()].map(|name| {
+        service::kafka::TopicSpec {
+            name,
+            partitions: 1,
+        }
+    });
+    service::kafka::ensure_topics(&config.brokers, &topics, 1)
+        .await
+        .map_err(|e| BroadcastError::Kafka(e.to_string()))?;
     let consumer = {
         let (brokers, topic) = (config.brokers.clone(), config.topic.clone());
         let (hub, metrics, stop) = (Arc::clone(&hub), Arc::clone(&metrics), Arc::clone(&stop));
@@ -102,13 +113,6 @@ pub async fn start(
             .map_err(BroadcastError::Kafka)?
     };
     let epoch = now_ms();
-    let topic = service::kafka::TopicSpec {
-        name: config.registry_topic.clone(),
-        partitions: 1,
-    };
-    service::kafka::ensure_topics(&config.brokers, &[topic], 1)
-        .await
-        .map_err(|e| BroadcastError::Kafka(e.to_string()))?;
     let registry = Arc::new(Registry::default());
     let me = Heartbeat {
         id: format!("{}-{}-{epoch}", addr, std::process::id()),

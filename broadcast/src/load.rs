@@ -1,0 +1,258 @@
+//! A WebSocket fan-out load tool: many clients of one broadcaster, bound to several local
+//! source addresses (one address reaches at most ~28K connections to one port), each
+//! measuring, per window, the delay from the broadcaster taking it from Kafka to its
+//! arrival. Optionally feeds synthetic windows into the cluster topic.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use model::report::{EmojiTotals, WindowMessage};
+use model::{ReportConfig, WindowReport};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct WsLoadConfig {
+    /// `ws://host:port/ws?token=...` as registration gave it.
+    pub ws_url: String,
+    /// Clients to connect.
+    pub clients: usize,
+    /// Local addresses to bind, round robin.
+    pub sources: Vec<IpAddr>,
+    /// How long to stay connected after all are connected.
+    pub duration: Duration,
+    /// Feed a synthetic window every `feed_every` into this topic (brokers, topic).
+    pub feed: Option<(String, String)>,
+    /// Interval of fed windows.
+    pub feed_every: Duration,
+}
+
+/// What the clients saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WsLoadReport {
+    /// Clients connected.
+    pub connected: u64,
+    /// Connections that failed.
+    pub failed: u64,
+    /// Seconds to connect all.
+    pub connect_seconds: f64,
+    /// Window frames received over all clients.
+    pub frames: u64,
+    /// Windows seen by at least one client.
+    pub windows: u64,
+    /// Per window, the delay until the last client had it (fan-out completion), ms.
+    pub completion_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub completion_p99_ms: f64,
+    /// Largest.
+    pub completion_max_ms: f64,
+    /// Per delivery, ms.
+    pub delivery_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub delivery_p99_ms: f64,
+    /// Windows every connected client got.
+    pub complete_windows: u64,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// seq -> (clients that got it, slowest delay ms)
+    windows: HashMap<i64, (u64, u64)>,
+    deliveries: Option<Histogram<u64>>,
+}
+
+/// Connects the clients, listens for `duration`, and reports.
+pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
+    let url: tokio_tungstenite::tungstenite::http::Uri =
+        config.ws_url.parse().expect("a ws:// URL");
+    let target: SocketAddr = format!(
+        "{}:{}",
+        url.host().unwrap_or("127.0.0.1"),
+        url.port_u16().unwrap_or(80)
+    )
+    .parse()
+    .expect("an IP target");
+    let seen = Arc::new(Mutex::new(Seen {
+        deliveries: Histogram::new(3).ok(),
+        ..Seen::default()
+    }));
+    let connected = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    // Frames of windows the broadcaster had before every client was connected (the
+    // snapshot on connect) are not fan-out: only windows taken in after that are measured.
+    let measure_from = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(config.clients);
+    for i in 0..config.clients {
+        let source = config.sources[i % config.sources.len().max(1)];
+        let (ws_url, seen, connected, failed, gate, measure_from) = (
+            config.ws_url.clone(),
+            Arc::clone(&seen),
+            Arc::clone(&connected),
+            Arc::clone(&failed),
+            Arc::clone(&gate),
+            Arc::clone(&measure_from),
+        );
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let socket = match source {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            };
+            let stream = async {
+                let socket = socket.ok()?;
+                socket.bind(SocketAddr::new(source, 0)).ok()?;
+                socket.connect(target).await.ok()
+            }
+            .await;
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
+            let ws = match stream {
+                Some(stream) => {
+                    tokio_tungstenite::client_async_with_config(ws_url, stream, Some(config))
+                        .await
+                        .ok()
+                }
+                None => None,
+            };
+            drop(permit);
+            let Some((mut ws, _)) = ws else {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            connected.fetch_add(1, Ordering::Relaxed);
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(frame) = serde_json::from_str::<FrameHead>(&text) else {
+                    continue;
+                };
+                let (Some(seq), Some(at)) = (frame.seq, frame.broadcast_at) else {
+                    continue;
+                };
+                if at < measure_from.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let delay = (now_ms() - at).max(0) as u64;
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = seen.windows.entry(seq).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(delay);
+                if let Some(h) = seen.deliveries.as_mut() {
+                    let _ = h.record(delay.max(1));
+                }
+            }
+        }));
+    }
+    while connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < config.clients as u64
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+    measure_from.store(now_ms(), Ordering::Relaxed);
+    let feeder = config.feed.clone().map(|(brokers, topic)| {
+        let every = config.feed_every;
+        let until = Instant::now() + config.duration;
+        std::thread::spawn(move || feed(&brokers, &topic, every, until))
+    });
+    tokio::time::sleep(config.duration).await;
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for task in &tasks {
+        task.abort();
+    }
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let connected = connected.load(Ordering::Relaxed);
+    let mut completion = Histogram::<u64>::new(3).expect("a histogram");
+    let mut complete_windows = 0;
+    let mut per_window: Vec<(i64, u64, u64)> =
+        seen.windows.iter().map(|(&s, &(c, d))| (s, c, d)).collect();
+    per_window.sort_unstable();
+    tracing::debug!(?per_window, "Per window: seq, clients, slowest delay (ms).");
+    for &(clients, slowest) in seen.windows.values() {
+        if clients == connected {
+            complete_windows += 1;
+        }
+        let _ = completion.record(slowest.max(1));
+    }
+    let deliveries = seen
+        .deliveries
+        .clone()
+        .unwrap_or_else(|| Histogram::new(3).expect("a histogram"));
+    WsLoadReport {
+        connected,
+        failed: failed.load(Ordering::Relaxed),
+        connect_seconds,
+        frames: deliveries.len(),
+        windows: seen.windows.len() as u64,
+        completion_p50_ms: completion.value_at_quantile(0.5) as f64,
+        completion_p99_ms: completion.value_at_quantile(0.99) as f64,
+        completion_max_ms: completion.max() as f64,
+        delivery_p50_ms: deliveries.value_at_quantile(0.5) as f64,
+        delivery_p99_ms: deliveries.value_at_quantile(0.99) as f64,
+        complete_windows,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FrameHead {
+    seq: Option<i64>,
+    broadcast_at: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Writes a synthetic window (about 600 bytes as a frame) every `every` until `until`.
+fn feed(brokers: &str, topic: &str, every: Duration, until: Instant) {
+    let Ok(producer) = service::kafka::client_config(brokers)
+        .set("linger.ms", "0")
+        .create::<BaseProducer>()
+    else {
+        return;
+    };
+    let emojis = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌"];
+    let mut next = Instant::now();
+    while Instant::now() < until {
+        let start = now_ms().div_euclid(2000) * 2000;
+        let totals = emojis.iter().enumerate().map(|(i, e)| EmojiTotals {
+            emoji: (*e).to_owned(),
+            count: 1000 + i as u64 * 137,
+            unique_users: 500 + i as u64 * 31,
+        });
+        let report = WindowReport::build(
+            start,
+            start + 2000,
+            12_000,
+            4_000,
+            totals,
+            &ReportConfig::default(),
+        );
+        let message = WindowMessage {
+            seq: start / 2000,
+            report,
+        };
+        let payload = serde_json::to_vec(&message).expect("a window serializes");
+        let key = start.to_string();
+        let _ = producer.send(BaseRecord::to(topic).key(&key).payload(&payload));
+        let _ = producer.flush(Duration::from_secs(5));
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}

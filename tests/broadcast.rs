@@ -47,6 +47,29 @@ fn publish(topic: &str, windows: &[WindowMessage]) {
     }
 }
 
+/// Starts `emostream broadcast` for cluster 1 of `prefix`, with the test registry and secret.
+fn start_broadcaster(prefix: &str, extra: &[&str]) -> Service {
+    let registry = format!("{prefix}-registry");
+    let mut args: Vec<String> = [
+        "broadcast",
+        "--listen",
+        "127.0.0.1:0",
+        "--cluster-prefix",
+        prefix,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--registry-topic".to_owned(),
+        registry,
+        "--token-secret".to_owned(),
+        SECRET.to_owned(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Service::start(&args)
+}
+
 struct Cluster {
     prefix: String,
     topic: String,
@@ -74,23 +97,7 @@ impl Cluster {
         })
         .join()
         .unwrap();
-        let registry = format!("{prefix}-registry");
-        let mut args: Vec<String> = [
-            "broadcast",
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster-prefix",
-            &prefix,
-            "--registry-topic",
-            &registry,
-            "--token-secret",
-            SECRET,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let service = Service::start(&args);
+        let service = start_broadcaster(&prefix, extra);
         Cluster {
             prefix,
             topic,
@@ -383,22 +390,7 @@ async fn a_missing_or_forged_token_is_refused() {
 async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
     let first = Cluster::start("balance", &[], &[]);
     // A second broadcaster for the same cluster needs nothing but starting it.
-    let registry = format!("{}-registry", first.prefix);
-    let args: Vec<String> = [
-        "broadcast",
-        "--listen",
-        "127.0.0.1:0",
-        "--cluster-prefix",
-        &first.prefix,
-        "--registry-topic",
-        &registry,
-        "--token-secret",
-        SECRET,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let second = Service::start(&args);
+    let second = start_broadcaster(&first.prefix, &[]);
     let second_url = second
         .banner
         .split_whitespace()

@@ -24,12 +24,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
+use super::two_outputs::{SideSession, TapsSession, two_output_source};
 use super::watermark::Watermark;
 use crate::control::RunControl;
 use crate::metrics::DataflowMetrics;
@@ -137,23 +135,8 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
         Stream<'scope, i64, Vec<Tap>>,
         Stream<'scope, i64, Vec<LiveSide>>,
     ) {
-        let mut builder = OperatorBuilder::new("ReadKafka".to_owned(), self);
-        let address = builder.operator_info().address;
-        let activator = self.activator_for(Rc::clone(&address));
-        let (taps_output, taps) = builder.new_output();
-        let (side_output, side) = builder.new_output();
-        let mut taps_output =
-            OutputBuilder::<_, CapacityContainerBuilder<Vec<Tap>>>::from(taps_output);
-        let mut side_output =
-            OutputBuilder::<_, CapacityContainerBuilder<Vec<LiveSide>>>::from(side_output);
         let (index, peers) = (self.index(), self.peers());
-        builder.build(move |mut capabilities| {
-            let side_cap = capabilities
-                .pop()
-                .expect("a capability for the side output");
-            let taps_cap = capabilities
-                .pop()
-                .expect("a capability for the event output");
+        two_output_source(self, "ReadKafka", move |taps_cap, side_cap, activator| {
             let mut reader =
                 match KafkaReader::new(config, index, peers, taps_cap, side_cap, metrics) {
                     Ok(reader) => Some(reader),
@@ -163,7 +146,7 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                         None
                     }
                 };
-            move |_frontiers| {
+            move |taps, side| {
                 let Some(active) = reader.as_mut() else {
                     return;
                 };
@@ -176,7 +159,7 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                     }
                     return;
                 }
-                let got = active.step(&mut taps_output.activate(), &mut side_output.activate());
+                let got = active.step(taps, side);
                 active.commit_published(&published, false);
                 if got {
                     activator.activate();
@@ -184,8 +167,7 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                     activator.activate_after(Duration::from_millis(2));
                 }
             }
-        });
-        (taps, side)
+        })
     }
 }
 
@@ -316,11 +298,7 @@ impl KafkaReader {
 
     /// Polls what is there (without waiting), emits it, and advances the capabilities.
     /// Returns whether any message came.
-    fn step(
-        &mut self,
-        taps: &mut OutputBuilderSession<'_, i64, CapacityContainerBuilder<Vec<Tap>>>,
-        side: &mut OutputBuilderSession<'_, i64, CapacityContainerBuilder<Vec<LiveSide>>>,
-    ) -> bool {
+    fn step(&mut self, taps: &mut TapsSession<'_>, side: &mut SideSession<'_, LiveSide>) -> bool {
         let now = Instant::now();
         let wall_ms = wall_clock_ms();
         let mut got = 0;

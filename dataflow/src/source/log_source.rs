@@ -7,21 +7,18 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use compact_str::CompactString;
 use model::WindowSize;
 use model::log::{LogColumns, RowError};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::OutputBuilder;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::blocks::{Line, LineCounter, read_block};
 use super::log_file::LogFile;
+use super::two_outputs::{SideSession, TapsSession, two_output_source};
 use super::watermark::Watermark;
 use crate::control::RunControl;
 use crate::record::{LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
@@ -73,43 +70,23 @@ impl<'scope> ReadLogs<'scope> for Scope<'scope, i64> {
         Stream<'scope, i64, Vec<Tap>>,
         Stream<'scope, i64, Vec<SideRecord>>,
     ) {
-        let mut builder = OperatorBuilder::new("ReadLogs".to_owned(), self);
-        let address = builder.operator_info().address;
-        let activator = self.activator_for(Rc::clone(&address));
-        let (taps_output, taps) = builder.new_output();
-        let (side_output, side) = builder.new_output();
-        let mut taps_output =
-            OutputBuilder::<_, CapacityContainerBuilder<Vec<Tap>>>::from(taps_output);
-        let mut side_output =
-            OutputBuilder::<_, CapacityContainerBuilder<Vec<SideRecord>>>::from(side_output);
         let (index, peers) = (self.index(), self.peers());
-
-        builder.build(move |mut capabilities| {
-            let side_cap = capabilities.pop();
-            let taps_cap = capabilities.pop();
-            let mut reader = match (taps_cap, side_cap) {
-                (Some(taps_cap), Some(side_cap)) => Some(Reader::new(
-                    config, control, index, peers, taps_cap, side_cap,
-                )),
-                _ => unreachable!("an operator with two outputs has two capabilities"),
-            };
-            move |_frontiers| {
+        two_output_source(self, "ReadLogs", move |taps_cap, side_cap, activator| {
+            let mut reader = Some(Reader::new(
+                config, control, index, peers, taps_cap, side_cap,
+            ));
+            move |taps, side| {
                 let Some(active) = reader.as_mut() else {
                     return;
                 };
                 let ahead = frontier.with_frontier(|f| f.first().copied());
-                match active.step(
-                    ahead,
-                    &mut taps_output.activate(),
-                    &mut side_output.activate(),
-                ) {
+                match active.step(ahead, taps, side) {
                     Step::More => activator.activate(),
                     Step::Wait => activator.activate_after(Duration::from_millis(1)),
                     Step::Done => reader = None,
                 }
             }
-        });
-        (taps, side)
+        })
     }
 }
 
@@ -144,17 +121,6 @@ struct Reader {
     by_window: Vec<(i64, Vec<Tap>)>,
     side: Vec<SideRecord>,
 }
-
-type TapsSession<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    i64,
-    CapacityContainerBuilder<Vec<Tap>>,
->;
-type SideSession<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    i64,
-    CapacityContainerBuilder<Vec<SideRecord>>,
->;
 
 impl Reader {
     fn new(
@@ -208,7 +174,7 @@ impl Reader {
         &mut self,
         slowest: Option<i64>,
         taps: &mut TapsSession<'_>,
-        side: &mut SideSession<'_>,
+        side: &mut SideSession<'_, SideRecord>,
     ) -> Step {
         if self.control.stopped() {
             self.partitions.clear();

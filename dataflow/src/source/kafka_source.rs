@@ -15,14 +15,16 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;
 use model::WindowSize;
 use model::event::RawEvent;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
@@ -186,7 +188,7 @@ struct Partition {
 
 struct KafkaReader {
     config: KafkaSourceConfig,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     partitions: Vec<Partition>,
     taps_cap: Capability<i64>,
     side_cap: Capability<i64>,
@@ -207,13 +209,18 @@ impl KafkaReader {
         mut side_cap: Capability<i64>,
         metrics: Arc<DataflowMetrics>,
     ) -> Result<Self, String> {
-        let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
+        let context = SourceContext {
+            topic: config.topic.clone(),
+            high: (0..config.partitions).map(|_| AtomicI64::new(-1)).collect(),
+        };
+        let consumer: BaseConsumer<SourceContext> = service::kafka::client_config(&config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .set("statistics.interval.ms", LAG_INTERVAL_MS.to_string())
+            .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let mine: Vec<i32> = (0..config.partitions)
             .filter(|p| *p as usize % peers == index)
@@ -337,22 +344,23 @@ impl KafkaReader {
             side.session(&self.side_cap).give_container(&mut self.side);
         }
         self.advance(now, wall_ms);
-        if now.duration_since(self.last_lag_check) >= Duration::from_secs(2) {
+        if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
             self.last_lag_check = now;
             self.measure_lag();
         }
         got > 0
     }
 
-    /// Records, per partition, how many messages are not read yet.
+    /// Records, per partition, how many messages are not read yet, from the high watermarks
+    /// of the client's last statistics (asking the broker would block the worker).
     fn measure_lag(&self) {
+        let high = &self.consumer.context().high;
         for p in &self.partitions {
-            if let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(&self.config.topic, p.id, Duration::from_millis(200))
-            {
-                self.metrics
-                    .consumer_lag(p.id, (high - p.next_offset).max(0));
+            let h = high
+                .get(p.id as usize)
+                .map_or(-1, |h| h.load(Ordering::Relaxed));
+            if h >= 0 {
+                self.metrics.consumer_lag(p.id, (h - p.next_offset).max(0));
             }
         }
     }
@@ -520,6 +528,32 @@ impl KafkaReader {
         true
     }
 }
+
+/// How often the consumer lag is measured, ms.
+const LAG_INTERVAL_MS: u64 = 2000;
+
+/// Keeps each partition's high watermark from the client's statistics.
+struct SourceContext {
+    topic: String,
+    high: Vec<AtomicI64>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (&id, partition) in &topic.partitions {
+            if let Some(high) = self.high.get(id as usize)
+                && partition.hi_offset >= 0
+            {
+                high.store(partition.hi_offset, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
 
 /// Decodes a message into (user, emoji, timestamp), or the reason it is invalid.
 fn decode(

@@ -24,6 +24,9 @@ pub fn spawn_consumer(
     let consumer: BaseConsumer = service::kafka::client_config(brokers)
         .set("group.id", format!("emostream-broadcast-{topic}"))
         .set("enable.auto.commit", "false")
+        // A start offset the broker no longer has: the ring takes the oldest retained ones
+        // and drops any it already holds.
+        .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     let metadata = consumer

@@ -90,6 +90,7 @@ function showWindow(report) {
   }
   meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
   document.body.dataset.windows = String(history.length);
+  document.body.dataset.seq = String(report.seq);
 }
 
 async function register() {

@@ -14,7 +14,10 @@ import { chromium } from "playwright-core";
 const bin = process.env.EMOSTREAM_BIN || "target/debug/emostream";
 const brokers = process.env.EMOSTREAM_BROKERS;
 
-/** Starts `emostream up` on free ports with topics of its own; resolves its page URL. */
+/**
+ * Starts `emostream up` on free ports with topics of its own; resolves its page URL and the
+ * metrics URLs of its services.
+ */
 function startUp() {
   const name = `page-${process.pid}-${Date.now()}`;
   const child = spawn(bin, [
@@ -25,17 +28,46 @@ function startUp() {
   ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
+    const metrics = [];
     lines.on("line", (line) => {
+      const service = line.match(/^\s+(ingest|dataflow):.*?(http:\/\/[0-9.:]+)\//);
+      if (service) metrics.push(`${service[2]}/metrics`);
       const match = line.match(/cluster 1: ws:\/\/([0-9.:]+)\/ws/);
-      if (match) resolve({ child, url: `http://${match[1]}/` });
+      if (match) {
+        metrics.push(`http://${match[1]}/metrics`);
+        resolve({ child, url: `http://${match[1]}/`, metrics });
+      }
     });
     child.on("exit", (code) => reject(new Error(`emostream up exited with ${code}`)));
   });
 }
 
+/** The non-zero samples of every service's metrics, to tell where a window got stuck. */
+async function metricsSummary(urls) {
+  const parts = await Promise.all(urls.map(async (url) => {
+    try {
+      const text = await (await fetch(url)).text();
+      const samples = text.split("\n").filter((l) => l && !l.startsWith("#") && !/ 0$/.test(l) && !l.includes("_bucket"));
+      return `${url}\n  ${samples.join("\n  ")}`;
+    } catch (error) {
+      return `${url}: ${error}`;
+    }
+  }));
+  return parts.join("\n");
+}
+
+/** Resolves once `condition()` holds, checking every 50 ms; rejects after `timeout` ms. */
+async function until(condition, timeout, what) {
+  const deadline = Date.now() + timeout;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
   assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
-  const { child, url } = await startUp();
+  const { child, url, metrics } = await startUp();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,6 +78,14 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     const errors = [];
     page.on("console", (message) => { if (message.type() === "error") errors.push(message.text()); });
     page.on("pageerror", (error) => errors.push(String(error)));
+    // Every window frame the page receives, as the browser saw it on the wire.
+    const windows = new Map();
+    page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => {
+      const message = JSON.parse(payload);
+      if (message.type === "window") windows.set(message.seq, message);
+    }));
+    const tapped = (emoji) => [...windows.values()]
+      .reduce((n, w) => n + (w.emojis.find((e) => e.emoji === emoji)?.count ?? 0), 0);
     await page.goto(url);
     await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
     assert.equal(await page.locator("#chart .bar").count(), 0, "no window yet");
@@ -54,12 +94,22 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     for (let i = 0; i < 12; i++) await page.getByRole("button", { name: "🔥" }).click();
     for (let i = 0; i < 5; i++) await page.getByRole("button", { name: "😂" }).click();
 
-    // The windows come back through Kafka, the dataflow and the broadcaster.
-    await page.waitForSelector('#chart .bar[data-emoji="🔥"]', { timeout: 60_000 });
-    await page.waitForSelector('.float[data-source="window"]', { timeout: 10_000 });
+    // The windows come back through Kafka, the dataflow and the broadcaster; the taps may
+    // fall into more than one window.
+    try {
+      await until(() => tapped("🔥") === 12 && tapped("😂") === 5, 60_000, "12 🔥 and 5 😂 in the windows");
+    } catch (error) {
+      const pageState = await page.locator("#state").textContent();
+      const seen = JSON.stringify([...windows.values()].map((w) => w.emojis));
+      throw new Error(`${error.message}\npage state: ${pageState}\nwindows: ${seen}\n${await metricsSummary(metrics)}`);
+    }
+    // The chart shows the latest window, and its emojis float up.
+    const latest = Math.max(...windows.keys());
+    await page.waitForSelector(`body[data-seq="${latest}"]`, { timeout: 10_000 });
     const counts = await page.$$eval("#chart .bar", (bars) =>
       Object.fromEntries(bars.map((b) => [b.dataset.emoji, Number(b.querySelector(".n").textContent)])));
-    assert.ok(counts["🔥"] >= 1, JSON.stringify(counts));
+    assert.deepEqual(counts, Object.fromEntries(windows.get(latest).emojis.map((e) => [e.emoji, e.count])));
+    await page.waitForSelector('.float[data-source="window"]', { timeout: 10_000 });
     mkdirSync("target", { recursive: true });
     await page.screenshot({ path: "target/page.png" });
     assert.deepEqual(errors, [], "no errors in the browser console");

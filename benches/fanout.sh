@@ -56,6 +56,10 @@ for n in $counts; do
   kill "$broadcaster"; wait "$broadcaster" 2>/dev/null || true
 done
 
+# The kernel's share alone: raw writes to loopback sockets, no WebSocket, no event loop.
+echo "python3 benches/loopback_floor.py 9000 600" >> "$report/commands.txt"
+python3 benches/loopback_floor.py 9000 600 > "$report/raw/loopback-floor.json"
+
 python3 - "$report" <<'PY'
 import json, sys
 from pathlib import Path
@@ -78,6 +82,14 @@ lines += ["", "Targets (2-core machine):",
           f"- p99 fan-out at most 150 ms with 20k clients: {big[1]['completion_p99_ms']:.0f} ms with {big[0]} clients "
           f"({'met' if big[1]['completion_p99_ms'] <= 150 else 'NOT met'}; 20,000 sockets in one process exceed this machine's open-file limit)",
           "- 50k clients on one broadcaster: not runnable here (20,000 open files per process).",
+          ""]
+floor = json.loads((report / "raw" / "loopback-floor.json").read_text())
+cpu_ms = big[0] * (floor["write_us"] + floor["read_us"]) / 1e3
+lines += ["Kernel floor on this machine (benches/loopback_floor.py, raw sockets, no WebSocket, no event loop): "
+          f"one {floor['bytes']}-byte write to a loopback TCP socket costs {floor['write_us']} µs (the receiver's TCP "
+          f"processing runs in the writer's system call on loopback) and its read {floor['read_us']} µs, so "
+          f"{big[0]} clients cost at least {cpu_ms:.0f} ms of CPU per window in the kernel alone, "
+          f"{cpu_ms / 2:.0f} ms on 2 cores if perfectly shared between broadcaster and clients.",
           "", "Memory per idle connection is the broadcaster's resident memory with every client connected",
           "minus before, divided by the clients. Fan-out completion is, per window, the delay from the",
           "broadcaster taking it from Kafka to the last client receiving it (clients on the same machine, same clock)."]

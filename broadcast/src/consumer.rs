@@ -27,6 +27,8 @@ pub fn spawn_consumer(
         // A start offset the broker no longer has: the ring takes the oldest retained ones
         // and drops any it already holds.
         .set("auto.offset.reset", "earliest")
+        // A broker that holds an empty fetch for its whole wait delays every window.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     let metadata = consumer

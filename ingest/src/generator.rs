@@ -99,8 +99,9 @@ pub struct Generator {
     rng: SplitMix64,
     cumulative: [f64; EMOJIS.len()],
     made: u64,
-    now_us: i64,
-    burst_until_us: i64,
+    /// Event time so far, in nanoseconds: microseconds would round the gaps at high rates.
+    now_ns: i64,
+    burst_until_ns: i64,
     in_flight: BinaryHeap<Reverse<GeneratedEvent>>,
 }
 
@@ -120,11 +121,11 @@ impl Generator {
         }
         Generator {
             rng: SplitMix64::new(workload.seed),
-            now_us: workload.start_ms * 1000,
+            now_ns: workload.start_ms * 1_000_000,
             workload,
             cumulative,
             made: 0,
-            burst_until_us: i64::MIN,
+            burst_until_ns: i64::MIN,
             in_flight: BinaryHeap::new(),
         }
     }
@@ -134,19 +135,20 @@ impl Generator {
         let w = &self.workload;
         let mut rate = w.rate.max(1e-3);
         if w.profile == Profile::Match {
-            if self.now_us >= self.burst_until_us && self.rng.next_f64() < 1.0 / (rate * 60.0) {
+            if self.now_ns >= self.burst_until_ns && self.rng.next_f64() < 1.0 / (rate * 60.0) {
                 // About one wicket a minute; the burst lasts 3 to 6 seconds.
-                self.burst_until_us = self.now_us + 3_000_000 + self.rng.below(3_000_000) as i64;
+                self.burst_until_ns =
+                    self.now_ns + 3_000_000_000 + self.rng.below(3_000_000) as i64 * 1000;
             }
-            if self.now_us < self.burst_until_us {
+            if self.now_ns < self.burst_until_ns {
                 rate *= 5.0;
             }
         }
-        let in_burst = self.now_us < self.burst_until_us;
+        let in_burst = self.now_ns < self.burst_until_ns;
         // Exponential inter-arrival times: a Poisson process at the current rate.
-        let gap_us = -(1.0 - self.rng.next_f64()).ln() / rate * 1e6;
-        self.now_us += gap_us as i64;
-        let timestamp_ms = self.now_us.div_euclid(1000);
+        let gap_ns = -(1.0 - self.rng.next_f64()).ln() / rate * 1e9;
+        self.now_ns += gap_ns as i64;
+        let timestamp_ms = self.now_ns.div_euclid(1_000_000);
         let user = if self.rng.next_f64() < HEAVY_TAP_SHARE {
             self.rng
                 .below(((w.users as f64 * HEAVY_USER_SHARE) as u64).max(1))
@@ -183,7 +185,7 @@ impl Iterator for Generator {
     fn next(&mut self) -> Option<GeneratedEvent> {
         // An event in flight is handed out once no event still to be made can arrive before it.
         loop {
-            let now_ms = self.now_us.div_euclid(1000);
+            let now_ms = self.now_ns.div_euclid(1_000_000);
             if let Some(Reverse(first)) = self.in_flight.peek()
                 && (first.arrival_ms <= now_ms || self.made == self.workload.events)
             {
@@ -248,6 +250,23 @@ mod tests {
             .filter(|p| p[1].timestamp_ms < p[0].timestamp_ms)
             .count();
         assert!(out_of_order > 1000, "{out_of_order} out of order");
+    }
+
+    #[test]
+    fn high_rates_keep_their_pace() {
+        let events: Vec<_> = Generator::new(Workload {
+            events: 1_000_000,
+            rate: 1_000_000.0,
+            profile: Profile::Steady,
+            disorder_ms: 0,
+            ..Workload::default()
+        })
+        .collect();
+        let span_ms = events.last().unwrap().timestamp_ms - events[0].timestamp_ms;
+        assert!(
+            (980..=1020).contains(&span_ms),
+            "1M events at 1M/s span {span_ms} ms"
+        );
     }
 
     #[test]

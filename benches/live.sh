@@ -35,17 +35,18 @@ for _ in $(seq 1 100); do grep -q http:// "$report/raw/ingest.out" 2>/dev/null &
 target=$(grep -o '127.0.0.1:[0-9]*' "$report/raw/ingest.out" | head -n 1)
 
 : > "$report/commands.txt"
+# Server-stamped bodies made before the clock starts, so the simulator spends its time sending.
 load() {
   local name=$1; shift
-  echo "$bin load --target $target --duration $duration $*" >> "$report/commands.txt"
-  "$bin" load --target "$target" --duration "$duration" "$@" --summary-json "$report/raw/$name.json"
+  echo "$bin simulate --target http://$target --duration $duration --body-pool 256 $*" >> "$report/commands.txt"
+  "$bin" simulate --target "http://$target" --duration "$duration" --body-pool 256 "$@" --summary-json "$report/raw/$name.json"
 }
-load single-20k --rate 20000/s --connections 64
-load single-50k --rate 50000/s --connections 128
-load single-60k --rate 60000/s --connections 128
-load batch-500k --rate 500/s --batch 1000 --connections 16
-load batch-1m --rate 1000/s --batch 1000 --connections 16
-load batch-1.2m --rate 1200/s --batch 1000 --connections 16
+load single-20k --rate 20000/s --connections 64 --max-connections 128
+load single-50k --rate 50000/s --connections 128 --max-connections 128
+load single-60k --rate 60000/s --connections 128 --max-connections 128
+load batch-500k --rate 500000/s --batch 1000 --connections 16 --max-connections 16
+load batch-1m --rate 1000000/s --batch 1000 --connections 16 --max-connections 16
+load batch-1.2m --rate 1200000/s --batch 1000 --connections 16 --max-connections 16
 curl -s "http://$target/metrics" > "$report/raw/ingest-metrics.txt"
 kill $ingest; wait $ingest 2>/dev/null || true
 trap - EXIT

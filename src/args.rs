@@ -28,14 +28,17 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Generate a realistic event log (skewed mix, bursts, disorder, late arrivals).
     Generate(GenerateArgs),
+    /// Write the events of a topic to a CSV log (a recorded match).
+    Record(RecordArgs),
     /// Serve the HTTP ingest API and produce events to Kafka.
     Ingest(Box<IngestArgs>),
     /// Run the windowed dataflow between Kafka topics.
     Dataflow(Box<DataflowArgs>),
     /// Run the live system in one process: ingest, dataflow (and broadcasters).
     Up(Box<UpArgs>),
-    /// Offer an open-loop HTTP load to the ingest API and report latency percentiles.
-    Load(LoadArgs),
+    /// Offer realistic reaction traffic open loop (HTTP or Kafka), watch the windows arrive
+    /// as viewers, and report rates and latency percentiles.
+    Simulate(Box<SimulateArgs>),
     /// Serve the windows of one cluster to WebSocket clients.
     Broadcast(Box<BroadcastArgs>),
     /// Connect many WebSocket clients to a broadcaster and report fan-out times.
@@ -170,9 +173,76 @@ pub struct ReplayArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
+    /// Put the logs' events into the events topic (at --speed) instead of computing windows.
+    #[arg(long, requires = "brokers", conflicts_with_all = ["out", "late_out", "rejects_out", "strict"])]
+    pub to_kafka: bool,
+    /// Kafka brokers for --to-kafka, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
+    pub brokers: Option<String>,
+    /// The events topic for --to-kafka (created with --partitions when missing).
+    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
+    pub events_topic: String,
+    /// Partitions of the events topic when --to-kafka creates it.
+    #[arg(long, default_value = "4", env = "EMOSTREAM_PARTITIONS")]
+    pub partitions: NonZeroU32,
+    /// Pace of --to-kafka: 1 the original pace, 10 ten times faster, 0 as fast as possible.
+    #[arg(long, default_value = "1", value_parser = parse_speed, env = "EMOSTREAM_SPEED")]
+    pub speed: f64,
+    /// With --to-kafka, keep the logged timestamps (by default the match is moved to now).
+    #[arg(long, env = "EMOSTREAM_KEEP_TIMESTAMPS")]
+    pub keep_timestamps: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('x').parse::<f64>() {
+        Ok(speed) if speed >= 0.0 && speed.is_finite() => Ok(speed),
+        _ => Err(format!(
+            "invalid speed \"{text}\": expected 1 (the original pace), 10 (ten times faster) or 0 (as fast as possible)"
+        )),
+    }
+}
+
+/// Where a recording starts.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FromArg {
+    /// The first retained event.
+    Earliest,
+    /// Events written from now on.
+    Now,
+}
+
+/// Arguments of `emostream record`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct RecordArgs {
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
+    pub brokers: String,
+    /// The topic of events to record.
+    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
+    pub topic: String,
+    /// The CSV log to write.
+    #[arg(long, env = "EMOSTREAM_OUT")]
+    pub out: PathBuf,
+    /// Where to start.
+    #[arg(long, value_enum, default_value = "earliest", env = "EMOSTREAM_FROM")]
+    pub from: FromArg,
+    /// When to stop: after a duration (like 90m), or `end`: at the end of the topic as it was
+    /// when the recording started.
+    #[arg(long, default_value = "end", value_parser = parse_until, env = "EMOSTREAM_UNTIL")]
+    pub until: dataflow::recording::Until,
+}
+
+fn parse_until(text: &str) -> Result<dataflow::recording::Until, String> {
+    if text.trim() == "end" {
+        return Ok(dataflow::recording::Until::End);
+    }
+    parse_duration(text)
+        .map(dataflow::recording::Until::Elapsed)
+        .map_err(|e| format!("{e}, or \"end\""))
 }
 
 impl ReplayArgs {
@@ -477,32 +547,66 @@ pub struct UpArgs {
     pub help: Option<bool>,
 }
 
-/// Arguments of `emostream load`.
+/// Arguments of `emostream simulate`.
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
-pub struct LoadArgs {
-    /// HOST:PORT of the ingest API.
-    #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_TARGET")]
-    pub target: String,
-    /// Offered requests per second, like 50000/s.
-    #[arg(long, default_value = "1000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
-    pub rate: f64,
-    /// How long to offer the load.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
-    pub duration: Duration,
-    /// Keep-alive connections.
-    #[arg(long, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
-    pub connections: NonZeroUsize,
-    /// Events per request.
-    #[arg(long, default_value = "1", env = "EMOSTREAM_BATCH")]
-    pub batch: NonZeroUsize,
+pub struct SimulateArgs {
+    /// http://HOST:PORT of the ingest API (the default target).
+    #[arg(long, env = "EMOSTREAM_TARGET", conflicts_with = "brokers")]
+    pub target: Option<String>,
+    /// Produce straight into the events topic of these brokers instead of over HTTP
+    /// (no environment variable: EMOSTREAM_BROKERS does not switch the target).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// The events topic, with --brokers.
+    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
+    pub events_topic: String,
     /// Audience size.
     #[arg(long, default_value = "100000", env = "EMOSTREAM_USERS")]
     pub users: NonZeroU64,
+    /// Offered events per second outside bursts, like 10000/s.
+    #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
+    pub rate: f64,
+    /// How long to offer the traffic.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
+    pub duration: Duration,
+    /// `steady`, or `match`: wickets bring five times the rate for a few seconds.
+    #[arg(long, value_enum, default_value = "steady", env = "EMOSTREAM_PROFILE")]
+    pub profile: ProfileArg,
+    /// Events per HTTP request (1 sends one object, more send an array).
+    #[arg(long, default_value = "1", env = "EMOSTREAM_BATCH")]
+    pub batch: NonZeroUsize,
+    /// Largest network delay between a tap and its sending (events arrive out of order).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_JITTER")]
+    pub jitter: Duration,
+    /// Outstanding HTTP requests at most; past it requests are counted as overloaded.
+    #[arg(long, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
+    pub max_in_flight: NonZeroUsize,
+    /// HTTP connections opened before the clock starts (more open when all are busy).
+    #[arg(long, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
+    pub connections: NonZeroUsize,
+    /// HTTP connections at most; past them a due request waits (and the wait is latency).
+    #[arg(long, default_value = "256", env = "EMOSTREAM_MAX_CONNECTIONS")]
+    pub max_connections: NonZeroUsize,
+    /// Make N request bodies (without timestamps: the server stamps them) before the clock
+    /// starts and send them over and over at an even pace, so the simulator spends its time
+    /// sending: for measuring the ingest's throughput. 0: realistic traffic.
+    #[arg(long, default_value = "0", env = "EMOSTREAM_BODY_POOL")]
+    pub body_pool: usize,
     /// Wait for the broker's acknowledgement on every request (?ack=true).
     #[arg(long, env = "EMOSTREAM_ACK")]
     pub ack: bool,
-    /// Threads of the load generator.
+    /// http://HOST:PORT of a broadcaster or of `emostream up` to register viewers with:
+    /// they measure the delay from each window's end to its arrival.
+    #[arg(long, env = "EMOSTREAM_WATCH")]
+    pub watch: Option<String>,
+    /// Viewers to connect with --watch.
+    #[arg(long, default_value = "10", env = "EMOSTREAM_VIEWERS")]
+    pub viewers: NonZeroUsize,
+    /// After the traffic, how long to wait at most for the windows that cover it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
+    pub drain: Duration,
+    /// Threads of the simulator.
     #[arg(long, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
     pub client_threads: NonZeroUsize,
     /// Seed of the traffic.

@@ -9,7 +9,7 @@ use dataflow::metrics::DataflowMetrics;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
 
-use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, LoadArgs, UpArgs, WsLoadArgs};
+use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, UpArgs, WsLoadArgs};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -192,48 +192,6 @@ impl LiveDataflow {
     }
 }
 
-/// Runs `emostream load` and prints its report.
-pub fn load(args: LoadArgs) -> Result<()> {
-    let config = ingest::load::LoadConfig {
-        target: args
-            .target
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
-        rate: args.rate,
-        duration: args.duration,
-        connections: args.connections.get(),
-        batch: args.batch.get(),
-        users: args.users.get(),
-        ack: args.ack,
-        seed: args.seed,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads.get())
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime.block_on(ingest::load::run_load(config));
-    let json = serde_json::to_string(&report)?;
-    eprintln!(
-        "offered {:.0} req/s, achieved {:.0} req/s ({:.0} events/s); statuses {:?}, errors {}; \
-         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        report.offered_rate,
-        report.achieved_rate,
-        report.events_per_second,
-        report.statuses,
-        report.errors,
-        report.p50_ms,
-        report.p99_ms,
-        report.max_ms
-    );
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// A fresh random secret for the tokens of one `emostream up`.
 fn random_secret() -> String {
     use std::hash::BuildHasher;
@@ -291,7 +249,7 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
 }
 
 /// `POST /register` on a broadcaster at `http://host:port`, with a plain HTTP/1.1 request.
-fn register_client(base: &str, client_id: &str) -> Result<serde_json::Value> {
+pub fn register_client(base: &str, client_id: &str) -> Result<serde_json::Value> {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://").trim_end_matches('/');
     let body = serde_json::json!({ "client_id": client_id }).to_string();

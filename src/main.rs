@@ -5,7 +5,9 @@ mod args;
 mod generate_cmd;
 mod live_cmd;
 mod peak_memory;
+mod record_cmd;
 mod replay_cmd;
+mod simulate_cmd;
 
 use std::process::ExitCode;
 
@@ -30,10 +32,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay_cmd::run(*args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Record(args) => record_cmd::record(args),
         Command::Ingest(args) => live_cmd::ingest(*args),
         Command::Dataflow(args) => live_cmd::dataflow(*args),
         Command::Up(args) => live_cmd::up(*args),
-        Command::Load(args) => live_cmd::load(args),
+        Command::Simulate(args) => simulate_cmd::simulate(*args),
         Command::Broadcast(args) => live_cmd::broadcast(*args),
         Command::Wsload(args) => live_cmd::ws_load(args),
     };

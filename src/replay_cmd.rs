@@ -13,6 +13,9 @@ use crate::peak_memory::peak_resident_bytes;
 
 /// Runs `emostream replay`.
 pub fn run(args: ReplayArgs) -> Result<()> {
+    if args.to_kafka {
+        return crate::record_cmd::to_kafka(&args);
+    }
     let config = args.config()?;
     let control = Arc::new(RunControl::new(config.strict));
     let total_bytes: u64 = config

@@ -19,7 +19,7 @@ use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
 use crate::operators::{AggregateWindows, CountDistinct, MergeWindows};
 use crate::record::{RejectedRow, SideRecord, SourceStats, Tap};
-use crate::sink::{LateCsvWriter, RejectCsvWriter, WindowCsvWriter};
+use crate::sink::{EventLogWriter, RejectCsvWriter, WindowCsvWriter};
 use crate::source::{LogFile, LogSourceConfig, ReadLogs, SourceError};
 
 /// Which implementation counts the windows.
@@ -144,7 +144,7 @@ pub fn run_replay(
 /// The outputs, open on worker 0 only.
 struct Outputs {
     windows: WindowCsvWriter<Box<dyn Write>>,
-    late: Option<LateCsvWriter<BufWriter<File>>>,
+    late: Option<EventLogWriter<BufWriter<File>>>,
     rejects: Option<RejectCsvWriter<BufWriter<File>>>,
     summary: ReplaySummary,
 }
@@ -166,7 +166,7 @@ impl Outputs {
             late: config
                 .late_out
                 .as_ref()
-                .map(|p| create(p).map(LateCsvWriter::new))
+                .map(|p| create(p).map(EventLogWriter::new))
                 .transpose()?
                 .transpose()
                 .map_err(csv_error)?,

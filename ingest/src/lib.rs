@@ -11,17 +11,17 @@
 //!   mix, a broad audience plus heavy clickers, bursts, network disorder and a few late
 //!   arrivals), used for sample logs, tests, benchmarks and load.
 //! - [`random`]: the seeded generator behind it.
-//! - [`load`]: an open-loop HTTP load generator for the ingest API.
+//! - [`simulate`]: the open-loop traffic simulator, over HTTP or straight into Kafka.
 
 pub mod api;
 pub mod config;
 pub mod generator;
-pub mod load;
 pub mod metrics;
 pub mod producer;
 pub mod random;
 pub mod request;
 pub mod server;
+pub mod simulate;
 
 pub use config::IngestConfig;
 pub use server::{IngestError, RunningIngest, start};

@@ -1,11 +1,15 @@
 //! Kafka client settings and topic creation through the Admin API.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
 
 /// Why the topics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,92 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Counts what the broker acknowledged and refused.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    /// Records acknowledged.
+    pub acked: AtomicU64,
+    /// Records refused or timed out.
+    pub failed: AtomicU64,
+}
+
+/// The producer context that counts deliveries.
+pub struct CountDeliveries(pub Arc<Deliveries>);
+
+impl ClientContext for CountDeliveries {}
+
+impl ProducerContext for CountDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let counter = match result {
+            Ok(_) => &self.0.acked,
+            Err(_) => &self.0.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An idempotent producer of event records keyed by user, counting the broker's answers:
+/// for tools that put events into the events topic (the simulator, replays of recorded
+/// matches).
+pub struct EventProducer {
+    producer: ThreadedProducer<CountDeliveries>,
+    topic: String,
+    /// The broker's answers so far.
+    pub deliveries: Arc<Deliveries>,
+}
+
+impl EventProducer {
+    /// A producer to `topic`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, rdkafka::error::KafkaError> {
+        let deliveries = Arc::new(Deliveries::default());
+        let producer = client_config(brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create_with_context(CountDeliveries(Arc::clone(&deliveries)))?;
+        Ok(EventProducer {
+            producer,
+            topic: topic.to_owned(),
+            deliveries,
+        })
+    }
+
+    /// Queues one event (`payload`, its JSON) keyed by `user`, waiting while the local queue
+    /// is full.
+    pub fn send(&self, user: &str, payload: &[u8]) -> Result<(), rdkafka::error::KafkaError> {
+        let mut record = BaseRecord::to(&self.topic).key(user).payload(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged or refused (at most `timeout`).
+    pub fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records acknowledged, refused.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.deliveries.acked.load(Ordering::Relaxed),
+            self.deliveries.failed.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,20 @@ pub fn read_until(
     timeout: Duration,
     done: impl Fn(&[Vec<u8>]) -> bool,
 ) -> Vec<Vec<u8>> {
+    read_records_until(topic, timeout, |records| {
+        done(&records.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>())
+    })
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect()
+}
+
+/// Like [`read_until`], with each record's timestamp (UTC ms, when the producer made it).
+pub fn read_records_until(
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[(i64, Vec<u8>)]) -> bool,
+) -> Vec<(i64, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
@@ -220,7 +234,10 @@ pub fn read_until(
     let mut ends: Option<Vec<(i32, i64)>> = None;
     while Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            payloads.push(m.payload().unwrap_or_default().to_vec());
+            payloads.push((
+                m.timestamp().to_millis().unwrap_or(-1),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
             continue;
         }
         // Partitions are read in no particular order: once `done` holds, read on to the

@@ -63,26 +63,28 @@ impl<W: Write> WindowCsvWriter<W> {
     }
 }
 
-/// Writes late events as a replayable log.
-pub struct LateCsvWriter<W: Write> {
+/// Writes events as a replayable log (late events, recorded topics).
+pub struct EventLogWriter<W: Write> {
     csv: csv::Writer<W>,
 }
 
-impl<W: Write> LateCsvWriter<W> {
+impl<W: Write> EventLogWriter<W> {
     /// Writes the log header to `out`.
     pub fn new(out: W) -> csv::Result<Self> {
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(LOG_HEADER.split(','))?;
-        Ok(LateCsvWriter { csv })
+        Ok(EventLogWriter { csv })
     }
 
     /// Writes one late event.
     pub fn write(&mut self, event: &LateEvent) -> csv::Result<()> {
-        self.csv.write_record([
-            event.user.as_str(),
-            event.emoji.as_str(),
-            &format_rfc3339_millis(event.timestamp),
-        ])
+        self.write_event(&event.user, &event.emoji, event.timestamp)
+    }
+
+    /// Writes one event: user, emoji, timestamp (UTC ms).
+    pub fn write_event(&mut self, user: &str, emoji: &str, timestamp: i64) -> csv::Result<()> {
+        self.csv
+            .write_record([user, emoji, &format_rfc3339_millis(timestamp)])
     }
 
     /// Flushes the output.

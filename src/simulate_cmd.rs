@@ -1,0 +1,123 @@
+//! `emostream simulate`: realistic traffic offered open loop to the ingest API (or straight
+//! into Kafka), with viewers registered at a broadcaster measuring when the windows arrive.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use broadcast::viewers::{ViewerReport, Viewers};
+use ingest::generator::Profile;
+use ingest::simulate::{SimulateConfig, SimulateReport, Target, run_simulation};
+use serde::Serialize;
+
+use crate::args::{ProfileArg, SimulateArgs};
+use crate::live_cmd::register_client;
+
+#[derive(Serialize)]
+struct Summary {
+    traffic: SimulateReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    viewers: Option<ViewerReport>,
+}
+
+/// Runs `emostream simulate` and prints its summary.
+pub fn simulate(args: SimulateArgs) -> Result<()> {
+    let target = match &args.brokers {
+        Some(brokers) => Target::Kafka {
+            brokers: service::kafka::parse_brokers(brokers)?,
+            topic: args.events_topic.clone(),
+        },
+        None => Target::Http {
+            addr: args
+                .target
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:5000")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned(),
+            ack: args.ack,
+        },
+    };
+    let config = SimulateConfig {
+        target,
+        users: args.users.get(),
+        rate: args.rate,
+        duration: args.duration,
+        profile: match args.profile {
+            ProfileArg::Steady => Profile::Steady,
+            ProfileArg::Match => Profile::Match,
+        },
+        batch: args.batch.get(),
+        jitter: args.jitter,
+        max_in_flight: args.max_in_flight.get(),
+        connections: args.connections.get(),
+        max_connections: args.max_connections.get(),
+        body_pool: args.body_pool,
+        seed: args.seed,
+        ..SimulateConfig::default()
+    };
+    let ws_urls = match &args.watch {
+        Some(watch) => (0..args.viewers.get())
+            .map(|i| {
+                let reply = register_client(watch, &format!("simulate-viewer-{i}"))?;
+                reply["ws_url"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("no ws_url in the registration reply")
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.get())
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let from_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let viewers = (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms));
+        let traffic = run_simulation(config).await;
+        let viewers = match viewers {
+            Some(v) => Some(v.finish(traffic.last_event_ms, args.drain).await),
+            None => None,
+        };
+        Summary { traffic, viewers }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let t = &summary.traffic;
+    let rejected: Vec<String> = t
+        .statuses
+        .iter()
+        .filter(|(s, _)| !(200..300).contains(*s))
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
+    eprintln!(
+        "offered {} events ({:.0}/s) in {} sends, accepted {} ({:.0}/s); rejected [{}], errors {}, overloaded {}; \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} connections; send lag at most {:.1} ms",
+        t.events_offered,
+        t.offered_rate,
+        t.sent,
+        t.events_accepted,
+        t.accepted_rate,
+        rejected.join(", "),
+        t.errors,
+        t.overloaded,
+        t.p50_ms,
+        t.p99_ms,
+        t.max_ms,
+        t.connections,
+        t.send_lag_max_ms,
+    );
+    if let Some(v) = &summary.viewers {
+        eprintln!(
+            "viewers: {} of {} connected, {} windows, {} arrivals; window end to arrival p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+            v.connected, v.viewers, v.windows, v.deliveries, v.p50_ms, v.p95_ms, v.p99_ms, v.max_ms
+        );
+    }
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string(&summary)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Recorded matches against a real broker: `emostream record` and `emostream replay
+//! --to-kafka`, run as a user runs them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::kafka::{brokers, now_ms, read_records_until, unique};
+use common::*;
+
+fn emostream(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("EMOSTREAM_BROKERS", brokers())
+        .output()
+        .expect("run emostream");
+    assert!(
+        output.status.success(),
+        "emostream {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The events of a log, sorted: (user, emoji, timestamp ms).
+fn events_of(log: &Path) -> Vec<(String, String, i64)> {
+    let mut reader = csv::Reader::from_path(log).expect("a log");
+    let mut events: Vec<(String, String, i64)> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("a row");
+            let ts = model::parse_timestamp(&r[2]).expect("a timestamp");
+            (r[0].to_owned(), r[1].to_owned(), ts)
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+#[test]
+fn record_then_replay_gives_back_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = generated_log(dir.path(), "match.csv", disordered(3_000, 400, 600, 5));
+    let want = events_of(&original);
+    let mut log = original;
+    // Twice round: the log into a topic, the topic into a log.
+    for round in 1..=2 {
+        let topic = unique(&format!("recorded-{round}"));
+        emostream(&[
+            "replay",
+            path(&log),
+            "--to-kafka",
+            "--events-topic",
+            &topic,
+            "--speed",
+            "0",
+            "--keep-timestamps",
+        ]);
+        let recorded = dir.path().join(format!("recorded-{round}.csv"));
+        emostream(&[
+            "record",
+            "--topic",
+            &topic,
+            "--out",
+            path(&recorded),
+            "--from",
+            "earliest",
+            "--until",
+            "end",
+        ]);
+        let got = events_of(&recorded);
+        assert_eq!(got.len(), want.len(), "round {round}: events recorded");
+        assert_eq!(got, want, "round {round}");
+        log = recorded;
+    }
+}
+
+#[test]
+fn replay_at_speed_one_keeps_the_original_pace_and_moves_the_match_to_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(
+        dir.path(),
+        "match.csv",
+        ingest::generator::Workload {
+            events: 1_500,
+            users: 300,
+            rate: 500.0,
+            disorder_ms: 200,
+            ..ingest::generator::Workload::default()
+        },
+    );
+    let logged = events_of(&log);
+    let span = |ts: &mut dyn Iterator<Item = i64>| {
+        let all: Vec<i64> = ts.collect();
+        all.iter().max().unwrap() - all.iter().min().unwrap()
+    };
+    let log_span = span(&mut logged.iter().map(|e| e.2));
+    assert!(log_span > 2_500, "the log spans {log_span} ms");
+
+    let topic = unique("paced");
+    let started = now_ms();
+    emostream(&[
+        "replay",
+        path(&log),
+        "--to-kafka",
+        "--events-topic",
+        &topic,
+        "--speed",
+        "1",
+    ]);
+    let records = read_records_until(&topic, Duration::from_secs(30), |r| r.len() >= logged.len());
+    assert_eq!(records.len(), logged.len());
+    let sent_span = span(&mut records.iter().map(|(at, _)| *at));
+    let off = (sent_span - log_span).abs() as f64 / log_span as f64;
+    assert!(
+        off <= 0.05,
+        "sent over {sent_span} ms, the log spans {log_span} ms"
+    );
+    // The match happens now: each event's timestamp is close to when it was sent.
+    for (at, payload) in &records {
+        let event: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let ts = event["timestamp"].as_i64().unwrap();
+        assert!(
+            ts >= started - 1_000,
+            "{ts} before the replay started at {started}"
+        );
+        assert!((at - ts).abs() <= 1_000, "sent at {at}, stamped {ts}");
+    }
+}

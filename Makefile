@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser bench-replay bench-live bench-fanout replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -16,7 +16,7 @@ replay-sample: build
 	$(BIN) replay $(SAMPLE)
 
 ## test: formatting, lints and the whole test suite
-test: toolchain fmt clippy unit browser
+test: toolchain fmt clippy unit browser notebooks
 
 build:
 	$(CARGO) build --release --bin emostream
@@ -42,6 +42,25 @@ browser:
 unit:
 	scripts/with-broker.sh $(CARGO) test --workspace --lib --bins --tests
 
+## notebooks: run the notebooks top to bottom, headless, on the recorded reports
+notebooks:
+	$(CARGO) build --bin emostream
+	scripts/notebooks.sh
+
+## figures: write the notebooks' figures to notebooks/figures (the README shows them)
+figures:
+	$(CARGO) build --bin emostream
+	EMOSTREAM_FIGURES=$(CURDIR)/notebooks/figures scripts/notebooks.sh
+
+## bench: the whole benchmark suite; reports under benches/reports/, summary in the README
+bench: toolchain
+	benches/replay.sh
+	scripts/with-broker.sh benches/live.sh
+	scripts/with-broker.sh benches/e2e.sh
+	scripts/with-broker.sh benches/fanout.sh
+	benches/micro.sh
+	python3 benches/summarize_suite.py
+
 ## bench-replay: the replay benchmark report (10M events) under benches/reports/
 bench-replay: toolchain
 	benches/replay.sh
@@ -49,6 +68,14 @@ bench-replay: toolchain
 ## bench-fanout: WebSocket fan-out benchmark report under benches/reports/
 bench-fanout: toolchain
 	scripts/with-broker.sh benches/fanout.sh
+
+## bench-e2e: end-to-end latency report (simulated traffic and viewers) under benches/reports/
+bench-e2e: toolchain
+	scripts/with-broker.sh benches/e2e.sh
+
+## bench-micro: criterion micro-benchmarks of the hot paths, report under benches/reports/
+bench-micro: toolchain
+	benches/micro.sh
 
 ## bench-live: ingest and Kafka dataflow benchmark report under benches/reports/
 bench-live: toolchain

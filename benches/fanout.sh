@@ -9,6 +9,7 @@
 # broadcaster cannot be run on this machine: the largest count is 19,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 : "${EMOSTREAM_BROKERS:?run through scripts/with-broker.sh or set EMOSTREAM_BROKERS}"
 ulimit -n "$(ulimit -Hn)"
 
@@ -20,12 +21,9 @@ mkdir -p "$report/raw"
 cargo build --release --bin emostream
 
 {
-  echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse HEAD)"
-  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
-  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  machine_info
   echo "open files per process: $(ulimit -Hn)"
-  echo "broker: tansu (memory storage); broadcaster, load tool and broker on the same machine"
+  echo "layout: broadcaster, load tool and broker on the same machine"
 } > "$report/machine.txt"
 : > "$report/commands.txt"
 

@@ -1,9 +1,10 @@
-//! Micro-benchmarks of the per-event hot paths: timestamp parsing, row decoding, and exact
-//! window counting.
+//! Micro-benchmarks of the per-event hot paths: JSON event decoding, timestamp parsing, row
+//! decoding, and exact window counting.
 
 use compact_str::CompactString;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataflow::accumulator::WindowAccumulator;
+use model::event::RawEvent;
 use model::log::{LOG_HEADER, LogColumns};
 use model::parse_timestamp;
 use std::hint::black_box;
@@ -18,6 +19,33 @@ fn timestamp_parsing(c: &mut Criterion) {
         ("epoch_seconds_fraction", "1795341601.25"),
     ] {
         group.bench_function(name, |b| b.iter(|| parse_timestamp(black_box(text))));
+    }
+    group.finish();
+}
+
+fn event_decoding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("event_decoding");
+    group.throughput(Throughput::Elements(1));
+    for (name, json) in [
+        (
+            "json_rfc3339",
+            r#"{"user_id":"user004211","emoji_type":"🔥","timestamp":"2026-11-22T10:00:01.250Z"}"#,
+        ),
+        (
+            "json_epoch_millis",
+            r#"{"user_id":"user004211","emoji_type":"🔥","timestamp":1795341601250}"#,
+        ),
+        (
+            "json_no_timestamp",
+            r#"{"user_id":"user004211","emoji_type":"🔥"}"#,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                serde_json::from_str::<RawEvent>(black_box(json))
+                    .map(|raw| raw.validate(1_795_341_601_000).map(|e| e.timestamp))
+            })
+        });
     }
     group.finish();
 }
@@ -67,5 +95,11 @@ fn window_aggregation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, timestamp_parsing, row_decoding, window_aggregation);
+criterion_group!(
+    benches,
+    event_decoding,
+    timestamp_parsing,
+    row_decoding,
+    window_aggregation
+);
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 # Run through scripts/with-broker.sh (make bench-live does) or with EMOSTREAM_BROKERS set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 : "${EMOSTREAM_BROKERS:?run through scripts/with-broker.sh or set EMOSTREAM_BROKERS}"
 
 events=${EVENTS:-1000000}
@@ -17,15 +18,7 @@ mkdir -p "$report/raw"
 cargo build --release --bin emostream
 cargo bench --no-run --bench kafka_dataflow 2>/dev/null
 
-{
-  echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse HEAD)"
-  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
-  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
-  echo "rustc: $(rustc --version)"
-  echo "broker: tansu $("${EMOSTREAM_CACHE:-$HOME/.cache/emostream}/bin/tansu" --version 2>/dev/null | awk '{print $2}') (memory storage) on the same machine"
-  awk '/^name = "rdkafka-sys"$/ {getline; print "librdkafka: rdkafka-sys " $3}' Cargo.lock | tr -d '"'
-} > "$report/machine.txt"
+machine_info > "$report/machine.txt"
 
 topic=bench-ingest-$$
 "$bin" ingest --listen 127.0.0.1:0 --events-topic "$topic" > "$report/raw/ingest.out" 2> "$report/raw/ingest.log" &

@@ -7,6 +7,7 @@
 # Environment: EVENTS (10000000), RUNS (3), REPORT_NAME (replay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 events=${EVENTS:-10000000}
 runs=${RUNS:-3}
@@ -44,12 +45,8 @@ done
 } > "$report/commands.txt"
 
 {
-  echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse HEAD)"
-  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
-  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  machine_info
   echo "kernel: $(uname -r)"
-  echo "rustc: $(rustc --version)"
   awk '/^name = "(timely|differential-dataflow)"$/ {n=$3; getline; print "crate: " n " " $3}' Cargo.lock | tr -d '"'
   echo "log: $log, $(stat -c %s "$log") bytes, $events events"
 } > "$report/machine.txt"

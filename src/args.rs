@@ -603,6 +603,10 @@ pub struct SimulateArgs {
     /// Viewers to connect with --watch.
     #[arg(long, default_value = "10", env = "EMOSTREAM_VIEWERS")]
     pub viewers: NonZeroUsize,
+    /// The dataflow's allowed lateness: windows ending within it of the last tap close only
+    /// on the dataflow's idle timeout once the traffic stops, and are left out of the figures.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
+    pub lateness: Duration,
     /// After the traffic, how long to wait at most for the windows that cover it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,

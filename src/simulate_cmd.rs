@@ -79,7 +79,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         let viewers = (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms));
         let traffic = run_simulation(config).await;
         let viewers = match viewers {
-            Some(v) => Some(v.finish(traffic.last_event_ms, args.drain).await),
+            Some(v) => Some(
+                v.finish(traffic.last_event_ms, args.lateness, args.drain)
+                    .await,
+            ),
             None => None,
         };
         Summary { traffic, viewers }

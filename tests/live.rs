@@ -376,7 +376,7 @@ fn simulated_viewers_measure_every_window_of_simulated_traffic() {
             "--rate",
             "500/s",
             "--duration",
-            "6s",
+            "8s",
         ])
         .args([
             "--users",

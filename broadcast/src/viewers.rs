@@ -2,10 +2,11 @@
 //! window they receive, the delay from the window's end to its arrival: what a viewer waits
 //! for the swarm of a moment.
 //!
-//! Measured are the windows that end while the traffic goes on. The window holding the last
-//! tap closes only once the input has been idle for the dataflow's idle timeout (no later
-//! event moves the watermark past it), an effect of the simulation stopping that a live
-//! match does not have: the viewers wait for it, but leave it out of the figures.
+//! Measured are the windows that close while the traffic goes on: those ending at least the
+//! dataflow's allowed lateness before the last tap. The later ones close only once the input
+//! has been idle for the dataflow's idle timeout (no later event moves the watermark past
+//! them), an effect of the simulation stopping that a live match does not have: the viewers
+//! wait for them, but leave them out of the figures.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -37,6 +38,8 @@ pub struct ViewerReport {
     pub p99_ms: f64,
     /// Largest.
     pub max_ms: f64,
+    /// Every measured delay, ms, in arrival order.
+    pub delays_ms: Vec<u64>,
 }
 
 #[derive(Deserialize)]
@@ -88,8 +91,9 @@ impl Viewers {
     }
 
     /// Waits until every connected viewer has the window holding `until_ms` (one ending
-    /// after it), or `timeout` passes; stops the viewers and reports.
-    pub async fn finish(self, until_ms: i64, timeout: Duration) -> ViewerReport {
+    /// after it), or `timeout` passes; stops the viewers and reports on the windows ending
+    /// at least `settle` before `until_ms`.
+    pub async fn finish(self, until_ms: i64, settle: Duration, timeout: Duration) -> ViewerReport {
         let shared = &self.shared;
         shared.until_ms.store(until_ms, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
@@ -111,7 +115,8 @@ impl Viewers {
         }
         let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
         tracing::debug!(arrivals = ?*seen, until_ms, "Window arrivals: seq, end, delay ms.");
-        let measured = seen.iter().filter(|(_, end, _)| *end <= until_ms);
+        let last_end = until_ms - settle.as_millis() as i64;
+        let measured = seen.iter().filter(|(_, end, _)| *end <= last_end);
         let mut report = ViewerReport {
             viewers: self.tasks.len(),
             connected: shared.connected.load(Ordering::Relaxed),
@@ -125,6 +130,7 @@ impl Viewers {
         let mut h = Histogram::<u64>::new(3).expect("a histogram");
         for (_, _, delay) in measured {
             let _ = h.record((*delay).max(1));
+            report.delays_ms.push(*delay);
         }
         if !h.is_empty() {
             report.deliveries = h.len();

@@ -311,13 +311,7 @@ pub struct GenerateArgs {
 
 /// Parses a rate like `10000/s` or `10000`.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches("/s");
-    match number.parse::<f64>() {
-        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
-        _ => Err(format!(
-            "invalid rate \"{text}\": expected events per second, like 10000/s"
-        )),
-    }
+    model::duration::parse_rate(text).map_err(|e| e.to_string())
 }
 
 fn parse_start(text: &str) -> Result<i64, String> {
@@ -371,6 +365,10 @@ pub struct IngestFlags {
     /// Allowed CORS origins, comma-separated; empty allows any origin.
     #[arg(long, value_delimiter = ',', env = "EMOSTREAM_CORS_ORIGINS")]
     pub cors_origins: Vec<String>,
+    /// Serve `POST /load-test`, which runs the traffic simulator against this service
+    /// (off by default: it lets a caller generate load).
+    #[arg(long, env = "EMOSTREAM_ENABLE_LOAD_TEST")]
+    pub enable_load_test: bool,
 }
 
 impl IngestFlags {
@@ -391,6 +389,7 @@ impl IngestFlags {
                 .filter(|o| !o.is_empty())
                 .cloned()
                 .collect(),
+            enable_load_test: self.enable_load_test,
             ..ingest::IngestConfig::new(self.listen, brokers.brokers.clone())
         }
     }

@@ -413,3 +413,68 @@ fn simulated_viewers_measure_every_window_of_simulated_traffic() {
     );
     assert!(viewers["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+#[test]
+fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
+    let pipeline = Pipeline::new("load-test");
+    let agent = agent();
+    let get = |url: &str| -> (u16, serde_json::Value) {
+        let mut response = agent.get(url).call().expect("a response");
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).expect("a JSON body"),
+        )
+    };
+    let request = r#"{"duration": "2s", "rate": "400/s", "users": 50}"#;
+
+    let off = start_ingest(&pipeline, &[]);
+    let url = format!("{}/load-test", off.url());
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--enable-load-test"), "{body}");
+    assert_eq!(get(&url).0, 403);
+    drop(off);
+
+    let on = start_ingest(&pipeline, &["--enable-load-test"]);
+    let url = format!("{}/load-test", on.url());
+    assert_eq!(get(&url).1["state"], "idle");
+    let (status, body, _) = post(
+        &agent,
+        &url,
+        "application/json",
+        r#"{"duration": "2s", "rate": "fast"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["field"],
+        "rate"
+    );
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 409, "one at a time: {body}");
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let done = loop {
+        let (status, body) = get(&url);
+        assert_eq!(status, 200);
+        if body["state"] == "done" {
+            break body;
+        }
+        assert_eq!(body["state"], "running", "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let summary = &done["summary"];
+    let offered = summary["events_offered"].as_u64().unwrap();
+    assert!((700..=900).contains(&offered), "{done}");
+    assert_eq!(summary["events_accepted"], offered, "{done}");
+    assert_eq!(done["progress"]["accepted"], offered, "{done}");
+    // Its events went through the API into the events topic, all of them.
+    let payloads = read_until(&pipeline.events, WAIT, |p| p.len() as u64 >= offered);
+    assert_eq!(payloads.len() as u64, offered);
+}

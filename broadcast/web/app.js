@@ -139,18 +139,79 @@ async function connect() {
   socket.onerror = () => socket.close();
 }
 
-async function tap(emoji) {
-  float(emoji, "tap");
+/** Posts one tap to the ingest API; resolves whether it was accepted. */
+async function post(emoji) {
   try {
-    await fetch(`${ingestUrl}/emoji`, {
+    const response = await fetch(`${ingestUrl}/emoji`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ user_id: clientId, emoji_type: emoji }),
     });
+    return response.ok;
   } catch (error) {
-    setState("reconnecting");
+    return false;
   }
 }
+
+function tap(emoji) {
+  float(emoji, "tap");
+  post(emoji);
+}
+
+// The automated sender: while on, this browser taps by itself at a chosen rate (1 to 50 per
+// second) with a chosen mix, through the same ingest API as the buttons.
+const MIXES = {
+  match: EMOJIS.map((_, k) => 1 / (k + 1) ** 1.1), // skewed, like the simulator's
+  even: EMOJIS.map(() => 1),
+  fire: EMOJIS.map((emoji) => (emoji === "🔥" ? 1 : 0)),
+};
+const senderToggle = document.getElementById("sender-toggle");
+const senderRate = document.getElementById("sender-rate");
+const senderMix = document.getElementById("sender-mix");
+const senderSent = document.getElementById("sender-sent");
+const senderAccepted = document.getElementById("sender-accepted");
+let senderTimer = null;
+let sentCount = 0;
+let acceptedCount = 0;
+
+function pick(weights) {
+  const total = weights.reduce((a, b) => a + b, 0);
+  let x = Math.random() * total;
+  for (let i = 0; i < weights.length; i++) {
+    x -= weights[i];
+    if (x < 0) return EMOJIS[i];
+  }
+  return EMOJIS[weights.findLastIndex((w) => w > 0)];
+}
+
+async function sendAutomatically() {
+  const emoji = pick(MIXES[senderMix.value] || MIXES.match);
+  sentCount += 1;
+  senderSent.textContent = sentCount;
+  if (await post(emoji)) {
+    acceptedCount += 1;
+    senderAccepted.textContent = acceptedCount;
+  }
+}
+
+function startSender() {
+  const rate = Math.min(50, Math.max(1, Math.round(Number(senderRate.value) || 10)));
+  senderRate.value = rate;
+  clearInterval(senderTimer);
+  senderTimer = setInterval(sendAutomatically, 1000 / rate);
+  senderToggle.setAttribute("aria-pressed", "true");
+  senderToggle.textContent = "stop automated sender";
+}
+
+function stopSender() {
+  clearInterval(senderTimer);
+  senderTimer = null;
+  senderToggle.setAttribute("aria-pressed", "false");
+  senderToggle.textContent = "start automated sender";
+}
+
+senderToggle.addEventListener("click", () => (senderTimer === null ? startSender() : stopSender()));
+senderRate.addEventListener("change", () => { if (senderTimer !== null) startSender(); });
 
 const buttons = document.getElementById("buttons");
 for (const emoji of EMOJIS) {

@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /emoji`, `GET /health`, `GET /metrics`, with CORS.
+//! The HTTP API: `POST /emoji`, `GET /health`, `GET /metrics`, `POST|GET /load-test`, with
+//! CORS.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -13,6 +14,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::IngestConfig;
+use crate::load_test::{LoadTestRequest, LoadTests, Refusal};
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
 use crate::request::{BodyError, BodyRules, decode_body};
@@ -28,6 +30,8 @@ pub struct AppState {
     pub producer: EventProducer,
     /// The metrics.
     pub metrics: Arc<IngestMetrics>,
+    /// The load tests (refused unless enabled).
+    pub load_tests: LoadTests,
 }
 
 #[derive(Serialize)]
@@ -64,9 +68,38 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::body::bytes())
         .and(with_state(Arc::clone(&state)))
         .then(post_emoji);
+    let start_load_test = warp::path("load-test")
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::bytes())
+        .and(with_state(Arc::clone(&state)))
+        .map(|body: Bytes, state: Arc<AppState>| {
+            let started = state
+                .load_tests
+                .check_enabled()
+                .and_then(|()| LoadTestRequest::parse(&body, state.config.max_batch))
+                .and_then(|request| state.load_tests.start(request));
+            match started {
+                Ok(status) => json_reply(StatusCode::ACCEPTED, &status),
+                Err(refusal) => refused(&refusal),
+            }
+        });
+    let load_test_status = warp::path("load-test")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(Arc::clone(&state)))
+        .map(|state: Arc<AppState>| match state.load_tests.status() {
+            Ok(status) => json_reply(StatusCode::OK, &status),
+            Err(refusal) => refused(&refusal),
+        });
     let observe = service::http::health_and_metrics(Arc::clone(&state.metrics));
     let metrics = Arc::clone(&state.metrics);
     emoji
+        .or(start_load_test)
+        .unify()
+        .or(load_test_status)
+        .unify()
         .or(observe)
         .unify()
         .recover(move |rejection| refuse(rejection, Arc::clone(&metrics)))
@@ -168,6 +201,13 @@ fn unavailable(error: ProduceError) -> Response {
     reply.into_response()
 }
 
+fn refused(refusal: &Refusal) -> Response {
+    json_reply(
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+        refusal,
+    )
+}
+
 fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
@@ -177,7 +217,8 @@ async fn refuse(rejection: Rejection, metrics: Arc<IngestMetrics>) -> Result<Res
     let (status, error) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
-            "no such path: use POST /emoji, GET /health or GET /metrics".to_owned(),
+            "no such path: use POST /emoji, GET /health, GET /metrics or POST|GET /load-test"
+                .to_owned(),
         )
     } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
         (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}"))

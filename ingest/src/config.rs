@@ -32,6 +32,8 @@ pub struct IngestConfig {
     pub delivery_timeout: Duration,
     /// Allowed CORS origins; empty allows any origin.
     pub cors_origins: Vec<String>,
+    /// Serve `POST /load-test` (it lets a caller generate load).
+    pub enable_load_test: bool,
 }
 
 impl IngestConfig {
@@ -51,6 +53,7 @@ impl IngestConfig {
             ack_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            enable_load_test: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use service::kafka::{TopicSpec, ensure_topics};
 
 use crate::api::{AppState, routes};
 use crate::config::IngestConfig;
+use crate::load_test::LoadTests;
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
 
@@ -70,11 +71,26 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
     let metrics = Arc::new(IngestMetrics::default());
     let producer = EventProducer::new(&config, Arc::clone(&metrics))?;
     let flush_timeout = config.delivery_timeout;
+    // A load test offers its traffic to this service, through its own HTTP API.
+    let own = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let load_tests = LoadTests::new(config.enable_load_test, own.to_string());
     let state = Arc::new(AppState {
         config,
         producer,
         metrics: Arc::clone(&metrics),
+        load_tests,
     });
+    {
+        let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
+        tokio::spawn(async move {
+            signal.wait().await;
+            state.load_tests.abort();
+        });
+    }
     let server = warp::serve(routes(Arc::clone(&state))).incoming(listener);
     let mut signal = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -141,9 +141,8 @@ pub struct SimulateReport {
     pub max_ms: f64,
 }
 
-/// Counters shared by the senders, read by the progress line.
-#[derive(Default)]
-struct Tally {
+/// Counters shared by the senders, read by the progress line and [`Tally::progress`].
+pub struct Tally {
     sent: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
@@ -159,7 +158,50 @@ struct Answers {
     latencies: Option<Histogram<u64>>,
 }
 
+/// How far a simulation got.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Progress {
+    /// Requests (or records) sent.
+    pub sent: u64,
+    /// Events accepted.
+    pub accepted: u64,
+    /// Events in refused requests.
+    pub rejected: u64,
+    /// Requests without an answer, records refused.
+    pub errors: u64,
+    /// Requests outstanding.
+    pub in_flight: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            sent: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            answers: Mutex::new(Answers {
+                latencies: Histogram::new(3).ok(),
+                ..Answers::default()
+            }),
+        }
+    }
+}
+
 impl Tally {
+    /// The counters now.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            sent: self.sent.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
     fn answered(&self, status: Option<u16>, events: u64, due: Instant) {
         match status {
             Some(s) if (200..300).contains(&s) => {
@@ -223,13 +265,11 @@ fn now_ms() -> i64 {
 
 /// Offers the traffic and reports.
 pub async fn run_simulation(config: SimulateConfig) -> SimulateReport {
-    let tally = Arc::new(Tally {
-        answers: Mutex::new(Answers {
-            latencies: Histogram::new(3).ok(),
-            ..Answers::default()
-        }),
-        ..Tally::default()
-    });
+    run_simulation_counted(config, Arc::default()).await
+}
+
+/// Offers the traffic, counting in `tally` as it goes, and reports.
+pub async fn run_simulation_counted(config: SimulateConfig, tally: Arc<Tally>) -> SimulateReport {
     let progress = config.progress.then(|| {
         let tally = Arc::clone(&tally);
         tokio::spawn(async move {
@@ -238,14 +278,15 @@ pub async fn run_simulation(config: SimulateConfig) -> SimulateReport {
             let started = Instant::now();
             loop {
                 tick.tick().await;
-                let sent = tally.sent.load(Ordering::Relaxed);
+                let p = tally.progress();
                 eprint!(
-                    "\r{:>5.0} s  sent {sent}  accepted {}  rejected {}  errors {}  in flight {}   ",
+                    "\r{:>5.0} s  sent {}  accepted {}  rejected {}  errors {}  in flight {}   ",
                     started.elapsed().as_secs_f64(),
-                    tally.accepted.load(Ordering::Relaxed),
-                    tally.rejected.load(Ordering::Relaxed),
-                    tally.errors.load(Ordering::Relaxed),
-                    tally.in_flight.load(Ordering::Relaxed),
+                    p.sent,
+                    p.accepted,
+                    p.rejected,
+                    p.errors,
+                    p.in_flight,
                 );
             }
         })
@@ -368,7 +409,10 @@ struct Planned {
 /// The requests of the simulation in schedule order: the traffic's events, `batch` to a
 /// request, each request due when its last event arrives; or, with a body pool, the pool's
 /// bodies over and over at an even pace.
-fn planned_requests(config: &SimulateConfig, start_ms: i64) -> Box<dyn Iterator<Item = Planned>> {
+fn planned_requests(
+    config: &SimulateConfig,
+    start_ms: i64,
+) -> Box<dyn Iterator<Item = Planned> + Send> {
     let batch = config.batch.max(1);
     let encode = move |events: &[GeneratedEvent], stamped: bool| {
         let mut body = String::with_capacity(96 * events.len() + 2);

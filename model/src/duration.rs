@@ -12,6 +12,20 @@ pub struct DurationError {
     pub reason: &'static str,
 }
 
+/// A rate that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rate \"{0}\": expected events per second, like 10000/s")]
+pub struct RateError(pub String);
+
+/// Parses a rate of events per second: `10000/s` or `10000` (positive, finite).
+pub fn parse_rate(input: &str) -> Result<f64, RateError> {
+    let number = input.trim().trim_end_matches("/s");
+    match number.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(RateError(input.to_owned())),
+    }
+}
+
 /// Parses `500ms`, `2s`, `1.5s`, `10m`, `1h` (a number and a unit: ms, s, m or h).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
@@ -53,6 +67,15 @@ pub fn format_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("5000/s"), Ok(5000.0));
+        assert_eq!(parse_rate(" 2.5 "), Ok(2.5));
+        for bad in ["", "0/s", "-3/s", "fast", "inf"] {
+            assert_eq!(parse_rate(bad), Err(RateError(bad.to_owned())), "{bad}");
+        }
+    }
 
     #[test]
     fn units() {

@@ -110,7 +110,27 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
       Object.fromEntries(bars.map((b) => [b.dataset.emoji, Number(b.querySelector(".n").textContent)])));
     assert.deepEqual(counts, Object.fromEntries(windows.get(latest).emojis.map((e) => [e.emoji, e.count])));
     await page.waitForSelector('.float[data-source="window"]', { timeout: 10_000 });
-    mkdirSync("target", { recursive: true });
+
+    // The automated sender: on, its taps show in the windows; off, they stop.
+    const total = () => [...windows.values()].reduce((n, w) => n + w.events, 0);
+    const number = async (id) => Number(await page.locator(id).textContent());
+    assert.equal(await page.getByRole("button", { name: "start automated sender" }).getAttribute("aria-pressed"), "false");
+    await page.locator("#sender-rate").fill("25");
+    await page.locator("#sender-mix").selectOption("fire");
+    await page.getByRole("button", { name: "start automated sender" }).click();
+    await page.waitForFunction(() => Number(document.getElementById("sender-accepted").textContent) >= 30, null, { timeout: 30_000 });
+    await page.getByRole("button", { name: "stop automated sender" }).click();
+    // Every tap it sent is answered, and every accepted one is counted in the windows.
+    await page.waitForFunction(() => document.getElementById("sender-sent").textContent === document.getElementById("sender-accepted").textContent,
+      null, { timeout: 10_000 });
+    const sent = await number("#sender-sent");
+    try {
+      await until(() => total() === 17 + sent && tapped("🔥") === 12 + sent, 60_000, `the windows to count the sender's ${sent} taps`);
+    } catch (error) {
+      throw new Error(`${error.message}: ${total()} events, ${tapped("🔥")} 🔥\n${await metricsSummary(metrics)}`);
+    }
+    assert.equal(await number("#sender-sent"), sent, "the sender stopped");
+
     await page.screenshot({ path: "target/page.png" });
     assert.deepEqual(errors, [], "no errors in the browser console");
   } finally {

@@ -94,9 +94,10 @@ impl ClusterArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct WindowArgs {
-    /// Tumbling window size, like 2s or 500ms.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "EMOSTREAM_WINDOW")]
-    pub window: Duration,
+    /// Tumbling window size, like 2s or 500ms; several, like 2s,60s, are computed in the same
+    /// run from the same input (the first is the live one, broadcast to the clusters).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
+    pub window: Vec<Duration>,
     /// How far behind the newest event of a partition an event may be and still count.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
     pub lateness: Duration,
@@ -112,9 +113,31 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    /// The window size.
+    /// The first window size.
     pub fn window(&self) -> Result<WindowSize> {
-        WindowSize::from_duration(self.window).context("--window")
+        Ok(self.windows()?[0])
+    }
+
+    /// The window sizes after the first.
+    pub fn more_windows(&self) -> Result<Vec<WindowSize>> {
+        Ok(self.windows()?[1..].to_vec())
+    }
+
+    fn windows(&self) -> Result<Vec<WindowSize>> {
+        let sizes = self
+            .window
+            .iter()
+            .map(|&d| WindowSize::from_duration(d).context("--window"))
+            .collect::<Result<Vec<_>>>()?;
+        if sizes.is_empty() {
+            bail!("--window needs a size, like 2s");
+        }
+        for (i, size) in sizes.iter().enumerate() {
+            if sizes[..i].contains(size) {
+                bail!("--window names {} twice", size.label());
+            }
+        }
+        Ok(sizes)
     }
 
     /// The lateness, checked.
@@ -252,6 +275,7 @@ impl ReplayArgs {
             paths: self.paths.clone(),
             cluster: self.cluster.config()?,
             window: self.windows.window()?,
+            more_windows: self.windows.more_windows()?,
             lateness: self.windows.lateness()?,
             report: self.windows.report(),
             engine: self.windows.engine(),
@@ -468,6 +492,7 @@ impl DataflowFlags {
             replication: brokers.replication.get() as i32,
             group: self.group.clone(),
             window: self.windows.window()?,
+            more_windows: self.windows.more_windows()?,
             lateness: self.windows.lateness()?,
             idle_timeout: self.idle_timeout,
             max_future: self.max_future,

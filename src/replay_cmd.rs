@@ -76,7 +76,7 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
     let peak = peak.map_or("unknown".to_owned(), |b| {
         format!("{:.0} MiB", b as f64 / (1 << 20) as f64)
     });
-    format!(
+    let mut text = format!(
         "rows read {} = events in windows {} + late {} + rejected {}\n\
          windows {}, {:.1} MB in {:.2} s: {:.0} events/s, peak memory {}\n",
         src.rows,
@@ -88,13 +88,36 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
         elapsed,
         src.rows as f64 / elapsed,
         peak
-    )
+    );
+    for more in &s.more {
+        text += &format!(
+            "{} windows: {}, events in them {} (late for this size {})\n",
+            more.window.label(),
+            more.windows,
+            more.events_in_windows,
+            src.rows - src.rejected - more.events_in_windows
+        );
+    }
+    text
 }
 
 fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &ReplayArgs) -> String {
+    let more: Vec<String> = s
+        .more
+        .iter()
+        .map(|m| {
+            format!(
+                "{{\"window\":\"{}\",\"windows\":{},\"events_in_windows\":{}}}",
+                m.window.label(),
+                m.windows,
+                m.events_in_windows
+            )
+        })
+        .collect();
     format!(
         "{{\"rows\":{},\"events_in_windows\":{},\"late\":{},\"rejected\":{},\"windows\":{},\"bytes\":{},\
-         \"seconds\":{:.6},\"events_per_second\":{:.0},\"peak_memory_bytes\":{},\"workers\":{},\"processes\":{},\"engine\":\"{:?}\"}}\n",
+         \"seconds\":{:.6},\"events_per_second\":{:.0},\"peak_memory_bytes\":{},\"workers\":{},\"processes\":{},\"engine\":\"{:?}\",\
+         \"more_windows\":[{}]}}\n",
         s.sources.rows,
         s.events_in_windows,
         s.sources.late,
@@ -107,5 +130,6 @@ fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &Repla
         args.cluster.workers,
         args.cluster.processes,
         args.windows.engine,
+        more.join(","),
     )
 }

@@ -272,3 +272,58 @@ fn unusable_input_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn several_window_sizes_write_one_file_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.csv");
+    std::fs::write(
+        &log,
+        "user_id,emoji_type,timestamp\nu1,a,1970-01-01T00:00:01Z\nu2,a,1970-01-01T00:00:03Z\nu1,b,1970-01-01T00:01:01Z\n",
+    )
+    .unwrap();
+    let out = dir.path().join("windows.csv");
+    let run = emostream(&[
+        "replay",
+        path(&log),
+        "--window",
+        "2s,60s",
+        "--out",
+        path(&out),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("60s windows: 2, events in them 3"),
+        "{}",
+        stderr(&run)
+    );
+    let two = std::fs::read_to_string(dir.path().join("windows-2s.csv")).unwrap();
+    let sixty = std::fs::read_to_string(dir.path().join("windows-60s.csv")).unwrap();
+    assert_eq!(two.lines().count(), 1 + 3, "{two}");
+    assert!(
+        sixty.contains("1970-01-01T00:00:00.000Z,1970-01-01T00:01:00.000Z,a,2,2,"),
+        "{sixty}"
+    );
+    assert!(!out.exists());
+
+    let run = emostream(&["replay", path(&log), "--window", "2s,60s"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("several window sizes need --out"),
+        "{}",
+        stderr(&run)
+    );
+    let run = emostream(&[
+        "replay",
+        path(&log),
+        "--window",
+        "2s,2000ms",
+        "--out",
+        path(&out),
+    ]);
+    assert!(
+        stderr(&run).contains("--window names 2s twice"),
+        "{}",
+        stderr(&run)
+    );
+}

@@ -47,6 +47,16 @@ fn event_json(user: &str, emoji: &str, ts: i64) -> String {
 
 /// The reports the reference aggregator makes of `events`, as the CSV rows the tests compare.
 fn expected_csv(dir: &Path, events: &[(String, String, i64)], lateness: Duration) -> String {
+    expected_csv_of(dir, events, lateness, WindowSize::default())
+}
+
+/// Like [`expected_csv`], for windows of `size`.
+fn expected_csv_of(
+    dir: &Path,
+    events: &[(String, String, i64)],
+    lateness: Duration,
+    size: WindowSize,
+) -> String {
     let mut log = String::from("user_id,emoji_type,timestamp\n");
     for (u, e, t) in events {
         log.push_str(&format!("{u},{e},{t}\n"));
@@ -55,7 +65,7 @@ fn expected_csv(dir: &Path, events: &[(String, String, i64)], lateness: Duration
     std::fs::write(&path, log).unwrap();
     reference_csv(&reference(
         &[path],
-        WindowSize::default(),
+        size,
         lateness,
         &ReportConfig::default(),
     ))
@@ -105,7 +115,16 @@ fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {
 
 /// Reads the windows topic until the window holding `last_ts` is there.
 fn windows_through(topic: &str, last_ts: i64) -> BTreeMap<i64, WindowMessage> {
-    let last_start = WindowSize::default().start_of(last_ts);
+    windows_of_size_through(topic, last_ts, WindowSize::default())
+}
+
+/// Like [`windows_through`], for windows of `size`.
+fn windows_of_size_through(
+    topic: &str,
+    last_ts: i64,
+    size: WindowSize,
+) -> BTreeMap<i64, WindowMessage> {
+    let last_start = size.start_of(last_ts);
     let payloads = read_until(topic, WAIT, |p| {
         windows_by_start(p).contains_key(&last_start)
     });
@@ -477,4 +496,52 @@ fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
     // Its events went through the API into the events topic, all of them.
     let payloads = read_until(&pipeline.events, WAIT, |p| p.len() as u64 >= offered);
     assert_eq!(payloads.len() as u64, offered);
+}
+
+#[test]
+fn several_window_sizes_each_come_out_exactly_on_their_own_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("sizes");
+    // Two and a half minutes of events, in time order, ending 10 s ago: nothing is late,
+    // and once the input is idle every window closes.
+    let emojis = ["🔥", "😂", "👏"];
+    let start = now_ms() - 160_000;
+    let events: Vec<(String, String, i64)> = (0..1500i64)
+        .map(|i| {
+            (
+                format!("u{}", (i * 31) % 97),
+                emojis[(i % 3) as usize].to_owned(),
+                start + i * 100,
+            )
+        })
+        .collect();
+    // The ingest service creates the events topic.
+    drop(start_ingest(&pipeline, &[]));
+    produce_events(&producer(), &pipeline.events, &events);
+    let _dataflow = start_dataflow(&pipeline, &["--window", "2s,60s"]);
+    let last = events.last().unwrap().2;
+    for (label, millis) in [("2s", 2_000), ("60s", 60_000)] {
+        let size = WindowSize::from_millis(millis).unwrap();
+        let topic = format!("{}-{label}", pipeline.windows);
+        let windows = windows_of_size_through(&topic, last, size);
+        let want = expected_csv_of(dir.path(), &events, Duration::from_secs(1), size);
+        common::assert_same_windows(&as_csv(&windows), &want, &topic);
+        for (start, m) in &windows {
+            assert_eq!(m.seq, start / millis, "{topic}: seq is the window index");
+        }
+    }
+    // The clusters get the live (first) size only.
+    for topic in pipeline.cluster_topics() {
+        let windows = windows_through(&topic, last);
+        assert!(windows.keys().all(|start| start % 2_000 == 0));
+        assert_eq!(
+            windows.len(),
+            windows_of_size_through(
+                &format!("{}-2s", pipeline.windows),
+                last,
+                WindowSize::default()
+            )
+            .len()
+        );
+    }
 }

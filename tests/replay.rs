@@ -166,3 +166,51 @@ fn on_time_log(
     std::fs::write(&path, kept).unwrap();
     path
 }
+
+#[test]
+fn several_window_sizes_give_what_each_size_gives_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = ingest::generator::Workload {
+        late_fraction: 0.01,
+        late_delay_ms: 3_000,
+        ..disordered(30_000, 800, 600, 9)
+    };
+    let logs = vec![generated_log(dir.path(), "a.csv", workload)];
+    let lateness = Duration::from_millis(200);
+    let size = |ms| WindowSize::from_millis(ms).unwrap();
+    for workers in [1, 2] {
+        let base = ReplayConfig {
+            lateness,
+            ..replay_config(
+                dir.path(),
+                &logs,
+                workers,
+                Engine::Timely,
+                &format!("several-w{workers}"),
+            )
+        };
+        let out = base.out.clone().unwrap();
+        let (summary, _) = replay(ReplayConfig {
+            window: size(2_000),
+            more_windows: vec![size(10_000), size(60_000)],
+            ..base.clone()
+        });
+        assert_eq!(summary.more.len(), 2);
+        for window in [2_000, 10_000, 60_000] {
+            let alone = replay(ReplayConfig {
+                window: size(window),
+                out: Some(dir.path().join(format!("alone-{window}-w{workers}.csv"))),
+                ..base.clone()
+            })
+            .1;
+            let together = std::fs::read_to_string(size(window).labelled_path(&out)).unwrap();
+            assert_eq!(together, alone, "{window} ms windows, {workers} workers");
+        }
+        // Late for 2 s windows is not always late for 60 s ones: the sizes differ in what
+        // they count, each exactly as alone.
+        assert!(
+            summary.more[1].events_in_windows > summary.events_in_windows,
+            "{summary:?}"
+        );
+    }
+}

@@ -46,8 +46,12 @@ pub struct LiveConfig {
     pub replication: i32,
     /// Consumer group for committed offsets.
     pub group: String,
-    /// Window size.
+    /// Window size: the live windows, published to the windows topic and every cluster.
     pub window: WindowSize,
+    /// More window sizes computed from the same topic, each exactly as a dataflow with that
+    /// size alone (its own consumer group, `GROUP-<size>`), each to its own windows topic.
+    /// With more sizes, every windows topic has the size in its name: `emoji-windows-2s`.
+    pub more_windows: Vec<WindowSize>,
     /// Allowed lateness.
     pub lateness: Duration,
     /// A partition without data this long stops holding windows back.
@@ -81,6 +85,7 @@ impl LiveConfig {
             replication: 1,
             group: "emostream-dataflow".to_owned(),
             window: WindowSize::default(),
+            more_windows: Vec::new(),
             lateness: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(4),
             max_future: Duration::from_secs(600),
@@ -89,6 +94,31 @@ impl LiveConfig {
             engine: Engine::Timely,
             metrics_listen: None,
             restart_rewind: 10_000,
+        }
+    }
+
+    /// Every window size, the live one first.
+    pub fn windows(&self) -> Vec<WindowSize> {
+        std::iter::once(self.window)
+            .chain(self.more_windows.iter().copied())
+            .collect()
+    }
+
+    /// The topic the windows of `size` go to.
+    pub fn windows_topic_for(&self, size: WindowSize) -> String {
+        if self.more_windows.is_empty() {
+            self.windows_topic.clone()
+        } else {
+            format!("{}-{}", self.windows_topic, size.label())
+        }
+    }
+
+    /// The consumer group of the dataflow of `size`.
+    fn group_for(&self, size: WindowSize) -> String {
+        if size == self.window {
+            self.group.clone()
+        } else {
+            format!("{}-{}", self.group, size.label())
         }
     }
 
@@ -112,12 +142,13 @@ pub enum LiveError {
 }
 
 /// What the dataflow learns from the broker before it starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     /// Partitions of the events topic.
     pub partitions: i32,
-    /// Windows starting before this were published by an earlier run.
-    pub published_before: i64,
+    /// For each window size (as [`LiveConfig::windows`]): windows starting before this
+    /// were published by an earlier run.
+    pub published_before: Vec<i64>,
 }
 
 /// Creates missing topics, and finds the partition count and the last published window.
@@ -128,9 +159,14 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
     };
     let mut specs = vec![
         spec(&config.events_topic, config.partitions),
-        spec(&config.windows_topic, config.partitions),
         spec(&config.late_topic, config.partitions),
     ];
+    specs.extend(
+        config
+            .windows()
+            .into_iter()
+            .map(|size| spec(&config.windows_topic_for(size), config.partitions)),
+    );
     // A cluster topic has one partition: its broadcasters read every window, in order.
     specs.extend(config.cluster_topics().iter().map(|t| spec(t, 1)));
     ensure_topics(&config.brokers, &specs, config.replication).await?;
@@ -157,22 +193,36 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
             .collect())
     };
     let partitions = partitions_of(&config.events_topic)?.len() as i32;
-    // The last window of every partition of the windows topic: windows go out in order,
-    // so the newest of them bounds what an earlier run published.
+    let mut published_before = Vec::new();
+    for size in config.windows() {
+        let topic = config.windows_topic_for(size);
+        let newest = newest_window(&consumer, &topic, &partitions_of(&topic)?)?;
+        if let Some(start) = newest {
+            tracing::info!(window_start = %model::format_rfc3339_millis(start), %topic, "Resuming after the last published window.");
+        }
+        published_before.push(newest.map_or(i64::MIN, |start| start + size.millis()));
+    }
+    Ok(Prepared {
+        partitions,
+        published_before,
+    })
+}
+
+/// The start of the newest window in `topic`: windows go out in order, so the last of
+/// every partition bounds what an earlier run published.
+fn newest_window(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Option<i64>, LiveError> {
     let mut assignment = TopicPartitionList::new();
     let mut expected = 0;
-    for p in partitions_of(&config.windows_topic)? {
+    for &p in partitions {
         let (low, high) = consumer
-            .fetch_watermarks(&config.windows_topic, p, Duration::from_secs(30))
-            .map_err(|e| {
-                LiveError::Failed(format!(
-                    "cannot read offsets of {}: {e}",
-                    config.windows_topic
-                ))
-            })?;
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .map_err(|e| LiveError::Failed(format!("cannot read offsets of {topic}: {e}")))?;
         if high > low {
-            let _ =
-                assignment.add_partition_offset(&config.windows_topic, p, Offset::Offset(high - 1));
+            let _ = assignment.add_partition_offset(topic, p, Offset::Offset(high - 1));
             expected += 1;
         }
     }
@@ -180,7 +230,7 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
     if expected > 0 {
         consumer
             .assign(&assignment)
-            .map_err(|e| LiveError::Failed(format!("cannot read {}: {e}", config.windows_topic)))?;
+            .map_err(|e| LiveError::Failed(format!("cannot read {topic}: {e}")))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = 0;
         while seen < expected && std::time::Instant::now() < deadline {
@@ -198,19 +248,11 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
         }
         if seen < expected {
             return Err(LiveError::Failed(format!(
-                "cannot read the last windows of {}",
-                config.windows_topic
+                "cannot read the last windows of {topic}"
             )));
         }
     }
-    let published_before = newest.map_or(i64::MIN, |start| start + config.window.millis());
-    if let Some(start) = newest {
-        tracing::info!(window_start = %model::format_rfc3339_millis(start), "Resuming after the last published window.");
-    }
-    Ok(Prepared {
-        partitions,
-        published_before,
-    })
+    Ok(newest)
 }
 
 /// Runs the live dataflow until `control` stops it (then publishes what is closed, commits,
@@ -226,56 +268,77 @@ pub fn run_live(
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
         let control = Arc::clone(&worker_control);
-        let source = KafkaSourceConfig {
-            brokers: config.brokers.clone(),
-            topic: config.events_topic.clone(),
-            group: config.group.clone(),
-            partitions: prepared.partitions,
-            window: config.window,
-            lateness_ms: config.lateness.as_millis() as i64,
-            idle_timeout: config.idle_timeout,
-            max_future_ms: config.max_future.as_millis() as i64,
-            start: config.start,
-            published_before: prepared.published_before,
-            rewind: config.restart_rewind,
-        };
-        let publish = PublishConfig {
-            brokers: config.brokers.clone(),
-            windows_topic: config.windows_topic.clone(),
-            late_topic: config.late_topic.clone(),
-            cluster_topics: config.cluster_topics(),
-            window_millis: config.window.millis(),
-        };
-        let drained = Rc::new(Cell::new(false));
-        let index = worker.next_dataflow_index();
-        worker.dataflow::<i64, _, _>(|scope| {
-            let sources = ProbeHandle::new();
-            let published = ProbeHandle::new();
-            let (taps, side) = scope.read_kafka(
-                source,
-                Arc::clone(&control),
-                Arc::clone(&metrics),
-                sources.clone(),
-                published.clone(),
-                Rc::clone(&drained),
-            );
-            count_windows(
-                taps.probe_with(&sources),
-                config.engine,
-                config.window,
-                config.report,
-            )
-            .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
-            .probe_with(&published);
-            side.publish_side(publish, Arc::clone(&control))
+        let mut running = Vec::new();
+        // One dataflow per window size, the live one first: each reads the topic in its own
+        // consumer group, so each size's windows are exactly those of that size alone.
+        for (i, size) in config.windows().into_iter().enumerate() {
+            let live = i == 0;
+            let source = KafkaSourceConfig {
+                brokers: config.brokers.clone(),
+                topic: config.events_topic.clone(),
+                group: config.group_for(size),
+                partitions: prepared.partitions,
+                window: size,
+                lateness_ms: config.lateness.as_millis() as i64,
+                idle_timeout: config.idle_timeout,
+                max_future_ms: config.max_future.as_millis() as i64,
+                start: config.start,
+                published_before: prepared.published_before[i],
+                rewind: config.restart_rewind,
+            };
+            let publish = PublishConfig {
+                brokers: config.brokers.clone(),
+                windows_topic: config.windows_topic_for(size),
+                late_topic: config.late_topic.clone(),
+                cluster_topics: if live {
+                    config.cluster_topics()
+                } else {
+                    Vec::new()
+                },
+                window_millis: size.millis(),
+            };
+            // The metrics served are the live dataflow's.
+            let metrics = if live {
+                Arc::clone(&metrics)
+            } else {
+                Arc::new(DataflowMetrics::new(prepared.partitions))
+            };
+            let drained = Rc::new(Cell::new(false));
+            running.push((worker.next_dataflow_index(), Rc::clone(&drained)));
+            worker.dataflow::<i64, _, _>(|scope| {
+                let sources = ProbeHandle::new();
+                let published = ProbeHandle::new();
+                let (taps, side) = scope.read_kafka(
+                    source,
+                    Arc::clone(&control),
+                    Arc::clone(&metrics),
+                    sources.clone(),
+                    published.clone(),
+                    drained,
+                );
+                count_windows(
+                    taps.probe_with(&sources),
+                    config.engine,
+                    size,
+                    config.report,
+                )
+                .publish_windows(publish.clone(), Arc::clone(&control), metrics)
                 .probe_with(&published);
-        });
-        while !drained.get() && control.failure().is_none() {
+                // Late and invalid records go out once, from the live dataflow.
+                if live {
+                    side.publish_side(publish, Arc::clone(&control))
+                        .probe_with(&published);
+                }
+            });
+        }
+        while running.iter().any(|(_, drained)| !drained.get()) && control.failure().is_none() {
             worker.step_or_park(Some(Duration::from_millis(20)));
         }
         // Open windows are not closed on the way out: a restart rebuilds them from the
         // committed offsets.
-        worker.drop_dataflow(index);
+        for (index, _) in running {
+            worker.drop_dataflow(index);
+        }
     })
     .map_err(LiveError::Failed)?;
     for result in guards.join() {

@@ -41,6 +41,9 @@ pub struct ReplayConfig {
     pub cluster: ClusterConfig,
     /// Window size.
     pub window: WindowSize,
+    /// More window sizes computed in the same run from the same input, each exactly as a
+    /// run with that size alone; each writes its own file (the size in its name).
+    pub more_windows: Vec<WindowSize>,
     /// Allowed lateness.
     pub lateness: Duration,
     /// Scaling and filtering of the reports.
@@ -66,6 +69,7 @@ impl ReplayConfig {
             paths,
             cluster: ClusterConfig::default(),
             window: WindowSize::default(),
+            more_windows: Vec::new(),
             lateness: Duration::from_millis(model::names::DEFAULT_LATENESS_MS as u64),
             report: ReportConfig::default(),
             engine: Engine::default(),
@@ -79,7 +83,7 @@ impl ReplayConfig {
 }
 
 /// What a replay did, as seen by process 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplaySummary {
     /// Counters of all sources.
     pub sources: SourceStats,
@@ -89,6 +93,39 @@ pub struct ReplaySummary {
     pub windows: u64,
     /// Input bytes.
     pub bytes: u64,
+    /// The windows of each of `more_windows`.
+    pub more: Vec<SizeSummary>,
+}
+
+/// The windows of one more window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeSummary {
+    /// The size.
+    pub window: WindowSize,
+    /// Windows emitted.
+    pub windows: u64,
+    /// Events counted in them.
+    pub events_in_windows: u64,
+}
+
+impl ReplayConfig {
+    /// Every window size, the first one first.
+    pub fn windows(&self) -> Vec<WindowSize> {
+        std::iter::once(self.window)
+            .chain(self.more_windows.iter().copied())
+            .collect()
+    }
+
+    /// Where the windows of `size` go: `out` as given with one size, with the size in the
+    /// file name with several.
+    pub fn out_for(&self, size: WindowSize) -> Option<PathBuf> {
+        let out = self.out.as_ref()?;
+        Some(if self.more_windows.is_empty() {
+            out.clone()
+        } else {
+            size.labelled_path(out)
+        })
+    }
 }
 
 /// Why a replay failed.
@@ -110,6 +147,23 @@ pub fn run_replay(
     config: ReplayConfig,
     control: Arc<RunControl>,
 ) -> Result<Option<ReplaySummary>, ReplayError> {
+    let sizes = config.windows();
+    if sizes.len() > 1 && config.out.is_none() {
+        return Err(ReplayError::Failed(
+            "several window sizes need --out: each size gets its own file, the size in its name"
+                .into(),
+        ));
+    }
+    if let Some(twice) = sizes
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| sizes[..i].contains(s).then_some(s))
+    {
+        return Err(ReplayError::Failed(format!(
+            "window size {} given twice",
+            twice.label()
+        )));
+    }
     let files = Arc::new(LogFile::discover(&config.paths)?);
     let bytes = files.iter().map(|f| f.len).sum();
     let timely_config = config.cluster.timely();
@@ -144,6 +198,7 @@ pub fn run_replay(
 /// The outputs, open on worker 0 only.
 struct Outputs {
     windows: WindowCsvWriter<Box<dyn Write>>,
+    more: Vec<(WindowCsvWriter<Box<dyn Write>>, SizeSummary)>,
     late: Option<EventLogWriter<BufWriter<File>>>,
     rejects: Option<RejectCsvWriter<BufWriter<File>>>,
     summary: ReplaySummary,
@@ -156,13 +211,25 @@ impl Outputs {
                 .map(|f| BufWriter::with_capacity(1 << 16, f))
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))
         };
-        let windows: Box<dyn Write> = match &config.out {
-            Some(path) => Box::new(create(path)?),
+        let windows: Box<dyn Write> = match config.out_for(config.window) {
+            Some(path) => Box::new(create(&path)?),
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
         };
         let csv_error = |e: csv::Error| format!("cannot write output: {e}");
+        let mut more = Vec::new();
+        for &size in &config.more_windows {
+            let path = config.out_for(size).expect("several sizes have --out");
+            let out: Box<dyn Write> = Box::new(create(&path)?);
+            let totals = SizeSummary {
+                window: size,
+                windows: 0,
+                events_in_windows: 0,
+            };
+            more.push((WindowCsvWriter::new(out).map_err(csv_error)?, totals));
+        }
         Ok(Outputs {
             windows: WindowCsvWriter::new(windows).map_err(csv_error)?,
+            more,
             late: config
                 .late_out
                 .as_ref()
@@ -187,6 +254,13 @@ impl Outputs {
         self.windows.write(report)
     }
 
+    fn more_window(&mut self, index: usize, report: &WindowReport) -> csv::Result<()> {
+        let (writer, totals) = &mut self.more[index];
+        totals.windows += 1;
+        totals.events_in_windows += report.events;
+        writer.write(report)
+    }
+
     fn side(&mut self, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
         match record {
             SideRecord::Late(event) => self.late.as_mut().map_or(Ok(()), |w| w.write(event)),
@@ -203,6 +277,9 @@ impl Outputs {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.windows.flush()?;
+        for (writer, _) in &mut self.more {
+            writer.flush()?;
+        }
         if let Some(w) = &mut self.late {
             w.flush()?;
         }
@@ -238,7 +315,42 @@ fn run_worker(
         max_ahead_ms: (60_000i64).max(16 * config.window.millis()),
         send_late: config.late_out.is_some(),
         send_rejects: config.rejects_out.is_some(),
+        primary: true,
     };
+    // Each more window size: the same logs through a dataflow of its own, so its windows
+    // are exactly those of a run with that size alone.
+    for (index, &size) in config.more_windows.iter().enumerate() {
+        let source = LogSourceConfig {
+            window: size,
+            max_ahead_ms: (60_000i64).max(16 * size.millis()),
+            send_late: false,
+            send_rejects: false,
+            primary: false,
+            ..source.clone()
+        };
+        let outputs = outputs.clone();
+        let control = Arc::clone(&control);
+        worker.dataflow::<i64, _, _>(|scope| {
+            let frontier = ProbeHandle::new();
+            let (taps, _side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
+            count_windows(
+                taps.probe_with(&frontier),
+                config.engine,
+                size,
+                config.report,
+            )
+            .sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
+                input.for_each(|_time, reports| {
+                    let Some(outputs) = &outputs else { return };
+                    for report in reports.drain(..) {
+                        if let Err(e) = outputs.borrow_mut().more_window(index, &report) {
+                            control.fail(format!("cannot write windows: {e}"));
+                        }
+                    }
+                });
+            });
+        });
+    }
     worker.dataflow::<i64, _, _>(|scope| {
         let frontier = ProbeHandle::new();
         let (taps, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
@@ -285,7 +397,9 @@ fn run_worker(
     if let Err(e) = outputs.flush() {
         control.fail(format!("cannot write output: {e}"));
     }
-    Some(outputs.summary)
+    let mut summary = outputs.summary.clone();
+    summary.more = outputs.more.iter().map(|(_, totals)| *totals).collect();
+    Some(summary)
 }
 
 /// The window reports of a stream of on-time events, with the given engine.

@@ -65,6 +65,28 @@ impl WindowSize {
     pub fn end_of(self, start: i64) -> i64 {
         start + self.0
     }
+
+    /// The size as written in topic and file names: `2s`, `60s`, `500ms`.
+    pub fn label(self) -> String {
+        if self.0 % 1000 == 0 {
+            format!("{}s", self.0 / 1000)
+        } else {
+            format!("{}ms", self.0)
+        }
+    }
+
+    /// `path` with this size's label before its extension: `out.csv` becomes `out-2s.csv`.
+    pub fn labelled_path(self, path: &std::path::Path) -> std::path::PathBuf {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default();
+        let name = match path.extension() {
+            Some(ext) => format!("{stem}-{}.{}", self.label(), ext.to_string_lossy()),
+            None => format!("{stem}-{}", self.label()),
+        };
+        path.with_file_name(name)
+    }
 }
 
 impl Default for WindowSize {
@@ -76,6 +98,22 @@ impl Default for WindowSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_name_sizes_in_topics_and_files() {
+        let size = |ms| WindowSize::from_millis(ms).unwrap();
+        assert_eq!(size(2000).label(), "2s");
+        assert_eq!(size(60_000).label(), "60s");
+        assert_eq!(size(1500).label(), "1500ms");
+        assert_eq!(
+            size(60_000).labelled_path(std::path::Path::new("out/windows.csv")),
+            std::path::PathBuf::from("out/windows-60s.csv")
+        );
+        assert_eq!(
+            size(2000).labelled_path(std::path::Path::new("windows")),
+            std::path::PathBuf::from("windows-2s")
+        );
+    }
 
     #[test]
     fn windows_are_aligned_to_the_epoch() {

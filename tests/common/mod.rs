@@ -56,7 +56,7 @@ pub fn replay_config(
 
 /// Runs a replay and returns its summary and window output.
 pub fn replay(config: ReplayConfig) -> (ReplaySummary, String) {
-    let out = config.out.clone().expect("an output file");
+    let out = config.out_for(config.window).expect("an output file");
     let summary = run_replay(config, std::sync::Arc::new(RunControl::new(false)))
         .expect("replay")
         .expect("process 0 has the summary");

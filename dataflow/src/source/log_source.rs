@@ -43,6 +43,9 @@ pub struct LogSourceConfig {
     pub send_late: bool,
     /// Send rejected rows on the side output (they are always counted).
     pub send_rejects: bool,
+    /// This source reports progress and rejected rows to the run's control. A run over
+    /// several window sizes reads the logs once per size; only the first size's source does.
+    pub primary: bool,
 }
 
 /// Reads logs into a dataflow.
@@ -287,7 +290,7 @@ impl Reader {
                 }
                 Err(reason) => {
                     stats.rejected += 1;
-                    if config.send_rejects || control.strict() {
+                    if config.primary && (config.send_rejects || control.strict()) {
                         match rejected_row(lines, file, path, &line, &reason) {
                             Ok(row) => {
                                 control.reject(&row);
@@ -299,7 +302,9 @@ impl Reader {
                 }
             }
         })?;
-        control.add_bytes(end.min(*len) - start);
+        if config.primary {
+            control.add_bytes(end.min(*len) - start);
+        }
         failure.map_or(Ok(()), Err)
     }
 }

@@ -674,6 +674,10 @@ pub struct BroadcastFlags {
     /// Where the web page sends taps, like http://127.0.0.1:5000 (`emostream up` sets its own).
     #[arg(long, env = "EMOSTREAM_INGEST_URL")]
     pub ingest_url: Option<String>,
+    /// The windows topic of a longer size, like emoji-windows-60s, for the page's per-minute
+    /// timeline (`emostream up --window 2s,60s` sets its own).
+    #[arg(long, env = "EMOSTREAM_SUMMARY_TOPIC")]
+    pub summary_topic: Option<String>,
 }
 
 impl BroadcastFlags {
@@ -690,6 +694,7 @@ impl BroadcastFlags {
             token_secret,
             registry_topic: self.registry_topic.clone(),
             ingest_url: self.ingest_url.clone(),
+            summary_topic: self.summary_topic.clone(),
             ring: self.ring,
             max_lag: self.max_lag.get(),
             write_timeout: self.write_timeout,

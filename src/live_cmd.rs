@@ -59,6 +59,11 @@ pub fn up(args: UpArgs) -> Result<()> {
         trigger_on_signals(trigger);
         let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
         let cluster_topics = live_config.cluster_topics();
+        // The page's per-minute timeline: the windows of the second size, if any.
+        let summary_topic = live_config
+            .more_windows
+            .first()
+            .map(|&size| live_config.windows_topic_for(size));
         let live = LiveDataflow::start(live_config, shutdown.clone()).await?;
         let mut broadcasters = Vec::new();
         let secret = args
@@ -81,6 +86,9 @@ pub fn up(args: UpArgs) -> Result<()> {
             config
                 .ingest_url
                 .get_or_insert_with(|| format!("http://{}", ingest.addr));
+            if config.summary_topic.is_none() {
+                config.summary_topic.clone_from(&summary_topic);
+            }
             broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
         }
         println!("EmoStream is up.");

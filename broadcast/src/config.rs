@@ -32,6 +32,9 @@ pub struct BroadcastConfig {
     pub token_ttl: Duration,
     /// Where the web page sends taps (`http://host:port` of the ingest API).
     pub ingest_url: Option<String>,
+    /// The windows topic of a longer size (like `emoji-windows-60s`), whose last windows
+    /// clients get as `summary` frames for the page's per-minute timeline.
+    pub summary_topic: Option<String>,
 }
 
 impl BroadcastConfig {
@@ -51,6 +54,7 @@ impl BroadcastConfig {
             token_secret: String::new(),
             token_ttl: Duration::from_secs(600),
             ingest_url: None,
+            summary_topic: None,
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The cluster topic into the hub: first the newest window already in the topic (so the
-//! first client gets a snapshot at once), then every new one.
+//! Topics into the hub: the cluster topic (first the newest window already in it, so the
+//! first client gets a snapshot at once, then every new one), and optionally the windows
+//! topic of a longer size (its last windows, then every new one) for the timeline.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use model::report::WindowMessage;
@@ -13,14 +15,62 @@ use crate::frame::WindowFrame;
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
 
-/// Reads `topic` into `hub` on a thread of its own until `stop` is set.
+/// Reads the cluster topic `topic` into `hub` on a thread of its own until `stop` is set.
 pub fn spawn_consumer(
     brokers: &str,
     topic: &str,
     hub: Arc<Hub>,
     metrics: Arc<BroadcastMetrics>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
+    let consumer = assigned(brokers, topic, 1)?;
+    let topic = topic.to_owned();
+    std::thread::Builder::new()
+        .name(format!("consume-{topic}"))
+        .spawn(move || {
+            read(&consumer, &topic, &stop, |window, at| {
+                if hub.publish(WindowFrame::new(window, at)) {
+                    metrics.windows_received.add(1);
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start the consumer thread: {e}"))
+}
+
+/// Reads the windows topic of a longer size into `hub`'s summaries on a thread of its own
+/// until `stop` is set, starting with the last windows of every partition. The topic is the
+/// dataflow's: until it exists, the thread waits for it.
+pub fn spawn_summary_consumer(
+    brokers: &str,
+    topic: &str,
+    hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    std::thread::Builder::new()
+        .name(format!("consume-{topic}"))
+        .spawn(move || {
+            let consumer = loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match assigned(&brokers, &topic, 60) {
+                    Ok(consumer) => break consumer,
+                    Err(error) => {
+                        tracing::debug!(%error, %topic, "Waiting for the summary topic.");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            };
+            read(&consumer, &topic, &stop, |window, at| {
+                hub.publish_summary(WindowFrame::summary(window, at));
+            })
+        })
+        .map_err(|e| format!("cannot start the summary consumer thread: {e}"))
+}
+
+/// A consumer of every partition of `topic`, each from `back` messages before its end.
+fn assigned(brokers: &str, topic: &str, back: i64) -> Result<BaseConsumer, String> {
     let consumer: BaseConsumer = service::kafka::client_config(brokers)
         .set("group.id", format!("emostream-broadcast-{topic}"))
         .set("enable.auto.commit", "false")
@@ -37,12 +87,12 @@ pub fn spawn_consumer(
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
+        .filter(|t| t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
         return Err(format!("topic {topic} has no partitions"));
     }
-    // Start one message before the end of every partition: the newest windows already there.
     let mut assignment = TopicPartitionList::new();
     for &p in &partitions {
         let (low, high) = consumer
@@ -50,7 +100,7 @@ pub fn spawn_consumer(
             .map_err(|e| format!("cannot read offsets of {topic}: {e}"))?;
         // An explicit offset, not `End`: `End` is resolved later, and a window written in
         // between would be missed.
-        let start = Offset::Offset(if high > low { high - 1 } else { high });
+        let start = Offset::Offset((high - back).max(low));
         assignment
             .add_partition_offset(topic, p, start)
             .map_err(|e| format!("cannot assign {topic}: {e}"))?;
@@ -58,31 +108,36 @@ pub fn spawn_consumer(
     consumer
         .assign(&assignment)
         .map_err(|e| format!("cannot assign {topic}: {e}"))?;
-    let topic = topic.to_owned();
-    std::thread::Builder::new()
-        .name(format!("consume-{topic}"))
-        .spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let message = match result {
-                    Ok(message) => message,
-                    Err(error) => {
-                        tracing::warn!(%error, %topic, "Kafka consumer error.");
-                        continue;
-                    }
-                };
-                let parsed = message.payload().map(serde_json::from_slice::<WindowMessage>);
-                match parsed {
-                    Some(Ok(window)) => {
-                        let frame = WindowFrame::new(&window, message.timestamp().to_millis());
-                        if hub.publish(frame) {
-                            metrics.windows_received.add(1);
-                        }
-                    }
-                    Some(Err(error)) => tracing::warn!(%error, %topic, offset = message.offset(), "Not a window report; skipped."),
-                    None => {}
-                }
+    Ok(consumer)
+}
+
+/// Hands every window message of `topic` (with its Kafka timestamp) to `take` until `stop`.
+fn read(
+    consumer: &BaseConsumer,
+    topic: &str,
+    stop: &AtomicBool,
+    mut take: impl FnMut(&WindowMessage, Option<i64>),
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = match result {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, %topic, "Kafka consumer error.");
+                continue;
             }
-        })
-        .map_err(|e| format!("cannot start the consumer thread: {e}"))
+        };
+        match message
+            .payload()
+            .map(serde_json::from_slice::<WindowMessage>)
+        {
+            Some(Ok(window)) => take(&window, message.timestamp().to_millis()),
+            Some(Err(error)) => {
+                tracing::warn!(%error, %topic, offset = message.offset(), "Not a window report; skipped.")
+            }
+            None => {}
+        }
+    }
 }

@@ -32,13 +32,22 @@ struct Typed<'a, T: Serialize> {
 }
 
 impl WindowFrame {
-    /// Encodes a window message.
+    /// Encodes a window message as a `window` frame.
     pub fn new(message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
+        Self::of_kind("window", message, kafka_timestamp)
+    }
+
+    /// Encodes a window of a longer size (the per-minute timeline) as a `summary` frame.
+    pub fn summary(message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
+        Self::of_kind("summary", message, kafka_timestamp)
+    }
+
+    fn of_kind(kind: &str, message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let json = serde_json::to_vec(&Typed {
-            kind: "window",
+            kind,
             body: message,
             broadcast_at: Some(now_ms),
         })

@@ -1,7 +1,8 @@
 //! The hub of a broadcaster: the latest window, a ring of recent windows for resuming
-//! clients, and the channel every connection listens on.
+//! clients, and the channel every connection listens on; and, when a longer window size is
+//! served too, the last of those windows (the per-minute timeline) and their channel.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -14,6 +15,9 @@ pub struct Hub {
     ring_millis: i64,
     recent: Mutex<VecDeque<Arc<WindowFrame>>>,
     fan_out: broadcast::Sender<Arc<WindowFrame>>,
+    summary_count: usize,
+    summaries: Mutex<BTreeMap<i64, Arc<WindowFrame>>>,
+    summary_out: broadcast::Sender<Arc<WindowFrame>>,
 }
 
 impl Hub {
@@ -24,7 +28,46 @@ impl Hub {
             ring_millis,
             recent: Mutex::new(VecDeque::new()),
             fan_out: broadcast::channel(max_lag.max(1)).0,
+            summary_count: 60,
+            summaries: Mutex::new(BTreeMap::new()),
+            summary_out: broadcast::channel(max_lag.max(1)).0,
         }
+    }
+
+    /// Takes in a window of the longer size: keeps the last 60 by `seq` and sends a new one
+    /// to every connection. False for one already held or older than all of them.
+    pub fn publish_summary(&self, frame: WindowFrame) -> bool {
+        let frame = Arc::new(frame);
+        {
+            let mut held = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+            let full = held.len() >= self.summary_count;
+            if held.contains_key(&frame.seq)
+                || (full && held.keys().next().is_some_and(|&first| frame.seq < first))
+            {
+                return false;
+            }
+            held.insert(frame.seq, Arc::clone(&frame));
+            while held.len() > self.summary_count {
+                held.pop_first();
+            }
+        }
+        let _ = self.summary_out.send(frame);
+        true
+    }
+
+    /// The windows of the longer size held, oldest first.
+    pub fn summaries(&self) -> Vec<Arc<WindowFrame>> {
+        self.summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A receiver of the windows of the longer size to come.
+    pub fn subscribe_summaries(&self) -> broadcast::Receiver<Arc<WindowFrame>> {
+        self.summary_out.subscribe()
     }
 
     /// Takes in a window: remembers it and sends it to every connection. A window already
@@ -107,6 +150,21 @@ mod tests {
             31,
             "60 s of 2 s windows, plus the newest"
         );
+    }
+
+    #[test]
+    fn the_longer_windows_keep_the_last_sixty() {
+        let hub = Hub::new(60_000, 4);
+        for seq in (0..70).rev() {
+            hub.publish_summary(frame(seq));
+        }
+        let held: Vec<i64> = hub.summaries().iter().map(|f| f.seq).collect();
+        assert_eq!(held, (10..70).collect::<Vec<_>>(), "the newest 60 stay");
+        let mut rx = hub.subscribe_summaries();
+        assert!(hub.publish_summary(frame(70)));
+        assert!(!hub.publish_summary(frame(70)));
+        assert_eq!(hub.summaries().first().unwrap().seq, 11);
+        assert_eq!(rx.try_recv().unwrap().seq, 70);
     }
 
     #[test]

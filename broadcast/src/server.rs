@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::config::BroadcastConfig;
-use crate::consumer::spawn_consumer;
+use crate::consumer::{spawn_consumer, spawn_summary_consumer};
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
 use crate::registry::{Heartbeat, Registry, spawn_registry};
@@ -112,6 +112,13 @@ pub async fn start(
             .map_err(|e| BroadcastError::Kafka(e.to_string()))?
             .map_err(BroadcastError::Kafka)?
     };
+    let summaries = match &config.summary_topic {
+        Some(topic) => Some(
+            spawn_summary_consumer(&config.brokers, topic, Arc::clone(&hub), Arc::clone(&stop))
+                .map_err(BroadcastError::Kafka)?,
+        ),
+        None => None,
+    };
     let epoch = now_ms();
     let registry = Arc::new(Registry::default());
     let me = Heartbeat {
@@ -179,6 +186,9 @@ pub async fn start(
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || {
             let _ = consumer.join();
+            if let Some(summaries) = summaries {
+                let _ = summaries.join();
+            }
             let _ = registry_thread.join();
         })
         .await;

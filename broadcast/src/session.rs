@@ -1,5 +1,6 @@
-//! One WebSocket client: `hello`, the latest window, then every window as it comes; a
-//! `resume` message brings back the windows missed that are still in the ring.
+//! One WebSocket client: `hello`, the latest window and the held windows of the longer size
+//! (`summary` frames), then every window of either as it comes; a `resume` message brings
+//! back the windows missed that are still in the ring.
 //!
 //! Close codes: 4001 the client fell `max_lag` windows behind; 4002 a write took longer
 //! than the write timeout (the client stopped reading); 1008 a message that is not
@@ -61,6 +62,8 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     ctx.metrics.connections.add(1);
     // Subscribe before the snapshot, so no window falls between them.
     let mut windows = ctx.hub.subscribe();
+    let mut summaries = ctx.hub.subscribe_summaries();
+    let mut last_summary = i64::MIN;
     let (mut sink, mut incoming) = ws.split();
     let mut last_sent = i64::MIN;
     let mut shutdown = ctx.shutdown.clone();
@@ -83,8 +86,27 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             last_sent = latest.seq;
         }
+        for summary in ctx.hub.summaries() {
+            if write(&mut sink, Message::Text(summary.text.clone()), &ctx)
+                .await
+                .is_err()
+            {
+                break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
+            }
+            last_summary = summary.seq;
+        }
         loop {
             tokio::select! {
+                // A summary missed by a slow client is not worth a disconnection: the next
+                // one comes a minute later.
+                summary = summaries.recv() => if let Ok(summary) = summary
+                    && summary.seq > last_summary
+                {
+                    if write(&mut sink, Message::Text(summary.text.clone()), &ctx).await.is_err() {
+                        break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
+                    }
+                    last_summary = summary.seq;
+                },
                 received = windows.recv() => match received {
                     Ok(frame) if frame.seq <= last_sent => {}
                     Ok(frame) => {

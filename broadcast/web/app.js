@@ -17,6 +17,9 @@ const swarm = document.getElementById("swarm");
 const chart = document.getElementById("chart");
 const timeline = document.getElementById("timeline");
 const history = [];
+// Windows of the longer size (the per-minute timeline), when the broadcaster serves them.
+const summaries = [];
+let series = "live";
 let lastSeq = null;
 let attempt = 0;
 let epoch = null; // eslint-disable-line no-unused-vars
@@ -65,10 +68,14 @@ function drawTimeline() {
   const ctx = timeline.getContext("2d");
   const { width, height } = timeline;
   ctx.clearRect(0, 0, width, height);
-  const max = Math.max(1, ...history.map((w) => w.events));
+  const shown = series === "summary" ? summaries : history;
+  timeline.dataset.series = series;
+  timeline.dataset.points = String(shown.length);
+  timeline.dataset.total = String(shown.reduce((n, w) => n + w.events, 0));
+  const max = Math.max(1, ...shown.map((w) => w.events));
   const step = width / TIMELINE_WINDOWS;
-  ctx.fillStyle = "#e0a030";
-  history.forEach((w, i) => {
+  ctx.fillStyle = series === "summary" ? "#5aa0e0" : "#e0a030";
+  shown.forEach((w, i) => {
     const h = (height - 4) * (w.events / max);
     ctx.fillRect(i * step, height - h, Math.max(1, step - 1), h);
   });
@@ -91,6 +98,31 @@ function showWindow(report) {
   meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
   document.body.dataset.windows = String(history.length);
   document.body.dataset.seq = String(report.seq);
+}
+
+function showSummary(report) {
+  if (summaries.some((w) => w.seq === report.seq)) return;
+  summaries.push({ seq: report.seq, events: report.events });
+  summaries.sort((a, b) => a.seq - b.seq);
+  while (summaries.length > TIMELINE_WINDOWS) summaries.shift();
+  const button = document.querySelector('#series button[data-series="summary"]');
+  if (button.disabled) {
+    const seconds = (Date.parse(report.window_end) - Date.parse(report.window_start)) / 1000;
+    button.textContent = seconds === 60 ? "per minute" : `per ${seconds} s`;
+    button.disabled = false;
+    button.title = "";
+  }
+  if (series === "summary") drawTimeline();
+}
+
+for (const button of document.querySelectorAll("#series button")) {
+  button.addEventListener("click", () => {
+    series = button.dataset.series;
+    for (const other of document.querySelectorAll("#series button")) {
+      other.setAttribute("aria-pressed", String(other === button));
+    }
+    drawTimeline();
+  });
 }
 
 async function register() {
@@ -133,6 +165,8 @@ async function connect() {
       meta.dataset.cluster = message.cluster;
     } else if (message.type === "window") {
       showWindow(message);
+    } else if (message.type === "summary") {
+      showSummary(message);
     }
   };
   socket.onclose = () => reconnectLater();

@@ -25,6 +25,8 @@ function startUp() {
     "--events-topic", `${name}-events`, "--windows-topic", `${name}-windows`, "--late-topic", `${name}-late`,
     "--cluster-prefix", `${name}-cluster`, "--clusters", "1", "--registry-topic", `${name}-registry`,
     "--group", `${name}-group`, "--idle-timeout", "1s", "--linger", "5ms",
+    // A second, longer size for the timeline's switch (60s in production; short here).
+    "--window", "2s,4s",
   ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
@@ -130,6 +132,17 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
       throw new Error(`${error.message}: ${total()} events, ${tapped("🔥")} 🔥\n${await metricsSummary(metrics)}`);
     }
     assert.equal(await number("#sender-sent"), sent, "the sender stopped");
+
+    // The timeline switches between the live windows and the longer ones, which count the
+    // same taps.
+    assert.equal(await page.locator("#timeline").getAttribute("data-series"), "live");
+    await page.getByRole("button", { name: "per 4 s" }).click();
+    await page.waitForFunction((want) => {
+      const canvas = document.getElementById("timeline");
+      return canvas.dataset.series === "summary" && Number(canvas.dataset.total) === want;
+    }, 17 + sent, { timeout: 30_000 });
+    await page.getByRole("button", { name: "live" }).click();
+    assert.equal(await page.locator("#timeline").getAttribute("data-series"), "live");
 
     await page.screenshot({ path: "target/page.png" });
     assert.deepEqual(errors, [], "no errors in the browser console");

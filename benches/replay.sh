@@ -39,6 +39,7 @@ done
       echo "$bin replay $log -w $w --engine $engine --out OUT --summary-json JSON"
     done
   done
+  echo "$bin replay $log -w 1|2 --window 2s,60s --out OUT --summary-json JSON"
   echo "# memory against log length: steady logs of a tenth and all of the events"
   echo "$bin generate --events N --users 200000 --rate 10000/s --profile steady --seed 3 --out target/bench/steady-N.csv"
   echo "$bin replay target/bench/steady-N.csv -w 1|2 --out /dev/null --summary-json JSON"
@@ -58,6 +59,11 @@ for run in $(seq 1 "$runs"); do
       "$bin" replay "$log" -w "$w" --engine "$engine" --out "target/bench/out-$engine-$w.csv" \
         --summary-json "$report/raw/$engine-$w-$run.json"
     done
+  done
+  # A second window size in the same run: the per-minute windows next to the live ones.
+  for w in 1 2; do
+    "$bin" replay "$log" -w "$w" --window 2s,60s --out "target/bench/out-sizes-$w.csv" \
+      --summary-json "$report/raw/timely_2s+60s-$w-$run.json"
   done
 done
 

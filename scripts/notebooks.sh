@@ -26,4 +26,5 @@ fi
 
 export EMOSTREAM_FIGURES=${EMOSTREAM_FIGURES:-$PWD/target/notebooks/figures}
 export MPLBACKEND=Agg
-"$venv/bin/python" scripts/run_notebooks.py notebooks/*.ipynb
+# The kernel's note that it listens on local TCP ports is not news.
+"$venv/bin/python" scripts/run_notebooks.py notebooks/*.ipynb 2> >(grep -v "Kernel is running over TCP" >&2)

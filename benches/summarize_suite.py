@@ -56,11 +56,14 @@ if live:
         return data.get("traffic", data)
 
     single, batch = traffic("single-50k"), traffic("batch-1m")
-    answered = sum(single["statuses"].values()) / single["seconds"]
+    # Rates over the offered schedule's length (the run's total time also holds warm-up).
+    schedule = lambda t: t["events_offered"] / t["offered_rate"]
+    answered = sum(single["statuses"].values()) / schedule(single)
+    accepted = batch["events_accepted"] / schedule(batch)
     row("Ingest, single events", f"{answered:.0f} req/s, p99 {single['p99_ms']:.1f} ms", "50,000 req/s",
-        answered >= 0.98 * 50000 and set(single["statuses"]) <= {"202"}, live)
-    row("Ingest, batches of 1000", f"{batch['accepted_rate'] / 1e6:.2f} M events/s, p99 {batch['p99_ms']:.0f} ms",
-        "1,000,000 events/s", batch["accepted_rate"] >= 0.98e6, live)
+        answered >= 0.99 * 50000 and set(single["statuses"]) <= {"202"}, live)
+    row("Ingest, batches of 1000", f"{accepted / 1e6:.2f} M events/s, p99 {batch['p99_ms']:.0f} ms",
+        "1,000,000 events/s", accepted >= 0.99e6 and set(batch["statuses"]) <= {"202"}, live)
 
 e2e = latest("e2e")
 if e2e:

@@ -25,6 +25,13 @@ fn emostream(args: &[&str]) -> Output {
     output
 }
 
+/// `emostream replay LOG --to-kafka --events-topic TOPIC` with `extra` flags.
+fn to_kafka(log: &Path, topic: &str, extra: &[&str]) {
+    let mut args = vec!["replay", path(log), "--to-kafka", "--events-topic", topic];
+    args.extend_from_slice(extra);
+    emostream(&args);
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -53,16 +60,7 @@ fn record_then_replay_gives_back_the_same_events() {
     // Twice round: the log into a topic, the topic into a log.
     for round in 1..=2 {
         let topic = unique(&format!("recorded-{round}"));
-        emostream(&[
-            "replay",
-            path(&log),
-            "--to-kafka",
-            "--events-topic",
-            &topic,
-            "--speed",
-            "0",
-            "--keep-timestamps",
-        ]);
+        to_kafka(&log, &topic, &["--speed", "0", "--keep-timestamps"]);
         let recorded = dir.path().join(format!("recorded-{round}.csv"));
         emostream(&[
             "record",
@@ -106,15 +104,7 @@ fn replay_at_speed_one_keeps_the_original_pace_and_moves_the_match_to_now() {
 
     let topic = unique("paced");
     let started = now_ms();
-    emostream(&[
-        "replay",
-        path(&log),
-        "--to-kafka",
-        "--events-topic",
-        &topic,
-        "--speed",
-        "1",
-    ]);
+    to_kafka(&log, &topic, &["--speed", "1"]);
     let records = read_records_until(&topic, Duration::from_secs(30), |r| r.len() >= logged.len());
     assert_eq!(records.len(), logged.len());
     let sent_span = span(&mut records.iter().map(|(at, _)| *at));

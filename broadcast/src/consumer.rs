@@ -81,15 +81,8 @@ fn assigned(brokers: &str, topic: &str, back: i64) -> Result<BaseConsumer, Strin
         .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
+    let partitions = service::kafka::partitions_of(&consumer, topic)
         .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         return Err(format!("topic {topic} has no partitions"));
     }

@@ -183,14 +183,8 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
         .create()
         .map_err(|e| LiveError::Failed(format!("cannot create a Kafka consumer: {e}")))?;
     let partitions_of = |topic: &str| -> Result<Vec<i32>, LiveError> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .map_err(|e| LiveError::Failed(format!("cannot read metadata of {topic}: {e}")))?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
+        service::kafka::partitions_of(&consumer, topic)
+            .map_err(|e| LiveError::Failed(format!("cannot read metadata of {topic}: {e}")))
     };
     let partitions = partitions_of(&config.events_topic)?.len() as i32;
     let mut published_before = Vec::new();

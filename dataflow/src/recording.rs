@@ -116,15 +116,7 @@ pub fn record(
         .set("fetch.wait.max.ms", "100")
         .create_with_context(EndsQuietly)
         .map_err(kafka)?;
-    let metadata = consumer
-        .fetch_metadata(Some(&config.topic), Duration::from_secs(30))
-        .map_err(kafka)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = service::kafka::partitions_of(&consumer, &config.topic).map_err(kafka)?;
     if partitions.is_empty() {
         return Err(RecordingError::Kafka(format!(
             "topic {} does not exist or has no partitions",

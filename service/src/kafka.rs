@@ -104,6 +104,21 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// The partitions of `topic` (none when it does not exist).
+pub fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// Counts what the broker acknowledged and refused.
 #[derive(Debug, Default)]
 pub struct Deliveries {

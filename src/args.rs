@@ -393,12 +393,58 @@ pub struct IngestFlags {
     /// (off by default: it lets a caller generate load).
     #[arg(long, env = "EMOSTREAM_ENABLE_LOAD_TEST")]
     pub enable_load_test: bool,
+    /// Events per second one user_id may send (bursts of a second's worth); past it, 429.
+    /// 0 disables.
+    #[arg(long, default_value = "50", value_parser = parse_limit, env = "EMOSTREAM_USER_RATE_LIMIT")]
+    pub user_rate_limit: f64,
+    /// Events per second one source address may send; past it, 429. 0 (the default) disables.
+    #[arg(long, default_value = "0", value_parser = parse_limit, env = "EMOSTREAM_IP_RATE_LIMIT")]
+    pub ip_rate_limit: f64,
+    /// Require `Authorization: Bearer <token>` on POST /emoji and /load-test.
+    #[arg(
+        long,
+        env = "EMOSTREAM_INGEST_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "ingest_token_file"
+    )]
+    pub ingest_token: Option<String>,
+    /// Like --ingest-token, read from a file (its first line).
+    #[arg(long, env = "EMOSTREAM_INGEST_TOKEN_FILE")]
+    pub ingest_token_file: Option<PathBuf>,
+}
+
+fn parse_limit(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches("/s").parse::<f64>() {
+        Ok(rate) if rate >= 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "invalid rate limit \"{text}\": expected events per second, like 50, or 0 for none"
+        )),
+    }
 }
 
 impl IngestFlags {
+    /// The bearer token, from the flag or the file.
+    fn token(&self) -> Result<Option<service::secret::Secret>> {
+        let token = match (&self.ingest_token, &self.ingest_token_file) {
+            (Some(token), _) => token.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --ingest-token-file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            bail!("the ingest token is empty");
+        }
+        Ok(Some(service::secret::Secret::new(token)))
+    }
+
     /// The ingest configuration.
-    pub fn config(&self, brokers: &BrokerArgs) -> ingest::IngestConfig {
-        ingest::IngestConfig {
+    pub fn config(&self, brokers: &BrokerArgs) -> Result<ingest::IngestConfig> {
+        Ok(ingest::IngestConfig {
             topic: brokers.events_topic.clone(),
             partitions: brokers.partitions.get() as i32,
             replication: brokers.replication.get() as i32,
@@ -414,8 +460,11 @@ impl IngestFlags {
                 .cloned()
                 .collect(),
             enable_load_test: self.enable_load_test,
+            user_rate_limit: self.user_rate_limit,
+            ip_rate_limit: self.ip_rate_limit,
+            token: self.token()?,
             ..ingest::IngestConfig::new(self.listen, brokers.brokers.clone())
-        }
+        })
     }
 }
 

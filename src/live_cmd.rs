@@ -20,7 +20,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Runs `emostream ingest` until Ctrl-C or SIGTERM.
 pub fn ingest(args: IngestArgs) -> Result<()> {
-    let config = args.ingest.config(&args.brokers);
+    let config = args.ingest.config(&args.brokers)?;
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
@@ -52,7 +52,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         cluster.processes == 1,
         "emostream up runs in one process; use emostream dataflow for several"
     );
-    let ingest_config = args.ingest.config(&args.brokers);
+    let ingest_config = args.ingest.config(&args.brokers)?;
     let live_config = args.dataflow.config(&args.brokers, cluster)?;
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();

@@ -399,7 +399,7 @@ fn simulated_viewers_measure_every_window_of_simulated_traffic() {
         ])
         .args([
             "--users",
-            "200",
+            "1000",
             "--watch",
             &format!("http://{addr}"),
             "--viewers",
@@ -445,7 +445,7 @@ fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
             serde_json::from_str(&body).expect("a JSON body"),
         )
     };
-    let request = r#"{"duration": "2s", "rate": "400/s", "users": 50}"#;
+    let request = r#"{"duration": "2s", "rate": "400/s", "users": 1000}"#;
 
     let off = start_ingest(&pipeline, &[]);
     let url = format!("{}/load-test", off.url());
@@ -544,4 +544,169 @@ fn several_window_sizes_each_come_out_exactly_on_their_own_topic() {
             .len()
         );
     }
+}
+
+#[test]
+fn rate_limits_answer_429_and_nothing_of_a_refused_request_is_produced() {
+    let pipeline = Pipeline::new("limits");
+    let ingest = start_ingest(
+        &pipeline,
+        &["--user-rate-limit", "5", "--ip-rate-limit", "10"],
+    );
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let batch = |events: &[&str]| {
+        let now = now_ms();
+        let json: Vec<String> = events.iter().map(|u| event_json(u, "🔥", now)).collect();
+        format!("[{}]", json.join(","))
+    };
+    // A user's second's worth passes at once.
+    let (status, body, _) = post(&agent, &url, "application/json", &batch(&["u1"; 5]));
+    assert_eq!(status, 202, "{body}");
+    // One more from that user is refused, and a batch naming it is refused whole.
+    let (status, body, retry) = post(&agent, &url, "application/json", &batch(&["u2", "u1"]));
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["field"], "user_id");
+    assert!(
+        refusal["error"].as_str().unwrap().contains("\"u1\""),
+        "{body}"
+    );
+    // Other users pass, until the address has sent its second's worth (10).
+    let (status, body, _) = post(&agent, &url, "application/json", &batch(&["u2"; 3]));
+    assert_eq!(status, 202, "{body}");
+    let (status, body, retry) = post(&agent, &url, "application/json", &batch(&["u3"; 3]));
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some());
+    assert!(body.contains("this address"), "{body}");
+    // Exactly the accepted events reached the topic: five of u1, three of u2.
+    let payloads = read_until(&pipeline.events, Duration::from_secs(5), |p| p.len() >= 8);
+    let mut users: Vec<String> = payloads
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<model::EmojiEvent>(p)
+                .unwrap()
+                .user_id
+        })
+        .collect();
+    users.sort();
+    assert_eq!(users, ["u1", "u1", "u1", "u1", "u1", "u2", "u2", "u2"]);
+    let metrics = agent
+        .get(&format!("{}/metrics", ingest.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("ingest_requests_total{status=\"429\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
+    const TOKEN: &str = "s3cret-ingest-token";
+    let pipeline = Pipeline::new("token");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let log_path = dir.path().join("ingest.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args([
+            "ingest",
+            "--listen",
+            "127.0.0.1:0",
+            "--linger",
+            "5ms",
+            "--enable-load-test",
+        ])
+        .arg("--events-topic")
+        .arg(&pipeline.events)
+        .arg("--ingest-token-file")
+        .arg(&token_file)
+        .env("EMOSTREAM_BROKERS", brokers())
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut banner,
+    )
+    .unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches("/emoji")
+        .to_owned();
+    let agent = agent();
+    let event = event_json("u1", "🔥", now_ms());
+    let send = |authorization: Option<&str>| {
+        let mut request = agent
+            .post(&format!("{base}/emoji"))
+            .header("content-type", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let mut response = request.send(&event).unwrap();
+        let challenge = response.headers().get("www-authenticate").is_some();
+        (
+            response.status().as_u16(),
+            challenge,
+            response.body_mut().read_to_string().unwrap(),
+        )
+    };
+    let (status, challenge, body) = send(None);
+    assert_eq!((status, challenge), (401, true), "{body}");
+    assert!(body.contains("missing bearer token"), "{body}");
+    let (status, _, body) = send(Some("Bearer not-the-token"));
+    assert_eq!(status, 401);
+    assert!(body.contains("wrong bearer token"), "{body}");
+    assert_eq!(send(Some(&format!("Bearer {TOKEN}"))).0, 202);
+    // The load test needs it too; health and metrics do not.
+    let status = agent
+        .get(&format!("{base}/load-test"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 401);
+    let metrics = agent
+        .get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("ingest_requests_total{status=\"401\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(
+        agent
+            .get(&format!("{base}/health"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    assert!(
+        child.wait().unwrap().success(),
+        "a graceful stop on SIGTERM"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("Ingest stopped"), "{log}");
+    assert!(
+        !log.contains(TOKEN) && !metrics.contains(TOKEN),
+        "the token leaked"
+    );
 }

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -14,6 +15,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::IngestConfig;
+use crate::limits::{DEFAULT_MAX_KEYS, Limited, RateLimiter};
 use crate::load_test::{LoadTestRequest, LoadTests, Refusal};
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
@@ -32,6 +34,32 @@ pub struct AppState {
     pub metrics: Arc<IngestMetrics>,
     /// The load tests (refused unless enabled).
     pub load_tests: LoadTests,
+    /// Per-user rate limits, if on.
+    pub user_limits: Option<RateLimiter<String>>,
+    /// Per-address rate limits, if on.
+    pub ip_limits: Option<RateLimiter<IpAddr>>,
+}
+
+impl AppState {
+    /// The state of a service: its rate limiters made from `config`.
+    pub fn new(
+        config: IngestConfig,
+        producer: EventProducer,
+        metrics: Arc<IngestMetrics>,
+        load_tests: LoadTests,
+    ) -> Self {
+        fn limiter<K: std::hash::Hash + Eq + Clone>(rate: f64) -> Option<RateLimiter<K>> {
+            (rate > 0.0).then(|| RateLimiter::new(rate, DEFAULT_MAX_KEYS))
+        }
+        AppState {
+            user_limits: limiter(config.user_rate_limit),
+            ip_limits: limiter(config.ip_rate_limit),
+            config,
+            producer,
+            metrics,
+            load_tests,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -58,11 +86,13 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         warp::cors().allow_origins(state.config.cors_origins.iter().map(String::as_str))
     }
     .allow_methods(["GET", "POST", "OPTIONS"])
-    .allow_headers(["content-type"]);
+    .allow_headers(["content-type", "authorization"]);
     let emoji = warp::path("emoji")
         .and(warp::path::end())
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::addr::remote())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::body::content_length_limit(state.config.max_body))
         .and(warp::body::bytes())
@@ -71,27 +101,40 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let start_load_test = warp::path("load-test")
         .and(warp::path::end())
         .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::bytes())
         .and(with_state(Arc::clone(&state)))
-        .map(|body: Bytes, state: Arc<AppState>| {
-            let started = state
-                .load_tests
-                .check_enabled()
-                .and_then(|()| LoadTestRequest::parse(&body, state.config.max_batch))
-                .and_then(|request| state.load_tests.start(request));
-            match started {
-                Ok(status) => json_reply(StatusCode::ACCEPTED, &status),
-                Err(refusal) => refused(&refusal),
-            }
-        });
+        .map(
+            |authorization: Option<String>, body: Bytes, state: Arc<AppState>| {
+                let response =
+                    unauthorized(&state, authorization.as_deref()).unwrap_or_else(|| {
+                        let started = state
+                            .load_tests
+                            .check_enabled()
+                            .and_then(|()| LoadTestRequest::parse(&body, state.config.max_batch))
+                            .and_then(|request| state.load_tests.start(request));
+                        match started {
+                            Ok(status) => json_reply(StatusCode::ACCEPTED, &status),
+                            Err(refusal) => refused(&refusal),
+                        }
+                    });
+                counted(&state, response)
+            },
+        );
     let load_test_status = warp::path("load-test")
         .and(warp::path::end())
         .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
         .and(with_state(Arc::clone(&state)))
-        .map(|state: Arc<AppState>| match state.load_tests.status() {
-            Ok(status) => json_reply(StatusCode::OK, &status),
-            Err(refusal) => refused(&refusal),
+        .map(|authorization: Option<String>, state: Arc<AppState>| {
+            let response = unauthorized(&state, authorization.as_deref()).unwrap_or_else(|| {
+                match state.load_tests.status() {
+                    Ok(status) => json_reply(StatusCode::OK, &status),
+                    Err(refusal) => refused(&refusal),
+                }
+            });
+            counted(&state, response)
         });
     let observe = service::http::health_and_metrics(Arc::clone(&state.metrics));
     let metrics = Arc::clone(&state.metrics);
@@ -117,12 +160,17 @@ fn with_state(
 
 async fn post_emoji(
     content_type: Option<String>,
+    authorization: Option<String>,
+    remote: Option<SocketAddr>,
     query: HashMap<String, String>,
     body: Bytes,
     state: Arc<AppState>,
 ) -> Response {
     let started = Instant::now();
-    let response = accept(content_type, &query, &body, &state).await;
+    let response = match unauthorized(&state, authorization.as_deref()) {
+        None => accept(content_type, remote, &query, &body, &state).await,
+        Some(refused) => refused,
+    };
     state.metrics.count_status(response.status().as_u16());
     state
         .metrics
@@ -131,8 +179,97 @@ async fn post_emoji(
     response
 }
 
+/// The 401 for a request without the bearer token, when the service has one.
+fn unauthorized(state: &AppState, authorization: Option<&str>) -> Option<Response> {
+    let token = state.config.token.as_ref()?;
+    let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
+    if given.is_some_and(|g| token.matches(g.trim())) {
+        return None;
+    }
+    let error = if given.is_some() {
+        "wrong bearer token"
+    } else {
+        "missing bearer token: send Authorization: Bearer <token>"
+    };
+    let reply = warp::reply::with_header(
+        json_reply(
+            StatusCode::UNAUTHORIZED,
+            &Plain {
+                error: error.into(),
+            },
+        ),
+        header::WWW_AUTHENTICATE,
+        "Bearer realm=\"emostream\"",
+    );
+    Some(reply.into_response())
+}
+
+#[derive(Serialize)]
+struct RateLimited {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+    retry_after_seconds: u64,
+}
+
+/// 429 with Retry-After for a request over a rate limit.
+fn limited(error: String, field: Option<&'static str>, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let body = RateLimited {
+        error,
+        field,
+        retry_after_seconds: seconds,
+    };
+    warp::reply::with_header(
+        json_reply(StatusCode::TOO_MANY_REQUESTS, &body),
+        header::RETRY_AFTER,
+        seconds.to_string(),
+    )
+    .into_response()
+}
+
+/// Takes the events of a request from the rate limits, all or none; the 429 if they are
+/// over one.
+fn over_limits(
+    state: &AppState,
+    remote: Option<SocketAddr>,
+    events: &[model::EmojiEvent],
+) -> Option<Response> {
+    let now = Instant::now();
+    if let (Some(limits), Some(remote)) = (&state.ip_limits, remote) {
+        let ip = remote.ip();
+        if let Err(Limited { retry_after, .. }) = limits.take_all(&[(ip, events.len() as u64)], now)
+        {
+            let error = format!(
+                "rate limit: this address sends more than {} events/s",
+                state.config.ip_rate_limit
+            );
+            return Some(limited(error, None, retry_after));
+        }
+    }
+    if let Some(limits) = &state.user_limits {
+        let mut per_user: HashMap<&str, u64> = HashMap::new();
+        for event in events {
+            *per_user.entry(event.user_id.as_str()).or_default() += 1;
+        }
+        let demand: Vec<(String, u64)> = per_user
+            .into_iter()
+            .map(|(u, n)| (u.to_owned(), n))
+            .collect();
+        if let Err(Limited { key, retry_after }) = limits.take_all(&demand, now) {
+            let error = format!(
+                "rate limit: user_id {key:?} sends more than {} events/s",
+                state.config.user_rate_limit
+            );
+            return Some(limited(error, Some("user_id"), retry_after));
+        }
+    }
+    None
+}
+
 async fn accept(
     content_type: Option<String>,
+    remote: Option<SocketAddr>,
     query: &HashMap<String, String>,
     body: &[u8],
     state: &AppState,
@@ -165,6 +302,9 @@ async fn accept(
         Ok(events) => events,
         Err(error) => return json_reply(StatusCode::BAD_REQUEST, &error),
     };
+    if let Some(refused) = over_limits(state, remote, &events) {
+        return refused;
+    }
     let delivery = match state.producer.send(&events, &state.metrics) {
         Ok(delivery) => delivery,
         Err(error) => return unavailable(error),
@@ -199,6 +339,12 @@ fn unavailable(error: ProduceError) -> Response {
         RETRY_AFTER_SECONDS.to_string(),
     );
     reply.into_response()
+}
+
+/// Counts `response` in the metrics and returns it.
+fn counted(state: &AppState, response: Response) -> Response {
+    state.metrics.count_status(response.status().as_u16());
+    response
 }
 
 fn refused(refusal: &Refusal) -> Response {

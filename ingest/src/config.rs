@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use service::secret::Secret;
+
 /// How the ingest service runs.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -34,6 +36,12 @@ pub struct IngestConfig {
     pub cors_origins: Vec<String>,
     /// Serve `POST /load-test` (it lets a caller generate load).
     pub enable_load_test: bool,
+    /// Events per second one `user_id` may send (a burst of one second's worth); 0: no limit.
+    pub user_rate_limit: f64,
+    /// Events per second one source address may send; 0: no limit.
+    pub ip_rate_limit: f64,
+    /// When set, `POST /emoji` and `/load-test` need `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
 }
 
 impl IngestConfig {
@@ -54,6 +62,9 @@ impl IngestConfig {
             delivery_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             enable_load_test: false,
+            user_rate_limit: 50.0,
+            ip_rate_limit: 0.0,
+            token: None,
         }
     }
 }

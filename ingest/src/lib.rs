@@ -12,11 +12,13 @@
 //!   arrivals), used for sample logs, tests, benchmarks and load.
 //! - [`random`]: the seeded generator behind it.
 //! - [`simulate`]: the open-loop traffic simulator, over HTTP or straight into Kafka.
+//! - [`limits`]: token-bucket rate limits per user and per source IP.
 //! - [`load_test`]: `POST /load-test`, the simulator inside the service (off by default).
 
 pub mod api;
 pub mod config;
 pub mod generator;
+pub mod limits;
 pub mod load_test;
 pub mod metrics;
 pub mod producer;

@@ -4,7 +4,9 @@ use service::http::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
 /// Statuses the API answers with: the label set of `ingest_requests_total` is bounded.
-pub const STATUSES: [u16; 9] = [201, 202, 400, 404, 405, 413, 415, 503, 500];
+pub const STATUSES: [u16; 14] = [
+    200, 201, 202, 400, 401, 403, 404, 405, 409, 413, 415, 429, 503, 500,
+];
 
 /// Counters of the ingest service.
 #[derive(Debug, Default)]

@@ -78,12 +78,12 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         addr
     };
     let load_tests = LoadTests::new(config.enable_load_test, own.to_string());
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         config,
         producer,
-        metrics: Arc::clone(&metrics),
+        Arc::clone(&metrics),
         load_tests,
-    });
+    ));
     {
         let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
         tokio::spawn(async move {

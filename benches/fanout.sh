@@ -30,7 +30,7 @@ cargo build --release --bin emostream
 for n in $counts; do
   prefix=fanout-$$-$n
   "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-    --token-secret bench > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
+    --token-secret bench --max-connections-per-ip 0 > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
   broadcaster=$!
   for _ in $(seq 1 100); do grep -q ws:// "$report/raw/broadcast-$n.out" 2>/dev/null && break; sleep 0.1; done
   addr=$(grep -o '127.0.0.1:[0-9]*' "$report/raw/broadcast-$n.out" | head -n 1)

@@ -727,6 +727,13 @@ pub struct BroadcastFlags {
     /// timeline (`emostream up --window 2s,60s` sets its own).
     #[arg(long, env = "EMOSTREAM_SUMMARY_TOPIC")]
     pub summary_topic: Option<String>,
+    /// Origins whose pages may open WebSockets, comma-separated, like https://match.example;
+    /// empty allows any (a handshake without Origin, not from a browser, is always allowed).
+    #[arg(long, value_delimiter = ',', env = "EMOSTREAM_WS_ORIGINS")]
+    pub ws_origins: Vec<String>,
+    /// WebSocket connections one source address may hold at once (429 past it); 0: no limit.
+    #[arg(long, default_value = "1000", env = "EMOSTREAM_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: usize,
 }
 
 impl BroadcastFlags {
@@ -744,6 +751,13 @@ impl BroadcastFlags {
             registry_topic: self.registry_topic.clone(),
             ingest_url: self.ingest_url.clone(),
             summary_topic: self.summary_topic.clone(),
+            ws_origins: self
+                .ws_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            max_connections_per_ip: self.max_connections_per_ip,
             ring: self.ring,
             max_lag: self.max_lag.get(),
             write_timeout: self.write_timeout,

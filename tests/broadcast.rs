@@ -429,3 +429,75 @@ async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let cluster = Cluster::start(
+        "limits",
+        &[window(1, 1)],
+        &[
+            "--ws-origins",
+            "https://match.example",
+            "--max-connections-per-ip",
+            "2",
+        ],
+    );
+    let url = cluster.client_url("viewer");
+    let request = |origin: Option<&str>| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        request
+    };
+    let refused_with = |result: Result<_, Error>| match result {
+        Err(Error::Http(response)) => response.status().as_u16(),
+        Ok(_) => panic!("not refused"),
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+    };
+    // A page of another site is refused; the allowed site's page and tools are not.
+    let other = tokio_tungstenite::connect_async(request(Some("https://elsewhere.example"))).await;
+    assert_eq!(refused_with(other.map(|_| ())), 403);
+    let mut page = tokio_tungstenite::connect_async(request(Some("https://match.example")))
+        .await
+        .unwrap()
+        .0;
+    let mut tool = connect(&url).await;
+    for client in [&mut page, &mut tool] {
+        assert_eq!(next_json(client).await["type"], "hello");
+        assert_eq!(next_json(client).await["seq"], 1);
+    }
+    // A third connection from the address is refused, and the two keep receiving.
+    let third = tokio_tungstenite::connect_async(request(None)).await;
+    assert_eq!(refused_with(third.map(|_| ())), 429);
+    let topic = cluster.topic.clone();
+    tokio::task::spawn_blocking(move || publish(&topic, &[window(2, 1)]))
+        .await
+        .unwrap();
+    for client in [&mut page, &mut tool] {
+        assert_eq!(next_json(client).await["seq"], 2);
+    }
+    assert!(
+        cluster
+            .http("/metrics")
+            .contains("broadcast_refused_total 2")
+    );
+    // Once one leaves, its place is free again.
+    tool.close(None).await.unwrap();
+    let _ = close_code(&mut tool).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut again = loop {
+        match tokio_tungstenite::connect_async(request(None)).await {
+            Ok((client, _)) => break client,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!("the place was not freed: {error}"),
+        }
+    };
+    assert_eq!(next_json(&mut again).await["type"], "hello");
+}

@@ -35,6 +35,11 @@ pub struct BroadcastConfig {
     /// The windows topic of a longer size (like `emoji-windows-60s`), whose last windows
     /// clients get as `summary` frames for the page's per-minute timeline.
     pub summary_topic: Option<String>,
+    /// Origins (`https://host[:port]`) whose pages may open WebSockets; empty allows any.
+    /// A handshake without an Origin header (not from a browser) is allowed.
+    pub ws_origins: Vec<String>,
+    /// WebSocket connections one source address may hold at once; 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl BroadcastConfig {
@@ -55,6 +60,8 @@ impl BroadcastConfig {
             token_ttl: Duration::from_secs(600),
             ingest_url: None,
             summary_topic: None,
+            ws_origins: Vec::new(),
+            max_connections_per_ip: 1000,
         }
     }
 }

@@ -40,7 +40,8 @@ pub struct BroadcastMetrics {
     pub frames_skipped: Counter,
     /// Windows taken from Kafka.
     pub windows_received: Counter,
-    /// WebSocket handshakes refused for a missing or invalid token.
+    /// WebSocket handshakes refused: a missing or invalid token, an origin not allowed, too
+    /// many connections from one address.
     pub refused: Counter,
     disconnects: [Counter; REASONS.len()],
     /// From a window's arrival from Kafka to its write on a socket.
@@ -91,7 +92,7 @@ impl RenderMetrics for BroadcastMetrics {
         )
         .counter(
             "broadcast_refused_total",
-            "Handshakes refused for a missing or invalid token.",
+            "Handshakes refused: missing or invalid token, origin not allowed, too many from one address.",
             self.refused.get(),
         )
         .family(

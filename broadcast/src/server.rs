@@ -62,6 +62,9 @@ impl RunningBroadcaster {
 
 struct State {
     ctx: SessionContext,
+    ws_origins: Vec<String>,
+    max_per_ip: usize,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
     ws_config: WebSocketConfig,
     registry: Arc<Registry>,
     signer: TokenSigner,
@@ -149,6 +152,9 @@ pub async fn start(
         .max_message_size(Some(config.max_inbound))
         .max_frame_size(Some(config.max_inbound));
     let state = Arc::new(State {
+        ws_origins: config.ws_origins.clone(),
+        max_per_ip: config.max_connections_per_ip,
+        per_ip: Arc::default(),
         ctx: SessionContext {
             cluster: config.cluster,
             epoch,
@@ -169,11 +175,11 @@ pub async fn start(
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((stream, peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| handle(req, Arc::clone(&state)));
+                        let service = service_fn(move |req| handle(req, Arc::clone(&state), peer));
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .with_upgrades()
@@ -205,9 +211,10 @@ pub async fn start(
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
+    peer: std::net::SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match req.uri().path() {
-        "/ws" => upgrade(req, state),
+        "/ws" => upgrade(req, state, peer),
         "/register" => register(req, &state).await,
         "/" | "/index.html" => text(
             StatusCode::OK,
@@ -332,7 +339,43 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn upgrade(mut req: Request<Incoming>, state: Arc<State>) -> Response<Full<Bytes>> {
+/// Holds one of an address's connection slots; gives it back when dropped.
+struct Slot {
+    ip: std::net::IpAddr,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection slot for `ip`, unless it holds `max` already (0: no limit).
+fn take_slot(state: &State, ip: std::net::IpAddr) -> Option<Slot> {
+    let mut per_ip = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let held = per_ip.entry(ip).or_default();
+    if state.max_per_ip > 0 && *held >= state.max_per_ip {
+        return None;
+    }
+    *held += 1;
+    Some(Slot {
+        ip,
+        per_ip: Arc::clone(&state.per_ip),
+    })
+}
+
+fn upgrade(
+    mut req: Request<Incoming>,
+    state: Arc<State>,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
     let token = req
         .uri()
         .query()
@@ -360,8 +403,38 @@ fn upgrade(mut req: Request<Incoming>, state: Arc<State>) -> Response<Full<Bytes
             r#"{"error":"not a WebSocket handshake"}"#.into(),
         );
     }
+    // A page from another site may not open a WebSocket here (tools send no Origin).
+    let origin = req
+        .headers()
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if let Some(origin) = origin
+        && !state.ws_origins.is_empty()
+        && !state
+            .ws_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+    {
+        state.ctx.metrics.refused.add(1);
+        return json_error(
+            StatusCode::FORBIDDEN,
+            &format!("origin {origin} may not connect: not in the broadcaster's --ws-origins"),
+        );
+    }
+    let Some(slot) = take_slot(&state, peer.ip()) else {
+        state.ctx.metrics.refused.add(1);
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "too many WebSocket connections from {}: at most {} at once",
+                peer.ip(),
+                state.max_per_ip
+            ),
+        );
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _slot = slot;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -60,6 +60,10 @@ bench: toolchain
 	scripts/with-broker.sh benches/fanout.sh
 	benches/micro.sh
 	python3 benches/summarize_suite.py
+
+## fuzz: the decoders' property tests, a million cases each, report under benches/reports/
+fuzz: toolchain
+	benches/fuzz.sh
 
 ## bench-replay: the replay benchmark report (10M events) under benches/reports/
 bench-replay: toolchain

@@ -206,3 +206,39 @@ async fn write<S: AsyncRead + AsyncWrite + Unpin>(
         _ => Err(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends, reading it never panics, and only a resume is one.
+        #[test]
+        fn client_messages_never_panic(text in "\\PC{0,80}") {
+            if let Ok(ClientMessage::Resume { .. }) = serde_json::from_str::<ClientMessage>(&text) {
+                prop_assert!(text.contains("resume"));
+            }
+        }
+
+        #[test]
+        fn resume_like_messages_never_panic(
+            text in "\\{(\"(type|last_seq|x)\":(\"resume\"|-?[0-9]{1,20}|null|\\[\\]|\\{\\}|\"\\PC{0,5}\"),?){0,3}\\}"
+        ) {
+            let _ = serde_json::from_str::<ClientMessage>(&text);
+        }
+    }
+
+    #[test]
+    fn a_resume_is_read() {
+        let message = serde_json::from_str::<ClientMessage>(r#"{"type":"resume","last_seq":42}"#);
+        assert!(matches!(
+            message,
+            Ok(ClientMessage::Resume { last_seq: 42 })
+        ));
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"resume","last_seq":1,"x":2}"#)
+                .is_err()
+        );
+    }
+}

@@ -710,3 +710,53 @@ fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
         "the token leaked"
     );
 }
+
+#[test]
+fn every_service_stops_cleanly_within_10_s_of_sigterm() {
+    let pipeline = Pipeline::new("sigterm");
+    let ingest = start_ingest(&pipeline, &[]);
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let registry = unique("sigterm-registry");
+    let broadcaster = Service::start(
+        &[
+            "broadcast",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "1",
+            "--cluster-prefix",
+            &pipeline.cluster_prefix,
+            "--registry-topic",
+            &registry,
+            "--token-secret",
+            "sigterm",
+        ]
+        .map(String::from),
+    );
+    // Under traffic: events in the producer's queue and open windows in the dataflow.
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    for i in 0..50 {
+        let (status, body, _) = post(
+            &agent,
+            &url,
+            "application/json",
+            &event_json(&format!("u{i}"), "🔥", now_ms()),
+        );
+        assert_eq!(status, 202, "{body}");
+    }
+    for (name, service) in [
+        ("ingest", ingest),
+        ("dataflow", dataflow),
+        ("broadcast", broadcaster),
+    ] {
+        let status = service.terminate(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{name} did not exit 0 within 10 s: {status:?}"
+        );
+    }
+    // The ingest flushed its producer on the way out: every accepted event is in the topic.
+    let payloads = read_until(&pipeline.events, WAIT, |p| p.len() >= 50);
+    assert_eq!(payloads.len(), 50);
+}

@@ -136,6 +136,22 @@ impl Service {
         rest[..end].to_owned()
     }
 
+    /// Sends SIGTERM and waits at most `limit` for the exit; the status, or `None` if the
+    /// service was still running then (it is killed).
+    pub fn terminate(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -411,6 +411,16 @@ pub struct IngestFlags {
     /// Like --ingest-token, read from a file (its first line).
     #[arg(long, env = "EMOSTREAM_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
+    /// A connection must send a request's headers within this, else it is closed (also the
+    /// keep-alive timeout).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+    /// A request, body included, must arrive and be answered within this; past it, 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EMOSTREAM_REQUEST_TIMEOUT")]
+    pub request_timeout: Duration,
+    /// HTTP connections open at once, at most; past it, new ones are closed at once.
+    #[arg(long, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
+    pub max_open_connections: NonZeroUsize,
 }
 
 fn parse_limit(text: &str) -> Result<f64, String> {
@@ -463,6 +473,9 @@ impl IngestFlags {
             user_rate_limit: self.user_rate_limit,
             ip_rate_limit: self.ip_rate_limit,
             token: self.token()?,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_open_connections.get(),
             ..ingest::IngestConfig::new(self.listen, brokers.brokers.clone())
         })
     }

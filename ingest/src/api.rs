@@ -24,6 +24,24 @@ use crate::request::{BodyError, BodyRules, decode_body};
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: u64 = 1;
 
+/// The client's address, as the server accepted the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// The answer to a request not read and answered within `limit`.
+pub fn request_timeout(limit: Duration) -> Response {
+    let error = format!(
+        "request not received and answered within {} s",
+        limit.as_secs()
+    );
+    let mut response = json_reply(StatusCode::REQUEST_TIMEOUT, &Plain { error });
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// What the handlers share.
 pub struct AppState {
     /// The configuration.
@@ -92,7 +110,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>().map(|peer: Option<Peer>| peer.map(|p| p.0)))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::body::content_length_limit(state.config.max_body))
         .and(warp::body::bytes())

@@ -42,6 +42,12 @@ pub struct IngestConfig {
     pub ip_rate_limit: f64,
     /// When set, `POST /emoji` and `/load-test` need `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// A connection must send a request's headers within this (also the keep-alive timeout).
+    pub header_timeout: Duration,
+    /// A request (its body included) must be read and answered within this; past it, 408.
+    pub request_timeout: Duration,
+    /// Connections open at once, at most; past it, new ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl IngestConfig {
@@ -65,6 +71,9 @@ impl IngestConfig {
             user_rate_limit: 50.0,
             ip_rate_limit: 0.0,
             token: None,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }

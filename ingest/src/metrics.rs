@@ -23,6 +23,8 @@ pub struct IngestMetrics {
     pub queue_depth: Gauge,
     /// Time from request to response.
     pub request_seconds: Histogram,
+    /// Connections closed at once: too many were open.
+    pub connections_refused: Counter,
 }
 
 impl IngestMetrics {
@@ -60,6 +62,11 @@ impl RenderMetrics for IngestMetrics {
             "ingest_events_delivered_total",
             "Events acknowledged by the broker.",
             self.events_delivered.get(),
+        )
+        .counter(
+            "ingest_connections_refused_total",
+            "Connections closed at once because too many were open.",
+            self.connections_refused.get(),
         )
         .counter(
             "ingest_produce_errors_total",

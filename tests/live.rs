@@ -113,6 +113,27 @@ fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {
     Service::start(&args)
 }
 
+/// Starts `emostream broadcast` for cluster 1 of `pipeline`, with a registry of its own.
+fn start_broadcaster(pipeline: &Pipeline, name: &str) -> Service {
+    let registry = unique(&format!("{name}-registry"));
+    Service::start(
+        &[
+            "broadcast",
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "1",
+            "--cluster-prefix",
+            &pipeline.cluster_prefix,
+            "--registry-topic",
+            &registry,
+            "--token-secret",
+            name,
+        ]
+        .map(String::from),
+    )
+}
+
 /// Reads the windows topic until the window holding `last_ts` is there.
 fn windows_through(topic: &str, last_ts: i64) -> BTreeMap<i64, WindowMessage> {
     windows_of_size_through(topic, last_ts, WindowSize::default())
@@ -363,23 +384,7 @@ fn simulated_viewers_measure_every_window_of_simulated_traffic() {
     let pipeline = Pipeline::new("simulate");
     let _dataflow = start_dataflow(&pipeline, &[]);
     let ingest = start_ingest(&pipeline, &[]);
-    let registry = unique("simulate-registry");
-    let broadcaster = Service::start(
-        &[
-            "broadcast",
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster",
-            "1",
-            "--cluster-prefix",
-            &pipeline.cluster_prefix,
-            "--registry-topic",
-            &registry,
-            "--token-secret",
-            "simulate",
-        ]
-        .map(String::from),
-    );
+    let broadcaster = start_broadcaster(&pipeline, "simulate");
     let ws = broadcaster.banner.trim();
     let addr = ws
         .strip_prefix("broadcast: ws://")
@@ -716,23 +721,7 @@ fn every_service_stops_cleanly_within_10_s_of_sigterm() {
     let pipeline = Pipeline::new("sigterm");
     let ingest = start_ingest(&pipeline, &[]);
     let dataflow = start_dataflow(&pipeline, &[]);
-    let registry = unique("sigterm-registry");
-    let broadcaster = Service::start(
-        &[
-            "broadcast",
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster",
-            "1",
-            "--cluster-prefix",
-            &pipeline.cluster_prefix,
-            "--registry-topic",
-            &registry,
-            "--token-secret",
-            "sigterm",
-        ]
-        .map(String::from),
-    );
+    let broadcaster = start_broadcaster(&pipeline, "sigterm");
     // Under traffic: events in the producer's queue and open windows in the dataflow.
     let url = format!("{}/emoji", ingest.url());
     let agent = agent();

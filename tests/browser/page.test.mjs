@@ -24,7 +24,9 @@ function startUp() {
     "up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--broadcast-listen", "127.0.0.1:0",
     "--events-topic", `${name}-events`, "--windows-topic", `${name}-windows`, "--late-topic", `${name}-late`,
     "--cluster-prefix", `${name}-cluster`, "--clusters", "1", "--registry-topic", `${name}-registry`,
-    "--group", `${name}-group`, "--idle-timeout", "1s", "--linger", "5ms",
+    // An idle timeout long enough that a consumer stall on a loaded machine does not close
+    // the window the sender is still filling (its next taps would be late).
+    "--group", `${name}-group`, "--idle-timeout", "3s", "--linger", "5ms",
     // A second, longer size for the timeline's switch (60s in production; short here).
     "--window", "2s,4s",
   ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });

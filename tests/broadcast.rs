@@ -48,18 +48,16 @@ fn publish(topic: &str, windows: &[WindowMessage]) {
 }
 
 /// Starts `emostream broadcast` for cluster 1 of `prefix`, with the test registry and secret.
+/// A free port unless `extra` names one with `--listen`.
 fn start_broadcaster(prefix: &str, extra: &[&str]) -> Service {
     let registry = format!("{prefix}-registry");
-    let mut args: Vec<String> = [
-        "broadcast",
-        "--listen",
-        "127.0.0.1:0",
-        "--cluster-prefix",
-        prefix,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["broadcast", "--cluster-prefix", prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !extra.contains(&"--listen") {
+        args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
     args.extend([
         "--registry-topic".to_owned(),
         registry,
@@ -500,4 +498,65 @@ async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
         }
     };
     assert_eq!(next_json(&mut again).await["type"], "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
+    // A fixed port, so the client finds the restarted broadcaster where it was.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start("restart", &[window(1, 1)], &["--listen", &listen]);
+    let url = cluster.client_url("viewer");
+    let mut client = connect(&url).await;
+    assert_eq!(next_json(&mut client).await["type"], "hello");
+    assert_eq!(next_json(&mut client).await["seq"], 1);
+    let topic = cluster.topic.clone();
+    tokio::task::spawn_blocking(move || publish(&topic, &[window(2, 1), window(3, 1)]))
+        .await
+        .unwrap();
+    let mut last_seq = 1;
+    while last_seq < 3 {
+        last_seq = next_json(&mut client).await["seq"].as_i64().unwrap();
+    }
+    // Killed; windows go on while it is down; started again with the same flags.
+    let Cluster {
+        prefix,
+        topic,
+        service,
+    } = cluster;
+    service.kill();
+    let missed = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        publish(&missed, &[window(4, 1), window(5, 1), window(6, 1)])
+    })
+    .await
+    .unwrap();
+    let _restarted = start_broadcaster(&prefix, &["--listen", &listen]);
+    // The client reconnects (its token is still good: the same secret signs it) and resumes.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut back = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((client, _)) => break client,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!("no broadcaster to reconnect to: {error}"),
+        }
+    };
+    assert_eq!(next_json(&mut back).await["type"], "hello");
+    back.send(Message::text(format!(
+        r#"{{"type":"resume","last_seq":{last_seq}}}"#
+    )))
+    .await
+    .unwrap();
+    // The snapshot and the resumed windows, deduplicated by seq as clients do.
+    let mut seen = std::collections::BTreeSet::new();
+    while !(4..=6).all(|s| seen.contains(&s)) {
+        seen.insert(next_json(&mut back).await["seq"].as_i64().unwrap());
+    }
+    assert!(seen.iter().all(|&s| s >= 4), "{seen:?}");
 }

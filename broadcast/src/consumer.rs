@@ -1,6 +1,7 @@
-//! Topics into the hub: the cluster topic (first the newest window already in it, so the
-//! first client gets a snapshot at once, then every new one), and optionally the windows
-//! topic of a longer size (its last windows, then every new one) for the timeline.
+//! Topics into the hub: the cluster topic (first the last windows already in it, so the
+//! first client gets a snapshot at once and a restarted broadcaster's clients can resume,
+//! then every new one), and optionally the windows topic of a longer size (its last
+//! windows, then every new one) for the timeline.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,12 @@ use crate::frame::WindowFrame;
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
 
-/// Reads the cluster topic `topic` into `hub` on a thread of its own until `stop` is set.
+/// Windows read back from the cluster topic on start: the ring of a restarted broadcaster
+/// holds what its clients may resume (a minute of 2 s windows, with room to spare).
+const RING_BACKFILL: i64 = 64;
+
+/// Reads the cluster topic `topic` into `hub` on a thread of its own until `stop` is set,
+/// starting with its last windows (the snapshot, and the ring for resuming clients).
 pub fn spawn_consumer(
     brokers: &str,
     topic: &str,
@@ -23,7 +29,26 @@ pub fn spawn_consumer(
     metrics: Arc<BroadcastMetrics>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let consumer = assigned(brokers, topic, 1)?;
+    let (consumer, ends) = assigned(brokers, topic, RING_BACKFILL)?;
+    // The backfill before any client can connect: as live windows, the burst would put
+    // every client windows behind at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut next: Vec<Span> = ends;
+    while next.iter().any(|&(_, at, end)| at < end) && std::time::Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        if let Some(entry) = next.iter_mut().find(|(p, _, _)| *p == message.partition()) {
+            entry.1 = message.offset() + 1;
+        }
+        if let Some(Ok(window)) = message
+            .payload()
+            .map(serde_json::from_slice::<WindowMessage>)
+            && hub.publish(WindowFrame::new(&window, message.timestamp().to_millis()))
+        {
+            metrics.windows_received.add(1);
+        }
+    }
     let topic = topic.to_owned();
     std::thread::Builder::new()
         .name(format!("consume-{topic}"))
@@ -55,7 +80,7 @@ pub fn spawn_summary_consumer(
                     return;
                 }
                 match assigned(&brokers, &topic, 60) {
-                    Ok(consumer) => break consumer,
+                    Ok((consumer, _)) => break consumer,
                     Err(error) => {
                         tracing::debug!(%error, %topic, "Waiting for the summary topic.");
                         std::thread::sleep(Duration::from_secs(1));
@@ -69,8 +94,12 @@ pub fn spawn_summary_consumer(
         .map_err(|e| format!("cannot start the summary consumer thread: {e}"))
 }
 
-/// A consumer of every partition of `topic`, each from `back` messages before its end.
-fn assigned(brokers: &str, topic: &str, back: i64) -> Result<BaseConsumer, String> {
+/// A partition and the offsets a consumer starts at and the partition ended at.
+type Span = (i32, i64, i64);
+
+/// A consumer of every partition of `topic`, each from `back` messages before its end; with
+/// (partition, start, end) of each.
+fn assigned(brokers: &str, topic: &str, back: i64) -> Result<(BaseConsumer, Vec<Span>), String> {
     let consumer: BaseConsumer = service::kafka::client_config(brokers)
         .set("group.id", format!("emostream-broadcast-{topic}"))
         .set("enable.auto.commit", "false")
@@ -87,21 +116,23 @@ fn assigned(brokers: &str, topic: &str, back: i64) -> Result<BaseConsumer, Strin
         return Err(format!("topic {topic} has no partitions"));
     }
     let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
     for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(30))
             .map_err(|e| format!("cannot read offsets of {topic}: {e}"))?;
         // An explicit offset, not `End`: `End` is resolved later, and a window written in
         // between would be missed.
-        let start = Offset::Offset((high - back).max(low));
+        let start = (high - back).max(low);
         assignment
-            .add_partition_offset(topic, p, start)
+            .add_partition_offset(topic, p, Offset::Offset(start))
             .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+        ends.push((p, start, high));
     }
     consumer
         .assign(&assignment)
         .map_err(|e| format!("cannot assign {topic}: {e}"))?;
-    Ok(consumer)
+    Ok((consumer, ends))
 }
 
 /// Hands every window message of `topic` (with its Kafka timestamp) to `take` until `stop`.

@@ -91,6 +91,11 @@ lines += ["Kernel floor on this machine (benches/loopback_floor.py, raw sockets,
           "", "Memory per idle connection is the broadcaster's resident memory with every client connected",
           "minus before, divided by the clients. Fan-out completion is, per window, the delay from the",
           "broadcaster taking it from Kafka to the last client receiving it (clients on the same machine, same clock)."]
+with open(report / "raw.csv", "w") as f:
+    f.write("clients,connected,kib_per_idle_connection,windows,complete_windows,completion_p50_ms,completion_p99_ms,completion_max_ms,delivery_p99_ms\n")
+    for n, w, per in rows:
+        f.write(f"{n},{w['connected']},{per:.2f},{w['windows']},{w['complete_windows']},{w['completion_p50_ms']},"
+                f"{w['completion_p99_ms']},{w['completion_max_ms']},{w['delivery_p99_ms']}\n")
 (report / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

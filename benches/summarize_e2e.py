@@ -41,5 +41,16 @@ lines += [
     "Windows ending within the lateness (1 s) of a run's last tap are left out: they close only after",
     "the input has been idle for the dataflow's idle timeout, which a live match does not have.",
 ]
+columns = ["scenario", "offered_rate", "accepted_rate", "events_offered", "events_accepted", "sent", "overloaded",
+           "errors", "http_p50_ms", "http_p99_ms", "windows", "window_delay_p50_ms", "window_delay_p95_ms",
+           "window_delay_p99_ms", "window_delay_max_ms"]
+with open(report / "raw.csv", "w") as f:
+    f.write(",".join(columns) + "\n")
+    for name, r in runs.items():
+        t, v = r["traffic"], r.get("viewers") or {}
+        values = [name, t["offered_rate"], t["accepted_rate"], t["events_offered"], t["events_accepted"], t["sent"],
+                  t["overloaded"], t["errors"], t["p50_ms"], t["p99_ms"], v.get("windows", 0), v.get("p50_ms", 0),
+                  v.get("p95_ms", 0), v.get("p99_ms", 0), v.get("max_ms", 0)]
+        f.write(",".join(str(x) for x in values) + "\n")
 (report / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -60,5 +60,12 @@ lines += [
     "The consume-only baseline is one librdkafka consumer reading all partitions in one thread; the",
     "dataflow also decodes JSON, counts exact windows and publishes them to the window and cluster topics.",
 ]
+with open(report / "raw.csv", "w") as f:
+    f.write("run,offered_events_per_s,answered_requests_per_s,accepted_events_per_s,requests,p50_ms,p99_ms,max_ms\n")
+    for name, r in runs.items():
+        f.write(f"{name},{r['offered_rate']},{r['achieved_rate']:.1f},{r['accepted_rate']:.1f},{r['sent']},"
+                f"{r['p50_ms']},{r['p99_ms']},{r['max_ms']}\n")
+    for fl in flow:
+        f.write(f"kafka-{fl['variant']}-{fl.get('workers', '')},,,{fl['events_per_second']},{fl['events']},,,\n")
 (report / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))

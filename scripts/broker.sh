@@ -4,6 +4,7 @@
 #   scripts/broker.sh install        install tansu under ~/.cache/emostream (skipped when there)
 #   scripts/broker.sh start [DIR]    start it on a free loopback port; prints the address
 #   scripts/broker.sh stop [DIR]     stop the broker started in DIR
+#   scripts/broker.sh restart [DIR]  start it again at the same address, on the same storage
 #
 # DIR (default target/broker) holds its pid, address and log. EMOSTREAM_BROKER_STORAGE picks
 # the storage engine (default memory://tansu/; sqlite://tansu.db is durable).
@@ -30,14 +31,20 @@ start() {
   install
   mkdir -p "$dir"
   local port
-  port=$(free_port)
+  if [ -n "${2:-}" ]; then
+    port=${2##*:}
+  else
+    port=$(free_port)
+  fi
   local address=127.0.0.1:$port
+  local storage=${EMOSTREAM_BROKER_STORAGE:-memory://tansu/}
+  echo "$storage" > "$dir/storage"
   (
     cd "$dir"
     nohup "$tansu" broker \
       --listener-url "tcp://$address" \
       --advertised-listener-url "tcp://$address" \
-      --storage-engine "${EMOSTREAM_BROKER_STORAGE:-memory://tansu/}" \
+      --storage-engine "$storage" \
       > broker.log 2>&1 &
     echo $! > broker.pid
   )
@@ -62,7 +69,19 @@ start() {
 stop() {
   local dir=${1:-target/broker}
   if [ -f "$dir/broker.pid" ]; then
-    kill "$(cat "$dir/broker.pid")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$dir/broker.pid")
+    kill "$pid" 2>/dev/null || true
+    # Gone within 5 s, or killed: its port must be free for a restart.
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
     rm -f "$dir/broker.pid"
   fi
 }
@@ -71,5 +90,8 @@ case "${1:-}" in
   install) install ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) echo "usage: $0 install|start [DIR]|stop [DIR]" >&2; exit 2 ;;
+  restart)
+    dir=${2:-target/broker}
+    EMOSTREAM_BROKER_STORAGE=$(cat "$dir/storage") start "$dir" "$(cat "$dir/address")" ;;
+  *) echo "usage: $0 install|start [DIR]|stop [DIR]|restart [DIR]" >&2; exit 2 ;;
 esac

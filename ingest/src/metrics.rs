@@ -25,6 +25,8 @@ pub struct IngestMetrics {
     pub request_seconds: Histogram,
     /// Connections closed at once: too many were open.
     pub connections_refused: Counter,
+    /// Producers replaced because their deliveries kept failing.
+    pub producer_replacements: Counter,
 }
 
 impl IngestMetrics {
@@ -67,6 +69,11 @@ impl RenderMetrics for IngestMetrics {
             "ingest_connections_refused_total",
             "Connections closed at once because too many were open.",
             self.connections_refused.get(),
+        )
+        .counter(
+            "ingest_producer_replacements_total",
+            "Producers replaced because their deliveries kept failing.",
+            self.producer_replacements.get(),
         )
         .counter(
             "ingest_produce_errors_total",

@@ -2,10 +2,15 @@
 //!
 //! A request reserves room for all its events before any is produced, so a request is
 //! either produced whole or refused whole (503). Room comes back as the broker acknowledges.
+//!
+//! An idempotent producer can be left in a state no broker accepts any more (a broker that
+//! lost track of its sequence numbers across a restart refuses every later record): after
+//! [`STUCK_AFTER`] failed deliveries in a row, the next request gets a new producer (a new
+//! producer id), so the service recovers by itself. Events of the old one fail (503).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use model::EmojiEvent;
 use rdkafka::ClientContext;
@@ -70,9 +75,13 @@ impl Delivery {
     }
 }
 
+/// Failed deliveries in a row after which the producer is replaced.
+pub const STUCK_AFTER: usize = 50;
+
 struct DeliveryContext {
     room: Arc<Semaphore>,
     metrics: Arc<IngestMetrics>,
+    failures_in_a_row: Arc<AtomicUsize>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -84,10 +93,15 @@ impl ProducerContext for DeliveryContext {
         self.room.add_permits(1);
         self.metrics.queue_depth.add(-1);
         match result {
-            Ok(_) => self.metrics.events_delivered.add(1),
+            Ok(_) => {
+                self.metrics.events_delivered.add(1);
+                self.failures_in_a_row.store(0, Ordering::Relaxed);
+            }
             Err((error, _)) => {
                 self.metrics.produce_errors.add(1);
-                tracing::warn!(%error, "An event was not delivered.");
+                if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(%error, "An event was not delivered.");
+                }
             }
         }
         delivery.settle(result.is_ok());
@@ -96,7 +110,11 @@ impl ProducerContext for DeliveryContext {
 
 /// Produces events to the events topic, keyed by `user_id`, stamped with their event time.
 pub struct EventProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: RwLock<Arc<ThreadedProducer<DeliveryContext>>>,
+    config: IngestConfig,
+    metrics: Arc<IngestMetrics>,
+    failures_in_a_row: Arc<AtomicUsize>,
+    replaced_at: RwLock<Instant>,
     topic: String,
     room: Arc<Semaphore>,
     capacity: usize,
@@ -106,14 +124,35 @@ impl EventProducer {
     /// An idempotent producer (acks=all) with the configured linger and capacity.
     pub fn new(config: &IngestConfig, metrics: Arc<IngestMetrics>) -> Result<Self, ProduceError> {
         let room = Arc::new(Semaphore::new(config.queue_capacity));
-        let context = DeliveryContext {
-            room: Arc::clone(&room),
+        let failures_in_a_row = Arc::new(AtomicUsize::new(0));
+        let producer = Self::create(config, &room, &metrics, &failures_in_a_row)?;
+        Ok(EventProducer {
+            producer: RwLock::new(Arc::new(producer)),
+            config: config.clone(),
             metrics,
+            failures_in_a_row,
+            replaced_at: RwLock::new(Instant::now()),
+            topic: config.topic.clone(),
+            room,
+            capacity: config.queue_capacity,
+        })
+    }
+
+    fn create(
+        config: &IngestConfig,
+        room: &Arc<Semaphore>,
+        metrics: &Arc<IngestMetrics>,
+        failures_in_a_row: &Arc<AtomicUsize>,
+    ) -> Result<ThreadedProducer<DeliveryContext>, ProduceError> {
+        let context = DeliveryContext {
+            room: Arc::clone(room),
+            metrics: Arc::clone(metrics),
+            failures_in_a_row: Arc::clone(failures_in_a_row),
         };
         // librdkafka's own queue is far larger than our room, so it never refuses a message:
         // room comes back in the delivery callback, a moment before librdkafka frees the slot.
         let queue = (config.queue_capacity * 2 + 100_000).to_string();
-        let producer = service::kafka::client_config(&config.brokers)
+        service::kafka::client_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", config.linger.as_millis().to_string())
@@ -125,13 +164,40 @@ impl EventProducer {
             )
             .set("compression.type", "lz4")
             .create_with_context(context)
-            .map_err(ProduceError::Create)?;
-        Ok(EventProducer {
-            producer,
-            topic: config.topic.clone(),
-            room,
-            capacity: config.queue_capacity,
-        })
+            .map_err(ProduceError::Create)
+    }
+
+    /// The producer to send with: a new one when the current one is stuck (at most one new
+    /// producer a second).
+    fn current(&self) -> Arc<ThreadedProducer<DeliveryContext>> {
+        let stuck = self.failures_in_a_row.load(Ordering::Relaxed) >= STUCK_AFTER;
+        let recent = self
+            .replaced_at
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            < Duration::from_secs(1);
+        if stuck && !recent {
+            match Self::create(
+                &self.config,
+                &self.room,
+                &self.metrics,
+                &self.failures_in_a_row,
+            ) {
+                Ok(fresh) => {
+                    tracing::warn!(
+                        failures = STUCK_AFTER,
+                        "Deliveries keep failing; the producer is replaced by a new one."
+                    );
+                    self.failures_in_a_row.store(0, Ordering::Relaxed);
+                    self.metrics.producer_replacements.add(1);
+                    *self.replaced_at.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                }
+                Err(error) => tracing::error!(%error, "Cannot replace the producer."),
+            }
+        }
+        Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Hands all `events` to the producer, or none of them when there is no room.
@@ -151,6 +217,7 @@ impl EventProducer {
             remaining: AtomicUsize::new(events.len()),
             ..Delivery::default()
         });
+        let producer = self.current();
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
         for event in events {
@@ -160,7 +227,7 @@ impl EventProducer {
                 .key(event.user_id.as_str())
                 .payload(payload.as_slice())
                 .timestamp(event.timestamp);
-            if let Err((error, record)) = self.producer.send(record) {
+            if let Err((error, record)) = producer.send(record) {
                 // Cannot happen while librdkafka's queue is larger than our room; if it does,
                 // the event is counted as failed and the request is answered 503.
                 if refused == 0 {
@@ -179,6 +246,52 @@ impl EventProducer {
 
     /// Waits for every event in flight to be delivered, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        let producer = Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()));
+        producer.flush(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_whose_deliveries_keep_failing_is_replaced() {
+        // No broker at all: every delivery fails once its timeout passes.
+        let config = IngestConfig {
+            delivery_timeout: Duration::from_millis(50),
+            linger: Duration::from_millis(1),
+            ..IngestConfig::new(([127, 0, 0, 1], 0).into(), "127.0.0.1:1".into())
+        };
+        let metrics = Arc::new(IngestMetrics::default());
+        let producer = EventProducer::new(&config, Arc::clone(&metrics)).unwrap();
+        let event = EmojiEvent {
+            user_id: "u".into(),
+            emoji_type: "x".into(),
+            timestamp: 0,
+        };
+        producer
+            .send(&vec![event.clone(); STUCK_AFTER], &metrics)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metrics.produce_errors.get() < STUCK_AFTER as u64 {
+            assert!(Instant::now() < deadline, "the deliveries did not fail");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(metrics.producer_replacements.get(), 0);
+        // At most one new producer a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        producer
+            .send(std::slice::from_ref(&event), &metrics)
+            .unwrap();
+        assert_eq!(metrics.producer_replacements.get(), 1);
+        producer
+            .send(std::slice::from_ref(&event), &metrics)
+            .unwrap();
+        assert_eq!(
+            metrics.producer_replacements.get(),
+            1,
+            "its failures start again from 0"
+        );
     }
 }

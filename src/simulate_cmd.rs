@@ -1,7 +1,7 @@
 //! `emostream simulate`: realistic traffic offered open loop to the ingest API (or straight
 //! into Kafka), with viewers registered at a broadcaster measuring when the windows arrive.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use broadcast::viewers::{ViewerReport, Viewers};
@@ -73,9 +73,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let summary = runtime.block_on(async {
-        let from_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let from_ms = model::now_ms();
         let viewers = (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms));
         let traffic = run_simulation(config).await;
         let viewers = match viewers {

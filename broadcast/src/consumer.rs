@@ -29,35 +29,32 @@ pub fn spawn_consumer(
     metrics: Arc<BroadcastMetrics>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let (consumer, ends) = assigned(brokers, topic, RING_BACKFILL)?;
-    // The backfill before any client can connect: as live windows, the burst would put
-    // every client windows behind at once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut next: Vec<Span> = ends;
-    while next.iter().any(|&(_, at, end)| at < end) && std::time::Instant::now() < deadline {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        if let Some(entry) = next.iter_mut().find(|(p, _, _)| *p == message.partition()) {
-            entry.1 = message.offset() + 1;
-        }
-        if let Some(Ok(window)) = message
-            .payload()
-            .map(serde_json::from_slice::<WindowMessage>)
-            && hub.publish(WindowFrame::new(&window, message.timestamp().to_millis()))
-        {
+    let (consumer, spans) = assigned(brokers, topic, RING_BACKFILL)?;
+    let publish = move |window: &WindowMessage, at: Option<i64>| {
+        if hub.publish(WindowFrame::new(window, at)) {
             metrics.windows_received.add(1);
         }
-    }
+    };
+    // The backfill, before any client can connect: as live windows, the burst would put
+    // every client windows behind at once.
+    let positions = std::cell::RefCell::new(spans);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let caught_up = || {
+        positions.borrow().iter().all(|&(_, at, end)| at >= end)
+            || std::time::Instant::now() >= deadline
+    };
+    let advance = |partition: i32, offset: i64| {
+        if let Some(span) = positions.borrow_mut().iter_mut().find(|s| s.0 == partition) {
+            span.1 = offset + 1;
+        }
+    };
+    let mut publish = read(&consumer, topic, caught_up, advance, publish);
     let topic = topic.to_owned();
     std::thread::Builder::new()
         .name(format!("consume-{topic}"))
         .spawn(move || {
-            read(&consumer, &topic, &stop, |window, at| {
-                if hub.publish(WindowFrame::new(window, at)) {
-                    metrics.windows_received.add(1);
-                }
-            })
+            let stopped = || stop.load(Ordering::Relaxed);
+            let _ = read(&consumer, &topic, stopped, |_, _| {}, &mut publish);
         })
         .map_err(|e| format!("cannot start the consumer thread: {e}"))
 }
@@ -87,9 +84,11 @@ pub fn spawn_summary_consumer(
                     }
                 }
             };
-            read(&consumer, &topic, &stop, |window, at| {
+            let publish = |window: &WindowMessage, at: Option<i64>| {
                 hub.publish_summary(WindowFrame::summary(window, at));
-            })
+            };
+            let stopped = || stop.load(Ordering::Relaxed);
+            let _ = read(&consumer, &topic, stopped, |_, _| {}, publish);
         })
         .map_err(|e| format!("cannot start the summary consumer thread: {e}"))
 }
@@ -135,14 +134,16 @@ fn assigned(brokers: &str, topic: &str, back: i64) -> Result<(BaseConsumer, Vec<
     Ok((consumer, ends))
 }
 
-/// Hands every window message of `topic` (with its Kafka timestamp) to `take` until `stop`.
-fn read(
+/// Until `done`, tells `seen` the partition and offset of every record of `topic` and hands
+/// each window message in it (with its Kafka timestamp) to `take`; gives `take` back.
+fn read<T: FnMut(&WindowMessage, Option<i64>)>(
     consumer: &BaseConsumer,
     topic: &str,
-    stop: &AtomicBool,
-    mut take: impl FnMut(&WindowMessage, Option<i64>),
-) {
-    while !stop.load(Ordering::Relaxed) {
+    mut done: impl FnMut() -> bool,
+    mut seen: impl FnMut(i32, i64),
+    mut take: T,
+) -> T {
+    while !done() {
         let Some(result) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
@@ -153,6 +154,7 @@ fn read(
                 continue;
             }
         };
+        seen(message.partition(), message.offset());
         match message
             .payload()
             .map(serde_json::from_slice::<WindowMessage>)
@@ -164,4 +166,5 @@ fn read(
             None => {}
         }
     }
+    take
 }

@@ -43,9 +43,7 @@ impl WindowFrame {
     }
 
     fn of_kind(kind: &str, message: &WindowMessage, kafka_timestamp: Option<i64>) -> Self {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = model::now_ms();
         let json = serde_json::to_vec(&Typed {
             kind,
             body: message,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use model::now_ms;
 use model::report::{EmojiTotals, WindowMessage};
 use model::{ReportConfig, WindowReport};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -217,12 +218,6 @@ fn number_after(text: &str, key: &str) -> Option<i64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '-'))
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Writes a synthetic window (about 600 bytes as a frame) every `every` until `until`.

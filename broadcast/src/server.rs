@@ -14,6 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use model::now_ms;
 use service::Shutdown;
 use service::http::RenderMetrics;
 use tokio_tungstenite::WebSocketStream;
@@ -331,12 +332,6 @@ fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
         "application/json",
         serde_json::json!({ "error": message }).to_string(),
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Holds one of an address's connection slots; gives it back when dropped.

@@ -11,10 +11,11 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use model::now_ms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
@@ -64,12 +65,6 @@ struct Shared {
 pub struct Viewers {
     shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Viewers {

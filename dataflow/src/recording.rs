@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use model::log::LogColumns;
+use model::now_ms;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -45,12 +46,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordingError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where a recording starts.
@@ -353,7 +348,7 @@ pub fn inject(
         return Ok(report);
     };
     report.log_seconds = (last - first) as f64 / 1e3;
-    let producer = service::kafka::EventProducer::new(&config.brokers, &config.topic)
+    let producer = service::kafka::KeyedProducer::new(&config.brokers, &config.topic)
         .map_err(|e| RecordingError::Kafka(format!("{}: {e}", config.topic)))?;
     let speed = config.speed.max(0.0);
     let start = Instant::now();

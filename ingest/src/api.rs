@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use model::now_ms;
 use serde::Serialize;
 use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
@@ -399,12 +400,6 @@ async fn refuse(rejection: Rejection, metrics: Arc<IngestMetrics>) -> Result<Res
     };
     metrics.count_status(status.as_u16());
     Ok(json_reply(status, &Plain { error }))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Reply for BodyError {

@@ -152,9 +152,7 @@ impl EventProducer {
         // librdkafka's own queue is far larger than our room, so it never refuses a message:
         // room comes back in the delivery callback, a moment before librdkafka frees the slot.
         let queue = (config.queue_capacity * 2 + 100_000).to_string();
-        service::kafka::client_config(&config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
+        service::kafka::producer_config(&config.brokers)
             .set("linger.ms", config.linger.as_millis().to_string())
             .set("queue.buffering.max.messages", queue)
             .set("queue.buffering.max.kbytes", "2097151")

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use model::now_ms;
 use serde::Serialize;
 
 use crate::generator::{EMOJIS, GeneratedEvent, Generator, Profile, Workload};
@@ -255,12 +256,6 @@ fn event_json(out: &mut String, event: &GeneratedEvent, stamped: bool) {
         let _ = write!(out, r#","timestamp":{}"#, event.timestamp_ms);
     }
     out.push('}');
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Offers the traffic and reports.
@@ -507,7 +502,7 @@ fn offer_kafka(
     tally: &Arc<Tally>,
 ) -> SimulateReport {
     let mut report = SimulateReport::default();
-    let producer = match service::kafka::EventProducer::new(brokers, topic) {
+    let producer = match service::kafka::KeyedProducer::new(brokers, topic) {
         Ok(p) => p,
         Err(error) => {
             tracing::error!(%error, "Cannot create the Kafka producer.");

@@ -24,5 +24,5 @@ pub mod window;
 
 pub use event::{EmojiEvent, EventError, Field};
 pub use report::{EmojiStat, ReportConfig, WindowReport};
-pub use timestamp::{TimestampError, format_rfc3339_millis, parse_timestamp};
+pub use timestamp::{TimestampError, format_rfc3339_millis, now_ms, parse_timestamp};
 pub use window::WindowSize;

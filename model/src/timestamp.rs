@@ -258,6 +258,13 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// The wall clock, UTC milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Formats UTC milliseconds as RFC 3339 with milliseconds: `2026-11-22T10:00:02.000Z`.
 pub fn format_rfc3339_millis(millis: i64) -> String {
     let mut out = String::with_capacity(24);

@@ -59,6 +59,13 @@ pub fn parse_brokers(text: &str) -> Result<String, TopicError> {
     }
 }
 
+/// Settings of every producer of EmoStream: idempotent, acknowledged by all replicas.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = client_config(brokers);
+    config.set("enable.idempotence", "true").set("acks", "all");
+    config
+}
+
 /// Client settings common to every EmoStream Kafka client.
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -145,27 +152,25 @@ impl ProducerContext for CountDeliveries {
     }
 }
 
-/// An idempotent producer of event records keyed by user, counting the broker's answers:
-/// for tools that put events into the events topic (the simulator, replays of recorded
-/// matches).
-pub struct EventProducer {
+/// An idempotent producer of records keyed by user, counting the broker's answers: for the
+/// tools that put events into the events topic (the simulator, replays of recorded matches;
+/// the ingest service has its own, with bounded room and per-request delivery).
+pub struct KeyedProducer {
     producer: ThreadedProducer<CountDeliveries>,
     topic: String,
     /// The broker's answers so far.
     pub deliveries: Arc<Deliveries>,
 }
 
-impl EventProducer {
+impl KeyedProducer {
     /// A producer to `topic`.
     pub fn new(brokers: &str, topic: &str) -> Result<Self, rdkafka::error::KafkaError> {
         let deliveries = Arc::new(Deliveries::default());
-        let producer = client_config(brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
+        let producer = producer_config(brokers)
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
             .create_with_context(CountDeliveries(Arc::clone(&deliveries)))?;
-        Ok(EventProducer {
+        Ok(KeyedProducer {
             producer,
             topic: topic.to_owned(),
             deliveries,

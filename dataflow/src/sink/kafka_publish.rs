@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::control::RunControl;
 use crate::metrics::DataflowMetrics;
-use crate::source::kafka_source::{LiveSide, wall_clock_ms};
+use crate::source::kafka_source::LiveSide;
 
 /// Where the results go.
 #[derive(Debug, Clone)]
@@ -34,9 +34,7 @@ pub struct PublishConfig {
 }
 
 fn producer(brokers: &str) -> Result<BaseProducer, String> {
-    service::kafka::client_config(brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+    service::kafka::producer_config(brokers)
         .set("linger.ms", "0")
         .create()
         .map_err(|e| format!("cannot create the Kafka producer: {e}"))
@@ -205,7 +203,7 @@ fn publish_window(
     }
     flush(producer, control);
     metrics.windows.add(1);
-    let delay_ms = wall_clock_ms() - report.window_end;
+    let delay_ms = model::now_ms() - report.window_end;
     metrics
         .emit_delay_seconds
         .observe(delay_ms.max(0) as f64 / 1e3);

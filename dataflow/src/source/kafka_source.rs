@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
 use model::WindowSize;
@@ -309,7 +309,7 @@ impl KafkaReader {
     /// Returns whether any message came.
     fn step(&mut self, taps: &mut TapsSession<'_>, side: &mut SideSession<'_, LiveSide>) -> bool {
         let now = Instant::now();
-        let wall_ms = wall_clock_ms();
+        let wall_ms = model::now_ms();
         let mut got = 0;
         while got < 10_000 {
             let message = match self.consumer.poll(Duration::ZERO) {
@@ -579,11 +579,4 @@ fn decode(
         event.emoji_type.into(),
         event.timestamp,
     ))
-}
-
-/// The wall clock, UTC milliseconds.
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -63,7 +63,6 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     // Subscribe before the snapshot, so no window falls between them.
     let mut windows = ctx.hub.subscribe();
     let mut summaries = ctx.hub.subscribe_summaries();
-    let mut last_summary = i64::MIN;
     let (mut sink, mut incoming) = ws.split();
     let mut last_sent = i64::MIN;
     let mut shutdown = ctx.shutdown.clone();
@@ -93,19 +92,18 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             {
                 break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
             }
-            last_summary = summary.seq;
         }
         loop {
             tokio::select! {
-                // A summary missed by a slow client is not worth a disconnection: the next
-                // one comes a minute later.
+                // Every summary as it comes: they come from the partitions of the longer
+                // size's windows topic, not in `seq` order, so an older one may follow a newer
+                // one (and one published while the held ones were sent comes twice; clients
+                // keep one per `seq`). A summary missed by a slow client is not worth a
+                // disconnection: the next one comes a minute later.
                 summary = summaries.recv() => if let Ok(summary) = summary
-                    && summary.seq > last_summary
+                    && write(&mut sink, Message::Text(summary.text.clone()), &ctx).await.is_err()
                 {
-                    if write(&mut sink, Message::Text(summary.text.clone()), &ctx).await.is_err() {
-                        break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
-                    }
-                    last_summary = summary.seq;
+                    break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
                 },
                 received = windows.recv() => match received {
                     Ok(frame) if frame.seq <= last_sent => {}
@@ -186,9 +184,7 @@ async fn send_window<S: AsyncRead + AsyncWrite + Unpin>(
         .fan_out_seconds
         .observe(frame.arrived.elapsed().as_secs_f64());
     if let Some(written_ms) = frame.kafka_timestamp {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = model::now_ms();
         ctx.metrics
             .record_to_client_seconds
             .observe((now_ms - written_ms).max(0) as f64 / 1e3);

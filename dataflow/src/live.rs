@@ -316,11 +316,11 @@ pub fn run_live(
                     size,
                     config.report,
                 )
-                .publish_windows(publish.clone(), Arc::clone(&control), metrics)
+                .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
                 .probe_with(&published);
                 // Late and invalid records go out once, from the live dataflow.
                 if live {
-                    side.publish_side(publish, Arc::clone(&control))
+                    side.publish_side(publish, Arc::clone(&control), metrics)
                         .probe_with(&published);
                 }
             });

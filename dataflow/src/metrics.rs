@@ -18,6 +18,8 @@ pub struct DataflowMetrics {
     pub windows: Counter,
     /// Window end to publication, wall clock.
     pub emit_delay_seconds: Histogram,
+    /// Producers replaced because the broker refused their records.
+    pub producer_replacements: Counter,
 }
 
 impl DataflowMetrics {
@@ -33,6 +35,7 @@ impl DataflowMetrics {
             invalid: Counter::default(),
             windows: Counter::default(),
             emit_delay_seconds: Histogram::default(),
+            producer_replacements: Counter::default(),
         }
     }
 
@@ -123,6 +126,11 @@ impl RenderMetrics for DataflowMetrics {
             "dataflow_windows_emitted_total",
             "Windows published.",
             self.windows.get(),
+        )
+        .counter(
+            "dataflow_producer_replacements_total",
+            "Producers replaced because the broker refused their records.",
+            self.producer_replacements.get(),
         )
         .histogram(
             "dataflow_emit_delay_seconds",

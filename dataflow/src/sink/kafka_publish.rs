@@ -2,12 +2,14 @@
 //! and invalid records to the late topic. Each operator passes its input through once it is
 //! durably published (flushed), so a probe after it tells what is safe to commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::report::WindowMessage;
 use model::{WindowReport, format_rfc3339_millis};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use serde::Serialize;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
@@ -33,16 +35,111 @@ pub struct PublishConfig {
     pub window_millis: i64,
 }
 
-fn producer(brokers: &str) -> Result<BaseProducer, String> {
-    service::kafka::producer_config(brokers)
-        .set("linger.ms", "0")
-        .create()
-        .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+/// One record to publish.
+struct Outgoing {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
 }
 
-/// Sends `record` and retries while the local queue is full.
-fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
-    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+/// Notes the records (by their index in a round) the broker did not take.
+#[derive(Default)]
+struct Failures {
+    failed: Mutex<Vec<usize>>,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Failures {}
+
+impl ProducerContext for Failures {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        if let Err((error, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(index);
+            self.first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+/// Publishes records and waits until the broker has every one of them. What the broker
+/// refuses is sent again on a new producer: an idempotent producer can be left in a state
+/// the broker never accepts again (a broker that lost track of its sequence numbers across
+/// a restart), and a new producer id heals that.
+struct Publisher {
+    brokers: String,
+    producer: BaseProducer<Failures>,
+    metrics: Arc<DataflowMetrics>,
+}
+
+impl Publisher {
+    fn new(brokers: &str, metrics: Arc<DataflowMetrics>) -> Result<Self, String> {
+        Ok(Publisher {
+            brokers: brokers.to_owned(),
+            producer: Self::create(brokers)?,
+            metrics,
+        })
+    }
+
+    fn create(brokers: &str) -> Result<BaseProducer<Failures>, String> {
+        service::kafka::producer_config(brokers)
+            .set("linger.ms", "0")
+            .create_with_context(Failures::default())
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+    }
+
+    /// Publishes `records` (in order within each topic's partition) and returns once the
+    /// broker acknowledged all of them, or the run failed.
+    fn publish(&mut self, records: &[Outgoing], control: &RunControl) {
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        loop {
+            for &index in &todo {
+                let r = &records[index];
+                send(&self.producer, &r.topic, &r.key, &r.payload, index);
+            }
+            flush(&self.producer, control);
+            let context = self.producer.context();
+            let mut failed =
+                std::mem::take(&mut *context.failed.lock().unwrap_or_else(|e| e.into_inner()));
+            if failed.is_empty() || control.failure().is_some() {
+                return;
+            }
+            let error = context
+                .first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default();
+            tracing::warn!(
+                failed = failed.len(),
+                %error,
+                "The broker refused records; they are sent again on a new producer."
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            match Self::create(&self.brokers) {
+                Ok(fresh) => {
+                    self.producer = fresh;
+                    self.metrics.producer_replacements.add(1);
+                }
+                Err(error) => tracing::warn!(%error, "Cannot create a new producer."),
+            }
+            failed.sort_unstable();
+            todo = failed;
+        }
+    }
+}
+
+/// Sends `payload` and retries while the local queue is full.
+fn send(producer: &BaseProducer<Failures>, topic: &str, key: &str, payload: &[u8], index: usize) {
+    let mut record = BaseRecord::with_opaque_to(topic, index)
+        .key(key)
+        .payload(payload);
     loop {
         match producer.send(record) {
             Ok(()) => return,
@@ -55,10 +152,11 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
     }
 }
 
-/// Waits until everything sent is acknowledged (the broker may be away a while). Checks in
-/// short sleeps: the client's own flush sleeps up to 100 ms between checks, which would cap
-/// publishing at ten windows a second when catching up, and polling in a loop would spin.
-fn flush(producer: &BaseProducer, control: &RunControl) {
+/// Waits until everything sent is acknowledged or failed (the broker may be away a while).
+/// Checks in short sleeps: the client's own flush sleeps up to 100 ms between checks, which
+/// would cap publishing at ten windows a second when catching up, and polling in a loop
+/// would spin.
+fn flush(producer: &BaseProducer<Failures>, control: &RunControl) {
     let mut waited = std::time::Instant::now();
     loop {
         producer.poll(Duration::ZERO);
@@ -79,37 +177,39 @@ fn flush(producer: &BaseProducer, control: &RunControl) {
     }
 }
 
-/// A pass-through operator that publishes each record with `publish` (on a producer made on
-/// first use), flushes at the end of each batch, and only then passes the records on.
+/// A pass-through operator that turns each record into an [`Outgoing`] one with `outgoing`,
+/// publishes each batch (on a publisher made on first use), and only then passes the records
+/// on.
 fn publish_through<'scope, D: 'static>(
     stream: Stream<'scope, i64, Vec<D>>,
     name: &str,
     brokers: String,
     control: Arc<RunControl>,
-    mut publish: impl FnMut(&BaseProducer, &D) + 'static,
+    metrics: Arc<DataflowMetrics>,
+    mut outgoing: impl FnMut(&D) -> Outgoing + 'static,
 ) -> Stream<'scope, i64, Vec<D>> {
-    let mut producer = None;
+    let mut publisher = None;
     stream.unary(Pipeline, name, move |_capability, _info| {
         move |input, output| {
             input.for_each_stamp(|time, batches| {
                 let Some(capability) = time.retain_least(0) else {
                     return;
                 };
-                if producer.is_none() {
-                    match self::producer(&brokers) {
-                        Ok(p) => producer = Some(p),
+                if publisher.is_none() {
+                    match Publisher::new(&brokers, Arc::clone(&metrics)) {
+                        Ok(p) => publisher = Some(p),
                         Err(message) => return control.fail(message),
                     }
                 }
-                let Some(producer) = producer.as_ref() else {
+                let Some(publisher) = publisher.as_mut() else {
                     return;
                 };
-                let mut session = output.session(&capability);
-                for record in batches.flat_map(|b| b.drain(..)) {
-                    publish(producer, &record);
-                    session.give(record);
-                }
-                flush(producer, &control);
+                let records: Vec<D> = batches.flat_map(|b| b.drain(..)).collect();
+                let messages: Vec<Outgoing> = records.iter().map(&mut outgoing).collect();
+                publisher.publish(&messages, &control);
+                output
+                    .session(&capability)
+                    .give_iterator(records.into_iter());
             });
         }
     })
@@ -146,13 +246,14 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
             std::thread::Builder::new()
                 .name("publish-windows".into())
                 .spawn(move || {
-                    let producer = match producer(&config.brokers) {
+                    let mut publisher = match Publisher::new(&config.brokers, Arc::clone(&metrics))
+                    {
                         Ok(p) => p,
                         Err(message) => return control.fail(message),
                     };
                     for (time, reports) in from_worker {
                         for report in &reports {
-                            publish_window(&producer, &config, report, &control, &metrics);
+                            publish_window(&mut publisher, &config, report, &control, &metrics);
                         }
                         thread_confirmed.store(time, std::sync::atomic::Ordering::Release);
                         let _ = activator.activate();
@@ -185,7 +286,7 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
 
 /// Publishes one window to the windows topic and every cluster topic, and waits for it.
 fn publish_window(
-    producer: &BaseProducer,
+    publisher: &mut Publisher,
     config: &PublishConfig,
     report: &WindowReport,
     control: &RunControl,
@@ -197,11 +298,15 @@ fn publish_window(
         report: report.clone(),
     };
     let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
-    send(producer, &config.windows_topic, &key, &payload);
-    for topic in &config.cluster_topics {
-        send(producer, topic, &key, &payload);
-    }
-    flush(producer, control);
+    let records: Vec<Outgoing> = std::iter::once(&config.windows_topic)
+        .chain(&config.cluster_topics)
+        .map(|topic| Outgoing {
+            topic: topic.clone(),
+            key: key.clone(),
+            payload: payload.clone(),
+        })
+        .collect();
+    publisher.publish(&records, control);
     metrics.windows.add(1);
     let delay_ms = model::now_ms() - report.window_end;
     metrics
@@ -227,6 +332,7 @@ pub trait PublishSide<'scope> {
         self,
         config: PublishConfig,
         control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
     ) -> Stream<'scope, i64, Vec<LiveSide>>;
 }
 
@@ -235,6 +341,7 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
         self,
         config: PublishConfig,
         control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
     ) -> Stream<'scope, i64, Vec<LiveSide>> {
         let brokers = config.brokers.clone();
         publish_through(
@@ -242,7 +349,8 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
             "PublishLate",
             brokers,
             control,
-            move |producer, record| {
+            metrics,
+            move |record| {
                 let message = match record {
                     LiveSide::Late {
                         event,
@@ -275,8 +383,11 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                 };
                 let payload =
                     serde_json::to_vec(&message).expect("a late record serializes to JSON");
-                let key = format!("{}-{}", message.partition, message.offset);
-                send(producer, &config.late_topic, &key, &payload);
+                Outgoing {
+                    topic: config.late_topic.clone(),
+                    key: format!("{}-{}", message.partition, message.offset),
+                    payload,
+                }
             },
         )
     }

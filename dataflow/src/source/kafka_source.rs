@@ -4,7 +4,11 @@
 //! Each partition keeps a watermark. A partition without new data for the idle timeout stops
 //! holding windows back; when all of a worker's partitions are idle, its windows close up to
 //! the latest event it has seen (and at least up to the wall clock minus lateness and idle
-//! timeout), so windows close during lulls and at the end of a stream.
+//! timeout), so windows close during lulls and at the end of a stream. Idle also means
+//! read to the end: a thread asks the broker for the partitions' ends, and a partition only
+//! counts as idle when a recent answer shows nothing left to read and no connection to its
+//! broker was lost since. When the broker is away, or its partitions not fetched yet after a
+//! restart, the events are only delayed, not absent, and windows wait for them.
 //!
 //! Offsets are committed only past events whose windows (or late records) are published:
 //! each partition remembers, per window it feeds, the first offset and the watermark state
@@ -15,15 +19,17 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
 use model::WindowSize;
 use model::event::RawEvent;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::Capability;
@@ -189,6 +195,7 @@ struct Partition {
 struct KafkaReader {
     config: KafkaSourceConfig,
     consumer: BaseConsumer<SourceContext>,
+    ends: Arc<EndProbe>,
     partitions: Vec<Partition>,
     taps_cap: Capability<i64>,
     side_cap: Capability<i64>,
@@ -209,24 +216,21 @@ impl KafkaReader {
         mut side_cap: Capability<i64>,
         metrics: Arc<DataflowMetrics>,
     ) -> Result<Self, String> {
-        let context = SourceContext {
-            topic: config.topic.clone(),
-            high: (0..config.partitions).map(|_| AtomicI64::new(-1)).collect(),
-        };
+        let mine: Vec<i32> = (0..config.partitions)
+            .filter(|p| *p as usize % peers == index)
+            .collect();
+        let context = SourceContext::new(&config.topic, config.partitions, mine.clone());
         let consumer: BaseConsumer<SourceContext> = service::kafka::client_config(&config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", LAG_INTERVAL_MS.to_string())
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
             // A broker that holds an empty fetch for its whole wait delays every window.
             .set("fetch.wait.max.ms", "50")
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-        let mine: Vec<i32> = (0..config.partitions)
-            .filter(|p| *p as usize % peers == index)
-            .collect();
         let mut wanted = TopicPartitionList::new();
         for &p in &mine {
             wanted.add_partition(&config.topic, p);
@@ -258,7 +262,13 @@ impl KafkaReader {
                 (_, Some((o, max_seen))) => {
                     (Offset::Offset((o - config.rewind).max(0)), max_seen, o)
                 }
-                (StartFrom::Latest, None) => (Offset::End, None, 0),
+                (StartFrom::Latest, None) => {
+                    // From the end as it is now, at a known offset (idleness compares offsets).
+                    let (_, end) = consumer
+                        .fetch_watermarks(&config.topic, p, Duration::from_secs(30))
+                        .map_err(|e| format!("cannot read the end of partition {p}: {e}"))?;
+                    (Offset::Offset(end), None, 0)
+                }
                 _ => (Offset::Beginning, None, 0),
             };
             assignment
@@ -290,9 +300,11 @@ impl KafkaReader {
             taps_cap.downgrade(&config.published_before);
             side_cap.downgrade(&config.published_before);
         }
+        let ends = EndProbe::start(&config, &mine)?;
         Ok(KafkaReader {
             config,
             consumer,
+            ends,
             partitions,
             taps_cap,
             side_cap,
@@ -316,6 +328,7 @@ impl KafkaReader {
                 None => break,
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
+                    self.consumer.context().note_error(&error);
                     tracing::warn!(%error, "Kafka consumer error.");
                     break;
                 }
@@ -452,11 +465,16 @@ impl KafkaReader {
     fn advance(&mut self, now: Instant, wall_ms: i64) {
         let window = self.config.window;
         let idle_timeout = self.config.idle_timeout;
-        let active = self
-            .partitions
-            .iter()
-            .filter(|p| now.duration_since(p.last_message) < idle_timeout);
-        let hold = match active.map(|p| p.watermark.hold(window)).min() {
+        let reachable_since = self.consumer.context().reachable_since();
+        let recent = now.checked_sub(idle_timeout).unwrap_or(now);
+        let active = self.partitions.iter().enumerate().filter(|(i, p)| {
+            let idle = reachable_since.is_some_and(|since| {
+                now.duration_since(p.last_message.max(since)) >= idle_timeout
+                    && self.ends.read_to_end(*i, p.next_offset, since.max(recent))
+            });
+            !idle
+        });
+        let hold = match active.map(|(_, p)| p.watermark.hold(window)).min() {
             Some(hold) => hold,
             None => {
                 // Everything is idle: close up to the newest event seen, and follow the
@@ -534,10 +552,136 @@ impl KafkaReader {
 /// How often the consumer lag is measured, ms.
 const LAG_INTERVAL_MS: u64 = 2000;
 
-/// Keeps each partition's high watermark from the client's statistics.
+/// The ends (high watermarks) of a worker's partitions, asked of the broker on a thread of
+/// its own (a blocking request must not stall the worker), each with when it was asked.
+struct EndProbe {
+    created: Instant,
+    /// Per partition of the worker (in its order): the end and when it was asked, ms since
+    /// `created` (0: never answered).
+    ends: Vec<(AtomicI64, AtomicU64)>,
+}
+
+impl EndProbe {
+    /// Starts the thread; it stops once the reader is gone.
+    fn start(config: &KafkaSourceConfig, mine: &[i32]) -> Result<Arc<Self>, String> {
+        let probe = Arc::new(EndProbe {
+            created: Instant::now(),
+            ends: mine
+                .iter()
+                .map(|_| (AtomicI64::new(-1), AtomicU64::new(0)))
+                .collect(),
+        });
+        let client: BaseConsumer<Quiet> = service::kafka::client_config(&config.brokers)
+            .create_with_context(Quiet)
+            .map_err(|e| format!("cannot create the Kafka client for partition ends: {e}"))?;
+        let every =
+            (config.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let (weak, topic, mine) = (Arc::downgrade(&probe), config.topic.clone(), mine.to_vec());
+        std::thread::Builder::new()
+            .name("partition-ends".into())
+            .spawn(move || {
+                while let Some(probe) = weak.upgrade() {
+                    for (i, &p) in mine.iter().enumerate() {
+                        let asked = probe.created.elapsed().as_millis() as u64 + 1;
+                        let wait = every.max(Duration::from_secs(1));
+                        if let Ok((low, high)) = client.fetch_watermarks(&topic, p, wait) {
+                            // An empty partition (or one emptied by retention) is read.
+                            let end = if high <= low { -1 } else { high };
+                            probe.ends[i].0.store(end, Ordering::Relaxed);
+                            probe.ends[i].1.store(asked, Ordering::Release);
+                        }
+                    }
+                    drop(probe);
+                    std::thread::sleep(every);
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        Ok(probe)
+    }
+
+    /// Whether an answer asked after `since` shows the `i`th partition read to its end.
+    fn read_to_end(&self, i: usize, next_offset: i64, since: Instant) -> bool {
+        let Some((end, asked)) = self.ends.get(i) else {
+            return true;
+        };
+        let asked = asked.load(Ordering::Acquire);
+        asked > 0
+            && self.created + Duration::from_millis(asked - 1) >= since
+            && end.load(Ordering::Relaxed) <= next_offset
+    }
+}
+
+/// A client context that leaves errors to the caller (a broker away is expected).
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, %reason, "Kafka client error (partition ends).");
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// How often the client reports its statistics (high watermarks, brokers' states), ms.
+const STATS_INTERVAL_MS: u64 = 500;
+
+/// Keeps each partition's high watermark from the client's statistics, and whether the
+/// brokers leading this worker's partitions can be reached.
+///
+/// A partition only counts as idle while its broker answers: when the broker is away, the
+/// partition may well hold events nobody can read yet, and closing windows on the clock
+/// would turn every one of them late once the broker is back.
 struct SourceContext {
     topic: String,
+    mine: Vec<i32>,
     high: Vec<AtomicI64>,
+    created: Instant,
+    /// Whether the leaders of `mine` answer: cleared by a transport error, set again by
+    /// statistics that show every leader up.
+    reachable: AtomicBool,
+    /// When it last became reachable, ms since `created`.
+    reachable_since_ms: AtomicU64,
+}
+
+impl SourceContext {
+    fn new(topic: &str, partitions: i32, mine: Vec<i32>) -> Self {
+        SourceContext {
+            topic: topic.to_owned(),
+            mine,
+            high: (0..partitions).map(|_| AtomicI64::new(-1)).collect(),
+            created: Instant::now(),
+            reachable: AtomicBool::new(true),
+            reachable_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Since when the brokers of this worker's partitions answer, or `None` while they don't.
+    fn reachable_since(&self) -> Option<Instant> {
+        self.reachable.load(Ordering::Acquire).then(|| {
+            self.created + Duration::from_millis(self.reachable_since_ms.load(Ordering::Acquire))
+        })
+    }
+
+    fn set_reachable(&self, reachable: bool) {
+        if reachable && !self.reachable.load(Ordering::Acquire) {
+            let since = self.created.elapsed().as_millis() as u64;
+            self.reachable_since_ms.store(since, Ordering::Release);
+            tracing::info!("The brokers answer again.");
+        } else if !reachable && self.reachable.load(Ordering::Acquire) {
+            tracing::warn!("The brokers are out of reach: no partition counts as idle meanwhile.");
+        }
+        self.reachable.store(reachable, Ordering::Release);
+    }
+
+    /// Notes a client error; a lost connection makes the brokers unreachable.
+    fn note_error(&self, error: &KafkaError) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.set_reachable(false);
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -552,6 +696,20 @@ impl ClientContext for SourceContext {
                 high.store(partition.hi_offset, Ordering::Relaxed);
             }
         }
+        let leader_up = |p: &i32| {
+            topic.partitions.get(p).is_some_and(|partition| {
+                statistics
+                    .brokers
+                    .values()
+                    .any(|b| b.nodeid == partition.leader && b.nodeid >= 0 && b.state == "UP")
+            })
+        };
+        self.set_reachable(self.mine.iter().all(leader_up));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note_error(&error);
+        tracing::warn!(%error, %reason, "Kafka client error.");
     }
 }
 

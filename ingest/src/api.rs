@@ -324,7 +324,7 @@ async fn accept(
     if let Some(refused) = over_limits(state, remote, &events) {
         return refused;
     }
-    let delivery = match state.producer.send(&events, &state.metrics) {
+    let delivery = match state.producer.send(&events, !wait_for_ack, &state.metrics) {
         Ok(delivery) => delivery,
         Err(error) => return unavailable(error),
     };

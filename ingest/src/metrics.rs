@@ -27,6 +27,8 @@ pub struct IngestMetrics {
     pub connections_refused: Counter,
     /// Producers replaced because their deliveries kept failing.
     pub producer_replacements: Counter,
+    /// Events sent again after the broker did not take them.
+    pub events_resent: Counter,
 }
 
 impl IngestMetrics {
@@ -77,8 +79,13 @@ impl RenderMetrics for IngestMetrics {
         )
         .counter(
             "ingest_produce_errors_total",
-            "Events the producer failed to deliver.",
+            "Deliveries that failed (events of a 202 answer are sent again).",
             self.produce_errors.get(),
+        )
+        .counter(
+            "ingest_events_resent_total",
+            "Events sent again after the broker did not take them.",
+            self.events_resent.get(),
         )
         .gauge(
             "ingest_queue_depth",

@@ -6,17 +6,23 @@
 //! An idempotent producer can be left in a state no broker accepts any more (a broker that
 //! lost track of its sequence numbers across a restart refuses every later record): after
 //! [`STUCK_AFTER`] failed deliveries in a row, the next request gets a new producer (a new
-//! producer id), so the service recovers by itself. Events of the old one fail (503).
+//! producer id), so the service recovers by itself.
+//!
+//! Events of a request answered 202 are kept until the broker has them: what the broker
+//! refuses, or does not take within the delivery timeout, or what a replaced producer still
+//! held, is sent again (on the newest producer), holding its room in the queue meanwhile. Events
+//! of a request waiting for its acknowledgement fail instead, and the request is answered 503.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use model::EmojiEvent;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::IngestConfig;
@@ -42,6 +48,8 @@ pub struct Delivery {
     remaining: AtomicUsize,
     failed: AtomicUsize,
     done: Notify,
+    /// Events that fail are sent again rather than failed (the request was answered 202).
+    keep: bool,
 }
 
 impl Delivery {
@@ -78,10 +86,21 @@ impl Delivery {
 /// Failed deliveries in a row after which the producer is replaced.
 pub const STUCK_AFTER: usize = 50;
 
+/// An event the broker did not take, to be sent again.
+struct Unsent {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    timestamp: Option<i64>,
+    delivery: Arc<Delivery>,
+}
+
+type UnsentQueue = Arc<Mutex<Vec<Unsent>>>;
+
 struct DeliveryContext {
     room: Arc<Semaphore>,
     metrics: Arc<IngestMetrics>,
     failures_in_a_row: Arc<AtomicUsize>,
+    unsent: UnsentQueue,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -90,20 +109,33 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Arc<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Arc<Delivery>) {
-        self.room.add_permits(1);
-        self.metrics.queue_depth.add(-1);
         match result {
             Ok(_) => {
                 self.metrics.events_delivered.add(1);
                 self.failures_in_a_row.store(0, Ordering::Relaxed);
             }
-            Err((error, _)) => {
+            Err((error, message)) => {
                 self.metrics.produce_errors.add(1);
                 if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(%error, "An event was not delivered.");
                 }
+                if delivery.keep {
+                    // Its room stays taken until it is delivered.
+                    self.unsent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Unsent {
+                            key: message.key().unwrap_or_default().to_vec(),
+                            payload: message.payload().unwrap_or_default().to_vec(),
+                            timestamp: message.timestamp().to_millis(),
+                            delivery,
+                        });
+                    return;
+                }
             }
         }
+        self.room.add_permits(1);
+        self.metrics.queue_depth.add(-1);
         delivery.settle(result.is_ok());
     }
 }
@@ -115,6 +147,7 @@ pub struct EventProducer {
     metrics: Arc<IngestMetrics>,
     failures_in_a_row: Arc<AtomicUsize>,
     replaced_at: RwLock<Instant>,
+    unsent: UnsentQueue,
     topic: String,
     room: Arc<Semaphore>,
     capacity: usize,
@@ -125,13 +158,15 @@ impl EventProducer {
     pub fn new(config: &IngestConfig, metrics: Arc<IngestMetrics>) -> Result<Self, ProduceError> {
         let room = Arc::new(Semaphore::new(config.queue_capacity));
         let failures_in_a_row = Arc::new(AtomicUsize::new(0));
-        let producer = Self::create(config, &room, &metrics, &failures_in_a_row)?;
+        let unsent = UnsentQueue::default();
+        let producer = Self::create(config, &room, &metrics, &failures_in_a_row, &unsent)?;
         Ok(EventProducer {
             producer: RwLock::new(Arc::new(producer)),
             config: config.clone(),
             metrics,
             failures_in_a_row,
             replaced_at: RwLock::new(Instant::now()),
+            unsent,
             topic: config.topic.clone(),
             room,
             capacity: config.queue_capacity,
@@ -143,11 +178,13 @@ impl EventProducer {
         room: &Arc<Semaphore>,
         metrics: &Arc<IngestMetrics>,
         failures_in_a_row: &Arc<AtomicUsize>,
+        unsent: &UnsentQueue,
     ) -> Result<ThreadedProducer<DeliveryContext>, ProduceError> {
         let context = DeliveryContext {
             room: Arc::clone(room),
             metrics: Arc::clone(metrics),
             failures_in_a_row: Arc::clone(failures_in_a_row),
+            unsent: Arc::clone(unsent),
         };
         // librdkafka's own queue is far larger than our room, so it never refuses a message:
         // room comes back in the delivery callback, a moment before librdkafka frees the slot.
@@ -181,6 +218,7 @@ impl EventProducer {
                 &self.room,
                 &self.metrics,
                 &self.failures_in_a_row,
+                &self.unsent,
             ) {
                 Ok(fresh) => {
                     tracing::warn!(
@@ -190,7 +228,13 @@ impl EventProducer {
                     self.failures_in_a_row.store(0, Ordering::Relaxed);
                     self.metrics.producer_replacements.add(1);
                     *self.replaced_at.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                    let old = std::mem::replace(
+                        &mut *self.producer.write().unwrap_or_else(|e| e.into_inner()),
+                        Arc::new(fresh),
+                    );
+                    // Dropping it hands back what it still held (to be sent again), waiting
+                    // up to half a second: not on the caller's thread.
+                    std::thread::spawn(move || drop(old));
                 }
                 Err(error) => tracing::error!(%error, "Cannot replace the producer."),
             }
@@ -198,10 +242,13 @@ impl EventProducer {
         Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Hands all `events` to the producer, or none of them when there is no room.
+    /// Hands all `events` to the producer, or none of them when there is no room. With
+    /// `keep`, events the broker does not take are sent again until it does (the request is
+    /// not waiting for the acknowledgement).
     pub fn send(
         &self,
         events: &[EmojiEvent],
+        keep: bool,
         metrics: &IngestMetrics,
     ) -> Result<Arc<Delivery>, ProduceError> {
         let n = u32::try_from(events.len()).map_err(|_| ProduceError::QueueFull(self.capacity))?;
@@ -213,6 +260,7 @@ impl EventProducer {
         metrics.queue_depth.add(i64::from(n));
         let delivery = Arc::new(Delivery {
             remaining: AtomicUsize::new(events.len()),
+            keep,
             ..Delivery::default()
         });
         let producer = self.current();
@@ -242,10 +290,60 @@ impl EventProducer {
         Ok(delivery)
     }
 
-    /// Waits for every event in flight to be delivered, at most `timeout`.
+    /// Sends again the kept events the broker did not take; returns how many.
+    pub fn resend_unsent(&self) -> usize {
+        let unsent = std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()));
+        if unsent.is_empty() {
+            return 0;
+        }
+        let producer = self.current();
+        let mut back = Vec::new();
+        let mut sent = 0;
+        for u in unsent {
+            let mut record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&u.delivery))
+                .key(u.key.as_slice())
+                .payload(u.payload.as_slice());
+            if let Some(t) = u.timestamp {
+                record = record.timestamp(t);
+            }
+            if producer.send(record).is_err() {
+                back.push(u);
+            } else {
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            tracing::info!(events = sent, "Undelivered events are sent again.");
+            self.metrics.events_resent.add(sent as u64);
+        }
+        self.unsent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(back);
+        sent
+    }
+
+    /// Events waiting to be sent again.
+    pub fn unsent(&self) -> usize {
+        self.unsent.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Waits for every event in flight, and every kept event, to be delivered, at most
+    /// `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()));
-        producer.flush(timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.resend_unsent();
+            let producer = Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()));
+            let left = deadline.saturating_duration_since(Instant::now());
+            let flushed = producer.flush(left.min(Duration::from_millis(200)));
+            if flushed.is_ok() && self.unsent() == 0 {
+                return Ok(());
+            }
+            if left.is_zero() {
+                return flushed.and(Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)));
+            }
+        }
     }
 }
 
@@ -269,7 +367,7 @@ mod tests {
             timestamp: 0,
         };
         producer
-            .send(&vec![event.clone(); STUCK_AFTER], &metrics)
+            .send(&vec![event.clone(); STUCK_AFTER], false, &metrics)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while metrics.produce_errors.get() < STUCK_AFTER as u64 {
@@ -280,16 +378,71 @@ mod tests {
         // At most one new producer a second.
         std::thread::sleep(Duration::from_millis(1100));
         producer
-            .send(std::slice::from_ref(&event), &metrics)
+            .send(std::slice::from_ref(&event), false, &metrics)
             .unwrap();
         assert_eq!(metrics.producer_replacements.get(), 1);
         producer
-            .send(std::slice::from_ref(&event), &metrics)
+            .send(std::slice::from_ref(&event), false, &metrics)
             .unwrap();
         assert_eq!(
             metrics.producer_replacements.get(),
             1,
             "its failures start again from 0"
         );
+    }
+
+    #[test]
+    fn events_of_a_202_answer_are_kept_and_sent_again_until_delivered() {
+        // No broker: every delivery times out; kept events hold their room and go out again.
+        let config = IngestConfig {
+            delivery_timeout: Duration::from_millis(50),
+            linger: Duration::from_millis(1),
+            queue_capacity: 10,
+            ..IngestConfig::new(([127, 0, 0, 1], 0).into(), "127.0.0.1:1".into())
+        };
+        let metrics = Arc::new(IngestMetrics::default());
+        let producer = EventProducer::new(&config, Arc::clone(&metrics)).unwrap();
+        let event = EmojiEvent {
+            user_id: "u".into(),
+            emoji_type: "x".into(),
+            timestamp: 0,
+        };
+        producer
+            .send(&vec![event.clone(); 6], true, &metrics)
+            .unwrap();
+        let acked = producer
+            .send(&vec![event.clone(); 4], false, &metrics)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metrics.produce_errors.get() < 10 {
+            assert!(Instant::now() < deadline, "the deliveries did not fail");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The acknowledged request failed and gave its room back; the kept events did not.
+        let answer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(acked.wait(Duration::from_secs(1)));
+        assert!(answer.is_err());
+        assert_eq!(producer.unsent(), 6);
+        assert_eq!(metrics.queue_depth.get(), 6);
+        assert!(matches!(
+            producer.send(&vec![event.clone(); 5], true, &metrics),
+            Err(ProduceError::QueueFull(6))
+        ));
+        assert_eq!(producer.resend_unsent(), 6);
+        assert_eq!(metrics.events_resent.get(), 6);
+        assert_eq!(producer.unsent(), 0);
+        // They fail again, and are kept again.
+        while producer.unsent() < 6 {
+            assert!(
+                Instant::now() < deadline,
+                "the resent events did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(metrics.events_delivered.get(), 0);
+        assert!(producer.flush(Duration::from_millis(300)).is_err());
     }
 }

@@ -17,6 +17,9 @@ use crate::load_test::LoadTests;
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
 
+/// How often events the broker did not take are sent again.
+const RESEND_EVERY: Duration = Duration::from_millis(200);
+
 /// Why the ingest service could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -168,6 +171,21 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         tokio::spawn(async move {
             signal.wait().await;
             state.load_tests.abort();
+        });
+    }
+    {
+        // What the broker did not take goes out again (after shutdown, the flush does it).
+        let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RESEND_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        state.producer.resend_unsent();
+                    }
+                    _ = signal.wait() => return,
+                }
+            }
         });
     }
     let limits = ConnectionLimits {

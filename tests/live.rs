@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::kafka::*;
-use common::{reference, reference_csv};
+use common::{expected_csv_of, windows_csv as as_csv};
+use model::WindowSize;
 use model::report::WindowMessage;
-use model::{ReportConfig, WindowSize};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -48,36 +48,6 @@ fn event_json(user: &str, emoji: &str, ts: i64) -> String {
 /// The reports the reference aggregator makes of `events`, as the CSV rows the tests compare.
 fn expected_csv(dir: &Path, events: &[(String, String, i64)], lateness: Duration) -> String {
     expected_csv_of(dir, events, lateness, WindowSize::default())
-}
-
-/// Like [`expected_csv`], for windows of `size`.
-fn expected_csv_of(
-    dir: &Path,
-    events: &[(String, String, i64)],
-    lateness: Duration,
-    size: WindowSize,
-) -> String {
-    let mut log = String::from("user_id,emoji_type,timestamp\n");
-    for (u, e, t) in events {
-        log.push_str(&format!("{u},{e},{t}\n"));
-    }
-    let path = dir.join("events.csv");
-    std::fs::write(&path, log).unwrap();
-    reference_csv(&reference(
-        &[path],
-        size,
-        lateness,
-        &ReportConfig::default(),
-    ))
-}
-
-/// Window messages as the CSV rows the tests compare.
-fn as_csv(windows: &BTreeMap<i64, WindowMessage>) -> String {
-    let mut writer = dataflow::sink::WindowCsvWriter::new(Vec::new()).unwrap();
-    for m in windows.values() {
-        writer.write(&m.report).unwrap();
-    }
-    String::from_utf8(writer.into_inner().unwrap()).unwrap()
 }
 
 fn start_dataflow(pipeline: &Pipeline, extra: &[&str]) -> Service {

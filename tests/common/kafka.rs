@@ -106,9 +106,14 @@ pub struct Service {
 
 impl Service {
     pub fn start(args: &[String]) -> Self {
+        Service::start_on(&brokers(), args)
+    }
+
+    /// Starts a service of the brokers `brokers`.
+    pub fn start_on(brokers: &str, args: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emostream"))
             .args(args)
-            .env("EMOSTREAM_BROKERS", brokers())
+            .env("EMOSTREAM_BROKERS", brokers)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -216,8 +221,35 @@ pub fn read_records_until(
     timeout: Duration,
     done: impl Fn(&[(i64, Vec<u8>)]) -> bool,
 ) -> Vec<(i64, Vec<u8>)> {
+    let pairs = |records: &[Record]| -> Vec<(i64, Vec<u8>)> {
+        records
+            .iter()
+            .map(|r| (r.timestamp, r.payload.clone()))
+            .collect()
+    };
+    pairs(&read_from(&brokers(), topic, timeout, |r| done(&pairs(r))))
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    /// UTC ms, when the producer made it.
+    pub timestamp: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` of `brokers` from the beginning until `done` holds for what was read (and
+/// on to the ends of the partitions as they were then), or `timeout`.
+pub fn read_from(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -250,10 +282,12 @@ pub fn read_records_until(
     let mut ends: Option<Vec<(i32, i64)>> = None;
     while Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            payloads.push((
-                m.timestamp().to_millis().unwrap_or(-1),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
+            payloads.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
             continue;
         }
         // Partitions are read in no particular order: once `done` holds, read on to the

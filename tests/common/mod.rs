@@ -4,6 +4,7 @@
 
 pub mod kafka;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use dataflow::reference::{ReferenceOutput, aggregate_files};
 use dataflow::sink::WindowCsvWriter;
 use dataflow::{ClusterConfig, Engine, ReplayConfig, ReplaySummary, RunControl, run_replay};
 use ingest::generator::{Workload, write_log};
+use model::report::WindowMessage;
 use model::{ReportConfig, WindowSize};
 
 /// A disordered log of `events` events from `users` users, written to `dir/name`.
@@ -93,4 +95,35 @@ pub fn assert_same_windows(got: &str, want: &str, what: &str) {
         want.lines().count(),
         "{what}: number of records"
     );
+}
+
+/// The reports the reference aggregator makes of `events` (user, emoji, timestamp ms) in
+/// windows of `size`, as the CSV rows the tests compare.
+pub fn expected_csv_of(
+    dir: &Path,
+    events: &[(String, String, i64)],
+    lateness: Duration,
+    size: WindowSize,
+) -> String {
+    let mut log = String::from("user_id,emoji_type,timestamp\n");
+    for (u, e, t) in events {
+        log.push_str(&format!("{u},{e},{t}\n"));
+    }
+    let path = dir.join("events.csv");
+    std::fs::write(&path, log).unwrap();
+    reference_csv(&reference(
+        &[path],
+        size,
+        lateness,
+        &ReportConfig::default(),
+    ))
+}
+
+/// Window messages as the CSV rows the tests compare.
+pub fn windows_csv(windows: &BTreeMap<i64, WindowMessage>) -> String {
+    let mut writer = WindowCsvWriter::new(Vec::new()).unwrap();
+    for m in windows.values() {
+        writer.write(&m.report).unwrap();
+    }
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
 }

@@ -1,0 +1,461 @@
+//! A broker outage under load. A broker of its own, with durable storage, stops for a while
+//! and comes back at the same address: meanwhile the ingest answers 503 with Retry-After and
+//! never hangs; afterwards it heals by itself; every event acknowledged with `?ack=true` is
+//! counted exactly once in the windows, and windows plus late records account for every
+//! event in the topic. No service is restarted.
+//!
+//! `EMOSTREAM_OUTAGE_SECONDS` sets the outage (default 8 s; `make chaos` uses 30 s);
+//! `EMOSTREAM_CHAOS_OUT` names a JSON file for the figures of the run.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::kafka::{Record, Service, now_ms, read_from, unique, windows_by_start};
+use common::{expected_csv_of, windows_csv};
+use model::WindowSize;
+
+/// A tansu broker of this test's own, on sqlite storage in `dir`.
+struct Broker {
+    dir: PathBuf,
+    address: String,
+}
+
+impl Broker {
+    fn script(action: &str, dir: &Path) -> String {
+        let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker.sh"))
+            .args([action, dir.to_str().unwrap()])
+            .env("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db")
+            .output()
+            .expect("run scripts/broker.sh");
+        assert!(
+            output.status.success(),
+            "broker.sh {action}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn start(dir: &Path) -> Self {
+        let address = Broker::script("start", dir);
+        Broker {
+            dir: dir.to_owned(),
+            address,
+        }
+    }
+
+    fn stop(&self) {
+        Broker::script("stop", &self.dir);
+    }
+
+    fn restart(&self) {
+        let address = Broker::script("restart", &self.dir);
+        assert_eq!(address, self.address, "the broker is back at its address");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one sender saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Events of requests answered 201 (acknowledged by the broker).
+    acknowledged: Vec<String>,
+    /// Events of requests answered 202.
+    accepted: Vec<String>,
+    /// Answers by status.
+    statuses: BTreeMap<u16, u64>,
+    /// 503 answers without a Retry-After header.
+    unavailable_without_retry_after: u64,
+    /// Requests that got no answer within the client's timeout.
+    hung: u64,
+    /// When the first 201 came for a request sent after the broker came back.
+    first_acknowledged_after_restart: Option<Instant>,
+}
+
+/// What the senders and the test share.
+#[derive(Default)]
+struct Phase {
+    stop: AtomicBool,
+    /// When the broker came back.
+    restarted: Mutex<Option<Instant>>,
+    /// Set once a request sent after the restart is acknowledged.
+    recovered: AtomicBool,
+}
+
+/// Sends a batch of `batch` events every `every` until the phase stops, with `?ack=true`
+/// when `ack`. Each event has a user of its own (`<tag>-<n>`), so it can be found anywhere.
+fn send(
+    url: String,
+    tag: &'static str,
+    ack: bool,
+    batch: usize,
+    every: Duration,
+    phase: Arc<Phase>,
+) -> std::thread::JoinHandle<Tally> {
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // Longer than the ingest's ack timeout: an answer must come before it.
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let url = if ack { format!("{url}?ack=true") } else { url };
+        let emojis = ["🔥", "😂", "👏"];
+        let mut tally = Tally::default();
+        let mut n = 0u64;
+        let mut next = Instant::now();
+        while !phase.stop.load(Ordering::Relaxed) {
+            let sent_at = Instant::now();
+            let now = now_ms();
+            let users: Vec<String> = (0..batch)
+                .map(|i| format!("{tag}-{}", n + i as u64))
+                .collect();
+            n += batch as u64;
+            let body: Vec<String> = users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    serde_json::json!({"user_id": u, "emoji_type": emojis[i % 3], "timestamp": now})
+                        .to_string()
+                })
+                .collect();
+            let response = agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(format!("[{}]", body.join(",")));
+            match response {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    *tally.statuses.entry(status).or_default() += 1;
+                    if status == 503 && response.headers().get("retry-after").is_none() {
+                        tally.unavailable_without_retry_after += 1;
+                    }
+                    match status {
+                        201 => {
+                            let back = *phase.restarted.lock().unwrap();
+                            if back.is_some_and(|b| sent_at > b) {
+                                tally
+                                    .first_acknowledged_after_restart
+                                    .get_or_insert_with(Instant::now);
+                                phase.recovered.store(true, Ordering::Relaxed);
+                            }
+                            tally.acknowledged.extend(users);
+                        }
+                        202 => tally.accepted.extend(users),
+                        _ => {}
+                    }
+                }
+                Err(_) => tally.hung += 1,
+            }
+            next += every;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        tally
+    })
+}
+
+fn metric(agent: &ureq::Agent, base: &str, name: &str) -> f64 {
+    let text = agent
+        .get(&format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}
+
+/// Waits until `condition` holds, at most `limit`.
+fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
+    let outage = Duration::from_secs(
+        std::env::var("EMOSTREAM_OUTAGE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let brokers = broker.address.clone();
+    let base = unique("outage");
+    let (events, windows, late) = (
+        format!("{base}-events"),
+        format!("{base}-windows"),
+        format!("{base}-late"),
+    );
+    let ingest = Service::start_on(
+        &brokers,
+        &[
+            "ingest",
+            "--listen",
+            "127.0.0.1:0",
+            "--linger",
+            "5ms",
+            "--events-topic",
+            &events,
+            "--user-rate-limit",
+            "0",
+            "--ack-timeout",
+            "3s",
+            "--queue-capacity",
+            "3000",
+        ]
+        .map(String::from),
+    );
+    let dataflow = Service::start_on(
+        &brokers,
+        &[
+            "dataflow",
+            "--idle-timeout",
+            "1s",
+            "--events-topic",
+            &events,
+            "--windows-topic",
+            &windows,
+            "--late-topic",
+            &late,
+            "--cluster-prefix",
+            &format!("{base}-cluster"),
+            "--clusters",
+            "1",
+            "--group",
+            &format!("{base}-group"),
+        ]
+        .map(String::from),
+    );
+    let url = format!("{}/emoji", ingest.url());
+    let phase = Arc::new(Phase::default());
+    // Acknowledged traffic, and fire-and-forget traffic that fills the queue in an outage.
+    let acked = send(
+        url.clone(),
+        "ack",
+        true,
+        10,
+        Duration::from_millis(50),
+        Arc::clone(&phase),
+    );
+    let loose = send(
+        url,
+        "loose",
+        false,
+        100,
+        Duration::from_millis(50),
+        Arc::clone(&phase),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let down_at = Instant::now();
+    broker.stop();
+    std::thread::sleep(outage.saturating_sub(down_at.elapsed()));
+    broker.restart();
+    let back_at = Instant::now();
+    *phase.restarted.lock().unwrap() = Some(back_at);
+    // Traffic goes on until acknowledgements come back (the ingest heals by itself), and
+    // a few seconds more.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    wait_for(
+        Duration::from_secs(90),
+        "acknowledgements after the restart",
+        || phase.recovered.load(Ordering::Relaxed),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    phase.stop.store(true, Ordering::Relaxed);
+    let acked = acked.join().unwrap();
+    let loose = loose.join().unwrap();
+    eprintln!(
+        "statuses: acknowledged {:?}, fire-and-forget {:?}",
+        acked.statuses, loose.statuses
+    );
+
+    // Never a hang; 503 with Retry-After in the outage; acknowledgements again after it.
+    assert_eq!(acked.hung + loose.hung, 0, "every request got an answer");
+    assert!(
+        acked.statuses.contains_key(&503) && loose.statuses.contains_key(&503),
+        "503 answers in the outage: {:?} {:?}",
+        acked.statuses,
+        loose.statuses
+    );
+    assert_eq!(
+        acked.unavailable_without_retry_after + loose.unavailable_without_retry_after,
+        0,
+        "every 503 carries Retry-After"
+    );
+    let recovered = acked
+        .first_acknowledged_after_restart
+        .expect("an acknowledgement for a request sent after the restart");
+    let recovery = recovered.duration_since(back_at);
+
+    // Everything the producer delivered is in the topic; each acknowledged event exactly once.
+    wait_for(
+        Duration::from_secs(60),
+        "the ingest's queue to drain",
+        || metric(&agent, &ingest.url(), "ingest_queue_depth") == 0.0,
+    );
+    let delivered = metric(&agent, &ingest.url(), "ingest_events_delivered_total") as usize;
+    let topic = read_from(&brokers, &events, Duration::from_secs(60), |r| {
+        r.len() >= delivered
+    });
+    assert_eq!(topic.len(), delivered, "the topic holds what was delivered");
+    let user = |r: &Record| -> (String, String, i64) {
+        let e: model::EmojiEvent = serde_json::from_slice(&r.payload).unwrap();
+        (e.user_id, e.emoji_type, e.timestamp)
+    };
+    let mut in_topic: HashMap<String, usize> = HashMap::new();
+    for r in &topic {
+        *in_topic.entry(user(r).0).or_default() += 1;
+    }
+    for u in &acked.acknowledged {
+        assert_eq!(
+            in_topic.get(u).copied().unwrap_or(0),
+            1,
+            "acknowledged event {u} is in the topic exactly once"
+        );
+    }
+    // Nothing answered 202 is lost either (what the broker refused was sent again).
+    let accepted: Vec<&String> = loose.accepted.iter().chain(&acked.accepted).collect();
+    let lost = accepted
+        .iter()
+        .filter(|u| !in_topic.contains_key(**u))
+        .count();
+    assert_eq!(lost, 0, "events answered 202 missing from the topic");
+    let repeated = accepted
+        .iter()
+        .filter(|u| in_topic.get(**u).is_some_and(|n| *n > 1))
+        .count();
+
+    // Windows and late records account for every event in the topic; no acknowledged
+    // event is late; the windows are exactly those of the on-time events.
+    let late_records = read_from(&brokers, &late, Duration::from_secs(5), |_| true);
+    let late_at: BTreeSet<(i32, i64)> = late_records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            (
+                v["partition"].as_i64().unwrap() as i32,
+                v["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let on_time: Vec<(String, String, i64)> = topic
+        .iter()
+        .filter(|r| !late_at.contains(&(r.partition, r.offset)))
+        .map(user)
+        .collect();
+    let windows_read = read_from(&brokers, &windows, Duration::from_secs(60), |r| {
+        windows_by_start(&r.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+            .values()
+            .map(|w| w.report.events)
+            .sum::<u64>()
+            >= on_time.len() as u64
+    });
+    let counted = windows_by_start(
+        &windows_read
+            .iter()
+            .map(|r| r.payload.clone())
+            .collect::<Vec<_>>(),
+    );
+    let acked_users: BTreeSet<&String> = acked.acknowledged.iter().collect();
+    let late_acknowledged = topic
+        .iter()
+        .filter(|r| late_at.contains(&(r.partition, r.offset)))
+        .filter(|r| acked_users.contains(&user(r).0))
+        .count();
+    if late_acknowledged > 0 {
+        for r in late_records
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.payload).contains("\"ack-"))
+            .take(5)
+        {
+            eprintln!(
+                "late: {} at {}",
+                String::from_utf8_lossy(&r.payload),
+                r.timestamp
+            );
+        }
+        eprintln!(
+            "down at {} ms ago, back at {} ms ago",
+            down_at.elapsed().as_millis(),
+            back_at.elapsed().as_millis()
+        );
+    }
+    assert_eq!(late_acknowledged, 0, "no acknowledged event is late");
+    let in_windows: u64 = counted.values().map(|w| w.report.events).sum();
+    assert_eq!(
+        in_windows as usize + late_at.len(),
+        topic.len(),
+        "windows + late = events in the topic"
+    );
+    let work = tempfile::tempdir().unwrap();
+    assert_eq!(
+        windows_csv(&counted),
+        expected_csv_of(
+            work.path(),
+            &on_time,
+            Duration::from_secs(3600),
+            WindowSize::default()
+        ),
+        "the windows are exactly those of the on-time events"
+    );
+    // No service was restarted.
+    let mut ingest = ingest;
+    let mut dataflow = dataflow;
+    assert!(
+        ingest.child.try_wait().unwrap().is_none(),
+        "the ingest runs"
+    );
+    assert!(
+        dataflow.child.try_wait().unwrap().is_none(),
+        "the dataflow runs"
+    );
+
+    let figures = serde_json::json!({
+        "fault": "broker outage",
+        "outage_seconds": outage.as_secs_f64(),
+        "requests": {
+            "acknowledged_traffic": acked.statuses,
+            "fire_and_forget_traffic": loose.statuses,
+        },
+        "events_acknowledged": acked.acknowledged.len(),
+        "events_accepted_202": accepted.len(),
+        "events_accepted_202_lost": lost,
+        "events_accepted_202_twice": repeated,
+        "ingest_events_resent": metric(&agent, &ingest.url(), "ingest_events_resent_total"),
+        "events_in_topic": topic.len(),
+        "events_in_windows": in_windows,
+        "events_late": late_at.len(),
+        "acknowledged_counted_once": acked.acknowledged.len(),
+        "acknowledged_late": late_acknowledged,
+        "windows": counted.len(),
+        "windows_equal_reference": true,
+        "recovery_seconds": recovery.as_secs_f64(),
+        "ingest_producer_replacements": metric(&agent, &ingest.url(), "ingest_producer_replacements_total"),
+    });
+    eprintln!("{figures:#}");
+    if let Ok(path) = std::env::var("EMOSTREAM_CHAOS_OUT") {
+        std::fs::write(path, format!("{figures:#}\n")).unwrap();
+    }
+}

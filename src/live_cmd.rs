@@ -236,10 +236,12 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
     };
     let report = runtime.block_on(broadcast::load::run_ws_load(config));
     eprintln!(
-        "{} connected ({} failed) in {:.1} s; {} windows, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
+        "{} connected ({} failed) in {:.1} s; {} reconnections (longest {} ms); {} windows, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
         report.connected,
         report.failed,
         report.connect_seconds,
+        report.reconnects,
+        report.reconnect_max_ms,
         report.windows,
         report.complete_windows,
         report.completion_p50_ms,

@@ -560,3 +560,75 @@ async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
     }
     assert!(seen.iter().all(|&s| s >= 4), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_reconnects_to_a_restarted_broadcaster_and_misses_no_window() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start("wsload-restart", &[], &["--listen", &listen]);
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("wsload.json");
+    let clients = 20;
+    // Feeds a window every 2 s into the cluster topic while its clients listen.
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(["wsload", "--register", &format!("http://{listen}")])
+        .args(["--clients", &clients.to_string(), "--duration", "14s"])
+        .args(["--feed-topic", &cluster.topic, "--brokers", &brokers()])
+        .arg("--summary-json")
+        .arg(&summary)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cluster
+        .http("/metrics")
+        .contains(&format!("broadcast_connections {clients}"))
+    {
+        assert!(std::time::Instant::now() < deadline, "the clients connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let windows_received = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("broadcast_windows_received_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    while windows_received(&cluster.http("/metrics")) < 2 {
+        assert!(std::time::Instant::now() < deadline, "fed windows arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Killed while windows go on, started again a few seconds later with the same flags.
+    let Cluster {
+        prefix, service, ..
+    } = cluster;
+    service.kill();
+    // Two or three windows while it is down: a snapshot alone would miss some.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restarted = start_broadcaster(&prefix, &["--listen", &listen]);
+    let status = tokio::task::spawn_blocking(move || load.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(report["connected"], clients, "{report}");
+    assert_eq!(
+        report["reconnects"], clients,
+        "every client came back: {report}"
+    );
+    let windows = report["windows"].as_u64().unwrap();
+    assert!(
+        windows >= 4,
+        "windows before, during and after the restart: {report}"
+    );
+    assert_eq!(
+        report["complete_windows"].as_u64().unwrap(),
+        windows,
+        "every client got every window: {report}"
+    );
+    drop(restarted);
+}

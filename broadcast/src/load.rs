@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use model::now_ms;
 use model::report::{EmojiTotals, WindowMessage};
@@ -61,6 +61,10 @@ pub struct WsLoadReport {
     pub delivery_p99_ms: f64,
     /// Windows every connected client got.
     pub complete_windows: u64,
+    /// Connections made again after a drop (a broadcaster restarted).
+    pub reconnects: u64,
+    /// Longest time from a drop to the connection made again, ms.
+    pub reconnect_max_ms: u64,
 }
 
 #[derive(Default)]
@@ -68,6 +72,30 @@ struct Seen {
     /// seq -> (clients that got it, slowest delay ms)
     windows: HashMap<i64, (u64, u64)>,
     deliveries: Option<Histogram<u64>>,
+    reconnects: u64,
+    reconnect_max_ms: u64,
+}
+
+/// Connects one client from `source` to `target`.
+async fn connect(
+    source: IpAddr,
+    target: SocketAddr,
+    ws_url: &str,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let socket = match source {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .ok()?;
+    socket.bind(SocketAddr::new(source, 0)).ok()?;
+    let stream = socket.connect(target).await.ok()?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    tokio_tungstenite::client_async_with_config(ws_url, stream, Some(config))
+        .await
+        .ok()
+        .map(|(ws, _)| ws)
 }
 
 /// Connects the clients, listens for `duration`, and reports.
@@ -104,57 +132,70 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
             Arc::clone(&measure_from),
         );
         tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let socket = match source {
-                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-            };
-            let stream = async {
-                let socket = socket.ok()?;
-                socket.bind(SocketAddr::new(source, 0)).ok()?;
-                socket.connect(target).await.ok()
-            }
-            .await;
-            let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
-                .write_buffer_size(0);
-            let ws = match stream {
-                Some(stream) => {
-                    tokio_tungstenite::client_async_with_config(ws_url, stream, Some(config))
-                        .await
-                        .ok()
-                }
-                None => None,
-            };
-            drop(permit);
-            let Some((mut ws, _)) = ws else {
-                failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            connected.fetch_add(1, Ordering::Relaxed);
-            while let Some(Ok(message)) = ws.next().await {
-                let Message::Text(text) = message else {
+            // A client whose connection drops (a broadcaster restarted) connects again and
+            // resumes from the last window it got; each window counts once per client.
+            let mut got = std::collections::HashSet::new();
+            let mut last_seq = None;
+            let mut dropped_at: Option<Instant> = None;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let permit = gate.acquire().await;
+                let ws = connect(source, target, &ws_url).await;
+                drop(permit);
+                let Some(mut ws) = ws else {
+                    if dropped_at.is_none() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 };
-                // Two numbers out of the frame without parsing all of it: the load tool shares
-                // the machine with the broadcaster and should cost it as little as it can.
-                let (Some(seq), Some(at)) = (
-                    number_after(&text, "\"seq\":"),
-                    number_after(&text, "\"broadcast_at\":"),
-                ) else {
-                    continue;
-                };
-                if at < measure_from.load(Ordering::Relaxed) {
-                    continue;
+                backoff = Duration::from_millis(100);
+                match dropped_at.take() {
+                    None => {
+                        connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(at) => {
+                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        seen.reconnects += 1;
+                        seen.reconnect_max_ms =
+                            seen.reconnect_max_ms.max(at.elapsed().as_millis() as u64);
+                    }
                 }
-                let delay = (now_ms() - at).max(0) as u64;
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = seen.windows.entry(seq).or_default();
-                entry.0 += 1;
-                entry.1 = entry.1.max(delay);
-                if let Some(h) = seen.deliveries.as_mut() {
-                    let _ = h.record(delay.max(1));
+                if let Some(last) = last_seq {
+                    let resume = format!("{{\"type\":\"resume\",\"last_seq\":{last}}}");
+                    let _ = ws.send(Message::Text(resume.into())).await;
                 }
+                while let Some(Ok(message)) = ws.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    // Two numbers out of the frame without parsing all of it: the load tool
+                    // shares the machine with the broadcaster and should cost it little.
+                    if !text.starts_with("{\"type\":\"window\"") {
+                        continue;
+                    }
+                    let (Some(seq), Some(at)) = (
+                        number_after(&text, "\"seq\":"),
+                        number_after(&text, "\"broadcast_at\":"),
+                    ) else {
+                        continue;
+                    };
+                    last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
+                    if at < measure_from.load(Ordering::Relaxed) || !got.insert(seq) {
+                        continue;
+                    }
+                    let delay = (now_ms() - at).max(0) as u64;
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let entry = seen.windows.entry(seq).or_default();
+                    entry.0 += 1;
+                    entry.1 = entry.1.max(delay);
+                    if let Some(h) = seen.deliveries.as_mut() {
+                        let _ = h.record(delay.max(1));
+                    }
+                }
+                dropped_at = Some(Instant::now());
             }
         }));
     }
@@ -207,6 +248,8 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
         delivery_p50_ms: deliveries.value_at_quantile(0.5) as f64,
         delivery_p99_ms: deliveries.value_at_quantile(0.99) as f64,
         complete_windows,
+        reconnects: seen.reconnects,
+        reconnect_max_ms: seen.reconnect_max_ms,
     }
 }
 

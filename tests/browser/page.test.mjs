@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
 const bin = process.env.EMOSTREAM_BIN || "target/debug/emostream";
@@ -69,14 +70,44 @@ async function until(condition, timeout, what) {
   }
 }
 
-test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
-  assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
-  const { child, url, metrics } = await startUp();
-  const browser = await chromium.launch({
+/** A headless Chromium. */
+function launchBrowser() {
+  return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
+}
+
+/** A free local port. */
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `emostream <args>` and resolves once it printed a line matching `ready`. */
+function startService(args, ready) {
+  const child = spawn(bin, args, {
+    env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      if (ready.test(line)) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`emostream ${args[0]} exited with ${code}`)));
+  });
+}
+
+test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
+  assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
+  const { child, url, metrics } = await startUp();
+  const browser = await launchBrowser();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
     const errors = [];
@@ -151,5 +182,76 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
   } finally {
     await browser.close();
     child.kill("SIGTERM");
+  }
+});
+
+test("the page reconnects to a restarted broadcaster and misses no window still in its ring", { timeout: 120_000 }, async () => {
+  assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
+  const name = `restart-${process.pid}-${Date.now()}`;
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const broadcastArgs = ["broadcast", "--listen", address, "--cluster-prefix", `${name}-cluster`,
+    "--registry-topic", `${name}-registry`, "--token-secret", name];
+  let broadcaster = await startService(broadcastArgs, /ws:\/\//);
+  // A window every 2 s into the cluster topic (the load tool's feeder; its one client
+  // reconnects too).
+  const feeder = spawn(bin, ["wsload", "--register", `http://${address}`, "--clients", "1", "--duration", "60s",
+    "--feed-topic", `${name}-cluster1`, "--brokers", brokers],
+  { env: { ...process.env, RUST_LOG: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (error) => errors.push(String(error)));
+    const seqs = new Set();
+    let sockets = 0;
+    page.on("websocket", (socket) => {
+      sockets += 1;
+      socket.on("framereceived", ({ payload }) => {
+        const message = JSON.parse(payload);
+        if (message.type === "window") seqs.add(message.seq);
+      });
+    });
+    await page.goto(`http://${address}/`);
+    await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
+    await until(() => seqs.size >= 2, 30_000, "two windows before the restart");
+
+    // Killed; windows go on into the topic while it is down; started again on its address.
+    broadcaster.kill("SIGKILL");
+    await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const before = Math.max(...seqs);
+    broadcaster = await startService(broadcastArgs, /ws:\/\//);
+    await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
+    await until(() => Math.max(...seqs) >= before + 4, 30_000, "windows after the restart");
+    assert.ok(sockets >= 2, "the page connected again");
+
+    // Every window the restarted broadcaster holds in its ring from the page's first one on
+    // reached the page: ask the ring for all of it with a resume from before the first.
+    const first = Math.min(...seqs);
+    const ring = await page.evaluate(async (from) => {
+      const reply = await (await fetch("/register", { method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client_id: "ring-reader" }) })).json();
+      const socket = new WebSocket(reply.ws_url);
+      const got = new Set();
+      socket.onopen = () => socket.send(JSON.stringify({ type: "resume", last_seq: from }));
+      socket.onmessage = (event) => {
+        const message = JSON.parse(event.data);
+        if (message.type === "window") got.add(message.seq);
+      };
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      socket.close();
+      return [...got];
+    }, first - 1);
+    const last = Math.max(...seqs);
+    const inRange = ring.filter((seq) => seq >= first && seq <= last).sort((a, b) => a - b);
+    assert.ok(inRange.length >= 6, `the ring holds the windows before, during and after: ${inRange}`);
+    const missed = inRange.filter((seq) => !seqs.has(seq));
+    assert.deepEqual(missed, [], `windows the page missed (got ${[...seqs].sort((a, b) => a - b)})`);
+    assert.deepEqual(errors, [], "no errors on the page");
+  } finally {
+    await browser.close();
+    feeder.kill("SIGTERM");
+    broadcaster.kill("SIGTERM");
   }
 });

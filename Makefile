@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro fuzz replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro chaos fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -60,6 +60,10 @@ bench: toolchain
 	scripts/with-broker.sh benches/fanout.sh
 	benches/micro.sh
 	python3 benches/summarize_suite.py
+
+## chaos: the fault scenarios at full length against a fresh broker, report under benches/reports/
+chaos: toolchain
+	env -u EMOSTREAM_BROKERS scripts/with-broker.sh benches/chaos.sh
 
 ## fuzz: the decoders' property tests, a million cases each, report under benches/reports/
 fuzz: toolchain

@@ -4,20 +4,20 @@
 //! counted exactly once in the windows, and windows plus late records account for every
 //! event in the topic. No service is restarted.
 //!
-//! `EMOSTREAM_OUTAGE_SECONDS` sets the outage (default 8 s; `make chaos` uses 30 s);
-//! `EMOSTREAM_CHAOS_OUT` names a JSON file for the figures of the run.
+//! The outage lasts 8 s, 30 s in `make chaos` (`EMOSTREAM_OUTAGE_SECONDS` sets it).
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Record, Service, now_ms, read_from, unique, windows_by_start};
-use common::{expected_csv_of, windows_csv};
+use common::kafka::{Record, Service, read_from, unique, windows_by_start};
+use common::traffic::{Phase, send};
+use common::{chaos_long, expected_csv_of, metric, record_figures, wait_for, windows_csv};
 use model::WindowSize;
 
 /// A tansu broker of this test's own, on sqlite storage in `dir`.
@@ -65,136 +65,13 @@ impl Drop for Broker {
     }
 }
 
-/// What one sender saw.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Events of requests answered 201 (acknowledged by the broker).
-    acknowledged: Vec<String>,
-    /// Events of requests answered 202.
-    accepted: Vec<String>,
-    /// Answers by status.
-    statuses: BTreeMap<u16, u64>,
-    /// 503 answers without a Retry-After header.
-    unavailable_without_retry_after: u64,
-    /// Requests that got no answer within the client's timeout.
-    hung: u64,
-    /// When the first 201 came for a request sent after the broker came back.
-    first_acknowledged_after_restart: Option<Instant>,
-}
-
-/// What the senders and the test share.
-#[derive(Default)]
-struct Phase {
-    stop: AtomicBool,
-    /// When the broker came back.
-    restarted: Mutex<Option<Instant>>,
-    /// Set once a request sent after the restart is acknowledged.
-    recovered: AtomicBool,
-}
-
-/// Sends a batch of `batch` events every `every` until the phase stops, with `?ack=true`
-/// when `ack`. Each event has a user of its own (`<tag>-<n>`), so it can be found anywhere.
-fn send(
-    url: String,
-    tag: &'static str,
-    ack: bool,
-    batch: usize,
-    every: Duration,
-    phase: Arc<Phase>,
-) -> std::thread::JoinHandle<Tally> {
-    std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // Longer than the ingest's ack timeout: an answer must come before it.
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let url = if ack { format!("{url}?ack=true") } else { url };
-        let emojis = ["🔥", "😂", "👏"];
-        let mut tally = Tally::default();
-        let mut n = 0u64;
-        let mut next = Instant::now();
-        while !phase.stop.load(Ordering::Relaxed) {
-            let sent_at = Instant::now();
-            let now = now_ms();
-            let users: Vec<String> = (0..batch)
-                .map(|i| format!("{tag}-{}", n + i as u64))
-                .collect();
-            n += batch as u64;
-            let body: Vec<String> = users
-                .iter()
-                .enumerate()
-                .map(|(i, u)| {
-                    serde_json::json!({"user_id": u, "emoji_type": emojis[i % 3], "timestamp": now})
-                        .to_string()
-                })
-                .collect();
-            let response = agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send(format!("[{}]", body.join(",")));
-            match response {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    *tally.statuses.entry(status).or_default() += 1;
-                    if status == 503 && response.headers().get("retry-after").is_none() {
-                        tally.unavailable_without_retry_after += 1;
-                    }
-                    match status {
-                        201 => {
-                            let back = *phase.restarted.lock().unwrap();
-                            if back.is_some_and(|b| sent_at > b) {
-                                tally
-                                    .first_acknowledged_after_restart
-                                    .get_or_insert_with(Instant::now);
-                                phase.recovered.store(true, Ordering::Relaxed);
-                            }
-                            tally.acknowledged.extend(users);
-                        }
-                        202 => tally.accepted.extend(users),
-                        _ => {}
-                    }
-                }
-                Err(_) => tally.hung += 1,
-            }
-            next += every;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        tally
-    })
-}
-
-fn metric(agent: &ureq::Agent, base: &str, name: &str) -> f64 {
-    let text = agent
-        .get(&format!("{base}/metrics"))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
-}
-
-/// Waits until `condition` holds, at most `limit`.
-fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
     let outage = Duration::from_secs(
         std::env::var("EMOSTREAM_OUTAGE_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(8),
+            .unwrap_or(if chaos_long() { 30 } else { 8 }),
     );
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
@@ -273,10 +150,6 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
     *phase.restarted.lock().unwrap() = Some(back_at);
     // Traffic goes on until acknowledgements come back (the ingest heals by itself), and
     // a few seconds more.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
     wait_for(
         Duration::from_secs(90),
         "acknowledgements after the restart",
@@ -313,9 +186,9 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
     wait_for(
         Duration::from_secs(60),
         "the ingest's queue to drain",
-        || metric(&agent, &ingest.url(), "ingest_queue_depth") == 0.0,
+        || metric(&ingest.url(), "ingest_queue_depth") == 0.0,
     );
-    let delivered = metric(&agent, &ingest.url(), "ingest_events_delivered_total") as usize;
+    let delivered = metric(&ingest.url(), "ingest_events_delivered_total") as usize;
     let topic = read_from(&brokers, &events, Duration::from_secs(60), |r| {
         r.len() >= delivered
     });
@@ -443,7 +316,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         "events_accepted_202": accepted.len(),
         "events_accepted_202_lost": lost,
         "events_accepted_202_twice": repeated,
-        "ingest_events_resent": metric(&agent, &ingest.url(), "ingest_events_resent_total"),
+        "ingest_events_resent": metric(&ingest.url(), "ingest_events_resent_total"),
         "events_in_topic": topic.len(),
         "events_in_windows": in_windows,
         "events_late": late_at.len(),
@@ -452,10 +325,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         "windows": counted.len(),
         "windows_equal_reference": true,
         "recovery_seconds": recovery.as_secs_f64(),
-        "ingest_producer_replacements": metric(&agent, &ingest.url(), "ingest_producer_replacements_total"),
+        "ingest_producer_replacements": metric(&ingest.url(), "ingest_producer_replacements_total"),
     });
-    eprintln!("{figures:#}");
-    if let Ok(path) = std::env::var("EMOSTREAM_CHAOS_OUT") {
-        std::fs::write(path, format!("{figures:#}\n")).unwrap();
-    }
+    record_figures("broker-outage", &figures);
 }

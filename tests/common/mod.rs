@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,4 +127,47 @@ pub fn windows_csv(windows: &BTreeMap<i64, WindowMessage>) -> String {
         writer.write(&m.report).unwrap();
     }
     String::from_utf8(writer.into_inner().unwrap()).unwrap()
+}
+
+/// Whether the fault tests run at full length (`make chaos` sets `EMOSTREAM_CHAOS_LONG=1`):
+/// longer outages, more load, more clients. `make test` runs them short.
+pub fn chaos_long() -> bool {
+    std::env::var("EMOSTREAM_CHAOS_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Prints a fault test's figures and, when `EMOSTREAM_CHAOS_OUT` names a directory (as in
+/// `make chaos`), writes them there as `<scenario>.json` for the chaos report.
+pub fn record_figures(scenario: &str, figures: &serde_json::Value) {
+    eprintln!("{scenario}: {figures:#}");
+    if let Ok(dir) = std::env::var("EMOSTREAM_CHAOS_OUT") {
+        let path = Path::new(&dir).join(format!("{scenario}.json"));
+        std::fs::write(&path, format!("{figures:#}\n"))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+}
+
+/// The value of the sample `name` (labels included, as in `name{status="201"}`) on the
+/// `/metrics` page of the service at `base`.
+pub fn metric(base: &str, name: &str) -> f64 {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}
+
+/// Waits until `condition` holds, checking every 50 ms; fails after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -184,7 +184,8 @@ pub struct ReplayArgs {
     /// Write late events to this file (a replayable log).
     #[arg(long, env = "EMOSTREAM_LATE_OUT")]
     pub late_out: Option<PathBuf>,
-    /// Write rejected rows to this file (line,reason,raw,file).
+    /// Write rejected rows to this file (line,reason,raw; with several input files the
+    /// reason names the file).
     #[arg(long, env = "EMOSTREAM_REJECTS_OUT")]
     pub rejects_out: Option<PathBuf>,
     /// Stop at the first rejected row with exit code 2.

@@ -131,17 +131,16 @@ fn bad_rows_are_rejected_with_line_and_reason_and_counted() {
     );
     let text = std::fs::read_to_string(&rejects).unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    assert_eq!(
-        reader.headers().unwrap(),
-        vec!["line", "reason", "raw", "file"]
-    );
-    let rows: Vec<(String, String)> = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[0].to_owned(), r[1].to_owned())
-        })
+    assert_eq!(reader.headers().unwrap(), vec!["line", "reason", "raw"]);
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let rows: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r[0].to_owned(), r[1].to_owned()))
         .collect();
+    // The row as read (invalid UTF-8 replaced, long lines cut to 1 KiB).
+    assert_eq!(&records[0][2], "2026-11-22T10:00:61Z,u2,a");
+    assert_eq!(&records[3][2], "2026-11-22T10:00:01Z,u4,\u{FFFD}");
+    assert_eq!(records[7][2].len(), 1024);
     let want = [
         (
             "3",
@@ -325,5 +324,35 @@ fn several_window_sizes_write_one_file_each() {
         stderr(&run).contains("--window names 2s twice"),
         "{}",
         stderr(&run)
+    );
+}
+
+#[test]
+fn with_several_files_a_rejected_row_names_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        logs.join("a.csv"),
+        "user_id,emoji_type,timestamp\nu1,x,1763805600\n",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("b.csv"),
+        "user_id,emoji_type,timestamp\nu2,x,never\n",
+    )
+    .unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    let out = emostream(&["replay", path(&logs), "--rejects-out", path(&rejects)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    let b = logs.join("b.csv");
+    assert_eq!(
+        text,
+        format!(
+            "line,reason,raw\n2,\"invalid timestamp \"\"never\"\": {} (in {})\",\"u2,x,never\"\n",
+            "not a date-time or an epoch number",
+            b.display()
+        )
     );
 }

@@ -205,7 +205,8 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn open(config: &ReplayConfig) -> Result<Self, String> {
+    /// Opens the outputs; with `several_files`, a rejected row's reason names its file.
+    fn open(config: &ReplayConfig, several_files: bool) -> Result<Self, String> {
         let create = |path: &PathBuf| {
             File::create(path)
                 .map(|f| BufWriter::with_capacity(1 << 16, f))
@@ -240,7 +241,7 @@ impl Outputs {
             rejects: config
                 .rejects_out
                 .as_ref()
-                .map(|p| create(p).map(RejectCsvWriter::new))
+                .map(|p| create(p).map(|out| RejectCsvWriter::new(out, several_files)))
                 .transpose()?
                 .transpose()
                 .map_err(csv_error)?,
@@ -297,7 +298,7 @@ fn run_worker(
     control: Arc<RunControl>,
 ) -> Option<ReplaySummary> {
     let outputs = if worker.index() == 0 {
-        match Outputs::open(config) {
+        match Outputs::open(config, files.len() > 1) {
             Ok(outputs) => Some(Rc::new(RefCell::new(outputs))),
             Err(message) => {
                 control.fail(message);

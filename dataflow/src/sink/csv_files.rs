@@ -19,7 +19,7 @@ pub const WINDOW_CSV_HEADER: [&str; 7] = [
 ];
 
 /// Header of the rejected-rows output.
-pub const REJECT_CSV_HEADER: [&str; 4] = ["line", "reason", "raw", "file"];
+pub const REJECT_CSV_HEADER: [&str; 3] = ["line", "reason", "raw"];
 
 /// Writes window reports, one row per (window, emoji) in the order given.
 pub struct WindowCsvWriter<W: Write> {
@@ -93,23 +93,30 @@ impl<W: Write> EventLogWriter<W> {
     }
 }
 
-/// Writes rejected rows: `line,reason,raw,file`.
+/// Writes rejected rows: `line,reason,raw`; when the input has several files, the reason
+/// ends with the file's name: `... (in data/b.csv)`.
 pub struct RejectCsvWriter<W: Write> {
     csv: csv::Writer<W>,
+    name_files: bool,
 }
 
 impl<W: Write> RejectCsvWriter<W> {
-    /// Writes the header to `out`.
-    pub fn new(out: W) -> csv::Result<Self> {
+    /// Writes the header to `out`; `name_files` when the rows come from several files.
+    pub fn new(out: W, name_files: bool) -> csv::Result<Self> {
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(REJECT_CSV_HEADER)?;
-        Ok(RejectCsvWriter { csv })
+        Ok(RejectCsvWriter { csv, name_files })
     }
 
     /// Writes one rejected row.
     pub fn write(&mut self, row: &RejectedRow) -> csv::Result<()> {
+        let reason = if self.name_files {
+            format!("{} (in {})", row.reason, row.file)
+        } else {
+            row.reason.clone()
+        };
         self.csv
-            .write_record([&row.line.to_string(), &row.reason, &row.raw, &row.file])
+            .write_record([&row.line.to_string(), &reason, &row.raw])
     }
 
     /// Flushes the output.

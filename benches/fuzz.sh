@@ -1,32 +1,93 @@
 #!/usr/bin/env bash
-# The decoders' property tests over arbitrary input, a million cases each (PROPTEST_CASES),
-# in release mode: the JSON event decoder, the request body decoder, the CSV row and header
-# reader, the timestamp parser and the WebSocket client messages. Writes
-# benches/reports/<date>-fuzz/ with the command, machine and the test output. Failing inputs
-# are kept by proptest under */proptest-regressions/ and replayed by every later run.
+# Coverage-guided fuzzing (AFL++ through cargo-afl, on the stable toolchain) of the
+# decoders: the JSON event decoder, the CSV row reader, the timestamp parser and the
+# WebSocket client messages, each target for FUZZ_SECONDS (default 300), two at a time.
+# Each target runs `model::checks` (no panic; what is accepted reads back as itself) on
+# every input. Afterwards the kept inputs are minimized into fuzz/corpus/<target>/ and any
+# failing input is copied to fuzz/crashes/<target>/: `make test` replays both
+# (model/tests/corpus.rs). Writes benches/reports/<date>-fuzz/.
+#
+# cargo-afl is installed under ~/.cache/emostream/afl the first time (about a minute), and
+# builds its AFL++ runtime from source once per Rust version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
 
-cases=${PROPTEST_CASES:-1000000}
+seconds=${FUZZ_SECONDS:-300}
+targets=(event_json csv_row timestamp client_message)
+root=${EMOSTREAM_CACHE:-$HOME/.cache/emostream}/afl
+export PATH=$root/bin:$PATH
+if ! command -v cargo-afl >/dev/null; then
+  echo "Installing cargo-afl under $root (once)." >&2
+  cargo install cargo-afl --version 0.18.2 --locked --root "$root" >&2
+fi
+# Builds the AFL++ runtime unless it is there for this Rust version already.
+cargo afl config --build >/dev/null 2>&1 || true
+(cd fuzz && CARGO_TARGET_DIR=../target/fuzz cargo afl build --release)
+
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fuzz}
-mkdir -p "$report"
-machine_info > "$report/machine.txt"
-command="PROPTEST_CASES=$cases cargo test --release -p emostream-model -p emostream-ingest --test properties && PROPTEST_CASES=$cases cargo test --release -p emostream-broadcast --lib session::tests"
-echo "$command" > "$report/commands.txt"
-start=$(date +%s)
+out=target/fuzz/out
+rm -rf "$out" "$report"
+mkdir -p "$out" "$report/raw"
+machine_info | grep -v '^broker:' > "$report/machine.txt"
+echo "FUZZ_SECONDS=$seconds benches/fuzz.sh   # make fuzz" > "$report/commands.txt"
+export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
+run() {
+  echo "cargo afl fuzz -i fuzz/corpus/$1 -o $out/$1 -V $seconds target/fuzz/release/$1" >> "$report/commands.txt"
+  cargo afl fuzz -i "fuzz/corpus/$1" -o "$out/$1" -V "$seconds" "target/fuzz/release/$1" \
+    > "$report/raw/$1.log" 2>&1
+}
+for ((i = 0; i < ${#targets[@]}; i += 2)); do
+  run "${targets[i]}" &
+  if ((i + 1 < ${#targets[@]})); then run "${targets[i + 1]}" & fi
+  wait
+done
+
+crashes=0
 {
-  PROPTEST_CASES=$cases cargo test --release -p emostream-model -p emostream-ingest --test properties -- --test-threads 2 2>&1
-  PROPTEST_CASES=$cases cargo test --release -p emostream-broadcast --lib session::tests -- --test-threads 2 2>&1
-} | tee "$report/output.txt" | grep -E '^test |test result'
-seconds=$(( $(date +%s) - start ))
-{
-  echo "# Property tests over arbitrary input"
+  echo "# Coverage-guided fuzzing (AFL++)"
   echo
   sed 's/$/  /' "$report/machine.txt"
+  echo "afl: $(cargo afl --version 2>/dev/null | head -1)  "
   echo
-  echo "$cases cases per property, $seconds s in all; every property held (no panic, no wrong result):"
+  echo "Each target ${seconds} s (two at a time on the machine's two cores), from the seeds in"
+  echo "fuzz/corpus/<target>/; the check on every input: no panic, and an accepted input reads back"
+  echo "as itself (model::checks)."
   echo
-  grep -E '^test .* ok$' "$report/output.txt" | sed 's/^test \(.*\) \.\.\. ok$/- `\1`/'
+  echo "| target | inputs run | inputs/s | corpus kept | edges found | map coverage | crashes | hangs |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for t in "${targets[@]}"; do
+    stats=$out/$t/default/fuzzer_stats
+    cp "$stats" "$report/raw/$t.fuzzer_stats"
+    field() { awk -F' *: *' -v k="$1" '$1 == k {print $2}' "$stats"; }
+    echo "| $t | $(field execs_done) | $(field execs_per_sec) | $(field corpus_count) | $(field edges_found) | $(field bitmap_cvg) | $(field saved_crashes) | $(field saved_hangs) |"
+    crashes=$((crashes + $(field saved_crashes)))
+  done
 } > "$report/summary.md"
+
+# Keep what the fuzzer learned: the minimized corpus (seeds included) and any crash.
+for t in "${targets[@]}"; do
+  minimized=$out/$t/minimized
+  cargo afl cmin -i "$out/$t/default/queue" -o "$minimized" -- "target/fuzz/release/$t" \
+    > "$report/raw/$t.cmin.log" 2>&1
+  for f in "$minimized"/*; do
+    cp "$f" "fuzz/corpus/$t/$(sha1sum "$f" | cut -c1-16)"
+  done
+  if compgen -G "$out/$t/default/crashes/id*" > /dev/null; then
+    mkdir -p "fuzz/crashes/$t"
+    for f in "$out/$t/default/crashes"/id*; do
+      cp "$f" "fuzz/crashes/$t/$(sha1sum "$f" | cut -c1-16)"
+    done
+  fi
+done
+{
+  echo
+  echo "Corpus now kept in fuzz/corpus/ (replayed by make test): $(for t in "${targets[@]}"; do echo -n "$t $(ls "fuzz/corpus/$t" | wc -l), "; done | sed 's/, $//')."
+  if [ "$crashes" -eq 0 ]; then
+    echo "No crash and no hang in this run."
+  else
+    echo "$crashes failing inputs, copied to fuzz/crashes/ (make test replays them until fixed)."
+  fi
+} >> "$report/summary.md"
 cat "$report/summary.md"
+[ "$crashes" -eq 0 ]

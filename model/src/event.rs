@@ -16,8 +16,33 @@ pub struct EmojiEvent {
     pub user_id: String,
     /// The emoji, compared exactly as given after trimming surrounding whitespace.
     pub emoji_type: String,
-    /// When, in UTC milliseconds since the epoch.
+    /// When, in UTC milliseconds since the epoch (in JSON: RFC 3339, see [`json_timestamp`]).
+    #[serde(with = "json_timestamp")]
     pub timestamp: i64,
+}
+
+/// An [`EmojiEvent`]'s timestamp in JSON: written as RFC 3339 UTC with milliseconds, which
+/// reads back as itself for any date (an epoch number of fewer than 12 digits reads as
+/// seconds, so milliseconds before 1973 would not); read in any accepted form.
+pub mod json_timestamp {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::RawTimestamp;
+    use crate::timestamp::write_rfc3339_millis;
+
+    /// Writes RFC 3339 UTC with milliseconds.
+    pub fn serialize<S: Serializer>(millis: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(24);
+        write_rfc3339_millis(&mut text, *millis);
+        serializer.serialize_str(&text)
+    }
+
+    /// Reads any accepted timestamp form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        RawTimestamp::deserialize(deserializer)?
+            .millis()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A field of an event.

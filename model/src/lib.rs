@@ -14,6 +14,8 @@
 //! - [`duration`]: durations written like `2s` or `500ms` in configuration.
 //! - [`names`]: topic names, default ports and other shared constants.
 
+pub mod checks;
+pub mod client;
 pub mod duration;
 pub mod event;
 pub mod log;

@@ -65,7 +65,7 @@ bench: toolchain
 chaos: toolchain
 	env -u EMOSTREAM_BROKERS scripts/with-broker.sh benches/chaos.sh
 
-## fuzz: the decoders' property tests, a million cases each, report under benches/reports/
+## fuzz: AFL++ on the decoders, five minutes per target, corpus under fuzz/, report under benches/reports/
 fuzz: toolchain
 	benches/fuzz.sh
 

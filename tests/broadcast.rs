@@ -79,22 +79,8 @@ impl Cluster {
     fn start(name: &str, before: &[WindowMessage], extra: &[&str]) -> Self {
         let prefix = format!("{}-cluster", unique(name));
         let topic = format!("{prefix}1");
-        let spec = service::kafka::TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-        };
-        // The tests run on an async runtime: set up on a plain thread.
-        let before = before.to_vec();
-        let setup_topic = topic.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime
-                .block_on(service::kafka::ensure_topics(&brokers(), &[spec], 1))
-                .unwrap();
-            publish(&setup_topic, &before);
-        })
-        .join()
-        .unwrap();
+        create_topic(&topic, 1);
+        publish(&topic, before);
         let service = start_broadcaster(&prefix, extra);
         Cluster {
             prefix,

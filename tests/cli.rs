@@ -129,6 +129,15 @@ fn bad_rows_are_rejected_with_line_and_reason_and_counted() {
         "{}",
         stderr(&out)
     );
+    let summary = stderr(&out);
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("windows "))
+        .unwrap_or_else(|| panic!("a summary line of windows and rate: {summary}"));
+    assert!(
+        line.starts_with("windows 1, ") && line.contains(" events/s, peak memory "),
+        "{line}"
+    );
     let text = std::fs::read_to_string(&rejects).unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     assert_eq!(reader.headers().unwrap(), vec!["line", "reason", "raw"]);

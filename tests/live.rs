@@ -176,6 +176,17 @@ fn events_posted_over_http_come_out_as_exact_windows_on_every_topic() {
             (201, format!(r#"{{"accepted":{}}}"#, chunk.len()))
         );
     }
+    // The ingest's metrics count the requests, the events and their latency.
+    let base = ingest.url();
+    assert_eq!(metric(&base, "ingest_requests_total{status=\"202\"}"), 10.0);
+    assert_eq!(metric(&base, "ingest_requests_total{status=\"201\"}"), 3.0);
+    assert_eq!(metric(&base, "ingest_events_accepted_total"), 260.0);
+    assert_eq!(metric(&base, "ingest_request_duration_seconds_count"), 13.0);
+    assert_eq!(metric(&base, "ingest_produce_errors_total"), 0.0);
+    wait_for(WAIT, "every event delivered", || {
+        metric(&base, "ingest_queue_depth") == 0.0
+            && metric(&base, "ingest_events_delivered_total") == 260.0
+    });
     let want = expected_csv(dir.path(), &events, Duration::from_secs(30));
     let last = events.iter().map(|e| e.2).max().unwrap();
     for topic in std::iter::once(pipeline.windows.clone()).chain(pipeline.cluster_topics()) {
@@ -321,7 +332,7 @@ fn a_dataflow_killed_and_restarted_publishes_the_same_windows() {
 fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::new("lull");
-    let _dataflow = start_dataflow(&pipeline, &[]);
+    let dataflow = start_dataflow(&pipeline, &[]);
     let now = now_ms();
     let mut events: Vec<(String, String, i64)> = (0..40)
         .map(|i| (format!("u{i}"), "🔥".to_owned(), now - 3000 + i * 50))
@@ -331,9 +342,27 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     produce_events(&producer, &pipeline.events, &events[..20]);
     produce_events(&producer, &pipeline.events, std::slice::from_ref(&future));
     produce_events(&producer, &pipeline.events, &events[20..]);
-    // Nothing more comes: the idle timeout closes every window, the newest one included.
+    let produced_at = now_ms();
+    // Nothing more comes: the idle timeout (1 s) closes every window, the newest one included.
     let last = events.iter().map(|e| e.2).max().unwrap();
     let windows = windows_through(&pipeline.windows, last);
+    let last_start = WindowSize::default().start_of(last);
+    let published_at = read_records_until(&pipeline.windows, WAIT, |_| true)
+        .into_iter()
+        .find(|(_, p)| {
+            serde_json::from_slice::<WindowMessage>(p)
+                .unwrap()
+                .report
+                .window_start
+                == last_start
+        })
+        .map(|(ts, _)| ts)
+        .unwrap();
+    let closed_after = published_at - produced_at;
+    assert!(
+        (900..10_000).contains(&closed_after),
+        "the newest window closes once the idle timeout (1 s) has passed: after {closed_after} ms"
+    );
     assert!(
         windows.keys().all(|&start| start < now + 60_000),
         "no window of the far-future event"
@@ -351,6 +380,39 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
             .unwrap()
             .contains("ahead of the wall clock"),
         "{record}"
+    );
+    // The dataflow's metrics tell the same story.
+    let base = dataflow.url();
+    wait_for(WAIT, "every window counted in the metrics", || {
+        metric(&base, "dataflow_windows_emitted_total") == windows.len() as f64
+    });
+    let consumed: f64 = (0..4)
+        .map(|p| {
+            metric(
+                &base,
+                &format!("dataflow_events_consumed_total{{partition=\"{p}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(consumed, 41.0, "40 events and the far-future one");
+    assert_eq!(metric(&base, "dataflow_invalid_events_total"), 1.0);
+    assert_eq!(metric(&base, "dataflow_late_events_total"), 0.0);
+    assert_eq!(
+        metric(&base, "dataflow_emit_delay_seconds_count"),
+        windows.len() as f64
+    );
+    let watermark = (0..4)
+        .map(|p| {
+            metric(
+                &base,
+                &format!("dataflow_watermark_milliseconds{{partition=\"{p}\"}}"),
+            )
+        })
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        watermark as i64,
+        last - 1000,
+        "the newest event minus the lateness"
     );
 }
 
@@ -827,4 +889,107 @@ fn a_dataflow_killed_again_and_again_under_http_load_publishes_the_same_windows(
         }),
     );
     drop(steady);
+}
+
+#[test]
+fn cors_lets_a_page_of_another_origin_post_unless_origins_are_listed() {
+    let pipeline = Pipeline::new("cors");
+    let any = start_ingest(&pipeline, &[]);
+    let listed = start_ingest(&pipeline, &["--cors-origins", "http://allowed.test"]);
+    let agent = agent();
+    // The browser's preflight before a JSON POST from another origin.
+    let preflight = |base: &str, origin: &str| {
+        let response = agent
+            .options(&format!("{base}/emoji"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .call()
+            .expect("a response");
+        let allowed = response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (response.status().as_u16(), allowed)
+    };
+    let (status, allowed) = preflight(&any.url(), "http://page.test");
+    assert_eq!(status, 200);
+    assert!(
+        allowed.as_deref() == Some("http://page.test") || allowed.as_deref() == Some("*"),
+        "{allowed:?}"
+    );
+    assert_eq!(
+        preflight(&listed.url(), "http://allowed.test"),
+        (200, Some("http://allowed.test".to_owned()))
+    );
+    let (status, allowed) = preflight(&listed.url(), "http://other.test");
+    assert_eq!((status, allowed), (403, None), "an origin not listed");
+    // The POST itself carries the header for the page's script.
+    let response = agent
+        .post(&format!("{}/emoji", listed.url()))
+        .header("origin", "http://allowed.test")
+        .header("content-type", "application/json")
+        .send(event_json("u1", "🔥", now_ms()).as_str())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://allowed.test")
+    );
+}
+
+#[test]
+fn start_latest_reads_only_new_events_and_earliest_reads_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("start");
+    create_topic(&pipeline.events, 4);
+    let producer = producer();
+    let before = now_ms() - 4000;
+    let old: Vec<(String, String, i64)> = (0..10)
+        .map(|i| (format!("old{i}"), "🔥".to_owned(), before + i))
+        .collect();
+    produce_events(&producer, &pipeline.events, &old);
+    let latest = start_dataflow(&pipeline, &["--start", "latest"]);
+    // Once its readers are positioned at the end, new events come.
+    let base = latest.url();
+    wait_for(WAIT, "the readers positioned", || {
+        metric(&base, "dataflow_partitions_reading") >= 4.0
+    });
+    let now = now_ms();
+    let new: Vec<(String, String, i64)> = (0..10)
+        .map(|i| (format!("new{i}"), "😂".to_owned(), now + i))
+        .collect();
+    produce_events(&producer, &pipeline.events, &new);
+    let last = now + 9;
+    let windows = windows_through(&pipeline.windows, last);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &new, Duration::from_secs(1)),
+        "--start latest counts only what came after it started"
+    );
+    // Stopped (its offsets committed at the end); with the same group, --start earliest
+    // reads everything again.
+    assert!(
+        latest
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let again = Pipeline {
+        events: pipeline.events.clone(),
+        group: pipeline.group.clone(),
+        ..Pipeline::new("start-again")
+    };
+    let _earliest = start_dataflow(&again, &["--start", "earliest"]);
+    let mut all = old.clone();
+    all.extend(new);
+    let windows = windows_through(&again.windows, last);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &all, Duration::from_secs(1)),
+        "--start earliest counts everything, whatever the group committed"
+    );
 }

@@ -104,6 +104,7 @@ fn late_events_with_a_small_lateness() {
     assert_same_windows(&got, &reference_csv(&want), "1 worker");
     assert_eq!(summary.sources.late, want.late.len() as u64);
     let late = std::fs::read_to_string(late_path).unwrap();
+    assert_eq!(late.lines().next(), Some("user_id,emoji_type,timestamp"));
     let late_rows: Vec<&str> = late.lines().skip(1).collect();
     let want_late: Vec<String> = want
         .late

@@ -20,6 +20,8 @@ pub struct DataflowMetrics {
     pub emit_delay_seconds: Histogram,
     /// Producers replaced because the broker refused their records.
     pub producer_replacements: Counter,
+    /// Partitions being read (one per partition and window size), once the readers are set.
+    pub partitions_reading: Gauge,
 }
 
 impl DataflowMetrics {
@@ -36,6 +38,7 @@ impl DataflowMetrics {
             windows: Counter::default(),
             emit_delay_seconds: Histogram::default(),
             producer_replacements: Counter::default(),
+            partitions_reading: Gauge::default(),
         }
     }
 
@@ -111,6 +114,11 @@ impl RenderMetrics for DataflowMetrics {
             "gauge",
             "Wall clock minus watermark, by partition.",
             self.watermark_lag_ms.iter().map(Gauge::get).collect(),
+        );
+        e.gauge(
+            "dataflow_partitions_reading",
+            "Partitions being read (one per partition and window size), once positioned.",
+            self.partitions_reading.get(),
         );
         e.counter(
             "dataflow_late_events_total",

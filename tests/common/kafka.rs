@@ -345,3 +345,20 @@ pub fn windows_by_start(payloads: &[Vec<u8>]) -> BTreeMap<i64, WindowMessage> {
     }
     windows
 }
+
+/// Creates `topic` with `partitions` partitions, if missing (on a thread of its own, so it
+/// may be called from an async test too).
+pub fn create_topic(topic: &str, partitions: i32) {
+    let spec = service::kafka::TopicSpec {
+        name: topic.to_owned(),
+        partitions,
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(service::kafka::ensure_topics(&brokers(), &[spec], 1))
+            .expect("create the topic");
+    })
+    .join()
+    .unwrap();
+}

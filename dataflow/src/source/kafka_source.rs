@@ -301,6 +301,7 @@ impl KafkaReader {
             side_cap.downgrade(&config.published_before);
         }
         let ends = EndProbe::start(&config, &mine)?;
+        metrics.partitions_reading.add(mine.len() as i64);
         Ok(KafkaReader {
             config,
             consumer,

@@ -138,6 +138,16 @@ impl Cluster {
     }
 }
 
+/// A free local address, to start a broadcaster again where it was.
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 async fn connect(url: &str) -> Client {
     tokio_tungstenite::connect_async(url)
         .await
@@ -489,12 +499,7 @@ async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
     // A fixed port, so the client finds the restarted broadcaster where it was.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_address();
     let cluster = Cluster::start("restart", &[window(1, 1)], &["--listen", &listen]);
     let url = cluster.client_url("viewer");
     let mut client = connect(&url).await;
@@ -549,12 +554,7 @@ async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_tool_reconnects_to_a_restarted_broadcaster_and_misses_no_window() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_address();
     let cluster = Cluster::start("wsload-restart", &[], &["--listen", &listen]);
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("wsload.json");

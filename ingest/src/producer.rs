@@ -351,12 +351,13 @@ impl EventProducer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_producer_whose_deliveries_keep_failing_is_replaced() {
-        // No broker at all: every delivery fails once its timeout passes.
+    /// A producer of a broker that is not there (every delivery fails once its 50 ms
+    /// timeout passes), its metrics, and an event to send.
+    fn without_broker(queue_capacity: usize) -> (EventProducer, Arc<IngestMetrics>, EmojiEvent) {
         let config = IngestConfig {
             delivery_timeout: Duration::from_millis(50),
             linger: Duration::from_millis(1),
+            queue_capacity,
             ..IngestConfig::new(([127, 0, 0, 1], 0).into(), "127.0.0.1:1".into())
         };
         let metrics = Arc::new(IngestMetrics::default());
@@ -366,6 +367,12 @@ mod tests {
             emoji_type: "x".into(),
             timestamp: 0,
         };
+        (producer, metrics, event)
+    }
+
+    #[test]
+    fn a_producer_whose_deliveries_keep_failing_is_replaced() {
+        let (producer, metrics, event) = without_broker(500_000);
         producer
             .send(&vec![event.clone(); STUCK_AFTER], false, &metrics)
             .unwrap();
@@ -393,20 +400,8 @@ mod tests {
 
     #[test]
     fn events_of_a_202_answer_are_kept_and_sent_again_until_delivered() {
-        // No broker: every delivery times out; kept events hold their room and go out again.
-        let config = IngestConfig {
-            delivery_timeout: Duration::from_millis(50),
-            linger: Duration::from_millis(1),
-            queue_capacity: 10,
-            ..IngestConfig::new(([127, 0, 0, 1], 0).into(), "127.0.0.1:1".into())
-        };
-        let metrics = Arc::new(IngestMetrics::default());
-        let producer = EventProducer::new(&config, Arc::clone(&metrics)).unwrap();
-        let event = EmojiEvent {
-            user_id: "u".into(),
-            emoji_type: "x".into(),
-            timestamp: 0,
-        };
+        // Every delivery times out; kept events hold their room and go out again.
+        let (producer, metrics, event) = without_broker(10);
         producer
             .send(&vec![event.clone(); 6], true, &metrics)
             .unwrap();

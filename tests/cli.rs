@@ -93,6 +93,19 @@ fn two_processes_write_what_one_worker_writes() {
         std::fs::read(&single).unwrap(),
         "2 processes x 1 worker and 1 worker write the same bytes"
     );
+    // And both are, record for record, what the single-threaded reference aggregator makes.
+    let want = reference(
+        std::slice::from_ref(&log),
+        model::WindowSize::default(),
+        std::time::Duration::from_secs(2),
+        &model::ReportConfig::default(),
+    );
+    assert!(want.late.is_empty(), "a lateness above the log's disorder");
+    assert_same_windows(
+        &std::fs::read_to_string(&cluster_out).unwrap(),
+        &reference_csv(&want),
+        "2 processes x 1 worker",
+    );
 }
 
 #[test]

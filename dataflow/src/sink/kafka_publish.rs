@@ -8,8 +8,10 @@ use std::time::Duration;
 use model::report::WindowMessage;
 use model::{WindowReport, format_rfc3339_millis};
 use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
@@ -94,21 +96,35 @@ impl Publisher {
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))
     }
 
-    /// Publishes `records` (in order within each topic's partition) and returns once the
-    /// broker acknowledged all of them, or the run failed.
-    fn publish(&mut self, records: &[Outgoing], control: &RunControl) {
+    /// Publishes `records` (in order within each topic's partition); true once the broker
+    /// acknowledged all of them, false if the run failed first.
+    #[must_use]
+    fn publish(&mut self, records: &[Outgoing], control: &RunControl) -> bool {
         let mut todo: Vec<usize> = (0..records.len()).collect();
         loop {
+            let mut refused = Vec::new();
             for &index in &todo {
                 let r = &records[index];
-                send(&self.producer, &r.topic, &r.key, &r.payload, index);
+                if let Err(error) = send(&self.producer, &r.topic, &r.key, &r.payload, index) {
+                    self.producer
+                        .context()
+                        .first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(error);
+                    refused.push(index);
+                }
             }
             flush(&self.producer, control);
             let context = self.producer.context();
             let mut failed =
                 std::mem::take(&mut *context.failed.lock().unwrap_or_else(|e| e.into_inner()));
-            if failed.is_empty() || control.failure().is_some() {
-                return;
+            failed.extend(refused);
+            if control.failure().is_some() {
+                return false;
+            }
+            if failed.is_empty() {
+                return true;
             }
             let error = context
                 .first_error
@@ -135,19 +151,26 @@ impl Publisher {
     }
 }
 
-/// Sends `payload` and retries while the local queue is full.
-fn send(producer: &BaseProducer<Failures>, topic: &str, key: &str, payload: &[u8], index: usize) {
+/// Sends `payload`, waiting while the local queue is full; any other refusal (a producer
+/// in a fatal state, a record too large) is returned, for the record to go out again.
+fn send(
+    producer: &BaseProducer<Failures>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    index: usize,
+) -> Result<(), String> {
     let mut record = BaseRecord::with_opaque_to(topic, index)
         .key(key)
         .payload(payload);
     loop {
         match producer.send(record) {
-            Ok(()) => return,
-            Err((error, back)) => {
-                tracing::warn!(%error, %topic, "Cannot queue a record; retrying.");
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 producer.poll(Duration::from_millis(100));
                 record = back;
             }
+            Err((error, _)) => return Err(error.to_string()),
         }
     }
 }
@@ -206,10 +229,11 @@ fn publish_through<'scope, D: 'static>(
                 };
                 let records: Vec<D> = batches.flat_map(|b| b.drain(..)).collect();
                 let messages: Vec<Outgoing> = records.iter().map(&mut outgoing).collect();
-                publisher.publish(&messages, &control);
-                output
-                    .session(&capability)
-                    .give_iterator(records.into_iter());
+                if publisher.publish(&messages, &control) {
+                    output
+                        .session(&capability)
+                        .give_iterator(records.into_iter());
+                }
             });
         }
     })
@@ -253,7 +277,11 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
                     };
                     for (time, reports) in from_worker {
                         for report in &reports {
-                            publish_window(&mut publisher, &config, report, &control, &metrics);
+                            if !publish_window(&mut publisher, &config, report, &control, &metrics)
+                            {
+                                // The run failed: nothing later may look published.
+                                return;
+                            }
                         }
                         thread_confirmed.store(time, std::sync::atomic::Ordering::Release);
                         let _ = activator.activate();
@@ -291,27 +319,36 @@ fn publish_window(
     report: &WindowReport,
     control: &RunControl,
     metrics: &DataflowMetrics,
-) {
+) -> bool {
     let key = format_rfc3339_millis(report.window_start);
     let message = WindowMessage {
         seq: report.window_start.div_euclid(config.window_millis),
         report: report.clone(),
     };
     let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
-    let records: Vec<Outgoing> = std::iter::once(&config.windows_topic)
-        .chain(&config.cluster_topics)
-        .map(|topic| Outgoing {
-            topic: topic.clone(),
-            key: key.clone(),
-            payload: payload.clone(),
-        })
-        .collect();
-    publisher.publish(&records, control);
+    let to = |topics: &[String]| -> Vec<Outgoing> {
+        topics
+            .iter()
+            .map(|topic| Outgoing {
+                topic: topic.clone(),
+                key: key.clone(),
+                payload: payload.clone(),
+            })
+            .collect()
+    };
+    // The cluster topics first, the windows topic last: a restart trusts the newest window of
+    // the windows topic, so a window there is on every cluster topic too.
+    if !publisher.publish(&to(&config.cluster_topics), control)
+        || !publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control)
+    {
+        return false;
+    }
     metrics.windows.add(1);
     let delay_ms = model::now_ms() - report.window_end;
     metrics
         .emit_delay_seconds
         .observe(delay_ms.max(0) as f64 / 1e3);
+    true
 }
 
 #[derive(Serialize)]

@@ -187,6 +187,8 @@ struct Partition {
     resume_offset: i64,
     next_offset: i64,
     last_message: Instant,
+    /// When the client last said it was at the partition's end (after the last message).
+    at_end: Option<Instant>,
     /// Per guard time (a window start, or the time late records went out at): the first
     /// offset that needs it published, and the largest timestamp seen before that offset.
     pending: BTreeMap<i64, (i64, Option<i64>)>,
@@ -224,7 +226,8 @@ impl KafkaReader {
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            // The end of a partition is news: read to its end (past any control records).
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
             // A broker that holds an empty fetch for its whole wait delays every window.
@@ -283,6 +286,7 @@ impl KafkaReader {
                     _ => 0,
                 },
                 last_message: Instant::now(),
+                at_end: None,
                 pending: BTreeMap::new(),
             });
         }
@@ -328,6 +332,12 @@ impl KafkaReader {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(partition) = self.partitions.iter_mut().find(|x| x.id == p) {
+                        partition.at_end = Some(now);
+                    }
+                    continue;
+                }
                 Some(Err(error)) => {
                     self.consumer.context().note_error(&error);
                     tracing::warn!(%error, "Kafka consumer error.");
@@ -393,6 +403,7 @@ impl KafkaReader {
         let partition = &mut self.partitions[i];
         partition.next_offset = offset + 1;
         partition.last_message = now;
+        partition.at_end = None;
         self.metrics.consumed(partition.id);
         let max_before = partition.watermark.max_seen();
         if offset < partition.resume_offset {
@@ -467,11 +478,16 @@ impl KafkaReader {
         let window = self.config.window;
         let idle_timeout = self.config.idle_timeout;
         let reachable_since = self.consumer.context().reachable_since();
-        let recent = now.checked_sub(idle_timeout).unwrap_or(now);
+        // An answer about the end counts for the idle timeout, and at least for a second (a
+        // round trip to the broker must fit in it).
+        let recent = now
+            .checked_sub(idle_timeout.max(Duration::from_secs(1)))
+            .unwrap_or(now);
         let active = self.partitions.iter().enumerate().filter(|(i, p)| {
             let idle = reachable_since.is_some_and(|since| {
                 now.duration_since(p.last_message.max(since)) >= idle_timeout
-                    && self.ends.read_to_end(*i, p.next_offset, since.max(recent))
+                    && (p.at_end.is_some_and(|at| at >= since)
+                        || self.ends.read_to_end(*i, p.next_offset, since.max(recent)))
             });
             !idle
         });
@@ -674,12 +690,10 @@ impl SourceContext {
         self.reachable.store(reachable, Ordering::Release);
     }
 
-    /// Notes a client error; a lost connection makes the brokers unreachable.
+    /// Notes a client error; all brokers down makes them unreachable at once (the
+    /// statistics tell about the partitions' leaders one by one, every half second).
     fn note_error(&self, error: &KafkaError) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
-        ) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.set_reachable(false);
         }
     }

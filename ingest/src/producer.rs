@@ -116,7 +116,12 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, message)) => {
                 self.metrics.produce_errors.add(1);
-                if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
+                // What a replaced producer hands back says nothing about the current one.
+                let purged = matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                );
+                if !purged && self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(%error, "An event was not delivered.");
                 }
                 if delivery.keep {
@@ -274,16 +279,30 @@ impl EventProducer {
                 .payload(payload.as_slice())
                 .timestamp(event.timestamp);
             if let Err((error, record)) = producer.send(record) {
-                // Cannot happen while librdkafka's queue is larger than our room; if it does,
-                // the event is counted as failed and the request is answered 503.
+                // The queue is larger than our room, so this is a producer in a fatal state:
+                // counted like a failed delivery (so the producer gets replaced), a kept event
+                // waits to go out again, another fails its request (503).
                 if refused == 0 {
                     tracing::error!(%error, "The producer refused an event.");
                 }
                 refused += 1;
-                self.room.add_permits(1);
-                metrics.queue_depth.add(-1);
                 metrics.produce_errors.add(1);
-                record.delivery_opaque.settle(false);
+                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+                if keep {
+                    self.unsent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Unsent {
+                            key: event.user_id.as_bytes().to_vec(),
+                            payload: payload.clone(),
+                            timestamp: Some(event.timestamp),
+                            delivery: record.delivery_opaque,
+                        });
+                } else {
+                    self.room.add_permits(1);
+                    metrics.queue_depth.add(-1);
+                    record.delivery_opaque.settle(false);
+                }
             }
         }
         metrics.events_accepted.add(events.len() as u64);
@@ -337,7 +356,12 @@ impl EventProducer {
             let producer = Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()));
             let left = deadline.saturating_duration_since(Instant::now());
             let flushed = producer.flush(left.min(Duration::from_millis(200)));
-            if flushed.is_ok() && self.unsent() == 0 {
+            // Every event settled: its room is back (a replaced producer may still hold some,
+            // handing them back to be sent again as it goes).
+            if flushed.is_ok()
+                && self.unsent() == 0
+                && self.room.available_permits() == self.capacity
+            {
                 return Ok(());
             }
             if left.is_zero() {

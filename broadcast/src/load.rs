@@ -151,7 +151,6 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 };
-                backoff = Duration::from_millis(100);
                 match dropped_at.take() {
                     None => {
                         connected.fetch_add(1, Ordering::Relaxed);
@@ -183,6 +182,8 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
                         continue;
                     };
                     last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
+                    // A window came: the connection works, the next drop starts afresh.
+                    backoff = Duration::from_millis(100);
                     if at < measure_from.load(Ordering::Relaxed) || !got.insert(seq) {
                         continue;
                     }
@@ -196,6 +197,10 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
                     }
                 }
                 dropped_at = Some(Instant::now());
+                // A broadcaster that closes at once (a restart, too slow a client) is not
+                // hammered: wait before connecting again, longer each time.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }));
     }

@@ -61,13 +61,12 @@ pub fn timestamp(bytes: &[u8]) {
     }
 }
 
-/// The WebSocket client messages: only a well-formed resume is accepted.
+/// The WebSocket client messages: an accepted resume reads back as itself.
 pub fn client_message(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
     if let Ok(ClientMessage::Resume { last_seq }) = ClientMessage::parse(text) {
-        assert!(text.contains("resume"), "{text:?}");
         let again = format!("{{\"type\":\"resume\",\"last_seq\":{last_seq}}}");
         assert_eq!(
             ClientMessage::parse(&again).ok(),

@@ -333,6 +333,7 @@ impl KafkaReader {
                 None => break,
                 Some(Ok(message)) => message,
                 Some(Err(KafkaError::PartitionEOF(p))) => {
+                    tracing::trace!(partition = p, "At the end of the partition.");
                     if let Some(partition) = self.partitions.iter_mut().find(|x| x.id == p) {
                         partition.at_end = Some(now);
                     }
@@ -723,6 +724,10 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news, not an error (the worker sees it when it polls).
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         self.note_error(&error);
         tracing::warn!(%error, %reason, "Kafka client error.");
     }

@@ -2,7 +2,7 @@
 // button click -> HTTP ingest -> Kafka -> dataflow -> Kafka -> broadcaster -> WebSocket -> page.
 //
 // Needs EMOSTREAM_BROKERS (make test starts a broker) and the emostream binary
-// (EMOSTREAM_BIN, default target/debug/emostream).
+// (EMOSTREAM_BIN, default target/debug/emostream). PAGE_RUST_LOG sets the services' log filter.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -26,11 +26,13 @@ function startUp() {
     "--events-topic", `${name}-events`, "--windows-topic", `${name}-windows`, "--late-topic", `${name}-late`,
     "--cluster-prefix", `${name}-cluster`, "--clusters", "1", "--registry-topic", `${name}-registry`,
     // An idle timeout long enough that a consumer stall on a loaded machine does not close
-    // the window the sender is still filling (its next taps would be late).
-    "--group", `${name}-group`, "--idle-timeout", "3s", "--linger", "5ms",
+    // the window the sender is still filling: after the pause before the sender starts, a
+    // reader that fetches its first taps later than lateness + idle timeout finds their
+    // window closed on the clock (seen at 3 s on a loaded 2-core machine, for the longer size).
+    "--group", `${name}-group`, "--idle-timeout", "6s", "--linger", "5ms",
     // A second, longer size for the timeline's switch (60s in production; short here).
     "--window", "2s,4s",
-  ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
+  ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: process.env.PAGE_RUST_LOG || "warn" }, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     const metrics = [];
@@ -115,9 +117,11 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     page.on("pageerror", (error) => errors.push(String(error)));
     // Every window frame the page receives, as the browser saw it on the wire.
     const windows = new Map();
+    const longer = new Map();
     page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => {
       const message = JSON.parse(payload);
       if (message.type === "window") windows.set(message.seq, message);
+      if (message.type === "summary") longer.set(message.seq, message);
     }));
     const tapped = (emoji) => [...windows.values()]
       .reduce((n, w) => n + (w.emojis.find((e) => e.emoji === emoji)?.count ?? 0), 0);
@@ -170,10 +174,17 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     // same taps.
     assert.equal(await page.locator("#timeline").getAttribute("data-series"), "live");
     await page.getByRole("button", { name: "per 4 s" }).click();
-    await page.waitForFunction((want) => {
-      const canvas = document.getElementById("timeline");
-      return canvas.dataset.series === "summary" && Number(canvas.dataset.total) === want;
-    }, 17 + sent, { timeout: 30_000 });
+    try {
+      await page.waitForFunction((want) => {
+        const canvas = document.getElementById("timeline");
+        return canvas.dataset.series === "summary" && Number(canvas.dataset.total) === want;
+      }, 17 + sent, { timeout: 45_000 });
+    } catch (error) {
+      const timeline = await page.locator("#timeline").evaluate((c) => ({ ...c.dataset }));
+      const summaries = JSON.stringify([...longer.values()].map((w) => [w.seq, w.events]));
+      throw new Error(`${error.message}: want ${17 + sent}, timeline ${JSON.stringify(timeline)}, `
+        + `summary frames ${summaries}\n${await metricsSummary(metrics)}`);
+    }
     await page.getByRole("button", { name: "live" }).click();
     assert.equal(await page.locator("#timeline").getAttribute("data-series"), "live");
 

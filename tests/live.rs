@@ -386,14 +386,12 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     wait_for(WAIT, "every window counted in the metrics", || {
         metric(&base, "dataflow_windows_emitted_total") == windows.len() as f64
     });
-    let consumed: f64 = (0..4)
-        .map(|p| {
-            metric(
-                &base,
-                &format!("dataflow_events_consumed_total{{partition=\"{p}\"}}"),
-            )
-        })
-        .sum();
+    let per_partition = |name: &str| -> Vec<f64> {
+        (0..4)
+            .map(|p| metric(&base, &format!("{name}{{partition=\"{p}\"}}")))
+            .collect()
+    };
+    let consumed: f64 = per_partition("dataflow_events_consumed_total").iter().sum();
     assert_eq!(consumed, 41.0, "40 events and the far-future one");
     assert_eq!(metric(&base, "dataflow_invalid_events_total"), 1.0);
     assert_eq!(metric(&base, "dataflow_late_events_total"), 0.0);
@@ -401,13 +399,8 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
         metric(&base, "dataflow_emit_delay_seconds_count"),
         windows.len() as f64
     );
-    let watermark = (0..4)
-        .map(|p| {
-            metric(
-                &base,
-                &format!("dataflow_watermark_milliseconds{{partition=\"{p}\"}}"),
-            )
-        })
+    let watermark = per_partition("dataflow_watermark_milliseconds")
+        .into_iter()
         .fold(f64::MIN, f64::max);
     assert_eq!(
         watermark as i64,

@@ -257,15 +257,15 @@ pub struct RecordArgs {
     /// When to stop: after a duration (like 90m), or `end`: at the end of the topic as it was
     /// when the recording started.
     #[arg(long, default_value = "end", value_parser = parse_until, env = "EMOSTREAM_UNTIL")]
-    pub until: dataflow::recording::Until,
+    pub until: loadgen::recording::Until,
 }
 
-fn parse_until(text: &str) -> Result<dataflow::recording::Until, String> {
+fn parse_until(text: &str) -> Result<loadgen::recording::Until, String> {
     if text.trim() == "end" {
-        return Ok(dataflow::recording::Until::End);
+        return Ok(loadgen::recording::Until::End);
     }
     parse_duration(text)
-        .map(dataflow::recording::Until::Elapsed)
+        .map(loadgen::recording::Until::Elapsed)
         .map_err(|e| format!("{e}, or \"end\""))
 }
 
@@ -470,7 +470,9 @@ impl IngestFlags {
                 .filter(|o| !o.is_empty())
                 .cloned()
                 .collect(),
-            enable_load_test: self.enable_load_test,
+            load_driver: self
+                .enable_load_test
+                .then(|| std::sync::Arc::new(loadgen::SimulatorDriver) as _),
             user_rate_limit: self.user_rate_limit,
             ip_rate_limit: self.ip_rate_limit,
             token: self.token()?,

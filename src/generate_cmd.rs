@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use anyhow::{Context, Result};
-use ingest::generator::{Profile, Workload, write_log};
+use loadgen::generator::{Profile, Workload, write_log};
 
 use crate::args::{GenerateArgs, ProfileArg};
 

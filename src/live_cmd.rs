@@ -216,17 +216,15 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let reply = register_client(&args.register, "wsload")?;
-    let ws_url = reply["ws_url"]
-        .as_str()
-        .context("no ws_url in the registration reply")?
-        .to_owned();
+    let ws_url = runtime
+        .block_on(loadgen::register::register(&args.register, "wsload"))?
+        .ws_url;
     let feed = match (&args.feed_topic, &args.brokers) {
         (Some(topic), Some(brokers)) => Some((brokers.clone(), topic.clone())),
         (Some(_), None) => anyhow::bail!("--feed-topic needs --brokers"),
         _ => None,
     };
-    let config = broadcast::load::WsLoadConfig {
+    let config = loadgen::ws_load::WsLoadConfig {
         ws_url,
         clients: args.clients.get(),
         sources: args.sources.clone(),
@@ -234,7 +232,7 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
         feed,
         feed_every: std::time::Duration::from_secs(2),
     };
-    let report = runtime.block_on(broadcast::load::run_ws_load(config));
+    let report = runtime.block_on(loadgen::ws_load::run_ws_load(config));
     eprintln!(
         "{} connected ({} failed) in {:.1} s; {} reconnections (longest {} ms); {} windows, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
         report.connected,
@@ -256,29 +254,4 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
-}
-
-/// `POST /register` on a broadcaster at `http://host:port`, with a plain HTTP/1.1 request.
-pub fn register_client(base: &str, client_id: &str) -> Result<serde_json::Value> {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let body = serde_json::json!({ "client_id": client_id }).to_string();
-    let mut stream =
-        std::net::TcpStream::connect(host).with_context(|| format!("cannot reach {host}"))?;
-    write!(
-        stream,
-        "POST /register HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, json) = response
-        .split_once("\r\n\r\n")
-        .context("no body in the registration reply")?;
-    anyhow::ensure!(
-        head.starts_with("HTTP/1.1 200"),
-        "registration refused: {}",
-        head.lines().next().unwrap_or("")
-    );
-    serde_json::from_str(json).context("registration reply")
 }

@@ -2,7 +2,7 @@
 //! `emostream replay --to-kafka` puts logs back into the events topic at their pace.
 
 use anyhow::{Context, Result};
-use dataflow::recording::{From, InjectConfig, RecordConfig, inject, record as record_topic};
+use loadgen::recording::{From, InjectConfig, RecordConfig, inject, record as record_topic};
 use service::Shutdown;
 use service::kafka::{TopicSpec, ensure_topics};
 use service::shutdown::trigger_on_signals;

@@ -1,16 +1,18 @@
 //! `emostream simulate`: realistic traffic offered open loop to the ingest API (or straight
 //! into Kafka), with viewers registered at a broadcaster measuring when the windows arrive.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use broadcast::viewers::{ViewerReport, Viewers};
-use ingest::generator::Profile;
-use ingest::simulate::{SimulateConfig, SimulateReport, Target, run_simulation};
+use loadgen::generator::Profile;
+use loadgen::register::register;
+use loadgen::simulate::{SimulateConfig, SimulateReport, Tally, Target, run_simulation_counted};
+use loadgen::viewers::{ViewerReport, Viewers};
 use serde::Serialize;
 
 use crate::args::{ProfileArg, SimulateArgs};
-use crate::live_cmd::register_client;
 
 #[derive(Serialize)]
 struct Summary {
@@ -53,29 +55,31 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         max_connections: args.max_connections.get(),
         body_pool: args.body_pool,
         seed: args.seed,
-        ..SimulateConfig::default()
-    };
-    let ws_urls = match &args.watch {
-        Some(watch) => (0..args.viewers.get())
-            .map(|i| {
-                let reply = register_client(watch, &format!("simulate-viewer-{i}"))?;
-                reply["ws_url"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("no ws_url in the registration reply")
-            })
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.get())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut ws_urls = Vec::new();
+    if let Some(watch) = &args.watch {
+        for i in 0..args.viewers.get() {
+            let id = format!("simulate-viewer-{i}");
+            ws_urls.push(runtime.block_on(register(watch, &id))?.ws_url);
+        }
+    }
     let summary = runtime.block_on(async {
         let from_ms = model::now_ms();
         let viewers = (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms));
-        let traffic = run_simulation(config).await;
+        let tally = Arc::new(Tally::default());
+        let progress = std::io::stderr()
+            .is_terminal()
+            .then(|| tokio::spawn(show_progress(Arc::clone(&tally))));
+        let traffic = run_simulation_counted(config, tally).await;
+        if let Some(progress) = progress {
+            progress.abort();
+            eprintln!();
+        }
         let viewers = match viewers {
             Some(v) => Some(
                 v.finish(traffic.last_event_ms, args.lateness, args.drain)
@@ -121,4 +125,24 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A progress line on the terminal, every second.
+async fn show_progress(tally: Arc<Tally>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let started = Instant::now();
+    loop {
+        tick.tick().await;
+        let p = tally.progress();
+        eprint!(
+            "\r{:>5.0} s  sent {}  accepted {}  rejected {}  errors {}  in flight {}   ",
+            started.elapsed().as_secs_f64(),
+            p.sent,
+            p.accepted,
+            p.rejected,
+            p.errors,
+            p.in_flight,
+        );
+    }
 }

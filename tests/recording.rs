@@ -86,12 +86,12 @@ fn replay_at_speed_one_keeps_the_original_pace_and_moves_the_match_to_now() {
     let log = generated_log(
         dir.path(),
         "match.csv",
-        ingest::generator::Workload {
+        loadgen::generator::Workload {
             events: 1_500,
             users: 300,
             rate: 500.0,
             disorder_ms: 200,
-            ..ingest::generator::Workload::default()
+            ..loadgen::generator::Workload::default()
         },
     );
     let logged = events_of(&log);

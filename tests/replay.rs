@@ -78,7 +78,7 @@ fn scale_and_min_count_shape_the_rows() {
 #[test]
 fn late_events_with_a_small_lateness() {
     let dir = tempfile::tempdir().unwrap();
-    let workload = ingest::generator::Workload {
+    let workload = loadgen::generator::Workload {
         late_fraction: 0.01,
         late_delay_ms: 3_000,
         ..disordered(10_000, 500, 600, 4)
@@ -171,7 +171,7 @@ fn on_time_log(
 #[test]
 fn several_window_sizes_give_what_each_size_gives_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let workload = ingest::generator::Workload {
+    let workload = loadgen::generator::Workload {
         late_fraction: 0.01,
         late_delay_ms: 3_000,
         ..disordered(30_000, 800, 600, 9)

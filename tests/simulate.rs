@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ingest::generator::Profile;
-use ingest::simulate::{SimulateConfig, Target, run_simulation};
+use loadgen::generator::Profile;
+use loadgen::simulate::{SimulateConfig, Target, run_simulation};
 use warp::Filter;
 use warp::http::StatusCode;
 
@@ -37,7 +37,6 @@ async fn a_slow_server_does_not_lower_the_offered_rate() {
         rate: 500.0,
         duration: Duration::from_secs(2),
         profile: Profile::Steady,
-        progress: false,
         ..SimulateConfig::default()
     })
     .await;
@@ -77,7 +76,6 @@ async fn past_the_in_flight_limit_requests_are_counted_not_queued() {
         rate: 200.0,
         duration: Duration::from_secs(1),
         max_in_flight: 50,
-        progress: false,
         ..SimulateConfig::default()
     })
     .await;
@@ -94,7 +92,6 @@ async fn an_unreachable_target_is_counted_as_errors() {
         target: Target::Http { addr, ack: false },
         rate: 100.0,
         duration: Duration::from_millis(500),
-        progress: false,
         ..SimulateConfig::default()
     })
     .await;

@@ -7,8 +7,6 @@
 //! - [`frame`]: frames encoded once per window and shared by every connection.
 //! - [`session`]: one WebSocket client: hello, snapshot, windows, resume, close codes.
 //! - [`consumer`]: the cluster topic into the hub.
-//! - [`load`]: a WebSocket fan-out load tool for benchmarks.
-//! - [`viewers`]: simulated viewers measuring each window's delay from its end.
 //! - [`token`]: signed connection tokens.
 //! - [`registry`]: heartbeats and the assignment of registering clients.
 //! - [`config`]: the broadcaster configuration, `BroadcastConfig`.
@@ -18,13 +16,11 @@ pub mod config;
 pub mod consumer;
 pub mod frame;
 pub mod hub;
-pub mod load;
 pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod session;
 pub mod token;
-pub mod viewers;
 
 pub use config::BroadcastConfig;
 pub use server::{BroadcastError, RunningBroadcaster, start};

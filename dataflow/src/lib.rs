@@ -20,7 +20,6 @@
 //! - [`reference`]: a plain single-threaded aggregator, the oracle of the tests.
 //! - [`live`]: `run_live`, the dataflow between Kafka topics.
 //! - [`metrics`]: the live dataflow's Prometheus metrics.
-//! - [`recording`]: recorded matches: a topic to a CSV log, and logs back into Kafka at pace.
 
 pub mod accumulator;
 pub mod cluster;
@@ -29,7 +28,6 @@ pub mod live;
 pub mod metrics;
 pub mod operators;
 pub mod record;
-pub mod recording;
 pub mod reference;
 pub mod replay;
 pub mod sink;

@@ -19,7 +19,9 @@ use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
 use crate::operators::{AggregateWindows, CountDistinct, MergeWindows};
 use crate::record::{RejectedRow, SideRecord, SourceStats, Tap};
-use crate::sink::{EventLogWriter, RejectCsvWriter, WindowCsvWriter};
+use model::log::LogWriter;
+
+use crate::sink::{RejectCsvWriter, WindowCsvWriter};
 use crate::source::{LogFile, LogSourceConfig, ReadLogs, SourceError};
 
 /// Which implementation counts the windows.
@@ -199,7 +201,7 @@ pub fn run_replay(
 struct Outputs {
     windows: WindowCsvWriter<Box<dyn Write>>,
     more: Vec<(WindowCsvWriter<Box<dyn Write>>, SizeSummary)>,
-    late: Option<EventLogWriter<BufWriter<File>>>,
+    late: Option<LogWriter<BufWriter<File>>>,
     rejects: Option<RejectCsvWriter<BufWriter<File>>>,
     summary: ReplaySummary,
 }
@@ -234,10 +236,10 @@ impl Outputs {
             late: config
                 .late_out
                 .as_ref()
-                .map(|p| create(p).map(EventLogWriter::new))
+                .map(|p| create(p).map(LogWriter::new))
                 .transpose()?
                 .transpose()
-                .map_err(csv_error)?,
+                .map_err(|e| csv_error(e.into()))?,
             rejects: config
                 .rejects_out
                 .as_ref()
@@ -264,7 +266,10 @@ impl Outputs {
 
     fn side(&mut self, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
         match record {
-            SideRecord::Late(event) => self.late.as_mut().map_or(Ok(()), |w| w.write(event)),
+            SideRecord::Late(event) => self.late.as_mut().map_or(Ok(()), |w| {
+                w.write_event(&event.user, &event.emoji, event.timestamp)
+                    .map_err(csv::Error::from)
+            }),
             SideRecord::Rejected(row) => {
                 control.reject(row);
                 self.rejects.as_mut().map_or(Ok(()), |w| w.write(row))

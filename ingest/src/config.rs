@@ -1,9 +1,12 @@
 //! The ingest service's configuration.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use service::secret::Secret;
+
+use crate::load_test::LoadDriver;
 
 /// How the ingest service runs.
 #[derive(Debug, Clone)]
@@ -34,8 +37,9 @@ pub struct IngestConfig {
     pub delivery_timeout: Duration,
     /// Allowed CORS origins; empty allows any origin.
     pub cors_origins: Vec<String>,
-    /// Serve `POST /load-test` (it lets a caller generate load).
-    pub enable_load_test: bool,
+    /// Runs `POST /load-test` (it lets a caller generate load); without one the endpoint
+    /// answers 403. The command line hands in the tools crate's simulator.
+    pub load_driver: Option<Arc<dyn LoadDriver>>,
     /// Events per second one `user_id` may send (a burst of one second's worth); 0: no limit.
     pub user_rate_limit: f64,
     /// Events per second one source address may send; 0: no limit.
@@ -67,7 +71,7 @@ impl IngestConfig {
             ack_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
-            enable_load_test: false,
+            load_driver: None,
             user_rate_limit: 50.0,
             ip_rate_limit: 0.0,
             token: None,

@@ -1,7 +1,8 @@
-//! `POST /load-test` and `GET /load-test`: the traffic simulator inside the service, offering
-//! its open-loop traffic to this very ingest API over HTTP, like `emostream simulate`. Off
-//! unless the service was started with `--enable-load-test`, since it lets a caller
-//! generate load. One load test runs at a time.
+//! `POST /load-test` and `GET /load-test`: a traffic simulator inside the service, offering
+//! its open-loop traffic to this very ingest API over HTTP, like `emostream simulate`. The
+//! service holds the endpoint only: the simulator comes from the tools crate through a
+//! [`LoadDriver`] the command line hands in, and without one (the default, since it lets a
+//! caller generate load) the endpoint answers 403. One load test runs at a time.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,10 +10,20 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::generator::Profile;
-use crate::simulate::{
-    Progress, SimulateConfig, SimulateReport, Tally, Target, run_simulation_counted,
-};
+/// Runs the traffic of a load test: the simulator, provided by the tools crate.
+pub trait LoadDriver: Send + Sync + std::fmt::Debug {
+    /// Starts offering `request`'s traffic to the ingest API at `target` (`host:port`) on the
+    /// current runtime.
+    fn start(&self, target: &str, request: &LoadTestRequest) -> LoadRun;
+}
+
+/// A load test under way, as its driver reports it.
+pub struct LoadRun {
+    /// The counters so far, as JSON.
+    pub progress: Box<dyn Fn() -> Value + Send + Sync>,
+    /// Ends with the summary, as JSON.
+    pub task: tokio::task::JoinHandle<Value>,
+}
 
 /// The longest load test.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -155,32 +166,36 @@ pub struct LoadTestStatus {
     pub elapsed_seconds: Option<f64>,
     /// How far it got.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub progress: Option<Progress>,
+    pub progress: Option<Value>,
     /// Its summary, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<SimulateReport>,
+    pub summary: Option<Value>,
 }
 
 struct Run {
     request: LoadTestRequest,
     started: Instant,
-    tally: Arc<Tally>,
-    summary: Arc<Mutex<Option<SimulateReport>>>,
+    progress: Box<dyn Fn() -> Value + Send + Sync>,
+    summary: Arc<Mutex<Option<Value>>>,
+    /// Waits for the driver's task and keeps its summary.
     task: tokio::task::JoinHandle<()>,
+    /// The driver's task itself.
+    traffic: tokio::task::AbortHandle,
 }
 
 /// The load tests of one ingest service.
 pub struct LoadTests {
-    enabled: bool,
+    driver: Option<Arc<dyn LoadDriver>>,
     target: String,
     current: Mutex<Option<Run>>,
 }
 
 impl LoadTests {
-    /// Load tests against the ingest API at `target` (`host:port`), allowed if `enabled`.
-    pub fn new(enabled: bool, target: String) -> Self {
+    /// Load tests against the ingest API at `target` (`host:port`), run by `driver`; none
+    /// are allowed without one.
+    pub fn new(driver: Option<Arc<dyn LoadDriver>>, target: String) -> Self {
         LoadTests {
-            enabled,
+            driver,
             target,
             current: Mutex::new(None),
         }
@@ -188,20 +203,20 @@ impl LoadTests {
 
     /// Refuses (403) unless load tests are enabled.
     pub fn check_enabled(&self) -> Result<(), Refusal> {
-        if self.enabled {
-            Ok(())
-        } else {
-            Err(Refusal {
-                status: 403,
-                error: "load tests are disabled: start the service with --enable-load-test".into(),
-                field: None,
-            })
-        }
+        self.driver().map(|_| ())
+    }
+
+    fn driver(&self) -> Result<&Arc<dyn LoadDriver>, Refusal> {
+        self.driver.as_ref().ok_or_else(|| Refusal {
+            status: 403,
+            error: "load tests are disabled: start the service with --enable-load-test".into(),
+            field: None,
+        })
     }
 
     /// Starts a load test, unless one is running.
     pub fn start(&self, request: LoadTestRequest) -> Result<LoadTestStatus, Refusal> {
-        self.check_enabled()?;
+        let driver = self.driver()?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_some_and(|run| !run.task.is_finished()) {
             return Err(Refusal {
@@ -210,32 +225,16 @@ impl LoadTests {
                 field: None,
             });
         }
-        let config = SimulateConfig {
-            target: Target::Http {
-                addr: self.target.clone(),
-                ack: false,
-            },
-            users: request.users,
-            rate: request.rate,
-            duration: Duration::from_secs_f64(request.duration_seconds),
-            profile: if request.profile == "match" {
-                Profile::Match
-            } else {
-                Profile::Steady
-            },
-            batch: request.batch,
-            progress: false,
-            ..SimulateConfig::default()
-        };
-        let tally = Arc::new(Tally::default());
+        let LoadRun { progress, task } = driver.start(&self.target, &request);
         let summary = Arc::new(Mutex::new(None));
+        let traffic = task.abort_handle();
         let task = {
-            let (tally, summary) = (Arc::clone(&tally), Arc::clone(&summary));
+            let summary = Arc::clone(&summary);
             tokio::spawn(async move {
-                let report = run_simulation_counted(config, tally).await;
+                let Ok(report) = task.await else { return };
                 tracing::info!(
-                    accepted = report.events_accepted,
-                    offered = report.events_offered,
+                    accepted = %report["events_accepted"],
+                    offered = %report["events_offered"],
                     "Load test done."
                 );
                 *summary.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
@@ -245,9 +244,10 @@ impl LoadTests {
         *current = Some(Run {
             request,
             started: Instant::now(),
-            tally,
+            progress,
             summary,
             task,
+            traffic,
         });
         drop(current);
         self.status()
@@ -255,7 +255,7 @@ impl LoadTests {
 
     /// The current or last load test.
     pub fn status(&self) -> Result<LoadTestStatus, Refusal> {
-        self.check_enabled()?;
+        self.driver()?;
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let Some(run) = current.as_ref() else {
             return Ok(LoadTestStatus {
@@ -275,7 +275,7 @@ impl LoadTests {
             state: if summary.is_some() { "done" } else { "running" },
             request: Some(run.request.clone()),
             elapsed_seconds: Some(run.started.elapsed().as_secs_f64()),
-            progress: Some(run.tally.progress()),
+            progress: Some((run.progress)()),
             summary,
         })
     }
@@ -288,6 +288,7 @@ impl LoadTests {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
+            run.traffic.abort();
             run.task.abort();
         }
     }
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn disabled_load_tests_are_refused() {
-        let tests = LoadTests::new(false, "127.0.0.1:1".into());
+        let tests = LoadTests::new(None, "127.0.0.1:1".into());
         assert_eq!(tests.status().unwrap_err().status, 403);
         let request = LoadTestRequest::parse(br#"{"duration": "1s", "rate": "1/s"}"#, 1).unwrap();
         assert_eq!(tests.start(request).unwrap_err().status, 403);

@@ -159,7 +159,7 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
     } else {
         addr
     };
-    let load_tests = LoadTests::new(config.enable_load_test, own.to_string());
+    let load_tests = LoadTests::new(config.load_driver.clone(), own.to_string());
     let state = Arc::new(AppState::new(
         config,
         producer,

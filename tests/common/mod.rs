@@ -12,7 +12,7 @@ use std::time::Duration;
 use dataflow::reference::{ReferenceOutput, aggregate_files};
 use dataflow::sink::WindowCsvWriter;
 use dataflow::{ClusterConfig, Engine, ReplayConfig, ReplaySummary, RunControl, run_replay};
-use ingest::generator::{Workload, write_log};
+use loadgen::generator::{Workload, write_log};
 use model::report::WindowMessage;
 use model::{ReportConfig, WindowSize};
 

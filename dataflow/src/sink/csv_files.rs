@@ -2,10 +2,9 @@
 
 use std::io::Write;
 
-use model::log::LOG_HEADER;
 use model::{WindowReport, format_rfc3339_millis};
 
-use crate::record::{LateEvent, RejectedRow};
+use crate::record::RejectedRow;
 
 /// Header of the window output: one row per (window, emoji).
 pub const WINDOW_CSV_HEADER: [&str; 7] = [
@@ -60,36 +59,6 @@ impl<W: Write> WindowCsvWriter<W> {
     /// Flushes and returns the output.
     pub fn into_inner(self) -> std::io::Result<W> {
         self.csv.into_inner().map_err(|e| e.into_error())
-    }
-}
-
-/// Writes events as a replayable log (late events, recorded topics).
-pub struct EventLogWriter<W: Write> {
-    csv: csv::Writer<W>,
-}
-
-impl<W: Write> EventLogWriter<W> {
-    /// Writes the log header to `out`.
-    pub fn new(out: W) -> csv::Result<Self> {
-        let mut csv = csv::Writer::from_writer(out);
-        csv.write_record(LOG_HEADER.split(','))?;
-        Ok(EventLogWriter { csv })
-    }
-
-    /// Writes one late event.
-    pub fn write(&mut self, event: &LateEvent) -> csv::Result<()> {
-        self.write_event(&event.user, &event.emoji, event.timestamp)
-    }
-
-    /// Writes one event: user, emoji, timestamp (UTC ms).
-    pub fn write_event(&mut self, user: &str, emoji: &str, timestamp: i64) -> csv::Result<()> {
-        self.csv
-            .write_record([user, emoji, &format_rfc3339_millis(timestamp)])
-    }
-
-    /// Flushes the output.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.csv.flush()
     }
 }
 

@@ -6,4 +6,4 @@
 pub mod csv_files;
 pub mod kafka_publish;
 
-pub use csv_files::{EventLogWriter, RejectCsvWriter, WindowCsvWriter};
+pub use csv_files::{RejectCsvWriter, WindowCsvWriter};

@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::sink::EventLogWriter;
+use model::log::LogWriter;
 
 /// Why a recording or an injection failed.
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +137,7 @@ pub fn record(
     consumer.assign(&assignment).map_err(kafka)?;
 
     let file = File::create(&config.out).map_err(io(&config.out))?;
-    let mut log =
-        EventLogWriter::new(BufWriter::new(file)).map_err(|e| io(&config.out)(e.into()))?;
+    let mut log = LogWriter::new(BufWriter::new(file)).map_err(io(&config.out))?;
     let mut report = RecordReport::default();
     // Per partition: the end when the recording started, the next offset, whether a fetch
     // came back empty there; and the records read, not yet written, as (broker time, user,
@@ -235,7 +234,7 @@ impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
 
 fn write_earliest<W: Write>(
     queues: &mut [VecDeque<(i64, String, String, i64)>],
-    log: &mut EventLogWriter<W>,
+    log: &mut LogWriter<W>,
     report: &mut RecordReport,
     path: &Path,
 ) -> Result<(), RecordingError> {
@@ -247,8 +246,7 @@ fn write_earliest<W: Write>(
         return Ok(());
     };
     if let Some((_, user, emoji, ts)) = q.pop_front() {
-        log.write_event(&user, &emoji, ts)
-            .map_err(|e| io(path)(e.into()))?;
+        log.write_event(&user, &emoji, ts).map_err(io(path))?;
         report.events += 1;
     }
     Ok(())

@@ -9,8 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Write;
 
-use model::log::LOG_HEADER;
-use model::timestamp::write_rfc3339_millis;
+use model::log::LogWriter;
 
 use crate::random::SplitMix64;
 
@@ -201,19 +200,18 @@ impl Iterator for Generator {
 }
 
 /// Writes the events of `workload` as a CSV log (RFC 3339 timestamps) and returns how many.
-pub fn write_log(workload: Workload, out: &mut impl Write) -> std::io::Result<u64> {
-    writeln!(out, "{LOG_HEADER}")?;
-    let mut line = String::with_capacity(64);
+pub fn write_log(workload: Workload, out: impl Write) -> std::io::Result<u64> {
+    let mut log = LogWriter::new(out)?;
+    let mut user = String::with_capacity(16);
     let mut written = 0;
     for event in Generator::new(workload) {
-        line.clear();
+        user.clear();
         use std::fmt::Write as _;
-        let _ = write!(line, "user{:06},{},", event.user, EMOJIS[event.emoji]);
-        write_rfc3339_millis(&mut line, event.timestamp_ms);
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
+        let _ = write!(user, "user{:06}", event.user);
+        log.write_event(&user, EMOJIS[event.emoji], event.timestamp_ms)?;
         written += 1;
     }
+    log.flush()?;
     Ok(written)
 }
 

@@ -30,7 +30,7 @@ fmt:
 	$(CARGO) fmt --all --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 ## browser: the live page in headless Chromium through the whole pipeline
 browser:
@@ -38,9 +38,11 @@ browser:
 	$(CARGO) build --bin emostream
 	scripts/with-broker.sh node --test tests/browser/
 
-## unit: the test suite, against a local broker unless EMOSTREAM_BROKERS is set
+## unit: the test suite and the doc-tests, the broker suites against a local broker unless
+## EMOSTREAM_BROKERS is set (a plain `cargo test` runs all but the broker suites)
 unit:
-	scripts/with-broker.sh $(CARGO) test --workspace --lib --bins --tests
+	scripts/with-broker.sh $(CARGO) test --workspace --features emostream/broker-tests --lib --bins --tests
+	$(CARGO) test --workspace --doc
 
 ## notebooks: run the notebooks top to bottom, headless, on the recorded reports
 notebooks:

@@ -10,7 +10,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use dataflow::source::kafka_source::StartFrom;
 use dataflow::{ClusterConfig, Engine, ReplayConfig};
 use model::duration::parse_duration;
-use model::{ReportConfig, WindowSize};
+use model::window_spec::WindowSpecError;
+use model::{ReportConfig, WindowSpec};
 
 /// EmoStream: live emoji reaction analytics.
 #[derive(Debug, Parser)]
@@ -96,10 +97,10 @@ impl ClusterArgs {
 pub struct WindowArgs {
     /// Tumbling window size, like 2s or 500ms; several, like 2s,60s, are computed in the same
     /// run from the same input (the first is the live one, broadcast to the clusters).
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
     pub window: Vec<Duration>,
     /// How far behind the newest event of a partition an event may be and still count.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
     pub lateness: Duration,
     /// Each SCALE emojis of a type count as one in scaled_count.
     #[arg(long, default_value = "1000", env = "EMOSTREAM_SCALE")]
@@ -113,39 +114,15 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    /// The first window size.
-    pub fn window(&self) -> Result<WindowSize> {
-        Ok(self.windows()?[0])
-    }
-
-    /// The window sizes after the first.
-    pub fn more_windows(&self) -> Result<Vec<WindowSize>> {
-        Ok(self.windows()?[1..].to_vec())
-    }
-
-    fn windows(&self) -> Result<Vec<WindowSize>> {
-        let sizes = self
-            .window
-            .iter()
-            .map(|&d| WindowSize::from_duration(d).context("--window"))
-            .collect::<Result<Vec<_>>>()?;
-        if sizes.is_empty() {
-            bail!("--window needs a size, like 2s");
-        }
-        for (i, size) in sizes.iter().enumerate() {
-            if sizes[..i].contains(size) {
-                bail!("--window names {} twice", size.label());
-            }
-        }
-        Ok(sizes)
-    }
-
-    /// The lateness, checked.
-    pub fn lateness(&self) -> Result<Duration> {
-        if !self.lateness.subsec_nanos().is_multiple_of(1_000_000) {
-            bail!("--lateness must be a whole number of milliseconds");
-        }
-        Ok(self.lateness)
+    /// The window sizes and the lateness, validated once.
+    pub fn spec(&self) -> Result<WindowSpec> {
+        WindowSpec::from_durations(&self.window, self.lateness).map_err(|e| {
+            let flag = match e {
+                WindowSpecError::Lateness(_) => "--lateness",
+                _ => "--window",
+            };
+            anyhow::Error::new(e).context(flag)
+        })
     }
 
     /// Scaling and filtering.
@@ -275,9 +252,7 @@ impl ReplayArgs {
         Ok(ReplayConfig {
             paths: self.paths.clone(),
             cluster: self.cluster.config()?,
-            window: self.windows.window()?,
-            more_windows: self.windows.more_windows()?,
-            lateness: self.windows.lateness()?,
+            windows: self.windows.spec()?,
             report: self.windows.report(),
             engine: self.windows.engine(),
             out: self.out.clone(),
@@ -556,9 +531,7 @@ impl DataflowFlags {
             partitions: brokers.partitions.get() as i32,
             replication: brokers.replication.get() as i32,
             group: self.group.clone(),
-            window: self.windows.window()?,
-            more_windows: self.windows.more_windows()?,
-            lateness: self.windows.lateness()?,
+            windows: self.windows.spec()?,
             idle_timeout: self.idle_timeout,
             max_future: self.max_future,
             start: match self.start {
@@ -585,6 +558,9 @@ pub struct IngestArgs {
     /// The API.
     #[command(flatten)]
     pub ingest: IngestFlags,
+    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
+    #[arg(long, env = "EMOSTREAM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `emostream dataflow`.
@@ -603,6 +579,9 @@ pub struct DataflowArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
+    #[arg(long, env = "EMOSTREAM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `emostream up`.
@@ -634,6 +613,9 @@ pub struct UpArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
+    #[arg(long, env = "EMOSTREAM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `emostream simulate`.
@@ -694,7 +676,7 @@ pub struct SimulateArgs {
     pub viewers: NonZeroUsize,
     /// The dataflow's allowed lateness: windows ending within it of the last tap close only
     /// on the dataflow's idle timeout once the traffic stops, and are left out of the figures.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
     pub lateness: Duration,
     /// After the traffic, how long to wait at most for the windows that cover it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
@@ -803,6 +785,9 @@ pub struct BroadcastArgs {
     /// The broadcaster.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
+    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
+    #[arg(long, env = "EMOSTREAM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `emostream wsload`.

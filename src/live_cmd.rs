@@ -1,11 +1,10 @@
 //! `emostream ingest`, `emostream dataflow` and `emostream up`: the live services.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
-use dataflow::RunControl;
-use dataflow::metrics::DataflowMetrics;
+use anyhow::{Context, Result};
+use serde::Serialize;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
 
@@ -26,6 +25,11 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
         trigger_on_signals(trigger);
         let running = ingest::start(config, shutdown).await?;
         println!("ingest: POST http://{}/emoji", running.addr);
+        Ready {
+            ingest: Some(running.addr),
+            ..Ready::default()
+        }
+        .write(args.ready_file.as_deref())?;
         running.stopped().await;
         Ok(())
     })
@@ -39,9 +43,14 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
-        let live = LiveDataflow::start(config, shutdown.clone()).await?;
-        println!("dataflow: metrics at http://{}/metrics", live.metrics_addr);
-        live.finish(shutdown).await
+        let live = dataflow::start(config, shutdown).await?;
+        println!("dataflow: metrics at http://{}/metrics", live.addr);
+        Ready {
+            dataflow: Some(live.addr),
+            ..Ready::default()
+        }
+        .write(args.ready_file.as_deref())?;
+        Ok(live.stopped().await?)
     })
 }
 
@@ -61,16 +70,17 @@ pub fn up(args: UpArgs) -> Result<()> {
         let cluster_topics = live_config.cluster_topics();
         // The page's per-minute timeline: the windows of the second size, if any.
         let summary_topic = live_config
-            .more_windows
+            .windows
+            .more()
             .first()
             .map(|&size| live_config.windows_topic_for(size));
-        let live = LiveDataflow::start(live_config, shutdown.clone()).await?;
+        let live = dataflow::start(live_config, shutdown.clone()).await?;
         let mut broadcasters = Vec::new();
         let secret = args
             .broadcast
             .token_secret
             .clone()
-            .unwrap_or_else(random_secret);
+            .map_or_else(random_secret, Ok)?;
         for (i, topic) in cluster_topics.into_iter().enumerate() {
             let mut listen = args.broadcast_listen;
             if listen.port() != 0 {
@@ -96,7 +106,7 @@ pub fn up(args: UpArgs) -> Result<()> {
             "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
             ingest.addr
         );
-        println!("  dataflow: http://{}/metrics", live.metrics_addr);
+        println!("  dataflow: http://{}/metrics", live.addr);
         for (i, b) in broadcasters.iter().enumerate() {
             println!(
                 "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
@@ -106,6 +116,12 @@ pub fn up(args: UpArgs) -> Result<()> {
         }
         println!("  brokers:  {}", args.brokers.brokers);
         println!("Press Ctrl-C to stop.");
+        Ready {
+            ingest: Some(ingest.addr),
+            dataflow: Some(live.addr),
+            broadcast: broadcasters.iter().map(|b| b.addr).collect(),
+        }
+        .write(args.ready_file.as_deref())?;
         // Stop accepting and flush the producer first, then let the dataflow publish what
         // is closed and commit.
         let mut waiting = shutdown.clone();
@@ -114,13 +130,13 @@ pub fn up(args: UpArgs) -> Result<()> {
         for b in broadcasters {
             b.stopped().await;
         }
-        live.finish(shutdown).await
+        Ok(live.stopped().await?)
     })
 }
 
 /// Runs `emostream broadcast` until Ctrl-C or SIGTERM.
 pub fn broadcast(args: BroadcastArgs) -> Result<()> {
-    let topic = format!("{}{}", args.cluster_prefix, args.cluster);
+    let topic = model::names::cluster_topic(&args.cluster_prefix, args.cluster.get());
     let secret = args.broadcast.token_secret.clone().context(
         "--token-secret (EMOSTREAM_TOKEN_SECRET) is required: every broadcaster of a deployment signs and checks tokens with it",
     )?;
@@ -136,77 +152,45 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         trigger_on_signals(trigger);
         let running = broadcast::start(config, shutdown).await?;
         println!("broadcast: ws://{}/ws", running.addr);
+        Ready {
+            broadcast: vec![running.addr],
+            ..Ready::default()
+        }
+        .write(args.ready_file.as_deref())?;
         running.stopped().await;
         Ok(())
     })
 }
 
-/// The live dataflow running on its own threads, with its metrics server.
-struct LiveDataflow {
-    metrics_addr: SocketAddr,
-    control: Arc<RunControl>,
-    task: tokio::task::JoinHandle<Result<(), dataflow::LiveError>>,
+/// The addresses a started service listens on, written as JSON to `--ready-file` once
+/// every part of it is up: what tests and scripts read instead of the banner.
+#[derive(Debug, Default, Serialize)]
+struct Ready {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataflow: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    broadcast: Vec<SocketAddr>,
 }
 
-impl LiveDataflow {
-    async fn start(config: dataflow::LiveConfig, shutdown: Shutdown) -> Result<Self> {
-        let prepared = dataflow::live::prepare(&config).await?;
-        let metrics = Arc::new(DataflowMetrics::new(prepared.partitions));
-        let listen = config
-            .metrics_listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let metrics_addr = listener.local_addr()?;
-        let routes = service::http::health_and_metrics(Arc::clone(&metrics));
-        let mut signal = shutdown.clone();
-        tokio::spawn(
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move { signal.wait().await })
-                .run(),
-        );
-        let control = Arc::new(RunControl::new(false));
-        let worker_control = Arc::clone(&control);
-        let task = tokio::task::spawn_blocking(move || {
-            dataflow::run_live(config, prepared, worker_control, metrics)
-        });
-        Ok(LiveDataflow {
-            metrics_addr,
-            control,
-            task,
-        })
-    }
-
-    /// Waits for the shutdown (or a failure), then stops the dataflow cleanly.
-    async fn finish(mut self, mut shutdown: Shutdown) -> Result<()> {
-        tokio::select! {
-            () = shutdown.wait() => {}
-            result = &mut self.task => {
-                return match result {
-                    Ok(Ok(())) => Err(anyhow!("the dataflow stopped by itself")),
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(e) => Err(anyhow!("the dataflow failed: {e}")),
-                };
-            }
-        }
-        self.control.request_stop();
-        self.task
-            .await
-            .map_err(|e| anyhow!("the dataflow failed: {e}"))??;
-        tracing::info!("Dataflow stopped: closed windows published, offsets committed.");
-        Ok(())
+impl Ready {
+    /// Writes the file whole (a reader never sees half of it).
+    fn write(&self, path: Option<&Path>) -> Result<()> {
+        let Some(path) = path else { return Ok(()) };
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_string(self)? + "\n")
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| format!("cannot write the ready file {}", path.display()))
     }
 }
 
-/// A fresh random secret for the tokens of one `emostream up`.
-fn random_secret() -> String {
-    use std::hash::BuildHasher;
-    let state = std::collections::hash_map::RandomState::new();
-    let a = state.hash_one(std::time::SystemTime::now());
-    let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-    format!("{a:016x}{b:016x}")
+/// A fresh secret for the tokens of one `emostream up`, from the operating system's random
+/// source.
+fn random_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs `emostream wsload` and prints its report.

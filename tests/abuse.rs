@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
+use common::service::Service;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::kafka::*;
+use common::service::Service;
 use futures_util::{SinkExt, StreamExt};
 use model::report::{EmojiTotals, WindowMessage};
 use model::{ReportConfig, WindowReport};
@@ -90,12 +91,7 @@ impl Cluster {
     }
 
     fn ws_url(&self) -> String {
-        self.service
-            .banner
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap()
-            .to_owned()
+        self.service.ws_url()
     }
 
     /// Registers `client` and returns the reply.
@@ -385,12 +381,7 @@ async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
     let first = Cluster::start("balance", &[], &[]);
     // A second broadcaster for the same cluster needs nothing but starting it.
     let second = start_broadcaster(&first.prefix, &[]);
-    let second_url = second
-        .banner
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let second_url = second.ws_url();
     // Wait until the first broadcaster has heard the second.
     let deadline = std::time::Instant::now() + WAIT;
     while !first.client_url(&unique("probe")).starts_with(&second_url) {

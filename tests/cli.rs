@@ -343,7 +343,7 @@ fn several_window_sizes_write_one_file_each() {
         path(&out),
     ]);
     assert!(
-        stderr(&run).contains("--window names 2s twice"),
+        stderr(&run).contains("--window: window size 2s named twice"),
         "{}",
         stderr(&run)
     );

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Record, Service, read_from, unique, windows_by_start};
+use common::kafka::{Record, read_from, unique, windows_by_start};
+use common::service::Service;
 use common::traffic::{Phase, send};
 use common::{chaos_long, expected_csv_of, metric, record_figures, wait_for, windows_csv};
 use model::WindowSize;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use dataflow::{Engine, ReplayConfig};
-use model::{ReportConfig, WindowSize};
+use model::{ReportConfig, WindowSize, WindowSpec};
 
 #[test]
 fn disordered_logs_match_the_reference_for_1_2_and_4_workers() {
@@ -29,7 +29,10 @@ fn disordered_logs_match_the_reference_for_1_2_and_4_workers() {
         for workers in [1, 2, 4] {
             let tag = format!("{engine:?}-{workers}");
             let config = replay_config(dir.path(), &logs, workers, engine, &tag);
-            let (summary, got) = replay(ReplayConfig { lateness, ..config });
+            let (summary, got) = replay(ReplayConfig {
+                windows: WindowSpec::default().with_lateness(lateness).unwrap(),
+                ..config
+            });
             assert_same_windows(&got, &want_csv, &tag);
             assert_eq!(summary.sources.rows, 20_000, "{tag}");
             assert_eq!(summary.events_in_windows, 20_000, "{tag}");
@@ -66,8 +69,7 @@ fn scale_and_min_count_shape_the_rows() {
             &workers.to_string(),
         );
         let (_, got) = replay(ReplayConfig {
-            window,
-            lateness,
+            windows: WindowSpec::new(vec![window], lateness).unwrap(),
             report,
             ..config
         });
@@ -100,7 +102,10 @@ fn late_events_with_a_small_lateness() {
     // One worker reads the file as one partition, exactly as the reference does.
     let config = replay_config(dir.path(), &logs, 1, Engine::Timely, "w1");
     let late_path = config.late_out.clone().unwrap();
-    let (summary, got) = replay(ReplayConfig { lateness, ..config });
+    let (summary, got) = replay(ReplayConfig {
+        windows: WindowSpec::default().with_lateness(lateness).unwrap(),
+        ..config
+    });
     assert_same_windows(&got, &reference_csv(&want), "1 worker");
     assert_eq!(summary.sources.late, want.late.len() as u64);
     let late = std::fs::read_to_string(late_path).unwrap();
@@ -119,7 +124,10 @@ fn late_events_with_a_small_lateness() {
         let tag = format!("w{workers}");
         let config = replay_config(dir.path(), &logs, workers, Engine::Timely, &tag);
         let late_path = config.late_out.clone().unwrap();
-        let (summary, got) = replay(ReplayConfig { lateness, ..config });
+        let (summary, got) = replay(ReplayConfig {
+            windows: WindowSpec::default().with_lateness(lateness).unwrap(),
+            ..config
+        });
         assert_eq!(summary.sources.rows, 10_000);
         assert_eq!(
             summary.events_in_windows + summary.sources.late,
@@ -181,7 +189,7 @@ fn several_window_sizes_give_what_each_size_gives_alone() {
     let size = |ms| WindowSize::from_millis(ms).unwrap();
     for workers in [1, 2] {
         let base = ReplayConfig {
-            lateness,
+            windows: WindowSpec::default().with_lateness(lateness).unwrap(),
             ..replay_config(
                 dir.path(),
                 &logs,
@@ -192,14 +200,14 @@ fn several_window_sizes_give_what_each_size_gives_alone() {
         };
         let out = base.out.clone().unwrap();
         let (summary, _) = replay(ReplayConfig {
-            window: size(2_000),
-            more_windows: vec![size(10_000), size(60_000)],
+            windows: WindowSpec::new(vec![size(2_000), size(10_000), size(60_000)], lateness)
+                .unwrap(),
             ..base.clone()
         });
         assert_eq!(summary.more.len(), 2);
         for window in [2_000, 10_000, 60_000] {
             let alone = replay(ReplayConfig {
-                window: size(window),
+                windows: WindowSpec::new(vec![size(window)], lateness).unwrap(),
                 out: Some(dir.path().join(format!("alone-{window}-w{workers}.csv"))),
                 ..base.clone()
             })

@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::error::BroadcastError;
 use crate::frame::WindowFrame;
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
@@ -28,7 +29,7 @@ pub fn spawn_consumer(
     hub: Arc<Hub>,
     metrics: Arc<BroadcastMetrics>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<()>, BroadcastError> {
     let (consumer, spans) = assigned(brokers, topic, RING_BACKFILL)?;
     let publish = move |window: &WindowMessage, at: Option<i64>| {
         if hub.publish(WindowFrame::new(window, at)) {
@@ -56,7 +57,10 @@ pub fn spawn_consumer(
             let stopped = || stop.load(Ordering::Relaxed);
             let _ = read(&consumer, &topic, stopped, |_, _| {}, &mut publish);
         })
-        .map_err(|e| format!("cannot start the consumer thread: {e}"))
+        .map_err(|source| BroadcastError::Thread {
+            name: "consumer",
+            source,
+        })
 }
 
 /// Reads the windows topic of a longer size into `hub`'s summaries on a thread of its own
@@ -67,7 +71,7 @@ pub fn spawn_summary_consumer(
     topic: &str,
     hub: Arc<Hub>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<()>, BroadcastError> {
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     std::thread::Builder::new()
         .name(format!("consume-{topic}"))
@@ -90,7 +94,10 @@ pub fn spawn_summary_consumer(
             let stopped = || stop.load(Ordering::Relaxed);
             let _ = read(&consumer, &topic, stopped, |_, _| {}, publish);
         })
-        .map_err(|e| format!("cannot start the summary consumer thread: {e}"))
+        .map_err(|source| BroadcastError::Thread {
+            name: "summary consumer",
+            source,
+        })
 }
 
 /// A partition and the offsets a consumer starts at and the partition ended at.
@@ -98,7 +105,11 @@ type Span = (i32, i64, i64);
 
 /// A consumer of every partition of `topic`, each from `back` messages before its end; with
 /// (partition, start, end) of each.
-fn assigned(brokers: &str, topic: &str, back: i64) -> Result<(BaseConsumer, Vec<Span>), String> {
+fn assigned(
+    brokers: &str,
+    topic: &str,
+    back: i64,
+) -> Result<(BaseConsumer, Vec<Span>), BroadcastError> {
     let consumer: BaseConsumer = service::kafka::client_config(brokers)
         .set("group.id", format!("emostream-broadcast-{topic}"))
         .set("enable.auto.commit", "false")
@@ -108,29 +119,29 @@ fn assigned(brokers: &str, topic: &str, back: i64) -> Result<(BaseConsumer, Vec<
         // A broker that holds an empty fetch for its whole wait delays every window.
         .set("fetch.wait.max.ms", "50")
         .create()
-        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        .map_err(|e| BroadcastError::kafka("create the Kafka consumer", e))?;
     let partitions = service::kafka::partitions_of(&consumer, topic)
-        .map_err(|e| format!("cannot read metadata of {topic}: {e}"))?;
+        .map_err(|e| BroadcastError::kafka(format!("read metadata of {topic}"), e))?;
     if partitions.is_empty() {
-        return Err(format!("topic {topic} has no partitions"));
+        return Err(BroadcastError::NoPartitions(topic.to_owned()));
     }
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
     for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .map_err(|e| format!("cannot read offsets of {topic}: {e}"))?;
+            .map_err(|e| BroadcastError::kafka(format!("read offsets of {topic}"), e))?;
         // An explicit offset, not `End`: `End` is resolved later, and a window written in
         // between would be missed.
         let start = (high - back).max(low);
         assignment
             .add_partition_offset(topic, p, Offset::Offset(start))
-            .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+            .map_err(|e| BroadcastError::kafka(format!("assign {topic}"), e))?;
         ends.push((p, start, high));
     }
     consumer
         .assign(&assignment)
-        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+        .map_err(|e| BroadcastError::kafka(format!("assign {topic}"), e))?;
     Ok((consumer, ends))
 }
 

@@ -1,6 +1,6 @@
 //! The broadcaster's metrics.
 
-use service::http::RenderMetrics;
+use service::admin::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
 /// Why connections ended (the label set of `broadcast_disconnects_total`).

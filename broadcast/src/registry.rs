@@ -15,6 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::error::BroadcastError;
 use crate::metrics::BroadcastMetrics;
 
 /// How often a broadcaster announces itself.
@@ -102,23 +103,23 @@ pub fn spawn_registry(
     me: Option<(Heartbeat, Arc<BroadcastMetrics>)>,
     registry: Arc<Registry>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<()>, BroadcastError> {
     let consumer: BaseConsumer = service::kafka::client_config(brokers)
         .set("group.id", format!("emostream-registry-{topic}"))
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| format!("cannot create the registry consumer: {e}"))?;
+        .map_err(|e| BroadcastError::kafka("create the registry consumer", e))?;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::End)
-        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+        .map_err(|e| BroadcastError::kafka(format!("assign {topic}"), e))?;
     consumer
         .assign(&assignment)
-        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+        .map_err(|e| BroadcastError::kafka(format!("assign {topic}"), e))?;
     let producer: BaseProducer = service::kafka::client_config(brokers)
         .set("linger.ms", "0")
         .create()
-        .map_err(|e| format!("cannot create the registry producer: {e}"))?;
+        .map_err(|e| BroadcastError::kafka("create the registry producer", e))?;
     if let Some((heartbeat, _)) = &me {
         registry.heard(heartbeat.clone());
     }
@@ -151,7 +152,10 @@ pub fn spawn_registry(
             }
             let _ = producer.flush(Duration::from_secs(1));
         })
-        .map_err(|e| format!("cannot start the registry thread: {e}"))
+        .map_err(|source| BroadcastError::Thread {
+            name: "registry",
+            source,
+        })
 }
 
 #[cfg(test)]

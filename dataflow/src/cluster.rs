@@ -22,7 +22,7 @@ pub enum ClusterError {
     #[error("{0}")]
     Invalid(String),
     /// The hostfile cannot be read.
-    #[error("cannot read hostfile {path}: {source}")]
+    #[error("cannot read hostfile {path}")]
     Hostfile {
         /// The path.
         path: String,

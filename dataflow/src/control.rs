@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::failure::Failure;
 use crate::record::RejectedRow;
 
 /// Shared by the workers of a process.
@@ -14,7 +15,7 @@ pub struct RunControl {
     bytes_read: AtomicU64,
     stop: AtomicBool,
     first_reject: Mutex<Option<RejectedRow>>,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<Failure>>,
 }
 
 impl RunControl {
@@ -60,9 +61,9 @@ impl RunControl {
     }
 
     /// Notes a failure (an input or output that cannot be used) and stops the run.
-    pub fn fail(&self, message: String) {
+    pub fn fail(&self, reason: Failure) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        failure.get_or_insert(message);
+        failure.get_or_insert(reason);
         self.stop.store(true, Ordering::Relaxed);
     }
 
@@ -75,7 +76,7 @@ impl RunControl {
     }
 
     /// The first failure.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Failure> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -17,23 +17,29 @@
 //! - [`replay`]: `run_replay`, the replay of logs through the dataflow.
 //! - [`cluster`]: workers, processes and hostfiles.
 //! - [`control`]: progress, strict stop and failures shared by a process's workers.
+//! - [`failure`]: `Failure`, what stops a run, and whether running again may help.
 //! - [`reference`]: a plain single-threaded aggregator, the oracle of the tests.
 //! - [`live`]: `run_live`, the dataflow between Kafka topics.
+//! - [`server`]: `start`, the live dataflow as a service: workers, admin server, stop.
 //! - [`metrics`]: the live dataflow's Prometheus metrics.
 
 pub mod accumulator;
 pub mod cluster;
 pub mod control;
+pub mod failure;
 pub mod live;
 pub mod metrics;
 pub mod operators;
 pub mod record;
 pub mod reference;
 pub mod replay;
+pub mod server;
 pub mod sink;
 pub mod source;
 
 pub use cluster::ClusterConfig;
 pub use control::RunControl;
 pub use live::{LiveConfig, LiveError, run_live};
-pub use replay::{Engine, ReplayConfig, ReplayError, ReplaySummary, run_replay};
+pub use operators::Engine;
+pub use replay::{ReplayConfig, ReplayError, ReplaySummary, run_replay};
+pub use server::{RunningDataflow, start};

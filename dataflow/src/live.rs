@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::report::WindowMessage;
-use model::{ReportConfig, WindowSize};
+use model::{ReportConfig, WindowSize, WindowSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use service::kafka::{TopicSpec, ensure_topics};
@@ -18,8 +19,9 @@ use timely::dataflow::operators::Probe;
 
 use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
+use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
-use crate::replay::{Engine, count_windows};
+use crate::operators::{CountWindows, Engine};
 use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows};
 use crate::source::kafka_source::{KafkaSourceConfig, ReadKafka, StartFrom};
 
@@ -46,14 +48,12 @@ pub struct LiveConfig {
     pub replication: i32,
     /// Consumer group for committed offsets.
     pub group: String,
-    /// Window size: the live windows, published to the windows topic and every cluster.
-    pub window: WindowSize,
-    /// More window sizes computed from the same topic, each exactly as a dataflow with that
-    /// size alone (its own consumer group, `GROUP-<size>`), each to its own windows topic.
-    /// With more sizes, every windows topic has the size in its name: `emoji-windows-2s`.
-    pub more_windows: Vec<WindowSize>,
-    /// Allowed lateness.
-    pub lateness: Duration,
+    /// The window sizes and their lateness. The first size is the live one, published to
+    /// the windows topic and every cluster; more sizes are computed from the same topic,
+    /// each exactly as a dataflow with that size alone (its own consumer group,
+    /// `GROUP-<size>`), each to its own windows topic. With more sizes, every windows topic
+    /// has the size in its name: `emoji-windows-2s`.
+    pub windows: WindowSpec,
     /// A partition without data this long stops holding windows back.
     pub idle_timeout: Duration,
     /// Events further ahead of the wall clock are invalid.
@@ -84,9 +84,7 @@ impl LiveConfig {
             partitions: 4,
             replication: 1,
             group: "emostream-dataflow".to_owned(),
-            window: WindowSize::default(),
-            more_windows: Vec::new(),
-            lateness: Duration::from_secs(1),
+            windows: WindowSpec::default(),
             idle_timeout: Duration::from_secs(4),
             max_future: Duration::from_secs(600),
             start: StartFrom::Committed,
@@ -97,35 +95,28 @@ impl LiveConfig {
         }
     }
 
-    /// Every window size, the live one first.
-    pub fn windows(&self) -> Vec<WindowSize> {
-        std::iter::once(self.window)
-            .chain(self.more_windows.iter().copied())
-            .collect()
-    }
-
     /// The topic the windows of `size` go to.
     pub fn windows_topic_for(&self, size: WindowSize) -> String {
-        if self.more_windows.is_empty() {
-            self.windows_topic.clone()
+        if self.windows.is_several() {
+            model::names::sized_topic(&self.windows_topic, &size.label())
         } else {
-            format!("{}-{}", self.windows_topic, size.label())
+            self.windows_topic.clone()
         }
     }
 
     /// The consumer group of the dataflow of `size`.
     fn group_for(&self, size: WindowSize) -> String {
-        if size == self.window {
+        if size == self.windows.live() {
             self.group.clone()
         } else {
-            format!("{}-{}", self.group, size.label())
+            model::names::sized_topic(&self.group, &size.label())
         }
     }
 
     /// The cluster topics.
     pub fn cluster_topics(&self) -> Vec<String> {
         (1..=self.clusters)
-            .map(|n| format!("{}{n}", self.cluster_prefix))
+            .map(|n| model::names::cluster_topic(&self.cluster_prefix, n))
             .collect()
     }
 }
@@ -136,9 +127,49 @@ pub enum LiveError {
     /// Topics could not be set up.
     #[error(transparent)]
     Topics(#[from] service::kafka::TopicError),
-    /// Anything else.
-    #[error("{0}")]
-    Failed(String),
+    /// The broker could not tell what an earlier run published.
+    #[error("cannot {action} {topic}")]
+    Inspect {
+        /// What was being done.
+        action: &'static str,
+        /// The topic.
+        topic: String,
+        /// The cause.
+        #[source]
+        source: KafkaError,
+    },
+    /// The newest windows of a topic did not arrive in time.
+    #[error("cannot read the last windows of {0} within 30 s")]
+    LastWindows(String),
+    /// The admin server cannot listen.
+    #[error(transparent)]
+    Admin(#[from] service::admin::ListenError),
+    /// The workers could not be started (a process of the cluster is unreachable).
+    #[error("cannot start the workers: {0}")]
+    Workers(String),
+    /// A worker panicked.
+    #[error("a worker failed: {0}")]
+    Panicked(String),
+    /// The dataflow stopped without being asked to.
+    #[error("the dataflow stopped by itself")]
+    StoppedByItself,
+    /// A worker met a failure it cannot go on past.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+}
+
+impl LiveError {
+    /// Whether starting again may help: the broker was away or busy, not a wrong
+    /// configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LiveError::Topics(e) => e.is_retryable(),
+            LiveError::Inspect { source, .. } => service::kafka::is_retryable(source),
+            LiveError::LastWindows(_) | LiveError::Workers(_) => true,
+            LiveError::Failed(f) => f.is_retryable(),
+            LiveError::Admin(_) | LiveError::Panicked(_) | LiveError::StoppedByItself => false,
+        }
+    }
 }
 
 /// What the dataflow learns from the broker before it starts.
@@ -146,7 +177,7 @@ pub enum LiveError {
 pub struct Prepared {
     /// Partitions of the events topic.
     pub partitions: i32,
-    /// For each window size (as [`LiveConfig::windows`]): windows starting before this
+    /// For each window size (in the order of [`WindowSpec::sizes`]): windows starting before this
     /// were published by an earlier run.
     pub published_before: Vec<i64>,
 }
@@ -163,9 +194,10 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
     ];
     specs.extend(
         config
-            .windows()
-            .into_iter()
-            .map(|size| spec(&config.windows_topic_for(size), config.partitions)),
+            .windows
+            .sizes()
+            .iter()
+            .map(|&size| spec(&config.windows_topic_for(size), config.partitions)),
     );
     // A cluster topic has one partition: its broadcasters read every window, in order.
     specs.extend(config.cluster_topics().iter().map(|t| spec(t, 1)));
@@ -173,7 +205,7 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || inspect_topics(&config))
         .await
-        .map_err(|e| LiveError::Failed(e.to_string()))?
+        .map_err(|e| LiveError::Panicked(e.to_string()))?
 }
 
 fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
@@ -181,14 +213,17 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
         .set("group.id", format!("{}-inspect", config.group))
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| LiveError::Failed(format!("cannot create a Kafka consumer: {e}")))?;
+        .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
     let partitions_of = |topic: &str| -> Result<Vec<i32>, LiveError> {
-        service::kafka::partitions_of(&consumer, topic)
-            .map_err(|e| LiveError::Failed(format!("cannot read metadata of {topic}: {e}")))
+        service::kafka::partitions_of(&consumer, topic).map_err(|source| LiveError::Inspect {
+            action: "read the metadata of",
+            topic: topic.to_owned(),
+            source,
+        })
     };
     let partitions = partitions_of(&config.events_topic)?.len() as i32;
     let mut published_before = Vec::new();
-    for size in config.windows() {
+    for &size in config.windows.sizes() {
         let topic = config.windows_topic_for(size);
         let newest = newest_window(&consumer, &topic, &partitions_of(&topic)?)?;
         if let Some(start) = newest {
@@ -214,7 +249,11 @@ fn newest_window(
     for &p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .map_err(|e| LiveError::Failed(format!("cannot read offsets of {topic}: {e}")))?;
+            .map_err(|source| LiveError::Inspect {
+                action: "read the offsets of",
+                topic: topic.to_owned(),
+                source,
+            })?;
         if high > low {
             let _ = assignment.add_partition_offset(topic, p, Offset::Offset(high - 1));
             expected += 1;
@@ -224,7 +263,11 @@ fn newest_window(
     if expected > 0 {
         consumer
             .assign(&assignment)
-            .map_err(|e| LiveError::Failed(format!("cannot read {topic}: {e}")))?;
+            .map_err(|source| LiveError::Inspect {
+                action: "read",
+                topic: topic.to_owned(),
+                source,
+            })?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = 0;
         while seen < expected && std::time::Instant::now() < deadline {
@@ -241,9 +284,7 @@ fn newest_window(
             }
         }
         if seen < expected {
-            return Err(LiveError::Failed(format!(
-                "cannot read the last windows of {topic}"
-            )));
+            return Err(LiveError::LastWindows(topic.to_owned()));
         }
     }
     Ok(newest)
@@ -265,7 +306,7 @@ pub fn run_live(
         let mut running = Vec::new();
         // One dataflow per window size, the live one first: each reads the topic in its own
         // consumer group, so each size's windows are exactly those of that size alone.
-        for (i, size) in config.windows().into_iter().enumerate() {
+        for (i, &size) in config.windows.sizes().iter().enumerate() {
             let live = i == 0;
             let source = KafkaSourceConfig {
                 brokers: config.brokers.clone(),
@@ -273,7 +314,7 @@ pub fn run_live(
                 group: config.group_for(size),
                 partitions: prepared.partitions,
                 window: size,
-                lateness_ms: config.lateness.as_millis() as i64,
+                lateness_ms: config.windows.lateness_ms(),
                 idle_timeout: config.idle_timeout,
                 max_future_ms: config.max_future.as_millis() as i64,
                 start: config.start,
@@ -310,14 +351,10 @@ pub fn run_live(
                     published.clone(),
                     drained,
                 );
-                count_windows(
-                    taps.probe_with(&sources),
-                    config.engine,
-                    size,
-                    config.report,
-                )
-                .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
-                .probe_with(&published);
+                taps.probe_with(&sources)
+                    .count_windows(config.engine, size, config.report)
+                    .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
+                    .probe_with(&published);
                 // Late and invalid records go out once, from the live dataflow.
                 if live {
                     side.publish_side(publish, Arc::clone(&control), metrics)
@@ -334,10 +371,10 @@ pub fn run_live(
             worker.drop_dataflow(index);
         }
     })
-    .map_err(LiveError::Failed)?;
+    .map_err(LiveError::Workers)?;
     for result in guards.join() {
         if let Err(panic) = result {
-            return Err(LiveError::Failed(format!("a worker failed: {panic}")));
+            return Err(LiveError::Panicked(panic));
         }
     }
     match control.failure() {

@@ -1,6 +1,6 @@
 //! The live dataflow's metrics, served on `--metrics-listen`.
 
-use service::http::RenderMetrics;
+use service::admin::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
 /// Counters of the live dataflow (labels: partition numbers only, a bounded set).

@@ -6,33 +6,22 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use model::{ReportConfig, WindowReport, WindowSize};
+use model::log::LogWriter;
+use model::{ReportConfig, WindowReport, WindowSize, WindowSpec};
+use timely::dataflow::ProbeHandle;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
 use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
-use crate::operators::{AggregateWindows, CountDistinct, MergeWindows};
-use crate::record::{RejectedRow, SideRecord, SourceStats, Tap};
-use model::log::LogWriter;
-
+use crate::failure::Failure;
+use crate::operators::{CountWindows, Engine};
+use crate::record::{RejectedRow, SideRecord, SourceStats};
 use crate::sink::{RejectCsvWriter, WindowCsvWriter};
 use crate::source::{LogFile, LogSourceConfig, ReadLogs, SourceError};
-
-/// Which implementation counts the windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Engine {
-    /// The hand-written timely operator (fastest).
-    #[default]
-    Timely,
-    /// The differential-dataflow formulation (the cross-check).
-    Differential,
-}
 
 /// What to replay and how.
 #[derive(Debug, Clone)]
@@ -41,13 +30,10 @@ pub struct ReplayConfig {
     pub paths: Vec<PathBuf>,
     /// Workers and processes.
     pub cluster: ClusterConfig,
-    /// Window size.
-    pub window: WindowSize,
-    /// More window sizes computed in the same run from the same input, each exactly as a
-    /// run with that size alone; each writes its own file (the size in its name).
-    pub more_windows: Vec<WindowSize>,
-    /// Allowed lateness.
-    pub lateness: Duration,
+    /// The window sizes and their lateness. More sizes than one are computed in the same
+    /// run from the same input, each exactly as a run with that size alone; each writes its
+    /// own file (the size in its name).
+    pub windows: WindowSpec,
     /// Scaling and filtering of the reports.
     pub report: ReportConfig,
     /// Which implementation counts.
@@ -70,9 +56,7 @@ impl ReplayConfig {
         ReplayConfig {
             paths,
             cluster: ClusterConfig::default(),
-            window: WindowSize::default(),
-            more_windows: Vec::new(),
-            lateness: Duration::from_millis(model::names::DEFAULT_LATENESS_MS as u64),
+            windows: WindowSpec::default(),
             report: ReportConfig::default(),
             engine: Engine::default(),
             out: None,
@@ -95,7 +79,7 @@ pub struct ReplaySummary {
     pub windows: u64,
     /// Input bytes.
     pub bytes: u64,
-    /// The windows of each of `more_windows`.
+    /// The windows of each size after the first.
     pub more: Vec<SizeSummary>,
 }
 
@@ -111,21 +95,14 @@ pub struct SizeSummary {
 }
 
 impl ReplayConfig {
-    /// Every window size, the first one first.
-    pub fn windows(&self) -> Vec<WindowSize> {
-        std::iter::once(self.window)
-            .chain(self.more_windows.iter().copied())
-            .collect()
-    }
-
     /// Where the windows of `size` go: `out` as given with one size, with the size in the
     /// file name with several.
     pub fn out_for(&self, size: WindowSize) -> Option<PathBuf> {
         let out = self.out.as_ref()?;
-        Some(if self.more_windows.is_empty() {
-            out.clone()
-        } else {
+        Some(if self.windows.is_several() {
             size.labelled_path(out)
+        } else {
+            out.clone()
         })
     }
 }
@@ -136,9 +113,18 @@ pub enum ReplayError {
     /// The input cannot be read.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// An output cannot be written, or a worker failed.
-    #[error("{0}")]
-    Failed(String),
+    /// Several window sizes were asked for without `--out`.
+    #[error("several window sizes need --out: each size gets its own file, the size in its name")]
+    SeveralSizesNeedOut,
+    /// An input or output cannot be used.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+    /// The workers could not be started (a process of the cluster is unreachable).
+    #[error("cannot start the workers: {0}")]
+    Workers(String),
+    /// A worker panicked.
+    #[error("a worker failed: {0}")]
+    Panicked(String),
     /// A strict run met a rejected row.
     #[error("rejected row at {}:{}: {} (raw: {:?})", .0.file, .0.line, .0.reason, .0.raw)]
     Rejected(RejectedRow),
@@ -149,22 +135,8 @@ pub fn run_replay(
     config: ReplayConfig,
     control: Arc<RunControl>,
 ) -> Result<Option<ReplaySummary>, ReplayError> {
-    let sizes = config.windows();
-    if sizes.len() > 1 && config.out.is_none() {
-        return Err(ReplayError::Failed(
-            "several window sizes need --out: each size gets its own file, the size in its name"
-                .into(),
-        ));
-    }
-    if let Some(twice) = sizes
-        .iter()
-        .enumerate()
-        .find_map(|(i, s)| sizes[..i].contains(s).then_some(s))
-    {
-        return Err(ReplayError::Failed(format!(
-            "window size {} given twice",
-            twice.label()
-        )));
+    if config.windows.is_several() && config.out.is_none() {
+        return Err(ReplayError::SeveralSizesNeedOut);
     }
     let files = Arc::new(LogFile::discover(&config.paths)?);
     let bytes = files.iter().map(|f| f.len).sum();
@@ -179,13 +151,13 @@ pub fn run_replay(
             Arc::clone(&worker_control),
         )
     })
-    .map_err(ReplayError::Failed)?;
+    .map_err(ReplayError::Workers)?;
     let mut summary = None;
     for result in guards.join() {
         match result {
             Ok(Some(worker_summary)) => summary = Some(worker_summary),
             Ok(None) => {}
-            Err(panic) => return Err(ReplayError::Failed(format!("a worker failed: {panic}"))),
+            Err(panic) => return Err(ReplayError::Panicked(panic)),
         }
     }
     if let Some(failure) = control.failure() {
@@ -208,19 +180,19 @@ struct Outputs {
 
 impl Outputs {
     /// Opens the outputs; with `several_files`, a rejected row's reason names its file.
-    fn open(config: &ReplayConfig, several_files: bool) -> Result<Self, String> {
+    fn open(config: &ReplayConfig, several_files: bool) -> Result<Self, Failure> {
         let create = |path: &PathBuf| {
             File::create(path)
                 .map(|f| BufWriter::with_capacity(1 << 16, f))
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+                .map_err(|e| Failure::io("create", path.display(), e))
         };
-        let windows: Box<dyn Write> = match config.out_for(config.window) {
+        let windows: Box<dyn Write> = match config.out_for(config.windows.live()) {
             Some(path) => Box::new(create(&path)?),
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
         };
-        let csv_error = |e: csv::Error| format!("cannot write output: {e}");
+        let csv_error = |e: csv::Error| Failure::io("write", "the outputs", e.into());
         let mut more = Vec::new();
-        for &size in &config.more_windows {
+        for &size in config.windows.more() {
             let path = config.out_for(size).expect("several sizes have --out");
             let out: Box<dyn Write> = Box::new(create(&path)?);
             let totals = SizeSummary {
@@ -239,7 +211,7 @@ impl Outputs {
                 .map(|p| create(p).map(LogWriter::new))
                 .transpose()?
                 .transpose()
-                .map_err(|e| csv_error(e.into()))?,
+                .map_err(|e| Failure::io("write", "the late events", e))?,
             rejects: config
                 .rejects_out
                 .as_ref()
@@ -316,16 +288,16 @@ fn run_worker(
     let source = LogSourceConfig {
         files,
         block_bytes: config.block_bytes,
-        window: config.window,
-        lateness_ms: config.lateness.as_millis() as i64,
-        max_ahead_ms: (60_000i64).max(16 * config.window.millis()),
+        window: config.windows.live(),
+        lateness_ms: config.windows.lateness_ms(),
+        max_ahead_ms: (60_000i64).max(16 * config.windows.live().millis()),
         send_late: config.late_out.is_some(),
         send_rejects: config.rejects_out.is_some(),
         primary: true,
     };
     // Each more window size: the same logs through a dataflow of its own, so its windows
     // are exactly those of a run with that size alone.
-    for (index, &size) in config.more_windows.iter().enumerate() {
+    for (index, &size) in config.windows.more().iter().enumerate() {
         let source = LogSourceConfig {
             window: size,
             max_ahead_ms: (60_000i64).max(16 * size.millis()),
@@ -339,31 +311,26 @@ fn run_worker(
         worker.dataflow::<i64, _, _>(|scope| {
             let frontier = ProbeHandle::new();
             let (taps, _side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
-            count_windows(
-                taps.probe_with(&frontier),
-                config.engine,
-                size,
-                config.report,
-            )
-            .sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
-                input.for_each(|_time, reports| {
-                    let Some(outputs) = &outputs else { return };
-                    for report in reports.drain(..) {
-                        if let Err(e) = outputs.borrow_mut().more_window(index, &report) {
-                            control.fail(format!("cannot write windows: {e}"));
+            taps.probe_with(&frontier)
+                .count_windows(config.engine, size, config.report)
+                .sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
+                    input.for_each(|_time, reports| {
+                        let Some(outputs) = &outputs else { return };
+                        for report in reports.drain(..) {
+                            if let Err(e) = outputs.borrow_mut().more_window(index, &report) {
+                                control.fail(Failure::io("write", "the window rows", e.into()));
+                            }
                         }
-                    }
+                    });
                 });
-            });
         });
     }
     worker.dataflow::<i64, _, _>(|scope| {
         let frontier = ProbeHandle::new();
         let (taps, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
-        let reports = count_windows(
-            taps.probe_with(&frontier),
+        let reports = taps.probe_with(&frontier).count_windows(
             config.engine,
-            config.window,
+            config.windows.live(),
             config.report,
         );
         let sink_outputs = outputs.clone();
@@ -373,7 +340,7 @@ fn run_worker(
                 let Some(outputs) = &sink_outputs else { return };
                 for report in reports.drain(..) {
                     if let Err(e) = outputs.borrow_mut().window(&report) {
-                        sink_control.fail(format!("cannot write windows: {e}"));
+                        sink_control.fail(Failure::io("write", "the window rows", e.into()));
                     }
                 }
             });
@@ -388,7 +355,11 @@ fn run_worker(
                     let Some(outputs) = &side_outputs else { return };
                     for record in records.drain(..) {
                         if let Err(e) = outputs.borrow_mut().side(&record, &side_control) {
-                            side_control.fail(format!("cannot write late events or rejects: {e}"));
+                            side_control.fail(Failure::io(
+                                "write",
+                                "the late events or rejects",
+                                e.into(),
+                            ));
                         }
                     }
                 });
@@ -401,28 +372,9 @@ fn run_worker(
     let outputs = outputs?;
     let mut outputs = outputs.borrow_mut();
     if let Err(e) = outputs.flush() {
-        control.fail(format!("cannot write output: {e}"));
+        control.fail(Failure::io("write", "the outputs", e));
     }
     let mut summary = outputs.summary.clone();
     summary.more = outputs.more.iter().map(|(_, totals)| *totals).collect();
     Some(summary)
-}
-
-/// The window reports of a stream of on-time events, with the given engine.
-pub fn count_windows<'scope>(
-    taps: Stream<'scope, i64, Vec<Tap>>,
-    engine: Engine,
-    window: WindowSize,
-    report: ReportConfig,
-) -> Stream<'scope, i64, Vec<WindowReport>> {
-    let partials = match engine {
-        Engine::Timely => taps.aggregate_windows(),
-        Engine::Differential => taps.count_distinct(window),
-    };
-    partials.merge_windows(window, report)
-}
-
-/// Seconds since `start`, at least a microsecond.
-pub fn elapsed_secs(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64().max(1e-6)
 }

@@ -155,7 +155,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             });
             counted(&state, response)
         });
-    let observe = service::http::health_and_metrics(Arc::clone(&state.metrics));
+    let observe = service::admin::routes(Arc::clone(&state.metrics));
     let metrics = Arc::clone(&state.metrics);
     emoji
         .or(start_load_test)

@@ -1,6 +1,6 @@
 //! The ingest service's metrics.
 
-use service::http::RenderMetrics;
+use service::admin::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
 /// Statuses the API answers with: the label set of `ingest_requests_total` is bounded.

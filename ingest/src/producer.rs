@@ -38,8 +38,8 @@ pub enum ProduceError {
     #[error("the broker did not acknowledge the events: {0}")]
     NotAcknowledged(String),
     /// The producer could not be created.
-    #[error("cannot create the Kafka producer: {0}")]
-    Create(KafkaError),
+    #[error("cannot create the Kafka producer")]
+    Create(#[source] KafkaError),
 }
 
 /// The acknowledgements of one request.

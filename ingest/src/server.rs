@@ -30,7 +30,7 @@ pub enum IngestError {
     #[error(transparent)]
     Producer(#[from] ProduceError),
     /// The address cannot be listened on.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: SocketAddr,

@@ -24,7 +24,7 @@ pub enum RecordingError {
     #[error("{0}")]
     Kafka(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum RecordingError {
         source: std::io::Error,
     },
     /// A log's header cannot be used.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Header {
         /// The file.
         path: PathBuf,

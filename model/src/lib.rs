@@ -9,6 +9,7 @@
 //! - [`event`]: `EmojiEvent` and the validation of its fields.
 //! - [`timestamp`]: the accepted timestamp forms, normalised to UTC milliseconds.
 //! - [`window`]: tumbling windows aligned to the Unix epoch.
+//! - [`window_spec`]: `WindowSpec`, the sizes of a run and their lateness.
 //! - [`report`]: `WindowReport`, the statistics of one closed window.
 //! - [`log`]: the CSV log format (header mapping and row decoding).
 //! - [`duration`]: durations written like `2s` or `500ms` in configuration.
@@ -23,8 +24,10 @@ pub mod names;
 pub mod report;
 pub mod timestamp;
 pub mod window;
+pub mod window_spec;
 
 pub use event::{EmojiEvent, EventError, Field};
 pub use report::{EmojiStat, ReportConfig, WindowReport};
 pub use timestamp::{TimestampError, format_rfc3339_millis, now_ms, parse_timestamp};
 pub use window::WindowSize;
+pub use window_spec::WindowSpec;

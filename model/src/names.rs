@@ -19,7 +19,20 @@ pub const DEFAULT_LATENESS_MS: i64 = 1_000;
 /// Default number of emojis of a type that count as one in `scaled_count`.
 pub const DEFAULT_SCALE: u64 = 1_000;
 
-/// The topic of cluster `n` (1-based).
-pub fn cluster_topic(n: u32) -> String {
-    format!("{CLUSTER_TOPIC_PREFIX}{n}")
+/// The topic of cluster `n` (1-based) under `prefix` (by default [`CLUSTER_TOPIC_PREFIX`]).
+///
+/// ```
+/// assert_eq!(model::names::cluster_topic("cluster", 2), "cluster2");
+/// ```
+pub fn cluster_topic(prefix: &str, n: u32) -> String {
+    format!("{prefix}{n}")
+}
+
+/// The windows topic of one size when a run computes several: `emoji-windows-60s`.
+///
+/// ```
+/// assert_eq!(model::names::sized_topic("emoji-windows", "60s"), "emoji-windows-60s");
+/// ```
+pub fn sized_topic(base: &str, size_label: &str) -> String {
+    format!("{base}-{size_label}")
 }

@@ -18,7 +18,7 @@ pub enum TopicError {
     #[error("invalid broker list \"{0}\": expected HOST:PORT[,HOST:PORT...]")]
     Brokers(String),
     /// The admin client failed.
-    #[error("cannot reach the brokers {brokers}: {source}")]
+    #[error("cannot reach the brokers {brokers}")]
     Admin {
         /// The brokers.
         brokers: String,
@@ -33,6 +33,56 @@ pub enum TopicError {
         /// The broker's answer.
         code: RDKafkaErrorCode,
     },
+}
+
+impl TopicError {
+    /// Whether trying again may help: the brokers may be starting, or away for a while.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TopicError::Brokers(_) => false,
+            TopicError::Admin { source, .. } => is_retryable(source),
+            TopicError::Create { code, .. } => is_retryable_code(*code),
+        }
+    }
+}
+
+/// Whether an operation that failed with `error` may succeed when tried again: the broker
+/// was away, slow or busy, or a partition was moving, rather than the request being wrong.
+pub fn is_retryable(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError;
+    match error {
+        KafkaError::Canceled | KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => {
+            false
+        }
+        KafkaError::NoMessageReceived => true,
+        other => other.rdkafka_error_code().is_some_and(is_retryable_code),
+    }
+}
+
+/// Whether a broker's or the client's error code names a passing condition.
+pub fn is_retryable_code(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::MessageTimedOut
+            | C::QueueFull
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::CoordinatorLoadInProgress
+            | C::BrokerNotAvailable
+            | C::ReplicaNotAvailable
+            | C::KafkaStorageError
+            | C::UnknownTopicOrPartition
+    )
 }
 
 /// A topic a service needs.
@@ -212,7 +262,30 @@ impl KeyedProducer {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::error::KafkaError;
+
     use super::*;
+
+    #[test]
+    fn passing_conditions_are_retryable_and_wrong_requests_are_not() {
+        assert!(is_retryable(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::QueueFull
+        )));
+        assert!(is_retryable(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_retryable(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        )));
+        assert!(!TopicError::Brokers("x".into()).is_retryable());
+        assert!(
+            !TopicError::Create {
+                topic: "t".into(),
+                code: RDKafkaErrorCode::InvalidReplicationFactor
+            }
+            .is_retryable()
+        );
+    }
 
     #[test]
     fn broker_lists() {

@@ -5,11 +5,11 @@
 //! # Layout
 //! - [`kafka`]: broker lists, client configuration, creating missing topics.
 //! - [`metrics`]: counters, gauges and histograms rendered in the Prometheus text format.
-//! - [`http`]: `GET /health` and `GET /metrics` routes.
+//! - [`admin`]: `GET /health` and `GET /metrics`, as routes or a server of their own.
 //! - [`shutdown`]: one signal (Ctrl-C, SIGTERM or a test) that every task watches.
 //! - [`secret`]: secrets that never print and compare in constant time.
 
-pub mod http;
+pub mod admin;
 pub mod kafka;
 pub mod metrics;
 pub mod secret;

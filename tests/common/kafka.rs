@@ -1,8 +1,6 @@
 //! Kafka helpers for the live tests: the broker, unique topics, producing and reading.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -94,80 +92,6 @@ impl Pipeline {
             "--group".into(),
             self.group.clone(),
         ]
-    }
-}
-
-/// A service process, killed when dropped. Its stderr goes to the test's stderr.
-pub struct Service {
-    pub child: Child,
-    /// The first line it printed on stdout.
-    pub banner: String,
-}
-
-impl Service {
-    pub fn start(args: &[String]) -> Self {
-        Service::start_on(&brokers(), args)
-    }
-
-    /// Starts a service of the brokers `brokers`.
-    pub fn start_on(brokers: &str, args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_emostream"))
-            .args(args)
-            .env("EMOSTREAM_BROKERS", brokers)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start emostream");
-        // Keep reading stdout so the service never writes into a closed pipe.
-        let stdout = child.stdout.take().expect("stdout");
-        let (first, banner) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = first.send(lines.next().and_then(Result::ok).unwrap_or_default());
-            for _ in lines {}
-        });
-        let banner = banner
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_default();
-        assert!(!banner.is_empty(), "{args:?} exited before it was up");
-        Service { child, banner }
-    }
-
-    /// The `http://host:port` in the banner.
-    pub fn url(&self) -> String {
-        let start = self.banner.find("http://").expect("a URL in the banner");
-        let rest = &self.banner[start..];
-        let end = rest[7..].find('/').map_or(rest.trim_end().len(), |i| i + 7);
-        rest[..end].to_owned()
-    }
-
-    /// Sends SIGTERM and waits at most `limit` for the exit; the status, or `None` if the
-    /// service was still running then (it is killed).
-    pub fn terminate(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Sends SIGKILL and waits.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

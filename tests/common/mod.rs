@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod pipeline;
+pub mod service;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -59,7 +61,9 @@ pub fn replay_config(
 
 /// Runs a replay and returns its summary and window output.
 pub fn replay(config: ReplayConfig) -> (ReplaySummary, String) {
-    let out = config.out_for(config.window).expect("an output file");
+    let out = config
+        .out_for(config.windows.live())
+        .expect("an output file");
     let summary = run_replay(config, std::sync::Arc::new(RunControl::new(false)))
         .expect("replay")
         .expect("process 0 has the summary");

@@ -4,13 +4,16 @@
 //!   timely operator, the hot path).
 //! - [`count_distinct`]: the same totals formulated with differential dataflow.
 //! - [`merge_windows`]: adds up the shards of each window into its `WindowReport`.
+//! - [`count_windows`]: the three above as one step, with either engine.
 
 pub mod aggregate_windows;
 pub mod count_distinct;
+pub mod count_windows;
 pub mod merge_windows;
 
 pub use aggregate_windows::AggregateWindows;
 pub use count_distinct::CountDistinct;
+pub use count_windows::{CountWindows, Engine};
 pub use merge_windows::MergeWindows;
 
 use std::hash::BuildHasher;

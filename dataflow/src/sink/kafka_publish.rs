@@ -19,6 +19,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::control::RunControl;
+use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
 use crate::source::kafka_source::LiveSide;
 
@@ -81,7 +82,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn new(brokers: &str, metrics: Arc<DataflowMetrics>) -> Result<Self, String> {
+    fn new(brokers: &str, metrics: Arc<DataflowMetrics>) -> Result<Self, Failure> {
         Ok(Publisher {
             brokers: brokers.to_owned(),
             producer: Self::create(brokers)?,
@@ -89,11 +90,11 @@ impl Publisher {
         })
     }
 
-    fn create(brokers: &str) -> Result<BaseProducer<Failures>, String> {
+    fn create(brokers: &str) -> Result<BaseProducer<Failures>, Failure> {
         service::kafka::producer_config(brokers)
             .set("linger.ms", "0")
             .create_with_context(Failures::default())
-            .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+            .map_err(|e| Failure::kafka("create the Kafka producer", e))
     }
 
     /// Publishes `records` (in order within each topic's partition); true once the broker
@@ -111,7 +112,7 @@ impl Publisher {
                         .first_error
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(error);
+                        .get_or_insert(error.to_string());
                     refused.push(index);
                 }
             }
@@ -159,7 +160,7 @@ fn send(
     key: &str,
     payload: &[u8],
     index: usize,
-) -> Result<(), String> {
+) -> Result<(), KafkaError> {
     let mut record = BaseRecord::with_opaque_to(topic, index)
         .key(key)
         .payload(payload);
@@ -170,7 +171,7 @@ fn send(
                 producer.poll(Duration::from_millis(100));
                 record = back;
             }
-            Err((error, _)) => return Err(error.to_string()),
+            Err((error, _)) => return Err(error),
         }
     }
 }

@@ -38,6 +38,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 use super::two_outputs::{SideSession, TapsSession, two_output_source};
 use super::watermark::Watermark;
 use crate::control::RunControl;
+use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
 use crate::record::{LateEvent, Tap};
 
@@ -217,7 +218,7 @@ impl KafkaReader {
         mut taps_cap: Capability<i64>,
         mut side_cap: Capability<i64>,
         metrics: Arc<DataflowMetrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Failure> {
         let mine: Vec<i32> = (0..config.partitions)
             .filter(|p| *p as usize % peers == index)
             .collect();
@@ -233,7 +234,7 @@ impl KafkaReader {
             // A broker that holds an empty fetch for its whole wait delays every window.
             .set("fetch.wait.max.ms", "50")
             .create_with_context(context)
-            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+            .map_err(|e| Failure::kafka("create the Kafka consumer", e))?;
         let mut wanted = TopicPartitionList::new();
         for &p in &mine {
             wanted.add_partition(&config.topic, p);
@@ -243,9 +244,9 @@ impl KafkaReader {
                 consumer
                     .committed_offsets(wanted, Duration::from_secs(30))
                     .map_err(|e| {
-                        format!(
-                            "cannot read committed offsets of group {}: {e}",
-                            config.group
+                        Failure::kafka(
+                            format!("read the committed offsets of group {}", config.group),
+                            e,
                         )
                     })?,
             ),
@@ -269,14 +270,14 @@ impl KafkaReader {
                     // From the end as it is now, at a known offset (idleness compares offsets).
                     let (_, end) = consumer
                         .fetch_watermarks(&config.topic, p, Duration::from_secs(30))
-                        .map_err(|e| format!("cannot read the end of partition {p}: {e}"))?;
+                        .map_err(|e| Failure::kafka(format!("read the end of partition {p}"), e))?;
                     (Offset::Offset(end), None, 0)
                 }
                 _ => (Offset::Beginning, None, 0),
             };
             assignment
                 .add_partition_offset(&config.topic, p, offset)
-                .map_err(|e| format!("cannot assign partition {p}: {e}"))?;
+                .map_err(|e| Failure::kafka(format!("assign partition {p}"), e))?;
             partitions.push(Partition {
                 id: p,
                 resume_offset,
@@ -290,9 +291,9 @@ impl KafkaReader {
                 pending: BTreeMap::new(),
             });
         }
-        consumer
-            .assign(&assignment)
-            .map_err(|e| format!("cannot assign partitions {mine:?} of {}: {e}", config.topic))?;
+        consumer.assign(&assignment).map_err(|e| {
+            Failure::kafka(format!("assign partitions {mine:?} of {}", config.topic), e)
+        })?;
         let starts: Vec<String> = assignment
             .elements()
             .iter()
@@ -581,7 +582,7 @@ struct EndProbe {
 
 impl EndProbe {
     /// Starts the thread; it stops once the reader is gone.
-    fn start(config: &KafkaSourceConfig, mine: &[i32]) -> Result<Arc<Self>, String> {
+    fn start(config: &KafkaSourceConfig, mine: &[i32]) -> Result<Arc<Self>, Failure> {
         let probe = Arc::new(EndProbe {
             created: Instant::now(),
             ends: mine
@@ -591,7 +592,7 @@ impl EndProbe {
         });
         let client: BaseConsumer<Quiet> = service::kafka::client_config(&config.brokers)
             .create_with_context(Quiet)
-            .map_err(|e| format!("cannot create the Kafka client for partition ends: {e}"))?;
+            .map_err(|e| Failure::kafka("create the Kafka client for partition ends", e))?;
         let every =
             (config.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
         let (weak, topic, mine) = (Arc::downgrade(&probe), config.topic.clone(), mine.to_vec());
@@ -613,7 +614,7 @@ impl EndProbe {
                     std::thread::sleep(every);
                 }
             })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
+            .map_err(|e| Failure::io("start", "the partition-ends thread", e))?;
         Ok(probe)
     }
 

@@ -12,7 +12,7 @@ use super::blocks::MAX_LINE_BYTES;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// A path cannot be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path.
         path: String,
@@ -20,7 +20,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A file's header is unusable.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Header {
         /// The path.
         path: String,

@@ -21,6 +21,7 @@ use super::log_file::LogFile;
 use super::two_outputs::{SideSession, TapsSession, two_output_source};
 use super::watermark::Watermark;
 use crate::control::RunControl;
+use crate::failure::Failure;
 use crate::record::{LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
 
 /// Longest part of a rejected row kept in its report.
@@ -155,7 +156,7 @@ impl Reader {
                     watermark: Watermark::new(config.lateness_ms),
                     lines: LineCounter::default(),
                 }),
-                Err(e) => control.fail(format!("cannot open {}: {e}", log.path.display())),
+                Err(e) => control.fail(Failure::io("open", log.path.display(), e)),
             }
         }
         Reader {
@@ -198,7 +199,7 @@ impl Reader {
             let path = self.config.files[self.partitions[p].file_index]
                 .path
                 .display();
-            self.control.fail(format!("cannot read {path}: {e}"));
+            self.control.fail(Failure::io("read", path, e));
         }
         for (start, batch) in self.by_window.iter_mut() {
             if !batch.is_empty() {

@@ -1,0 +1,60 @@
+//! `Failure`: what a worker meets that it cannot go on past (an input or output that cannot
+//! be used, a Kafka client that cannot be made or that refuses for good). The first one
+//! stops the run and is what the run returns.
+
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError;
+
+/// Why a run stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// A file or output cannot be used.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done: `open`, `read`, `write`.
+        action: &'static str,
+        /// The file, or `stdout`.
+        path: String,
+        /// The cause (shared: failures are reported from any worker).
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// A Kafka client failed.
+    #[error("cannot {action}")]
+    Kafka {
+        /// What was being done, like `create the Kafka producer`.
+        action: String,
+        /// The cause.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl Failure {
+    /// A file that cannot be opened, read or written.
+    pub fn io(action: &'static str, path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Failure::Io {
+            action,
+            path: path.to_string(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// A Kafka client that failed while doing `action`.
+    pub fn kafka(action: impl Into<String>, source: KafkaError) -> Self {
+        Failure::Kafka {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// Whether running again may help: a broker that was away or busy, not a bad file or
+    /// a refused configuration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Failure::Io { .. } => false,
+            Failure::Kafka { source, .. } => service::kafka::is_retryable(source),
+        }
+    }
+}

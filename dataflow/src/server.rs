@@ -1,0 +1,69 @@
+//! Starting and stopping the live dataflow: its workers on threads of their own, its admin
+//! server (`/health`, `/metrics`), and the stop protocol (publish what is closed, commit).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use service::Shutdown;
+
+use crate::control::RunControl;
+use crate::live::{LiveConfig, LiveError, prepare, run_live};
+use crate::metrics::DataflowMetrics;
+
+/// A running live dataflow.
+pub struct RunningDataflow {
+    /// Where `/health` and `/metrics` are served.
+    pub addr: SocketAddr,
+    /// Its metrics.
+    pub metrics: Arc<DataflowMetrics>,
+    control: Arc<RunControl>,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), LiveError>>,
+}
+
+/// Prepares the topics, serves the admin routes and starts the workers of `config`, which
+/// run until `shutdown` (or a failure).
+pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningDataflow, LiveError> {
+    let prepared = prepare(&config).await?;
+    let metrics = Arc::new(DataflowMetrics::new(prepared.partitions));
+    let listen = config
+        .metrics_listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let addr = service::admin::serve(listen, Arc::clone(&metrics), shutdown.clone()).await?;
+    let control = Arc::new(RunControl::new(false));
+    let task = {
+        let (control, metrics) = (Arc::clone(&control), Arc::clone(&metrics));
+        tokio::task::spawn_blocking(move || run_live(config, prepared, control, metrics))
+    };
+    tracing::info!(%addr, "Dataflow running.");
+    Ok(RunningDataflow {
+        addr,
+        metrics,
+        control,
+        shutdown,
+        task,
+    })
+}
+
+impl RunningDataflow {
+    /// Waits for the shutdown signal, then stops the workers cleanly: closed windows
+    /// published, offsets committed. A dataflow that stops by itself before is a failure.
+    pub async fn stopped(mut self) -> Result<(), LiveError> {
+        tokio::select! {
+            () = self.shutdown.wait() => {}
+            result = &mut self.task => {
+                return match result {
+                    Ok(Ok(())) => Err(LiveError::StoppedByItself),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(LiveError::Panicked(e.to_string())),
+                };
+            }
+        }
+        self.control.request_stop();
+        self.task
+            .await
+            .map_err(|e| LiveError::Panicked(e.to_string()))??;
+        tracing::info!("Dataflow stopped: closed windows published, offsets committed.");
+        Ok(())
+    }
+}

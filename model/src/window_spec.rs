@@ -1,0 +1,171 @@
+//! `WindowSpec`: every window size a run computes and the lateness they share, validated
+//! once where the arguments are read and carried whole down to the watermarks.
+
+use std::time::Duration;
+
+use crate::window::{WindowSize, WindowSizeError};
+
+/// The window sizes of a run, the live one first, and the allowed lateness.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use model::window_spec::WindowSpec;
+///
+/// let spec = WindowSpec::from_durations(
+///     &[Duration::from_secs(2), Duration::from_secs(60)],
+///     Duration::from_secs(1),
+/// )
+/// .unwrap();
+/// assert_eq!(spec.live().label(), "2s");
+/// assert_eq!(spec.more().len(), 1);
+/// assert_eq!(spec.lateness_ms(), 1000);
+///
+/// let twice = [Duration::from_secs(2), Duration::from_secs(2)];
+/// let error = WindowSpec::from_durations(&twice, Duration::ZERO).unwrap_err();
+/// assert_eq!(error.to_string(), "window size 2s named twice");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSpec {
+    sizes: Vec<WindowSize>,
+    lateness_ms: i64,
+}
+
+/// A window specification that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowSpecError {
+    /// No size at all.
+    #[error("no window size: name one, like 2s")]
+    NoSize,
+    /// A size is invalid.
+    #[error(transparent)]
+    Size(#[from] WindowSizeError),
+    /// A size appears twice.
+    #[error("window size {0} named twice")]
+    Duplicate(String),
+    /// The lateness is not whole milliseconds, or too long.
+    #[error("invalid lateness {0:?}: must be a whole number of milliseconds, at most a year")]
+    Lateness(Duration),
+}
+
+impl WindowSpec {
+    /// The default lateness, as written on the command line.
+    pub const DEFAULT_LATENESS: &str = "1s";
+    /// The default window size, as written on the command line.
+    pub const DEFAULT_SIZE: &str = "2s";
+
+    /// The sizes `sizes` (the first is the live one) with `lateness`.
+    pub fn new(sizes: Vec<WindowSize>, lateness: Duration) -> Result<Self, WindowSpecError> {
+        if sizes.is_empty() {
+            return Err(WindowSpecError::NoSize);
+        }
+        for (i, size) in sizes.iter().enumerate() {
+            if sizes[..i].contains(size) {
+                return Err(WindowSpecError::Duplicate(size.label()));
+            }
+        }
+        let whole = lateness.as_nanos().is_multiple_of(1_000_000);
+        let lateness_ms = i64::try_from(lateness.as_millis())
+            .ok()
+            .filter(|&ms| whole && ms <= WindowSize::MAX_MILLIS)
+            .ok_or(WindowSpecError::Lateness(lateness))?;
+        Ok(WindowSpec { sizes, lateness_ms })
+    }
+
+    /// The sizes of `durations` with `lateness`.
+    pub fn from_durations(
+        durations: &[Duration],
+        lateness: Duration,
+    ) -> Result<Self, WindowSpecError> {
+        let sizes = durations
+            .iter()
+            .map(|&d| WindowSize::from_duration(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(sizes, lateness)
+    }
+
+    /// One size with the default lateness.
+    pub fn single(size: WindowSize) -> Self {
+        WindowSpec {
+            sizes: vec![size],
+            ..WindowSpec::default()
+        }
+    }
+
+    /// The same sizes with another lateness.
+    pub fn with_lateness(self, lateness: Duration) -> Result<Self, WindowSpecError> {
+        Self::new(self.sizes, lateness)
+    }
+
+    /// Every size, the live one first.
+    pub fn sizes(&self) -> &[WindowSize] {
+        &self.sizes
+    }
+
+    /// The live size: the first.
+    pub fn live(&self) -> WindowSize {
+        self.sizes[0]
+    }
+
+    /// The sizes after the first.
+    pub fn more(&self) -> &[WindowSize] {
+        &self.sizes[1..]
+    }
+
+    /// Whether several sizes are computed (then outputs carry the size in their names).
+    pub fn is_several(&self) -> bool {
+        self.sizes.len() > 1
+    }
+
+    /// How far behind the newest event of a partition an event may be and still count.
+    pub fn lateness(&self) -> Duration {
+        Duration::from_millis(self.lateness_ms as u64)
+    }
+
+    /// The lateness in milliseconds.
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        WindowSpec {
+            sizes: vec![WindowSize::default()],
+            lateness_ms: crate::names::DEFAULT_LATENESS_MS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_agree_with_their_written_forms() {
+        let parse = |text| crate::duration::parse_duration(text).unwrap();
+        let spec = WindowSpec::default();
+        assert_eq!(spec.lateness(), parse(WindowSpec::DEFAULT_LATENESS));
+        assert_eq!(
+            spec.live(),
+            WindowSize::from_duration(parse(WindowSpec::DEFAULT_SIZE)).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_specs_name_the_problem() {
+        assert_eq!(
+            WindowSpec::new(Vec::new(), Duration::ZERO),
+            Err(WindowSpecError::NoSize)
+        );
+        assert!(matches!(
+            WindowSpec::new(vec![WindowSize::default()], Duration::from_micros(1500)),
+            Err(WindowSpecError::Lateness(_))
+        ));
+        assert!(matches!(
+            WindowSpec::from_durations(&[Duration::ZERO], Duration::ZERO),
+            Err(WindowSpecError::Size(_))
+        ));
+    }
+}

@@ -1,0 +1,348 @@
+//! The ingest API in front of a real broker: refusals and their statuses, rate limits, the bearer token, CORS, the load-test endpoint.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::*;
+use common::pipeline::*;
+use common::service::Service;
+
+#[test]
+fn bad_requests_get_their_status_and_nothing_reaches_the_topic() {
+    let pipeline = Pipeline::new("bad");
+    let ingest = start_ingest(&pipeline, &["--max-body", "2000"]);
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let now = now_ms();
+    let good = event_json("u1", "🔥", now);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "application/json",
+            "{\"user_id\":".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "application/json",
+            format!("[{good},{{\"user_id\":\"u2\"}}]"),
+            400,
+            r#""field":"emoji_type","index":1"#,
+        ),
+        (
+            "application/json",
+            event_json("u1", "🔥", now + 3_600_000),
+            400,
+            "too far from the server clock",
+        ),
+        (
+            "application/json",
+            event_json("", "🔥", now),
+            400,
+            r#""field":"user_id""#,
+        ),
+        ("text/plain", good.clone(), 415, "unsupported content type"),
+        (
+            "application/json",
+            format!("[{}]", vec![good.clone(); 40].join(",")),
+            413,
+            "payload",
+        ),
+    ];
+    for (content_type, body, status, needle) in cases {
+        let (got, text, _) = post(&agent, &url, content_type, &body);
+        assert_eq!(got, status, "{text}");
+        assert!(
+            text.to_lowercase().contains(&needle.to_lowercase()),
+            "{text} should mention {needle}"
+        );
+    }
+    // No room for three events: the whole request is refused with Retry-After.
+    let tiny = start_ingest(&pipeline, &["--queue-capacity", "2"]);
+    let three = format!("[{good},{good},{good}]");
+    let (status, text, retry) = post(
+        &agent,
+        &format!("{}/emoji", tiny.url()),
+        "application/json",
+        &three,
+    );
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{text}");
+    // One good event, acknowledged: it is the only message on the topic.
+    let (status, _, _) = post(
+        &agent,
+        &format!("{url}?ack=true"),
+        "application/json",
+        &event_json("only", "🎉", now),
+    );
+    assert_eq!(status, 201);
+    let payloads = read_until(&pipeline.events, Duration::from_secs(3), |_| false);
+    assert_eq!(payloads.len(), 1, "only the good event was produced");
+    let m: model::EmojiEvent = serde_json::from_slice(&payloads[0]).unwrap();
+    assert_eq!(m.user_id, "only");
+}
+
+#[test]
+fn rate_limits_answer_429_and_nothing_of_a_refused_request_is_produced() {
+    let pipeline = Pipeline::new("limits");
+    let ingest = start_ingest(
+        &pipeline,
+        &["--user-rate-limit", "5", "--ip-rate-limit", "10"],
+    );
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let batch = |events: &[&str]| {
+        let now = now_ms();
+        let json: Vec<String> = events.iter().map(|u| event_json(u, "🔥", now)).collect();
+        format!("[{}]", json.join(","))
+    };
+    // A user's second's worth passes at once.
+    let (status, body, _) = post(&agent, &url, "application/json", &batch(&["u1"; 5]));
+    assert_eq!(status, 202, "{body}");
+    // One more from that user is refused, and a batch naming it is refused whole.
+    let (status, body, retry) = post(&agent, &url, "application/json", &batch(&["u2", "u1"]));
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["field"], "user_id");
+    assert!(
+        refusal["error"].as_str().unwrap().contains("\"u1\""),
+        "{body}"
+    );
+    // Other users pass, until the address has sent its second's worth (10).
+    let (status, body, _) = post(&agent, &url, "application/json", &batch(&["u2"; 3]));
+    assert_eq!(status, 202, "{body}");
+    let (status, body, retry) = post(&agent, &url, "application/json", &batch(&["u3"; 3]));
+    assert_eq!(status, 429, "{body}");
+    assert!(retry.is_some());
+    assert!(body.contains("this address"), "{body}");
+    // Exactly the accepted events reached the topic: five of u1, three of u2.
+    let payloads = read_until(&pipeline.events, Duration::from_secs(5), |p| p.len() >= 8);
+    let mut users: Vec<String> = payloads
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<model::EmojiEvent>(p)
+                .unwrap()
+                .user_id
+        })
+        .collect();
+    users.sort();
+    assert_eq!(users, ["u1", "u1", "u1", "u1", "u1", "u2", "u2", "u2"]);
+    let metrics = agent
+        .get(&format!("{}/metrics", ingest.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("ingest_requests_total{status=\"429\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
+    const TOKEN: &str = "s3cret-ingest-token";
+    let pipeline = Pipeline::new("token");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let log_path = dir.path().join("ingest.log");
+    let ingest = Service::start_logged(
+        &[
+            "ingest",
+            "--listen",
+            "127.0.0.1:0",
+            "--linger",
+            "5ms",
+            "--enable-load-test",
+            "--events-topic",
+            &pipeline.events,
+            "--ingest-token-file",
+            &token_file.display().to_string(),
+        ]
+        .map(String::from),
+        "trace",
+        &log_path,
+    );
+    let base = ingest.url();
+    let agent = agent();
+    let event = event_json("u1", "🔥", now_ms());
+    let send = |authorization: Option<&str>| {
+        let mut request = agent
+            .post(&format!("{base}/emoji"))
+            .header("content-type", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let mut response = request.send(&event).unwrap();
+        let challenge = response.headers().get("www-authenticate").is_some();
+        (
+            response.status().as_u16(),
+            challenge,
+            response.body_mut().read_to_string().unwrap(),
+        )
+    };
+    let (status, challenge, body) = send(None);
+    assert_eq!((status, challenge), (401, true), "{body}");
+    assert!(body.contains("missing bearer token"), "{body}");
+    let (status, _, body) = send(Some("Bearer not-the-token"));
+    assert_eq!(status, 401);
+    assert!(body.contains("wrong bearer token"), "{body}");
+    assert_eq!(send(Some(&format!("Bearer {TOKEN}"))).0, 202);
+    // The load test needs it too; health and metrics do not.
+    let status = agent
+        .get(&format!("{base}/load-test"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 401);
+    let metrics = agent
+        .get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("ingest_requests_total{status=\"401\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(
+        agent
+            .get(&format!("{base}/health"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let stopped = ingest.terminate(Duration::from_secs(10));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "a graceful stop on SIGTERM: {stopped:?}"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("Ingest stopped"), "{log}");
+    assert!(
+        !log.contains(TOKEN) && !metrics.contains(TOKEN),
+        "the token leaked"
+    );
+}
+
+#[test]
+fn cors_lets_a_page_of_another_origin_post_unless_origins_are_listed() {
+    let pipeline = Pipeline::new("cors");
+    let any = start_ingest(&pipeline, &[]);
+    let listed = start_ingest(&pipeline, &["--cors-origins", "http://allowed.test"]);
+    let agent = agent();
+    // The browser's preflight before a JSON POST from another origin.
+    let preflight = |base: &str, origin: &str| {
+        let response = agent
+            .options(&format!("{base}/emoji"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .call()
+            .expect("a response");
+        let allowed = response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (response.status().as_u16(), allowed)
+    };
+    let (status, allowed) = preflight(&any.url(), "http://page.test");
+    assert_eq!(status, 200);
+    assert!(
+        allowed.as_deref() == Some("http://page.test") || allowed.as_deref() == Some("*"),
+        "{allowed:?}"
+    );
+    assert_eq!(
+        preflight(&listed.url(), "http://allowed.test"),
+        (200, Some("http://allowed.test".to_owned()))
+    );
+    let (status, allowed) = preflight(&listed.url(), "http://other.test");
+    assert_eq!((status, allowed), (403, None), "an origin not listed");
+    // The POST itself carries the header for the page's script.
+    let response = agent
+        .post(&format!("{}/emoji", listed.url()))
+        .header("origin", "http://allowed.test")
+        .header("content-type", "application/json")
+        .send(event_json("u1", "🔥", now_ms()).as_str())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://allowed.test")
+    );
+}
+
+#[test]
+fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
+    let pipeline = Pipeline::new("load-test");
+    let agent = agent();
+    let get = |url: &str| -> (u16, serde_json::Value) {
+        let mut response = agent.get(url).call().expect("a response");
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).expect("a JSON body"),
+        )
+    };
+    let request = r#"{"duration": "2s", "rate": "400/s", "users": 1000}"#;
+
+    let off = start_ingest(&pipeline, &[]);
+    let url = format!("{}/load-test", off.url());
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--enable-load-test"), "{body}");
+    assert_eq!(get(&url).0, 403);
+    drop(off);
+
+    let on = start_ingest(&pipeline, &["--enable-load-test"]);
+    let url = format!("{}/load-test", on.url());
+    assert_eq!(get(&url).1["state"], "idle");
+    let (status, body, _) = post(
+        &agent,
+        &url,
+        "application/json",
+        r#"{"duration": "2s", "rate": "fast"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["field"],
+        "rate"
+    );
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = post(&agent, &url, "application/json", request);
+    assert_eq!(status, 409, "one at a time: {body}");
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let done = loop {
+        let (status, body) = get(&url);
+        assert_eq!(status, 200);
+        if body["state"] == "done" {
+            break body;
+        }
+        assert_eq!(body["state"], "running", "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let summary = &done["summary"];
+    let offered = summary["events_offered"].as_u64().unwrap();
+    assert!((700..=900).contains(&offered), "{done}");
+    assert_eq!(summary["events_accepted"], offered, "{done}");
+    assert_eq!(done["progress"]["accepted"], offered, "{done}");
+    // Its events went through the API into the events topic, all of them.
+    let payloads = read_until(&pipeline.events, WAIT, |p| p.len() as u64 >= offered);
+    assert_eq!(payloads.len() as u64, offered);
+}

@@ -1,0 +1,209 @@
+//! The live pipeline stopped and killed: restarts publish the same windows, SIGTERM stops every service cleanly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::kafka::*;
+use common::pipeline::*;
+use common::traffic::{Phase, send};
+use common::{chaos_long, metric, record_figures, wait_for, windows_csv as as_csv};
+use model::report::WindowMessage;
+
+#[test]
+fn a_dataflow_killed_and_restarted_publishes_the_same_windows() {
+    let pipeline = Pipeline::new("restart");
+    let steady = start_dataflow(&pipeline, &[]);
+    let restarted = pipeline.sibling("restart-b");
+    let victim = start_dataflow(&restarted, &[]);
+    // Events keep coming for about 8 s, stamped with the wall clock and a little disorder.
+    let topic = pipeline.events.clone();
+    let feeder = std::thread::spawn(move || {
+        let producer = producer();
+        let mut sent = Vec::new();
+        for round in 0..80i64 {
+            let now = now_ms();
+            let batch: Vec<(String, String, i64)> = (0..50i64)
+                .map(|i| {
+                    let n = round * 50 + i;
+                    (
+                        format!("u{}", n % 113),
+                        ["🔥", "😂", "👏"][(n % 3) as usize].to_owned(),
+                        now - (n * 37) % 300,
+                    )
+                })
+                .collect();
+            produce_events(&producer, &topic, &batch);
+            sent.extend(batch);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent
+    });
+    // Kill the second dataflow once it has published a few windows, then start it again.
+    let early = read_until(&restarted.windows, WAIT, |p| p.len() >= 2);
+    assert!(early.len() >= 2, "windows are published while events flow");
+    victim.kill();
+    let _again = start_dataflow(&restarted, &[]);
+    let sent = feeder.join().unwrap();
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    let want = windows_through(&pipeline.windows, last);
+    let got = windows_through(&restarted.windows, last);
+    let total = |w: &BTreeMap<i64, WindowMessage>| w.values().map(|m| m.report.events).sum::<u64>();
+    assert_eq!(
+        total(&want),
+        sent.len() as u64,
+        "the uninterrupted run counts every event once"
+    );
+    assert_eq!(
+        total(&got),
+        sent.len() as u64,
+        "the restarted run counts every event once"
+    );
+    assert_eq!(
+        as_csv(&got),
+        as_csv(&want),
+        "per window, the restarted run equals the uninterrupted one"
+    );
+    drop(steady);
+}
+
+#[test]
+fn a_dataflow_killed_again_and_again_under_http_load_publishes_the_same_windows() {
+    // `make test`: 2,500 events/s for 8 s, one kill; `make chaos`: 25,000 events/s for 60 s,
+    // a kill every 10 s.
+    let (batch, seconds, kills) = if chaos_long() {
+        (250, 60, 5)
+    } else {
+        (25, 8, 1)
+    };
+    let pipeline = Pipeline::new("kill-load");
+    let ingest = start_ingest(&pipeline, &["--user-rate-limit", "0"]);
+    let steady = start_dataflow(&pipeline, &[]);
+    let restarted = pipeline.sibling("kill-load-b");
+    let mut victim = start_dataflow(&restarted, &[]);
+    let phase = Arc::new(Phase::default());
+    let url = format!("{}/emoji", ingest.url());
+    let every = Duration::from_millis(20);
+    let senders = [
+        send(url.clone(), "a", true, batch, every, Arc::clone(&phase)),
+        send(url, "b", true, batch, every, Arc::clone(&phase)),
+    ];
+    let started = Instant::now();
+    let mut recoveries = Vec::new();
+    for k in 1..=kills {
+        let at = Duration::from_secs(seconds) * k / (kills + 1);
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        victim.kill();
+        std::thread::sleep(Duration::from_secs(1));
+        let restart = Instant::now();
+        victim = start_dataflow(&restarted, &[]);
+        let base = victim.url();
+        wait_for(WAIT, "a window from the restarted dataflow", || {
+            metric(&base, "dataflow_windows_emitted_total") >= 1.0
+        });
+        recoveries.push(restart.elapsed().as_secs_f64());
+    }
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
+    phase.stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<_> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let acknowledged: usize = tallies.iter().map(|t| t.acknowledged.len()).sum();
+    let last = tallies.iter().map(|t| t.last_timestamp).max().unwrap();
+    assert!(
+        tallies.iter().all(|t| t.hung == 0),
+        "every request answered"
+    );
+    let delivered = metric(&ingest.url(), "ingest_events_delivered_total") as u64;
+    let want = windows_through(&pipeline.windows, last);
+    let got = windows_through(&restarted.windows, last);
+    let total = |w: &BTreeMap<i64, WindowMessage>| w.values().map(|m| m.report.events).sum::<u64>();
+    assert!(acknowledged as u64 <= delivered);
+    assert_eq!(
+        total(&want),
+        delivered,
+        "the uninterrupted run counts every event once"
+    );
+    assert_eq!(
+        total(&got),
+        delivered,
+        "the killed run counts every event once"
+    );
+    let equal = as_csv(&got) == as_csv(&want);
+    assert!(
+        equal,
+        "per window, the killed run equals the uninterrupted one"
+    );
+    record_figures(
+        "dataflow-killed",
+        &serde_json::json!({
+            "fault": "dataflow SIGKILL under load, restarted after 1 s",
+            "kills": kills,
+            "seconds": seconds,
+            "offered_events_per_second": 2 * batch * 50,
+            "requests": tallies.iter().map(|t| &t.statuses).collect::<Vec<_>>(),
+            "events_acknowledged": acknowledged,
+            "events_delivered": delivered,
+            "events_counted_uninterrupted": total(&want),
+            "events_counted_killed": total(&got),
+            "windows": want.len(),
+            "windows_equal": equal,
+            "recovery_seconds": recoveries,
+        }),
+    );
+    drop(steady);
+}
+
+#[test]
+fn every_service_stops_cleanly_within_10_s_of_sigterm() {
+    let pipeline = Pipeline::new("sigterm");
+    let ingest = start_ingest(&pipeline, &[]);
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let broadcaster = start_broadcaster(&pipeline, "sigterm");
+    // Under traffic: events in the producer's queue and open windows in the dataflow.
+    // 50 single events; in `make chaos`, 200 batches of 100 as well.
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let batches = if chaos_long() { 200 } else { 0 };
+    let accepted = 50 + batches * 100;
+    for i in 0..50 + batches {
+        let body = if i < 50 {
+            event_json(&format!("u{i}"), "🔥", now_ms())
+        } else {
+            let now = now_ms();
+            let events: Vec<String> = (0..100)
+                .map(|j| event_json(&format!("b{i}-{j}"), "😂", now))
+                .collect();
+            format!("[{}]", events.join(","))
+        };
+        let (status, body, _) = post(&agent, &url, "application/json", &body);
+        assert_eq!(status, 202, "{body}");
+    }
+    let mut exits = serde_json::Map::new();
+    for (name, service) in [
+        ("ingest", ingest),
+        ("dataflow", dataflow),
+        ("broadcast", broadcaster),
+    ] {
+        let asked = Instant::now();
+        let status = service.terminate(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{name} did not exit 0 within 10 s: {status:?}"
+        );
+        exits.insert(name.into(), asked.elapsed().as_secs_f64().into());
+    }
+    // The ingest flushed its producer on the way out: every accepted event is in the topic.
+    let payloads = read_until(&pipeline.events, WAIT, |p| p.len() >= accepted);
+    assert_eq!(payloads.len(), accepted);
+    record_figures(
+        "sigterm",
+        &serde_json::json!({
+            "fault": "SIGTERM to each service under traffic",
+            "seconds_to_exit_0": exits,
+            "events_accepted": accepted,
+            "events_in_topic": payloads.len(),
+        }),
+    );
+}

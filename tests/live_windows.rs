@@ -1,0 +1,258 @@
+//! Exact windows from the live pipeline against a real broker: posted events come out on every topic, lulls close windows, several sizes, where reading starts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::*;
+use common::pipeline::*;
+use common::{expected_csv_of, metric, wait_for, windows_csv as as_csv};
+use model::WindowSize;
+use model::report::WindowMessage;
+
+#[test]
+fn events_posted_over_http_come_out_as_exact_windows_on_every_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("http");
+    let ingest = start_ingest(&pipeline, &[]);
+    let _dataflow = start_dataflow(&pipeline, &["--lateness", "30s"]);
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let emojis = ["🔥", "😂", "👏", "❤️"];
+    let base = WindowSize::default().start_of(now_ms() - 30_000);
+    // Out of order: the timestamps go back and forth over four windows.
+    let mut events = Vec::new();
+    for i in 0..260i64 {
+        let ts = base + (i * 7919) % 8000;
+        events.push((
+            format!("u{}", i % 37),
+            emojis[(i % 4) as usize].to_owned(),
+            ts,
+        ));
+    }
+    for (u, e, t) in &events[..10] {
+        let (status, body, _) = post(&agent, &url, "application/json", &event_json(u, e, *t));
+        assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
+    }
+    for chunk in events[10..].chunks(100) {
+        let body = format!(
+            "[{}]",
+            chunk
+                .iter()
+                .map(|(u, e, t)| event_json(u, e, *t))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (status, text, _) = post(
+            &agent,
+            &format!("{url}?ack=true"),
+            "application/json",
+            &body,
+        );
+        assert_eq!(
+            (status, text),
+            (201, format!(r#"{{"accepted":{}}}"#, chunk.len()))
+        );
+    }
+    // The ingest's metrics count the requests, the events and their latency.
+    let base = ingest.url();
+    assert_eq!(metric(&base, "ingest_requests_total{status=\"202\"}"), 10.0);
+    assert_eq!(metric(&base, "ingest_requests_total{status=\"201\"}"), 3.0);
+    assert_eq!(metric(&base, "ingest_events_accepted_total"), 260.0);
+    assert_eq!(metric(&base, "ingest_request_duration_seconds_count"), 13.0);
+    assert_eq!(metric(&base, "ingest_produce_errors_total"), 0.0);
+    wait_for(WAIT, "every event delivered", || {
+        metric(&base, "ingest_queue_depth") == 0.0
+            && metric(&base, "ingest_events_delivered_total") == 260.0
+    });
+    let want = expected_csv(dir.path(), &events, Duration::from_secs(30));
+    let last = events.iter().map(|e| e.2).max().unwrap();
+    for topic in std::iter::once(pipeline.windows.clone()).chain(pipeline.cluster_topics()) {
+        let windows = windows_through(&topic, last);
+        common::assert_same_windows(&as_csv(&windows), &want, &topic);
+        for (start, m) in &windows {
+            assert_eq!(m.seq, start / 2000, "{topic}: seq is the window index");
+        }
+    }
+}
+
+#[test]
+fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("lull");
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let now = now_ms();
+    let mut events: Vec<(String, String, i64)> = (0..40)
+        .map(|i| (format!("u{i}"), "🔥".to_owned(), now - 3000 + i * 50))
+        .collect();
+    let future = ("clock".to_owned(), "😮".to_owned(), now + 86_400_000);
+    let producer = producer();
+    produce_events(&producer, &pipeline.events, &events[..20]);
+    produce_events(&producer, &pipeline.events, std::slice::from_ref(&future));
+    produce_events(&producer, &pipeline.events, &events[20..]);
+    let produced_at = now_ms();
+    // Nothing more comes: the idle timeout (1 s) closes every window, the newest one included.
+    let last = events.iter().map(|e| e.2).max().unwrap();
+    let windows = windows_through(&pipeline.windows, last);
+    let last_start = WindowSize::default().start_of(last);
+    let published_at = read_records_until(&pipeline.windows, WAIT, |_| true)
+        .into_iter()
+        .find(|(_, p)| {
+            serde_json::from_slice::<WindowMessage>(p)
+                .unwrap()
+                .report
+                .window_start
+                == last_start
+        })
+        .map(|(ts, _)| ts)
+        .unwrap();
+    let closed_after = published_at - produced_at;
+    assert!(
+        (900..10_000).contains(&closed_after),
+        "the newest window closes once the idle timeout (1 s) has passed: after {closed_after} ms"
+    );
+    assert!(
+        windows.keys().all(|&start| start < now + 60_000),
+        "no window of the far-future event"
+    );
+    events.sort_by_key(|e| e.2);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &events, Duration::from_secs(1))
+    );
+    let late = read_until(&pipeline.late, WAIT, |p| !p.is_empty());
+    let record: serde_json::Value = serde_json::from_slice(&late[0]).unwrap();
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the wall clock"),
+        "{record}"
+    );
+    // The dataflow's metrics tell the same story.
+    let base = dataflow.url();
+    wait_for(WAIT, "every window counted in the metrics", || {
+        metric(&base, "dataflow_windows_emitted_total") == windows.len() as f64
+    });
+    let per_partition = |name: &str| -> Vec<f64> {
+        (0..4)
+            .map(|p| metric(&base, &format!("{name}{{partition=\"{p}\"}}")))
+            .collect()
+    };
+    let consumed: f64 = per_partition("dataflow_events_consumed_total").iter().sum();
+    assert_eq!(consumed, 41.0, "40 events and the far-future one");
+    assert_eq!(metric(&base, "dataflow_invalid_events_total"), 1.0);
+    assert_eq!(metric(&base, "dataflow_late_events_total"), 0.0);
+    assert_eq!(
+        metric(&base, "dataflow_emit_delay_seconds_count"),
+        windows.len() as f64
+    );
+    let watermark = per_partition("dataflow_watermark_milliseconds")
+        .into_iter()
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        watermark as i64,
+        last - 1000,
+        "the newest event minus the lateness"
+    );
+}
+
+#[test]
+fn several_window_sizes_each_come_out_exactly_on_their_own_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("sizes");
+    // Two and a half minutes of events, in time order, ending 10 s ago: nothing is late,
+    // and once the input is idle every window closes.
+    let emojis = ["🔥", "😂", "👏"];
+    let start = now_ms() - 160_000;
+    let events: Vec<(String, String, i64)> = (0..1500i64)
+        .map(|i| {
+            (
+                format!("u{}", (i * 31) % 97),
+                emojis[(i % 3) as usize].to_owned(),
+                start + i * 100,
+            )
+        })
+        .collect();
+    // The ingest service creates the events topic.
+    drop(start_ingest(&pipeline, &[]));
+    produce_events(&producer(), &pipeline.events, &events);
+    let _dataflow = start_dataflow(&pipeline, &["--window", "2s,60s"]);
+    let last = events.last().unwrap().2;
+    for (label, millis) in [("2s", 2_000), ("60s", 60_000)] {
+        let size = WindowSize::from_millis(millis).unwrap();
+        let topic = format!("{}-{label}", pipeline.windows);
+        let windows = windows_of_size_through(&topic, last, size);
+        let want = expected_csv_of(dir.path(), &events, Duration::from_secs(1), size);
+        common::assert_same_windows(&as_csv(&windows), &want, &topic);
+        for (start, m) in &windows {
+            assert_eq!(m.seq, start / millis, "{topic}: seq is the window index");
+        }
+    }
+    // The clusters get the live (first) size only.
+    for topic in pipeline.cluster_topics() {
+        let windows = windows_through(&topic, last);
+        assert!(windows.keys().all(|start| start % 2_000 == 0));
+        assert_eq!(
+            windows.len(),
+            windows_of_size_through(
+                &format!("{}-2s", pipeline.windows),
+                last,
+                WindowSize::default()
+            )
+            .len()
+        );
+    }
+}
+
+#[test]
+fn start_latest_reads_only_new_events_and_earliest_reads_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("start");
+    create_topic(&pipeline.events, 4);
+    let producer = producer();
+    let before = now_ms() - 4000;
+    let old: Vec<(String, String, i64)> = (0..10)
+        .map(|i| (format!("old{i}"), "🔥".to_owned(), before + i))
+        .collect();
+    produce_events(&producer, &pipeline.events, &old);
+    let latest = start_dataflow(&pipeline, &["--start", "latest"]);
+    // Once its readers are positioned at the end, new events come.
+    let base = latest.url();
+    wait_for(WAIT, "the readers positioned", || {
+        metric(&base, "dataflow_partitions_reading") >= 4.0
+    });
+    let now = now_ms();
+    let new: Vec<(String, String, i64)> = (0..10)
+        .map(|i| (format!("new{i}"), "😂".to_owned(), now + i))
+        .collect();
+    produce_events(&producer, &pipeline.events, &new);
+    let last = now + 9;
+    let windows = windows_through(&pipeline.windows, last);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &new, Duration::from_secs(1)),
+        "--start latest counts only what came after it started"
+    );
+    // Stopped (its offsets committed at the end); with the same group, --start earliest
+    // reads everything again.
+    assert!(
+        latest
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let again = Pipeline {
+        events: pipeline.events.clone(),
+        group: pipeline.group.clone(),
+        ..Pipeline::new("start-again")
+    };
+    let _earliest = start_dataflow(&again, &["--start", "earliest"]);
+    let mut all = old.clone();
+    all.extend(new);
+    let windows = windows_through(&again.windows, last);
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv(dir.path(), &all, Duration::from_secs(1)),
+        "--start earliest counts everything, whatever the group committed"
+    );
+}

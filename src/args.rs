@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use dataflow::source::kafka_source::StartFrom;
+use dataflow::source::kafka::StartFrom;
 use dataflow::{ClusterConfig, Engine, ReplayConfig};
 use model::duration::parse_duration;
 use model::window_spec::WindowSpecError;

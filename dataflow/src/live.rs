@@ -23,7 +23,7 @@ use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
 use crate::operators::{CountWindows, Engine};
 use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows};
-use crate::source::kafka_source::{KafkaSourceConfig, ReadKafka, StartFrom};
+use crate::source::kafka::{KafkaSourceConfig, ReadKafka, StartFrom};
 
 /// How the live dataflow runs.
 #[derive(Debug, Clone)]

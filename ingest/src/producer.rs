@@ -42,6 +42,16 @@ pub enum ProduceError {
     Create(#[source] KafkaError),
 }
 
+impl ProduceError {
+    /// Whether trying again may help: a full queue drains, a broker comes back.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProduceError::QueueFull(_) | ProduceError::NotAcknowledged(_) => true,
+            ProduceError::Create(e) => service::kafka::is_retryable(e),
+        }
+    }
+}
+
 /// The acknowledgements of one request.
 #[derive(Debug, Default)]
 pub struct Delivery {

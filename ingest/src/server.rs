@@ -39,6 +39,17 @@ pub enum IngestError {
     },
 }
 
+impl IngestError {
+    /// Whether starting again may help: the broker was away or busy.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Topics(e) => e.is_retryable(),
+            IngestError::Producer(e) => e.is_retryable(),
+            IngestError::Listen { .. } => false,
+        }
+    }
+}
+
 /// A running ingest service.
 pub struct RunningIngest {
     /// The address it listens on.

@@ -21,8 +21,17 @@ use model::log::LogWriter;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
     /// Kafka failed.
-    #[error("{0}")]
-    Kafka(String),
+    #[error("cannot use topic {topic}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The topic to record does not exist.
+    #[error("topic {0} does not exist or has no partitions")]
+    NoTopic(String),
     /// A file could not be read or written.
     #[error("cannot read or write {path}")]
     Io {
@@ -39,6 +48,13 @@ pub enum RecordingError {
         /// The cause.
         source: model::log::HeaderError,
     },
+}
+
+impl RecordingError {
+    /// Whether trying again may help: the broker was away or busy.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RecordingError::Kafka { source, .. } if service::kafka::is_retryable(source))
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordingError + '_ {
@@ -99,8 +115,10 @@ pub fn record(
     config: &RecordConfig,
     stop: &dyn Fn() -> bool,
 ) -> Result<RecordReport, RecordingError> {
-    let kafka =
-        |e: rdkafka::error::KafkaError| RecordingError::Kafka(format!("{}: {e}", config.topic));
+    let kafka = |source| RecordingError::Kafka {
+        topic: config.topic.clone(),
+        source,
+    };
     let consumer: BaseConsumer<EndsQuietly> = service::kafka::client_config(&config.brokers)
         .set("group.id", format!("emostream-record-{}", config.topic))
         .set("enable.auto.commit", "false")
@@ -113,10 +131,7 @@ pub fn record(
         .map_err(kafka)?;
     let partitions = service::kafka::partitions_of(&consumer, &config.topic).map_err(kafka)?;
     if partitions.is_empty() {
-        return Err(RecordingError::Kafka(format!(
-            "topic {} does not exist or has no partitions",
-            config.topic
-        )));
+        return Err(RecordingError::NoTopic(config.topic.clone()));
     }
     // Explicit offsets, read now: `End` would be resolved later and lose what comes between.
     let mut assignment = TopicPartitionList::new();
@@ -346,8 +361,13 @@ pub fn inject(
         return Ok(report);
     };
     report.log_seconds = (last - first) as f64 / 1e3;
-    let producer = service::kafka::KeyedProducer::new(&config.brokers, &config.topic)
-        .map_err(|e| RecordingError::Kafka(format!("{}: {e}", config.topic)))?;
+    let producer =
+        service::kafka::KeyedProducer::new(&config.brokers, &config.topic).map_err(|source| {
+            RecordingError::Kafka {
+                topic: config.topic.clone(),
+                source,
+            }
+        })?;
     let speed = config.speed.max(0.0);
     let start = Instant::now();
     let start_ms = now_ms();
@@ -391,11 +411,17 @@ pub fn inject(
         true
     })?;
     if let Some(e) = failure {
-        return Err(RecordingError::Kafka(format!("{}: {e}", config.topic)));
+        return Err(RecordingError::Kafka {
+            topic: config.topic.clone(),
+            source: e,
+        });
     }
     producer
         .flush(Duration::from_secs(60))
-        .map_err(|e| RecordingError::Kafka(format!("{}: {e}", config.topic)))?;
+        .map_err(|source| RecordingError::Kafka {
+            topic: config.topic.clone(),
+            source,
+        })?;
     (report.acknowledged, report.failed) = producer.counts();
     report.rejected = rejected;
     report.seconds = start.elapsed().as_secs_f64();

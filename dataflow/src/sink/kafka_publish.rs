@@ -21,7 +21,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::control::RunControl;
 use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
-use crate::source::kafka_source::LiveSide;
+use crate::source::kafka::LiveSide;
 
 /// Where the results go.
 #[derive(Debug, Clone)]

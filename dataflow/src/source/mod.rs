@@ -5,7 +5,7 @@
 //! still add to. Late events and unreadable rows go to a side output; nothing is dropped.
 
 pub mod blocks;
-pub mod kafka_source;
+pub mod kafka;
 pub mod log_file;
 pub mod log_source;
 pub mod two_outputs;

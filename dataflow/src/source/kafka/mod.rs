@@ -1,0 +1,187 @@
+//! `read_kafka`: a timely source that consumes the events topic, each worker the partitions
+//! `p` with `p % peers == index`, polling without blocking the worker.
+//!
+//! Each partition keeps a watermark. A partition without new data for the idle timeout stops
+//! holding windows back; when all of a worker's partitions are idle, its windows close up to
+//! the latest event it has seen (and at least up to the wall clock minus lateness and idle
+//! timeout), so windows close during lulls and at the end of a stream. Idle also means
+//! read to the end: a thread asks the broker for the partitions' ends, and a partition only
+//! counts as idle when a recent answer shows nothing left to read and no connection to its
+//! broker was lost since. When the broker is away, or its partitions not fetched yet after a
+//! restart, the events are only delayed, not absent, and windows wait for them.
+//!
+//! Offsets are committed only past events whose windows (or late records) are published:
+//! each partition remembers, per window it feeds, the first offset and the watermark state
+//! before it; the committed offset is the earliest of those still unpublished, with the
+//! watermark state as commit metadata, so a restart reads again exactly what it needs and
+//! judges lateness exactly as an uninterrupted run would.
+
+//!
+//! # Layout
+//! - this module: the `read_kafka` operator and its configuration.
+//! - `reader`: the partitions of a worker: assignment and resume, polling, routing events
+//!   to windows or to the late records.
+//! - `progress`: idleness and the capabilities' advance.
+//! - `commit`: the commit protocol behind what is published, and the drain on a stop.
+//! - `end_probe`: the thread that asks the broker for the partitions' ends.
+//! - `context`: the client's statistics and whether the brokers answer.
+//! - `decode`: a message into an event, or the reason it is invalid.
+
+mod commit;
+mod context;
+mod decode;
+mod end_probe;
+mod progress;
+mod reader;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::WindowSize;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+use crate::control::RunControl;
+use crate::metrics::DataflowMetrics;
+use crate::record::{LateEvent, Tap};
+use crate::source::two_outputs::two_output_source;
+use reader::KafkaReader;
+
+/// Where to start reading when the dataflow starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The first retained message.
+    Earliest,
+    /// Only new messages.
+    Latest,
+    /// The committed offsets (and watermarks) of the consumer group, else the earliest.
+    #[default]
+    Committed,
+}
+
+/// How the events topic is read.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// Brokers.
+    pub brokers: String,
+    /// The events topic.
+    pub topic: String,
+    /// Consumer group whose offsets are committed.
+    pub group: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Window size.
+    pub window: WindowSize,
+    /// Allowed lateness, ms.
+    pub lateness_ms: i64,
+    /// A partition without data this long stops holding windows back.
+    pub idle_timeout: Duration,
+    /// Events further ahead of the wall clock than this are invalid, ms.
+    pub max_future_ms: i64,
+    /// Where to start.
+    pub start: StartFrom,
+    /// Windows starting before this were published by an earlier run.
+    pub published_before: i64,
+    /// On a restart, how many messages before each committed offset are read again, only to
+    /// rebuild the watermark (and so that a broker that can only serve whole record batches
+    /// still returns the committed offset itself).
+    pub rewind: i64,
+}
+
+/// What the source reports besides on-time events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiveSide {
+    /// An event of a window already closed.
+    Late {
+        /// The event.
+        event: LateEvent,
+        /// Why it is late.
+        reason: String,
+        /// Partition and offset.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// A message that is not a valid event.
+    Invalid {
+        /// Why.
+        reason: String,
+        /// The payload (invalid UTF-8 replaced, cut to 1 KiB).
+        raw: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+}
+
+/// Reads the events topic into a dataflow.
+pub trait ReadKafka<'scope> {
+    /// On-time events at their window start, and late or invalid records. `published`
+    /// must probe the streams whose records are durably published (windows and side);
+    /// `sources` the returned event stream. The source stops reading once `control` stops,
+    /// and reports through `drained` when everything closed is published and committed.
+    #[allow(clippy::too_many_arguments)]
+    fn read_kafka(
+        self,
+        config: KafkaSourceConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+        sources: ProbeHandle<i64>,
+        published: ProbeHandle<i64>,
+        drained: Rc<std::cell::Cell<bool>>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<LiveSide>>,
+    );
+}
+
+impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
+    fn read_kafka(
+        self,
+        config: KafkaSourceConfig,
+        control: Arc<RunControl>,
+        metrics: Arc<DataflowMetrics>,
+        sources: ProbeHandle<i64>,
+        published: ProbeHandle<i64>,
+        drained: Rc<std::cell::Cell<bool>>,
+    ) -> (
+        Stream<'scope, i64, Vec<Tap>>,
+        Stream<'scope, i64, Vec<LiveSide>>,
+    ) {
+        let (index, peers) = (self.index(), self.peers());
+        two_output_source(self, "ReadKafka", move |taps_cap, side_cap, activator| {
+            let mut reader =
+                match KafkaReader::new(config, index, peers, taps_cap, side_cap, metrics) {
+                    Ok(reader) => Some(reader),
+                    Err(message) => {
+                        control.fail(message);
+                        drained.set(true);
+                        None
+                    }
+                };
+            move |taps, side| {
+                let Some(active) = reader.as_mut() else {
+                    return;
+                };
+                if control.stopped() {
+                    if active.drain(&sources, &published) {
+                        drained.set(true);
+                        reader = None;
+                    } else {
+                        activator.activate_after(Duration::from_millis(5));
+                    }
+                    return;
+                }
+                let got = active.step(taps, side);
+                active.commit_published(&published, false);
+                if got {
+                    activator.activate();
+                } else {
+                    activator.activate_after(Duration::from_millis(2));
+                }
+            }
+        })
+    }
+}

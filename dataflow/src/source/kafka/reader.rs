@@ -1,0 +1,327 @@
+//! The partitions of a worker: assignment and resume from the committed offsets, polling
+//! without blocking, and routing each event to its window or to the late records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use timely::dataflow::operators::Capability;
+
+use super::context::{STATS_INTERVAL_MS, SourceContext};
+use super::decode::decode;
+use super::end_probe::EndProbe;
+use super::{KafkaSourceConfig, LiveSide, StartFrom};
+use crate::failure::Failure;
+use crate::metrics::DataflowMetrics;
+use crate::record::{LateEvent, Tap};
+use crate::source::two_outputs::{SideSession, TapsSession};
+use crate::source::watermark::Watermark;
+
+/// One partition read by this worker.
+pub(super) struct Partition {
+    pub(super) id: i32,
+    pub(super) watermark: Watermark,
+    /// Messages before this offset were handled by an earlier run: they only feed the watermark.
+    pub(super) resume_offset: i64,
+    pub(super) next_offset: i64,
+    pub(super) last_message: Instant,
+    /// When the client last said it was at the partition's end (after the last message).
+    pub(super) at_end: Option<Instant>,
+    /// Per guard time (a window start, or the time late records went out at): the first
+    /// offset that needs it published, and the largest timestamp seen before that offset.
+    pub(super) pending: BTreeMap<i64, (i64, Option<i64>)>,
+}
+
+pub(super) struct KafkaReader {
+    pub(super) config: KafkaSourceConfig,
+    pub(super) consumer: BaseConsumer<SourceContext>,
+    pub(super) ends: Arc<EndProbe>,
+    pub(super) partitions: Vec<Partition>,
+    pub(super) taps_cap: Capability<i64>,
+    pub(super) side_cap: Capability<i64>,
+    pub(super) metrics: Arc<DataflowMetrics>,
+    pub(super) by_window: Vec<(i64, Vec<Tap>)>,
+    pub(super) side: Vec<LiveSide>,
+    pub(super) committed_frontier: i64,
+    pub(super) last_commit: Instant,
+    pub(super) last_lag_check: Instant,
+}
+
+impl KafkaReader {
+    pub(super) fn new(
+        config: KafkaSourceConfig,
+        index: usize,
+        peers: usize,
+        mut taps_cap: Capability<i64>,
+        mut side_cap: Capability<i64>,
+        metrics: Arc<DataflowMetrics>,
+    ) -> Result<Self, Failure> {
+        let mine: Vec<i32> = (0..config.partitions)
+            .filter(|p| *p as usize % peers == index)
+            .collect();
+        let context = SourceContext::new(&config.topic, config.partitions, mine.clone());
+        let consumer: BaseConsumer<SourceContext> = service::kafka::client_config(&config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // The end of a partition is news: read to its end (past any control records).
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
+            // A broker that holds an empty fetch for its whole wait delays every window.
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(context)
+            .map_err(|e| Failure::kafka("create the Kafka consumer", e))?;
+        let mut wanted = TopicPartitionList::new();
+        for &p in &mine {
+            wanted.add_partition(&config.topic, p);
+        }
+        let committed = match config.start {
+            StartFrom::Committed if !mine.is_empty() => Some(
+                consumer
+                    .committed_offsets(wanted, Duration::from_secs(30))
+                    .map_err(|e| {
+                        Failure::kafka(
+                            format!("read the committed offsets of group {}", config.group),
+                            e,
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        for &p in &mine {
+            let resumed = committed.as_ref().and_then(|c| {
+                let elem = c.find_partition(&config.topic, p)?;
+                match elem.offset() {
+                    Offset::Offset(o) => Some((o, elem.metadata().parse::<i64>().ok())),
+                    _ => None,
+                }
+            });
+            let (offset, max_seen, resume_offset) = match (config.start, resumed) {
+                (_, Some((o, max_seen))) => {
+                    (Offset::Offset((o - config.rewind).max(0)), max_seen, o)
+                }
+                (StartFrom::Latest, None) => {
+                    // From the end as it is now, at a known offset (idleness compares offsets).
+                    let (_, end) = consumer
+                        .fetch_watermarks(&config.topic, p, Duration::from_secs(30))
+                        .map_err(|e| Failure::kafka(format!("read the end of partition {p}"), e))?;
+                    (Offset::Offset(end), None, 0)
+                }
+                _ => (Offset::Beginning, None, 0),
+            };
+            assignment
+                .add_partition_offset(&config.topic, p, offset)
+                .map_err(|e| Failure::kafka(format!("assign partition {p}"), e))?;
+            partitions.push(Partition {
+                id: p,
+                resume_offset,
+                watermark: Watermark::restored(config.lateness_ms, max_seen),
+                next_offset: match offset {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                },
+                last_message: Instant::now(),
+                at_end: None,
+                pending: BTreeMap::new(),
+            });
+        }
+        consumer.assign(&assignment).map_err(|e| {
+            Failure::kafka(format!("assign partitions {mine:?} of {}", config.topic), e)
+        })?;
+        let starts: Vec<String> = assignment
+            .elements()
+            .iter()
+            .map(|e| format!("{}@{:?}", e.partition(), e.offset()))
+            .collect();
+        tracing::info!(worker = index, partitions = ?starts, published_before = config.published_before, "Reading the events topic.");
+        // Windows before `published_before` were published by an earlier run.
+        if config.published_before > i64::MIN {
+            taps_cap.downgrade(&config.published_before);
+            side_cap.downgrade(&config.published_before);
+        }
+        let ends = EndProbe::start(&config, &mine)?;
+        metrics.partitions_reading.add(mine.len() as i64);
+        Ok(KafkaReader {
+            config,
+            consumer,
+            ends,
+            partitions,
+            taps_cap,
+            side_cap,
+            metrics,
+            by_window: Vec::new(),
+            side: Vec::new(),
+            committed_frontier: i64::MIN,
+            last_commit: Instant::now(),
+            last_lag_check: Instant::now(),
+        })
+    }
+
+    /// Polls what is there (without waiting), emits it, and advances the capabilities.
+    /// Returns whether any message came.
+    pub(super) fn step(
+        &mut self,
+        taps: &mut TapsSession<'_>,
+        side: &mut SideSession<'_, LiveSide>,
+    ) -> bool {
+        let now = Instant::now();
+        let wall_ms = model::now_ms();
+        let mut got = 0;
+        while got < 10_000 {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    tracing::trace!(partition = p, "At the end of the partition.");
+                    if let Some(partition) = self.partitions.iter_mut().find(|x| x.id == p) {
+                        partition.at_end = Some(now);
+                    }
+                    continue;
+                }
+                Some(Err(error)) => {
+                    self.consumer.context().note_error(&error);
+                    tracing::warn!(%error, "Kafka consumer error.");
+                    break;
+                }
+            };
+            got += 1;
+            let (p, offset) = (message.partition(), message.offset());
+
+            let default_ts = message.timestamp().to_millis().unwrap_or(wall_ms);
+            let Some(i) = self.partitions.iter().position(|x| x.id == p) else {
+                continue;
+            };
+            let payload = message.payload().unwrap_or_default();
+            let outcome =
+                decode(payload, default_ts, wall_ms, self.config.max_future_ms).map_err(|reason| {
+                    let raw =
+                        String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+                    (reason, raw)
+                });
+            drop(message);
+            self.route(i, offset, outcome, now);
+        }
+        for (start, batch) in self.by_window.iter_mut() {
+            taps.session(&self.taps_cap.delayed(start))
+                .give_container(batch);
+        }
+        self.by_window.clear();
+        if !self.side.is_empty() {
+            side.session(&self.side_cap).give_container(&mut self.side);
+        }
+        self.advance(now, wall_ms);
+        if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
+            self.last_lag_check = now;
+            self.measure_lag();
+        }
+        got > 0
+    }
+
+    /// Records, per partition, how many messages are not read yet, from the high watermarks
+    /// of the client's last statistics (asking the broker would block the worker).
+    pub(super) fn measure_lag(&self) {
+        let high = &self.consumer.context().high;
+        for p in &self.partitions {
+            let h = high
+                .get(p.id as usize)
+                .map_or(-1, |h| h.load(Ordering::Relaxed));
+            if h >= 0 {
+                self.metrics.consumer_lag(p.id, (h - p.next_offset).max(0));
+            }
+        }
+    }
+
+    pub(super) fn route(
+        &mut self,
+        i: usize,
+        offset: i64,
+        outcome: Result<(CompactString, CompactString, i64), (String, String)>,
+        now: Instant,
+    ) {
+        let window = self.config.window;
+        let cap_time = *self.taps_cap.time();
+        let partition = &mut self.partitions[i];
+        partition.next_offset = offset + 1;
+        partition.last_message = now;
+        partition.at_end = None;
+        self.metrics.consumed(partition.id);
+        let max_before = partition.watermark.max_seen();
+        if offset < partition.resume_offset {
+            // Read again after a restart: an earlier run counted or reported it.
+            if let Ok((_, _, timestamp)) = outcome {
+                partition.watermark.observe(timestamp, window);
+            }
+            return;
+        }
+        let (user, emoji, timestamp) = match outcome {
+            Ok(event) => event,
+            Err((reason, raw)) => {
+                self.metrics.invalid.add(1);
+                partition
+                    .pending
+                    .entry(cap_time)
+                    .or_insert((offset, max_before));
+                self.side.push(LiveSide::Invalid {
+                    reason,
+                    raw,
+                    partition: partition.id,
+                    offset,
+                });
+                return;
+            }
+        };
+        let start = window.start_of(timestamp);
+        let on_time = partition.watermark.observe(timestamp, window);
+        let reason = if !on_time {
+            Some("the partition's watermark had passed the window's end")
+        } else if start < self.config.published_before {
+            // Counted and published by an earlier run: reading it again changes nothing.
+            return;
+        } else if start < cap_time {
+            Some("the window had already closed")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                self.metrics.late.add(1);
+                partition
+                    .pending
+                    .entry(cap_time)
+                    .or_insert((offset, max_before));
+                self.side.push(LiveSide::Late {
+                    event: LateEvent {
+                        user,
+                        emoji,
+                        timestamp,
+                    },
+                    reason: reason.to_owned(),
+                    partition: partition.id,
+                    offset,
+                });
+            }
+            None => {
+                partition
+                    .pending
+                    .entry(start)
+                    .or_insert((offset, max_before));
+                match self.by_window.iter_mut().rev().find(|(s, _)| *s == start) {
+                    Some((_, batch)) => batch.push(Tap { user, emoji }),
+                    None => self.by_window.push((start, vec![Tap { user, emoji }])),
+                }
+            }
+        }
+    }
+}
+
+/// How often the consumer lag is measured, ms.
+pub(super) const LAG_INTERVAL_MS: u64 = 2000;

@@ -91,18 +91,10 @@ fn preload(brokers: &str, topic: &str, n: u64) -> Result<f64> {
             r#"{{"user_id":"{user}","emoji_type":"{}","timestamp":{ts}}}"#,
             emojis[(i % 5) as usize]
         );
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(user.as_str())
             .payload(payload.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-            }
-        }
+        service::kafka::send_waiting(&producer, record).map_err(|(error, _)| error)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(began.elapsed().as_secs_f64())
@@ -135,6 +127,7 @@ fn consume_only(brokers: &str, topic: &str, n: u64) -> Result<f64> {
 
 /// Runs `emostream dataflow` on the topic; seconds from its first to its last message,
 /// read off its metrics.
+// Long: one benchmark run: produce, consume, time.
 fn dataflow(brokers: &str, topic: &str, run: &str, workers: usize, n: u64) -> Result<f64> {
     let prefix = format!("{run}-w{workers}");
     let mut child = Command::new("target/release/emostream")

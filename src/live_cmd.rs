@@ -55,6 +55,7 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
 }
 
 /// Runs `emostream up` until Ctrl-C or SIGTERM.
+// Long: starts the three services in order and prints their addresses.
 pub fn up(args: UpArgs) -> Result<()> {
     let cluster = args.cluster.config()?;
     anyhow::ensure!(

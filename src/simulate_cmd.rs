@@ -22,6 +22,7 @@ struct Summary {
 }
 
 /// Runs `emostream simulate` and prints its summary.
+// Long: turns the arguments into the config, registers the viewers, runs, and prints the summary: each step is a few lines.
 pub fn simulate(args: SimulateArgs) -> Result<()> {
     let target = match &args.brokers {
         Some(brokers) => Target::Kafka {

@@ -416,6 +416,7 @@ async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long: one scenario: each refusal in turn.
 async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
     use tokio_tungstenite::tungstenite::Error;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -544,6 +545,7 @@ async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long: one fault scenario: clients, a kill, a restart, and every window counted.
 async fn the_load_tool_reconnects_to_a_restarted_broadcaster_and_misses_no_window() {
     let listen = free_address();
     let cluster = Cluster::start("wsload-restart", &[], &["--listen", &listen]);

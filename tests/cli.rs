@@ -3,28 +3,12 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 
-fn emostream(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_emostream"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run emostream")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 #[test]
+// Long: one scenario: two processes started, awaited, and their output compared byte for byte.
 fn two_processes_write_what_one_worker_writes() {
     let dir = tempfile::tempdir().unwrap();
     let log = generated_log(dir.path(), "a.csv", disordered(15_000, 900, 700, 11));
@@ -109,6 +93,7 @@ fn two_processes_write_what_one_worker_writes() {
 }
 
 #[test]
+// Long: one table of bad rows, each with its expected reason.
 fn bad_rows_are_rejected_with_line_and_reason_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("bad.csv");

@@ -9,6 +9,7 @@ use common::pipeline::*;
 use common::service::Service;
 
 #[test]
+// Long: one table of bad requests, each with its expected status.
 fn bad_requests_get_their_status_and_nothing_reaches_the_topic() {
     let pipeline = Pipeline::new("bad");
     let ingest = start_ingest(&pipeline, &["--max-body", "2000"]);
@@ -141,6 +142,7 @@ fn rate_limits_answer_429_and_nothing_of_a_refused_request_is_produced() {
 }
 
 #[test]
+// Long: one scenario: every route with and without the token, then the log and the metrics.
 fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
     const TOKEN: &str = "s3cret-ingest-token";
     let pipeline = Pipeline::new("token");
@@ -283,6 +285,7 @@ fn cors_lets_a_page_of_another_origin_post_unless_origins_are_listed() {
 }
 
 #[test]
+// Long: one scenario: disabled, enabled, running, done.
 fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
     let pipeline = Pipeline::new("load-test");
     let agent = agent();

@@ -71,6 +71,7 @@ fn a_dataflow_killed_and_restarted_publishes_the_same_windows() {
 }
 
 #[test]
+// Long: one fault scenario: load, kills and restarts, then the windows compared with an uninterrupted run.
 fn a_dataflow_killed_again_and_again_under_http_load_publishes_the_same_windows() {
     // `make test`: 2,500 events/s for 8 s, one kill; `make chaos`: 25,000 events/s for 60 s,
     // a kill every 10 s.

@@ -4,6 +4,7 @@ mod common;
 
 use common::kafka::*;
 use common::pipeline::*;
+use common::{path, run_ok};
 
 #[test]
 fn simulated_viewers_measure_every_window_of_simulated_traffic() {
@@ -14,34 +15,24 @@ fn simulated_viewers_measure_every_window_of_simulated_traffic() {
     let addr = &broadcaster.ready.broadcast[0];
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("simulate.json");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emostream"))
-        .args([
-            "simulate",
-            "--target",
-            &ingest.url(),
-            "--rate",
-            "500/s",
-            "--duration",
-            "8s",
-        ])
-        .args([
-            "--users",
-            "1000",
-            "--watch",
-            &format!("http://{addr}"),
-            "--viewers",
-            "3",
-        ])
-        .arg("--summary-json")
-        .arg(&summary)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run emostream simulate");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (target, watch) = (ingest.url(), format!("http://{addr}"));
+    run_ok(&[
+        "simulate",
+        "--target",
+        &target,
+        "--rate",
+        "500/s",
+        "--duration",
+        "8s",
+        "--users",
+        "1000",
+        "--watch",
+        &watch,
+        "--viewers",
+        "3",
+        "--summary-json",
+        path(&summary),
+    ]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let (traffic, viewers) = (&report["traffic"], &report["viewers"]);

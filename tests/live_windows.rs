@@ -11,6 +11,7 @@ use model::WindowSize;
 use model::report::WindowMessage;
 
 #[test]
+// Long: one scenario: posts, then every topic compared with the reference.
 fn events_posted_over_http_come_out_as_exact_windows_on_every_topic() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::new("http");
@@ -77,6 +78,7 @@ fn events_posted_over_http_come_out_as_exact_windows_on_every_topic() {
 }
 
 #[test]
+// Long: one scenario: events, a lull, a far-future event, then the windows and the metrics.
 fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::new("lull");

@@ -67,6 +67,7 @@ impl Drop for Broker {
 }
 
 #[test]
+// Long: one fault scenario from start to end: traffic, the outage, the recovery, then every count checked against every other.
 fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
     let outage = Duration::from_secs(
         std::env::var("EMOSTREAM_OUTAGE_SECONDS")

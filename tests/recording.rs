@@ -4,36 +4,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+
 use std::time::Duration;
 
-use common::kafka::{brokers, now_ms, read_records_until, unique};
+use common::kafka::{now_ms, read_records_until, unique};
 use common::*;
-
-fn emostream(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_emostream"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("EMOSTREAM_BROKERS", brokers())
-        .output()
-        .expect("run emostream");
-    assert!(
-        output.status.success(),
-        "emostream {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// `emostream replay LOG --to-kafka --events-topic TOPIC` with `extra` flags.
 fn to_kafka(log: &Path, topic: &str, extra: &[&str]) {
     let mut args = vec!["replay", path(log), "--to-kafka", "--events-topic", topic];
     args.extend_from_slice(extra);
-    emostream(&args);
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    run_ok(&args);
 }
 
 /// The events of a log, sorted: (user, emoji, timestamp ms).
@@ -62,7 +43,7 @@ fn record_then_replay_gives_back_the_same_events() {
         let topic = unique(&format!("recorded-{round}"));
         to_kafka(&log, &topic, &["--speed", "0", "--keep-timestamps"]);
         let recorded = dir.path().join(format!("recorded-{round}.csv"));
-        emostream(&[
+        run_ok(&[
             "record",
             "--topic",
             &topic,

@@ -78,6 +78,7 @@ fn scale_and_min_count_shape_the_rows() {
 }
 
 #[test]
+// Long: one scenario with 1, 2 and 4 workers.
 fn late_events_with_a_small_lateness() {
     let dir = tempfile::tempdir().unwrap();
     let workload = loadgen::generator::Workload {

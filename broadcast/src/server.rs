@@ -51,72 +51,31 @@ pub(crate) struct State {
     pub(crate) ingest_url: Option<String>,
 }
 
+/// The threads that feed a broadcaster from Kafka: the cluster topic into the hub, the
+/// summary topic, and the registry (heartbeats in and out).
+struct Feeds {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    registry: Arc<Registry>,
+}
+
 /// Starts a broadcaster for `config.cluster`, serving until `shutdown`.
 pub async fn start(
     config: BroadcastConfig,
     shutdown: Shutdown,
 ) -> Result<RunningBroadcaster, BroadcastError> {
+    let listen_error = |source| BroadcastError::Listen {
+        addr: config.listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| BroadcastError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| BroadcastError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     let metrics = Arc::new(BroadcastMetrics::default());
     let hub = Arc::new(Hub::new(config.ring.as_millis() as i64, config.max_lag));
     let stop = Arc::new(AtomicBool::new(false));
-    // The cluster topic and the registry topic, when missing: one partition each, so every
-    // broadcaster reads them in order.
-    let topics = [config.registry_topic.clone(), config.topic.clone()].map(|name| {
-        service::kafka::TopicSpec {
-            name,
-            partitions: 1,
-        }
-    });
-    service::kafka::ensure_topics(&config.brokers, &topics, 1).await?;
-    let consumer = {
-        let (brokers, topic) = (config.brokers.clone(), config.topic.clone());
-        let (hub, metrics, stop) = (Arc::clone(&hub), Arc::clone(&metrics), Arc::clone(&stop));
-        tokio::task::spawn_blocking(move || spawn_consumer(&brokers, &topic, hub, metrics, stop))
-            .await
-            .map_err(|e| BroadcastError::Panicked(e.to_string()))??
-    };
-    let summaries = match &config.summary_topic {
-        Some(topic) => Some(spawn_summary_consumer(
-            &config.brokers,
-            topic,
-            Arc::clone(&hub),
-            Arc::clone(&stop),
-        )?),
-        None => None,
-    };
     let epoch = now_ms();
-    let registry = Arc::new(Registry::default());
-    let me = Heartbeat {
-        id: format!("{}-{}-{epoch}", addr, std::process::id()),
-        cluster: config.cluster,
-        ws_url: format!("ws://{addr}/ws"),
-        connections: 0,
-    };
-    let registry_thread = {
-        let (brokers, topic) = (config.brokers.clone(), config.registry_topic.clone());
-        let (registry, metrics, stop) = (
-            Arc::clone(&registry),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        );
-        tokio::task::spawn_blocking(move || {
-            spawn_registry(&brokers, &topic, Some((me, metrics)), registry, stop)
-        })
-        .await
-        .map_err(|e| BroadcastError::Panicked(e.to_string()))??
-    };
+    let feeds = start_feeds(&config, addr, epoch, &hub, &metrics, &stop).await?;
     // A small read buffer: clients send little, and idle connections are most of them.
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -138,45 +97,114 @@ pub async fn start(
             shutdown: shutdown.clone(),
         },
         ws_config,
-        registry,
+        registry: Arc::clone(&feeds.registry),
         signer: TokenSigner::new(config.token_secret.clone()),
         token_ttl: config.token_ttl,
         ingest_url: config.ingest_url.clone(),
     });
-    let mut signal = shutdown.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let state = Arc::clone(&state);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| handle(req, Arc::clone(&state), peer));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
-                            .await;
-                    });
-                }
-                () = signal.wait() => break,
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = consumer.join();
-            if let Some(summaries) = summaries {
-                let _ = summaries.join();
-            }
-            let _ = registry_thread.join();
-        })
-        .await;
-        tracing::info!("Broadcaster stopped.");
-    });
+    let task = tokio::spawn(serve(listener, state, shutdown, stop, feeds.threads));
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");
     Ok(RunningBroadcaster {
         addr,
         metrics,
         task,
     })
+}
+
+/// Creates the topics when missing and starts the threads that read them.
+async fn start_feeds(
+    config: &BroadcastConfig,
+    addr: SocketAddr,
+    epoch: i64,
+    hub: &Arc<Hub>,
+    metrics: &Arc<BroadcastMetrics>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Feeds, BroadcastError> {
+    // The cluster topic and the registry topic, when missing: one partition each, so every
+    // broadcaster reads them in order.
+    let topics = [config.registry_topic.clone(), config.topic.clone()].map(|name| {
+        service::kafka::TopicSpec {
+            name,
+            partitions: 1,
+        }
+    });
+    service::kafka::ensure_topics(&config.brokers, &topics, 1).await?;
+    let mut threads = Vec::new();
+    let (brokers, topic) = (config.brokers.clone(), config.topic.clone());
+    let (feed_hub, feed_metrics, feed_stop) =
+        (Arc::clone(hub), Arc::clone(metrics), Arc::clone(stop));
+    threads.push(
+        tokio::task::spawn_blocking(move || {
+            spawn_consumer(&brokers, &topic, feed_hub, feed_metrics, feed_stop)
+        })
+        .await
+        .map_err(|e| BroadcastError::Panicked(e.to_string()))??,
+    );
+    if let Some(topic) = &config.summary_topic {
+        threads.push(spawn_summary_consumer(
+            &config.brokers,
+            topic,
+            Arc::clone(hub),
+            Arc::clone(stop),
+        )?);
+    }
+    let registry = Arc::new(Registry::default());
+    let me = Heartbeat {
+        id: format!("{}-{}-{epoch}", addr, std::process::id()),
+        cluster: config.cluster,
+        ws_url: format!("ws://{addr}/ws"),
+        connections: 0,
+    };
+    let (brokers, topic) = (config.brokers.clone(), config.registry_topic.clone());
+    let (heard, own_metrics, registry_stop) =
+        (Arc::clone(&registry), Arc::clone(metrics), Arc::clone(stop));
+    threads.push(
+        tokio::task::spawn_blocking(move || {
+            spawn_registry(
+                &brokers,
+                &topic,
+                Some((me, own_metrics)),
+                heard,
+                registry_stop,
+            )
+        })
+        .await
+        .map_err(|e| BroadcastError::Panicked(e.to_string()))??,
+    );
+    Ok(Feeds { threads, registry })
+}
+
+/// Accepts connections until `shutdown`, then stops the feeding threads.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    mut shutdown: Shutdown,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, Arc::clone(&state), peer));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+            () = shutdown.wait() => break,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
+    tracing::info!("Broadcaster stopped.");
 }

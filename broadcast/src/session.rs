@@ -49,6 +49,7 @@ enum End {
 }
 
 /// Serves one client until it leaves or is disconnected.
+// Long: the session's state machine (hello, snapshot, windows, resume, pings, close codes) in one select loop: its arms share the socket and the queue.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     ws: WebSocketStream<S>,
     ctx: SessionContext,

@@ -51,6 +51,7 @@ fn take_slot(state: &State, ip: std::net::IpAddr) -> Option<Slot> {
 }
 
 /// Checks and upgrades a WebSocket handshake.
+// Long: the handshake checks in the order a client meets them (token, origin, address limit, headers), each answered with its own status.
 pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     state: Arc<State>,

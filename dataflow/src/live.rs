@@ -292,6 +292,7 @@ fn newest_window(
 
 /// Runs the live dataflow until `control` stops it (then publishes what is closed, commits,
 /// and returns) or it fails.
+// Long: the dataflows of every size share the worker loop that steps them until every one is drained.
 pub fn run_live(
     config: LiveConfig,
     prepared: Prepared,

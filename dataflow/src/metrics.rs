@@ -78,6 +78,7 @@ impl DataflowMetrics {
 }
 
 impl RenderMetrics for DataflowMetrics {
+    // Long: every metric in one place, in the order they are exposed.
     fn render(&self) -> String {
         let mut e = TextEncoder::default();
         let per_partition =

@@ -35,6 +35,7 @@ struct Window {
 }
 
 /// Aggregates `files` (paths of CSV logs) one after the other.
+// Long: the reference aggregator is one plain loop on purpose: it is the oracle.
 pub fn aggregate_files(
     files: &[&Path],
     size: WindowSize,

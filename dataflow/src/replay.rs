@@ -268,6 +268,7 @@ impl Outputs {
     }
 }
 
+// Long: the dataflows of every window size and the outputs they share are built together.
 fn run_worker(
     worker: &mut Worker,
     config: &ReplayConfig,

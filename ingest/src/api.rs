@@ -98,6 +98,7 @@ struct Plain {
 }
 
 /// All routes of the ingest service.
+// Long: the whole route table in one place.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let cors = if state.config.cors_origins.is_empty() {
         warp::cors().allow_any_origin()

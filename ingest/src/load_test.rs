@@ -73,6 +73,7 @@ pub struct LoadTestRequest {
 impl LoadTestRequest {
     /// Reads `{"duration": "60s", "rate": "5000/s", "users": 10000, "profile": "match",
     /// "batch": 1}`: duration and rate are required.
+    // Long: every field of the request checked in turn, each with its own error.
     pub fn parse(body: &[u8], max_batch: usize) -> Result<Self, Refusal> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| Refusal::field("body", format!("malformed JSON: {e}")))?;

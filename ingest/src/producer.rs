@@ -236,20 +236,18 @@ impl EventProducer {
                 &self.unsent,
             ) {
                 Ok(fresh) => {
-                    tracing::warn!(
-                        failures = STUCK_AFTER,
-                        "Deliveries keep failing; the producer is replaced by a new one."
-                    );
                     self.failures_in_a_row.store(0, Ordering::Relaxed);
-                    self.metrics.producer_replacements.add(1);
                     *self.replaced_at.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                     let old = std::mem::replace(
                         &mut *self.producer.write().unwrap_or_else(|e| e.into_inner()),
                         Arc::new(fresh),
                     );
-                    // Dropping it hands back what it still held (to be sent again), waiting
-                    // up to half a second: not on the caller's thread.
-                    std::thread::spawn(move || drop(old));
+                    // Dropping it hands back what it still held, to be sent again.
+                    service::kafka::retire_producer(
+                        old,
+                        "deliveries keep failing",
+                        &self.metrics.producer_replacements,
+                    );
                 }
                 Err(error) => tracing::error!(%error, "Cannot replace the producer."),
             }

@@ -79,6 +79,7 @@ struct ConnectionLimits {
 /// a client that trickles them, or an idle keep-alive connection, is closed), a request is
 /// answered `408` past `request_timeout` (a body that trickles in), and past
 /// `max_connections` new connections are closed at once.
+// Long: the accept loop with its limits and the graceful stop.
 async fn serve<S>(
     listener: tokio::net::TcpListener,
     routes: S,
@@ -143,6 +144,7 @@ async fn serve<S>(
 
 /// Creates the events topic if missing, binds, and serves until `shutdown`; then stops
 /// accepting, answers the requests in progress and flushes the producer.
+// Long: builds the service in order (topics, producer, state, background tasks, the HTTP loop); each step is short.
 pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIngest, IngestError> {
     let topic = TopicSpec {
         name: config.topic.clone(),

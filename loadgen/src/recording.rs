@@ -111,6 +111,7 @@ pub struct RecordReport {
 const MERGE_BUFFER: usize = 10_000;
 
 /// Writes the events of a topic to a CSV log, in the order the broker took them in.
+// Long: one pass over the topic: assignment at explicit offsets, the merge of the partitions in broker order and the end detection share their state.
 pub fn record(
     config: &RecordConfig,
     stop: &dyn Fn() -> bool,
@@ -342,6 +343,7 @@ fn for_each_row(
 /// Puts the events of the logs into the events topic, paced by their timestamps: a row is
 /// sent when the log's clock (its latest timestamp so far) reaches it, divided by `speed`.
 /// Unless `keep_timestamps`, timestamps move with the pace so that the match happens now.
+// Long: one pass over the logs at their pace: the clock, the producer and the progress share their state.
 pub fn inject(
     config: &InjectConfig,
     stop: &dyn Fn() -> bool,

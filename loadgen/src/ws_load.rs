@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,20 @@ async fn connect(
         .map(|(ws, _)| ws)
 }
 
+/// What the clients of one run share.
+struct Shared {
+    ws_url: String,
+    target: SocketAddr,
+    seen: Mutex<Seen>,
+    connected: AtomicU64,
+    failed: AtomicU64,
+    /// Frames of windows the broadcaster had before every client was connected (the
+    /// snapshot on connect) are not fan-out: only windows taken in after that are measured.
+    measure_from: AtomicI64,
+    /// Connections being opened at once, at most.
+    gate: tokio::sync::Semaphore,
+}
+
 /// Connects the clients, listens for `duration`, and reports.
 pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     let url: tokio_tungstenite::tungstenite::http::Uri =
@@ -109,107 +123,34 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     )
     .parse()
     .expect("an IP target");
-    let seen = Arc::new(Mutex::new(Seen {
-        deliveries: Histogram::new(3).ok(),
-        ..Seen::default()
-    }));
-    let connected = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared {
+        ws_url: config.ws_url.clone(),
+        target,
+        seen: Mutex::new(Seen {
+            deliveries: Histogram::new(3).ok(),
+            ..Seen::default()
+        }),
+        connected: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        measure_from: AtomicI64::new(i64::MAX),
+        gate: tokio::sync::Semaphore::new(256),
+    });
     let started = Instant::now();
-    // Frames of windows the broadcaster had before every client was connected (the
-    // snapshot on connect) are not fan-out: only windows taken in after that are measured.
-    let measure_from = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
-    let gate = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut tasks = Vec::with_capacity(config.clients);
-    for i in 0..config.clients {
-        let source = config.sources[i % config.sources.len().max(1)];
-        let (ws_url, seen, connected, failed, gate, measure_from) = (
-            config.ws_url.clone(),
-            Arc::clone(&seen),
-            Arc::clone(&connected),
-            Arc::clone(&failed),
-            Arc::clone(&gate),
-            Arc::clone(&measure_from),
-        );
-        tasks.push(tokio::spawn(async move {
-            // A client whose connection drops (a broadcaster restarted) connects again and
-            // resumes from the last window it got; each window counts once per client.
-            let mut got = std::collections::HashSet::new();
-            let mut last_seq = None;
-            let mut dropped_at: Option<Instant> = None;
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let permit = gate.acquire().await;
-                let ws = connect(source, target, &ws_url).await;
-                drop(permit);
-                let Some(mut ws) = ws else {
-                    if dropped_at.is_none() {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                };
-                match dropped_at.take() {
-                    None => {
-                        connected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Some(at) => {
-                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                        seen.reconnects += 1;
-                        seen.reconnect_max_ms =
-                            seen.reconnect_max_ms.max(at.elapsed().as_millis() as u64);
-                    }
-                }
-                if let Some(last) = last_seq {
-                    let resume = format!("{{\"type\":\"resume\",\"last_seq\":{last}}}");
-                    let _ = ws.send(Message::Text(resume.into())).await;
-                }
-                while let Some(Ok(message)) = ws.next().await {
-                    let Message::Text(text) = message else {
-                        continue;
-                    };
-                    // Two numbers out of the frame without parsing all of it: the load tool
-                    // shares the machine with the broadcaster and should cost it little.
-                    if !text.starts_with("{\"type\":\"window\"") {
-                        continue;
-                    }
-                    let (Some(seq), Some(at)) = (
-                        number_after(&text, "\"seq\":"),
-                        number_after(&text, "\"broadcast_at\":"),
-                    ) else {
-                        continue;
-                    };
-                    last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
-                    // A window came: the connection works, the next drop starts afresh.
-                    backoff = Duration::from_millis(100);
-                    if at < measure_from.load(Ordering::Relaxed) || !got.insert(seq) {
-                        continue;
-                    }
-                    let delay = (now_ms() - at).max(0) as u64;
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    let entry = seen.windows.entry(seq).or_default();
-                    entry.0 += 1;
-                    entry.1 = entry.1.max(delay);
-                    if let Some(h) = seen.deliveries.as_mut() {
-                        let _ = h.record(delay.max(1));
-                    }
-                }
-                dropped_at = Some(Instant::now());
-                // A broadcaster that closes at once (a restart, too slow a client) is not
-                // hammered: wait before connecting again, longer each time.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }));
-    }
-    while connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < config.clients as u64
-    {
+    let tasks: Vec<_> = (0..config.clients)
+        .map(|i| {
+            let source = config.sources[i % config.sources.len().max(1)];
+            tokio::spawn(client(source, Arc::clone(&shared)))
+        })
+        .collect();
+    let settled = |s: &Shared| {
+        s.connected.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed)
+            >= config.clients as u64
+    };
+    while !settled(&shared) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let connect_seconds = started.elapsed().as_secs_f64();
-    measure_from.store(now_ms(), Ordering::Relaxed);
+    shared.measure_from.store(now_ms(), Ordering::Relaxed);
     let feeder = config.feed.clone().map(|(brokers, topic)| {
         let every = config.feed_every;
         let until = Instant::now() + config.duration;
@@ -223,8 +164,86 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     for task in &tasks {
         task.abort();
     }
-    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-    let connected = connected.load(Ordering::Relaxed);
+    report(&shared, connect_seconds)
+}
+
+/// One client: connects, reads windows, and on a drop (a broadcaster restarted) connects
+/// again with backoff and resumes from the last window it got; each window counts once.
+async fn client(source: IpAddr, shared: Arc<Shared>) {
+    let mut got = std::collections::HashSet::new();
+    let mut last_seq = None;
+    let mut dropped_at: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let permit = shared.gate.acquire().await;
+        let ws = connect(source, shared.target, &shared.ws_url).await;
+        drop(permit);
+        let Some(mut ws) = ws else {
+            if dropped_at.is_none() {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        match dropped_at.take() {
+            None => {
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(at) => {
+                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.reconnects += 1;
+                seen.reconnect_max_ms = seen.reconnect_max_ms.max(at.elapsed().as_millis() as u64);
+            }
+        }
+        if let Some(last) = last_seq {
+            let resume = format!("{{\"type\":\"resume\",\"last_seq\":{last}}}");
+            let _ = ws.send(Message::Text(resume.into())).await;
+        }
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            // Two numbers out of the frame without parsing all of it: the load tool shares
+            // the machine with the broadcaster and should cost it little.
+            if !text.starts_with("{\"type\":\"window\"") {
+                continue;
+            }
+            let (Some(seq), Some(at)) = (
+                number_after(&text, "\"seq\":"),
+                number_after(&text, "\"broadcast_at\":"),
+            ) else {
+                continue;
+            };
+            last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
+            // A window came: the connection works, the next drop starts afresh.
+            backoff = Duration::from_millis(100);
+            if at < shared.measure_from.load(Ordering::Relaxed) || !got.insert(seq) {
+                continue;
+            }
+            let delay = (now_ms() - at).max(0) as u64;
+            let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = seen.windows.entry(seq).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(delay);
+            if let Some(h) = seen.deliveries.as_mut() {
+                let _ = h.record(delay.max(1));
+            }
+        }
+        dropped_at = Some(Instant::now());
+        // A broadcaster that closes at once (a restart, too slow a client) is not hammered:
+        // wait before connecting again, longer each time.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The report of a run: completion per window (the slowest client's delay) and delivery
+/// per frame.
+fn report(shared: &Shared, connect_seconds: f64) -> WsLoadReport {
+    let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+    let connected = shared.connected.load(Ordering::Relaxed);
     let mut completion = Histogram::<u64>::new(3).expect("a histogram");
     let mut complete_windows = 0;
     let mut per_window: Vec<(i64, u64, u64)> =
@@ -243,7 +262,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
         .unwrap_or_else(|| Histogram::new(3).expect("a histogram"));
     WsLoadReport {
         connected,
-        failed: failed.load(Ordering::Relaxed),
+        failed: shared.failed.load(Ordering::Relaxed),
         connect_seconds,
         frames: deliveries.len(),
         windows: seen.windows.len() as u64,

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
+
+use crate::metrics::Counter;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -202,6 +206,99 @@ impl ProducerContext for CountDeliveries {
     }
 }
 
+/// A record the producer did not take, with the reason.
+pub type Refused<'a, K, P, C> = (
+    KafkaError,
+    BaseRecord<'a, K, P, <C as ProducerContext>::DeliveryOpaque>,
+);
+
+/// A producer that queues records and serves its own events: rdkafka's `BaseProducer` and
+/// `ThreadedProducer`.
+pub trait QueueRecords<C: ProducerContext> {
+    /// Queues `record` without waiting; a refusal comes back with the record.
+    #[allow(clippy::result_large_err)]
+    fn try_send<'a, K, P>(
+        &self,
+        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    ) -> Result<(), Refused<'a, K, P, C>>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized;
+
+    /// Serves delivery reports for up to `timeout`, which frees room in the queue.
+    fn serve(&self, timeout: Duration);
+}
+
+impl<C: ProducerContext> QueueRecords<C> for BaseProducer<C> {
+    fn try_send<'a, K, P>(
+        &self,
+        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    ) -> Result<(), Refused<'a, K, P, C>>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        self.send(record)
+    }
+
+    fn serve(&self, timeout: Duration) {
+        self.poll(timeout);
+    }
+}
+
+impl<C: ProducerContext + 'static> QueueRecords<C> for ThreadedProducer<C> {
+    fn try_send<'a, K, P>(
+        &self,
+        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    ) -> Result<(), Refused<'a, K, P, C>>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        self.send(record)
+    }
+
+    fn serve(&self, timeout: Duration) {
+        // Its own thread serves the events: waiting is enough.
+        std::thread::sleep(timeout);
+    }
+}
+
+/// Queues `record`, waiting while the client's local queue is full (serving delivery
+/// reports meanwhile, so it drains); any other refusal (a producer in a fatal state, a record
+/// too large) comes back with the record.
+#[allow(clippy::result_large_err)]
+pub fn send_waiting<'a, C, K, P>(
+    producer: &impl QueueRecords<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> Result<(), Refused<'a, K, P, C>>
+where
+    C: ProducerContext,
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.try_send(record) {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.serve(Duration::from_millis(1));
+                record = back;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Retires a producer that was replaced by a new one because the broker no longer accepts
+/// it (a broker that lost track of its producer ids across a restart takes a new id): the
+/// log line and the metric of every replacement come from here, and the old producer is
+/// dropped on a thread of its own (dropping waits for what it still holds, up to its
+/// timeout, and hands back what it could not deliver).
+pub fn retire_producer<P: Send + 'static>(old: P, reason: &'static str, replacements: &Counter) {
+    tracing::warn!(reason, "The producer is replaced by a new one.");
+    replacements.add(1);
+    std::thread::spawn(move || drop(old));
+}
+
 /// An idempotent producer of records keyed by user, counting the broker's answers: for the
 /// tools that put events into the events topic (the simulator, replays of recorded matches;
 /// the ingest service has its own, with bounded room and per-request delivery).
@@ -229,21 +326,9 @@ impl KeyedProducer {
 
     /// Queues one event (`payload`, its JSON) keyed by `user`, waiting while the local queue
     /// is full.
-    pub fn send(&self, user: &str, payload: &[u8]) -> Result<(), rdkafka::error::KafkaError> {
-        let mut record = BaseRecord::to(&self.topic).key(user).payload(payload);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+    pub fn send(&self, user: &str, payload: &[u8]) -> Result<(), KafkaError> {
+        let record = BaseRecord::to(&self.topic).key(user).payload(payload);
+        send_waiting(&self.producer, record).map_err(|(error, _)| error)
     }
 
     /// Waits until every queued record is acknowledged or refused (at most `timeout`).

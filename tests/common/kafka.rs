@@ -109,17 +109,11 @@ pub fn produce_events(producer: &BaseProducer, topic: &str, events: &[(String, S
     for (user, emoji, ts) in events {
         let payload =
             serde_json::json!({"user_id": user, "emoji_type": emoji, "timestamp": ts}).to_string();
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(user.as_str())
             .payload(payload.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-            }
+        if let Err((error, _)) = service::kafka::send_waiting(producer, record) {
+            panic!("cannot produce to {topic}: {error}");
         }
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
@@ -166,6 +160,7 @@ pub struct Record {
 
 /// Reads `topic` of `brokers` from the beginning until `done` holds for what was read (and
 /// on to the ends of the partitions as they were then), or `timeout`.
+// Long: reads partitions to their ends with the timeouts a test needs, in one loop.
 pub fn read_from(
     brokers: &str,
     topic: &str,

@@ -9,6 +9,7 @@ pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use dataflow::reference::{ReferenceOutput, aggregate_files};
@@ -17,6 +18,36 @@ use dataflow::{ClusterConfig, Engine, ReplayConfig, ReplaySummary, RunControl, r
 use loadgen::generator::{Workload, write_log};
 use model::report::WindowMessage;
 use model::{ReportConfig, WindowSize};
+
+/// Runs `emostream ARGS` (logging warnings only) and returns what it did.
+pub fn emostream(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run emostream")
+}
+
+/// Runs `emostream ARGS` and asserts it succeeded, showing its stderr when it did not.
+pub fn run_ok(args: &[&str]) -> Output {
+    let output = emostream(args);
+    assert!(
+        output.status.success(),
+        "emostream {args:?} failed: {}",
+        stderr(&output)
+    );
+    output
+}
+
+/// What a command printed on stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A path as a command-line argument.
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
 
 /// A disordered log of `events` events from `users` users, written to `dir/name`.
 pub fn generated_log(dir: &Path, name: &str, workload: Workload) -> PathBuf {

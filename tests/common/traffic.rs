@@ -38,6 +38,7 @@ pub struct Phase {
 
 /// Sends a batch of `batch` events every `every` until the phase stops, with `?ack=true`
 /// when `ack`. Each event has a user of its own (`<tag>-<n>`), so it can be found anywhere.
+// Long: one traffic phase: open-loop schedule, sending and counting share their state.
 pub fn send(
     url: String,
     tag: &'static str,

@@ -17,6 +17,7 @@ use crate::record::PartialWindow;
 pub trait MergeWindows<'scope> {
     /// Sends every shard to worker 0, which emits each window's report, in window order,
     /// once the frontier has passed it.
+    // Long: the operator's closure holds its state: splitting it would spread one loop over several places.
     fn merge_windows(
         self,
         size: WindowSize,

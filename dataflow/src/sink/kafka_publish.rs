@@ -11,7 +11,6 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
@@ -140,10 +139,11 @@ impl Publisher {
             );
             std::thread::sleep(Duration::from_millis(500));
             match Self::create(&self.brokers) {
-                Ok(fresh) => {
-                    self.producer = fresh;
-                    self.metrics.producer_replacements.add(1);
-                }
+                Ok(fresh) => service::kafka::retire_producer(
+                    std::mem::replace(&mut self.producer, fresh),
+                    "the broker refused records",
+                    &self.metrics.producer_replacements,
+                ),
                 Err(error) => tracing::warn!(%error, "Cannot create a new producer."),
             }
             failed.sort_unstable();
@@ -161,19 +161,10 @@ fn send(
     payload: &[u8],
     index: usize,
 ) -> Result<(), KafkaError> {
-    let mut record = BaseRecord::with_opaque_to(topic, index)
+    let record = BaseRecord::with_opaque_to(topic, index)
         .key(key)
         .payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                producer.poll(Duration::from_millis(100));
-                record = back;
-            }
-            Err((error, _)) => return Err(error),
-        }
-    }
+    service::kafka::send_waiting(producer, record).map_err(|(error, _)| error)
 }
 
 /// Waits until everything sent is acknowledged or failed (the broker may be away a while).
@@ -244,6 +235,7 @@ fn publish_through<'scope, D: 'static>(
 pub trait PublishWindows<'scope> {
     /// Publishes each report to the windows topic and every cluster topic (keyed by
     /// `window_start`, with `seq`), flushes, and passes the reports on.
+    // Long: the operator and its publishing thread share the channel and the confirmed frontier.
     fn publish_windows(
         self,
         config: PublishConfig,
@@ -366,6 +358,7 @@ struct LateMessage<'a> {
 /// Publishes late and invalid records.
 pub trait PublishSide<'scope> {
     /// Publishes each record to the late topic with its reason, flushes, and passes it on.
+    // Long: the operator and its publishing thread share the channel and the confirmed frontier.
     fn publish_side(
         self,
         config: PublishConfig,

@@ -228,6 +228,7 @@ impl Reader {
         Step::More
     }
 
+    // Long: the hot path of the log source: one block parsed and routed without leaving the loop.
     fn read_next_block(&mut self, p: usize) -> std::io::Result<()> {
         let Reader {
             config,

@@ -54,6 +54,7 @@ pub(super) struct KafkaReader {
 }
 
 impl KafkaReader {
+    // Long: assignment and resume are one protocol: committed offsets, rewind, watermark metadata and the explicit starting offsets depend on each other.
     pub(super) fn new(
         config: KafkaSourceConfig,
         index: usize,
@@ -240,6 +241,7 @@ impl KafkaReader {
         }
     }
 
+    // Long: the hot path of the source: decode, lateness, routing and the commit guards of one message, kept together for speed.
     pub(super) fn route(
         &mut self,
         i: usize,

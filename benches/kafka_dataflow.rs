@@ -94,7 +94,9 @@ fn preload(brokers: &str, topic: &str, n: u64) -> Result<f64> {
         let record = BaseRecord::to(topic)
             .key(user.as_str())
             .payload(payload.as_str());
-        service::kafka::send_waiting(&producer, record).map_err(|(error, _)| error)?;
+        let serve = || producer.poll(Duration::from_millis(1));
+        service::kafka::send_waiting(|r| producer.send(r), serve, record)
+            .map_err(|(error, _)| error)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(began.elapsed().as_secs_f64())

@@ -548,6 +548,15 @@ impl DataflowFlags {
     }
 }
 
+/// Where a service writes its bound addresses once it is up.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct ReadyArgs {
+    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
+    #[arg(long, env = "EMOSTREAM_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
 /// Arguments of `emostream ingest`.
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
@@ -558,9 +567,9 @@ pub struct IngestArgs {
     /// The API.
     #[command(flatten)]
     pub ingest: IngestFlags,
-    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
-    #[arg(long, env = "EMOSTREAM_READY_FILE")]
-    pub ready_file: Option<PathBuf>,
+    /// Where to say that the service is up.
+    #[command(flatten)]
+    pub ready: ReadyArgs,
 }
 
 /// Arguments of `emostream dataflow`.
@@ -579,9 +588,9 @@ pub struct DataflowArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
-    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
-    #[arg(long, env = "EMOSTREAM_READY_FILE")]
-    pub ready_file: Option<PathBuf>,
+    /// Where to say that the service is up.
+    #[command(flatten)]
+    pub ready: ReadyArgs,
 }
 
 /// Arguments of `emostream up`.
@@ -613,9 +622,9 @@ pub struct UpArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
-    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
-    #[arg(long, env = "EMOSTREAM_READY_FILE")]
-    pub ready_file: Option<PathBuf>,
+    /// Where to say that the service is up.
+    #[command(flatten)]
+    pub ready: ReadyArgs,
 }
 
 /// Arguments of `emostream simulate`.
@@ -785,9 +794,9 @@ pub struct BroadcastArgs {
     /// The broadcaster.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
-    /// Once up, write the bound addresses here as JSON (`{"ingest": "127.0.0.1:5000", ...}`).
-    #[arg(long, env = "EMOSTREAM_READY_FILE")]
-    pub ready_file: Option<PathBuf>,
+    /// Where to say that the service is up.
+    #[command(flatten)]
+    pub ready: ReadyArgs,
 }
 
 /// Arguments of `emostream wsload`.

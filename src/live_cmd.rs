@@ -1,14 +1,13 @@
 //! `emostream ingest`, `emostream dataflow` and `emostream up`: the live services.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
 
-use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, UpArgs, WsLoadArgs};
+use crate::args::{BroadcastArgs, DataflowArgs, IngestArgs, ReadyArgs, UpArgs, WsLoadArgs};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -17,19 +16,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Runs `emostream ingest` until Ctrl-C or SIGTERM.
-pub fn ingest(args: IngestArgs) -> Result<()> {
-    let config = args.ingest.config(&args.brokers)?;
+/// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger.
+fn until_signal<F: Future<Output = Result<()>>>(service: impl FnOnce(Shutdown) -> F) -> Result<()> {
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
+        service(shutdown).await
+    })
+}
+
+/// Runs `emostream ingest` until Ctrl-C or SIGTERM.
+pub fn ingest(args: IngestArgs) -> Result<()> {
+    let config = args.ingest.config(&args.brokers)?;
+    until_signal(|shutdown| async move {
         let running = ingest::start(config, shutdown).await?;
         println!("ingest: POST http://{}/emoji", running.addr);
-        Ready {
-            ingest: Some(running.addr),
-            ..Ready::default()
-        }
-        .write(args.ready_file.as_deref())?;
+        Ready::of(Some(running.addr), None, &[]).write(&args.ready)?;
         running.stopped().await;
         Ok(())
     })
@@ -40,16 +42,10 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
     let config = args
         .dataflow
         .config(&args.brokers, args.cluster.config()?)?;
-    runtime()?.block_on(async {
-        let (trigger, shutdown) = Shutdown::new();
-        trigger_on_signals(trigger);
+    until_signal(|shutdown| async move {
         let live = dataflow::start(config, shutdown).await?;
         println!("dataflow: metrics at http://{}/metrics", live.addr);
-        Ready {
-            dataflow: Some(live.addr),
-            ..Ready::default()
-        }
-        .write(args.ready_file.as_deref())?;
+        Ready::of(None, Some(live.addr), &[]).write(&args.ready)?;
         Ok(live.stopped().await?)
     })
 }
@@ -64,9 +60,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     );
     let ingest_config = args.ingest.config(&args.brokers)?;
     let live_config = args.dataflow.config(&args.brokers, cluster)?;
-    runtime()?.block_on(async {
-        let (trigger, shutdown) = Shutdown::new();
-        trigger_on_signals(trigger);
+    until_signal(|shutdown| async move {
         let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
         let cluster_topics = live_config.cluster_topics();
         // The page's per-minute timeline: the windows of the second size, if any.
@@ -117,12 +111,8 @@ pub fn up(args: UpArgs) -> Result<()> {
         }
         println!("  brokers:  {}", args.brokers.brokers);
         println!("Press Ctrl-C to stop.");
-        Ready {
-            ingest: Some(ingest.addr),
-            dataflow: Some(live.addr),
-            broadcast: broadcasters.iter().map(|b| b.addr).collect(),
-        }
-        .write(args.ready_file.as_deref())?;
+        let addrs: Vec<SocketAddr> = broadcasters.iter().map(|b| b.addr).collect();
+        Ready::of(Some(ingest.addr), Some(live.addr), &addrs).write(&args.ready)?;
         // Stop accepting and flush the producer first, then let the dataflow publish what
         // is closed and commit.
         let mut waiting = shutdown.clone();
@@ -148,16 +138,10 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         args.listen,
         secret,
     );
-    runtime()?.block_on(async {
-        let (trigger, shutdown) = Shutdown::new();
-        trigger_on_signals(trigger);
+    until_signal(|shutdown| async move {
         let running = broadcast::start(config, shutdown).await?;
         println!("broadcast: ws://{}/ws", running.addr);
-        Ready {
-            broadcast: vec![running.addr],
-            ..Ready::default()
-        }
-        .write(args.ready_file.as_deref())?;
+        Ready::of(None, None, &[running.addr]).write(&args.ready)?;
         running.stopped().await;
         Ok(())
     })
@@ -165,7 +149,7 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
 
 /// The addresses a started service listens on, written as JSON to `--ready-file` once
 /// every part of it is up: what tests and scripts read instead of the banner.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 struct Ready {
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest: Option<SocketAddr>,
@@ -176,9 +160,24 @@ struct Ready {
 }
 
 impl Ready {
+    /// The addresses of the parts a command runs.
+    fn of(
+        ingest: Option<SocketAddr>,
+        dataflow: Option<SocketAddr>,
+        broadcast: &[SocketAddr],
+    ) -> Self {
+        Ready {
+            ingest,
+            dataflow,
+            broadcast: broadcast.to_vec(),
+        }
+    }
+
     /// Writes the file whole (a reader never sees half of it).
-    fn write(&self, path: Option<&Path>) -> Result<()> {
-        let Some(path) = path else { return Ok(()) };
+    fn write(&self, to: &ReadyArgs) -> Result<()> {
+        let Some(path) = &to.ready_file else {
+            return Ok(());
+        };
         let partial = path.with_extension("partial");
         std::fs::write(&partial, serde_json::to_string(self)? + "\n")
             .and_then(|()| std::fs::rename(&partial, path))

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::kafka::*;
+use common::metrics_text;
 use common::pipeline::*;
 use common::service::Service;
 
@@ -128,13 +129,7 @@ fn rate_limits_answer_429_and_nothing_of_a_refused_request_is_produced() {
         .collect();
     users.sort();
     assert_eq!(users, ["u1", "u1", "u1", "u1", "u1", "u2", "u2", "u2"]);
-    let metrics = agent
-        .get(&format!("{}/metrics", ingest.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics_text(&ingest.url());
     assert!(
         metrics.contains("ingest_requests_total{status=\"429\"} 2"),
         "{metrics}"
@@ -200,13 +195,7 @@ fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
         .status()
         .as_u16();
     assert_eq!(status, 401);
-    let metrics = agent
-        .get(&format!("{base}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = metrics_text(&base);
     assert!(
         metrics.contains("ingest_requests_total{status=\"401\"} 3"),
         "{metrics}"

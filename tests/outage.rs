@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Record, read_from, unique, windows_by_start};
-use common::service::Service;
+use common::kafka::{Pipeline, Record, read_from, windows_by_start};
+use common::pipeline::{start_dataflow_on, start_ingest_on};
 use common::traffic::{Phase, send};
 use common::{chaos_long, expected_csv_of, metric, record_figures, wait_for, windows_csv};
 use model::WindowSize;
@@ -78,52 +78,24 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let brokers = broker.address.clone();
-    let base = unique("outage");
-    let (events, windows, late) = (
-        format!("{base}-events"),
-        format!("{base}-windows"),
-        format!("{base}-late"),
-    );
-    let ingest = Service::start_on(
+    let pipeline = Pipeline {
+        clusters: 1,
+        ..Pipeline::new("outage")
+    };
+    let (events, windows, late) = (&pipeline.events, &pipeline.windows, &pipeline.late);
+    let ingest = start_ingest_on(
         &brokers,
+        &pipeline,
         &[
-            "ingest",
-            "--listen",
-            "127.0.0.1:0",
-            "--linger",
-            "5ms",
-            "--events-topic",
-            &events,
             "--user-rate-limit",
             "0",
             "--ack-timeout",
             "3s",
             "--queue-capacity",
             "3000",
-        ]
-        .map(String::from),
+        ],
     );
-    let dataflow = Service::start_on(
-        &brokers,
-        &[
-            "dataflow",
-            "--idle-timeout",
-            "1s",
-            "--events-topic",
-            &events,
-            "--windows-topic",
-            &windows,
-            "--late-topic",
-            &late,
-            "--cluster-prefix",
-            &format!("{base}-cluster"),
-            "--clusters",
-            "1",
-            "--group",
-            &format!("{base}-group"),
-        ]
-        .map(String::from),
-    );
+    let dataflow = start_dataflow_on(&brokers, &pipeline, &[]);
     let url = format!("{}/emoji", ingest.url());
     let phase = Arc::new(Phase::default());
     // Acknowledged traffic, and fire-and-forget traffic that fills the queue in an outage.
@@ -191,7 +163,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         || metric(&ingest.url(), "ingest_queue_depth") == 0.0,
     );
     let delivered = metric(&ingest.url(), "ingest_events_delivered_total") as usize;
-    let topic = read_from(&brokers, &events, Duration::from_secs(60), |r| {
+    let topic = read_from(&brokers, events, Duration::from_secs(60), |r| {
         r.len() >= delivered
     });
     assert_eq!(topic.len(), delivered, "the topic holds what was delivered");
@@ -224,7 +196,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
 
     // Windows and late records account for every event in the topic; no acknowledged
     // event is late; the windows are exactly those of the on-time events.
-    let late_records = read_from(&brokers, &late, Duration::from_secs(5), |_| true);
+    let late_records = read_from(&brokers, late, Duration::from_secs(5), |_| true);
     let late_at: BTreeSet<(i32, i64)> = late_records
         .iter()
         .map(|r| {
@@ -240,7 +212,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         .filter(|r| !late_at.contains(&(r.partition, r.offset)))
         .map(user)
         .collect();
-    let windows_read = read_from(&brokers, &windows, Duration::from_secs(60), |r| {
+    let windows_read = read_from(&brokers, windows, Duration::from_secs(60), |r| {
         windows_by_start(&r.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
             .values()
             .map(|w| w.report.events)

@@ -18,6 +18,11 @@ pub struct DurationError {
 pub struct RateError(pub String);
 
 /// Parses a rate of events per second: `10000/s` or `10000` (positive, finite).
+///
+/// ```
+/// assert_eq!(model::duration::parse_rate("10000/s").unwrap(), 10_000.0);
+/// assert!(model::duration::parse_rate("-5/s").is_err());
+/// ```
 pub fn parse_rate(input: &str) -> Result<f64, RateError> {
     let number = input.trim().trim_end_matches("/s");
     match number.parse::<f64>() {
@@ -27,6 +32,15 @@ pub fn parse_rate(input: &str) -> Result<f64, RateError> {
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `10m`, `1h` (a number and a unit: ms, s, m or h).
+///
+/// ```
+/// use std::time::Duration;
+/// use model::duration::parse_duration;
+///
+/// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+/// assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+/// assert!(parse_duration("5 parsecs").is_err());
+/// ```
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
         input: input.to_owned(),

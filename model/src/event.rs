@@ -163,6 +163,17 @@ fn has_control_character(bytes: &[u8]) -> bool {
 
 impl EmojiEvent {
     /// Validates the three fields as given (the timestamp in any accepted form).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::{EmojiEvent, Field};
+    ///
+    /// let event = EmojiEvent::parse(" u1 ", "🔥", "1970-01-01T00:00:02Z").unwrap();
+    /// assert_eq!((event.user_id.as_str(), event.timestamp), ("u1", 2000));
+    /// let error = EmojiEvent::parse("u1", "", "0").unwrap_err();
+    /// assert_eq!((error.field(), error.to_string().as_str()), (Field::EmojiType, "empty emoji_type"));
+    /// ```
     pub fn parse(user_id: &str, emoji_type: &str, timestamp: &str) -> Result<Self, EventError> {
         let (user_id, emoji_type, timestamp) = validate_fields(user_id, emoji_type, timestamp)?;
         Ok(EmojiEvent {

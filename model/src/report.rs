@@ -88,6 +88,24 @@ pub struct EmojiTotals {
 impl WindowReport {
     /// Builds the report of a window from exact totals: applies `min_count`, computes
     /// `scaled_count` and `share`, and sorts the emojis by their bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use model::report::EmojiTotals;
+    /// use model::{ReportConfig, WindowReport};
+    ///
+    /// let totals = [("😂", 1), ("🔥", 3500)].map(|(emoji, count)| EmojiTotals {
+    ///     emoji: emoji.into(),
+    ///     count,
+    ///     unique_users: count.min(900),
+    /// });
+    /// let report = WindowReport::build(0, 2000, 3501, 901, totals, &ReportConfig::default());
+    /// // Sorted by bytes; each 1000 emojis count as one, any emoji at least once.
+    /// let stats: Vec<_> = report.emojis.iter().map(|e| (e.emoji.as_str(), e.scaled_count)).collect();
+    /// assert_eq!(stats, [("🔥", 3), ("😂", 1)]);
+    /// assert_eq!(report.emojis[0].share, 0.999714);
+    /// ```
     pub fn build(
         window_start: i64,
         window_end: i64,

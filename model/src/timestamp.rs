@@ -45,6 +45,21 @@ impl TimestampError {
 }
 
 /// Parses a timestamp in any accepted form into UTC milliseconds since the epoch.
+///
+/// # Examples
+///
+/// ```
+/// use model::parse_timestamp;
+///
+/// let millis = 1_764_000_000_000;
+/// assert_eq!(parse_timestamp("2025-11-24T16:00:00Z").unwrap(), millis);
+/// assert_eq!(parse_timestamp("2025-11-24T17:00:00+01:00").unwrap(), millis);
+/// assert_eq!(parse_timestamp("2025-11-24T16:00:00").unwrap(), millis); // no zone: UTC
+/// assert_eq!(parse_timestamp("1764000000").unwrap(), millis); // epoch seconds
+/// assert_eq!(parse_timestamp("1764000000000").unwrap(), millis); // epoch milliseconds
+/// let error = parse_timestamp("12:61").unwrap_err();
+/// assert!(error.to_string().starts_with("invalid timestamp \"12:61\""));
+/// ```
 pub fn parse_timestamp(input: &str) -> Result<i64, TimestampError> {
     let text = input.trim();
     let bytes = text.as_bytes();
@@ -266,6 +281,10 @@ pub fn now_ms() -> i64 {
 }
 
 /// Formats UTC milliseconds as RFC 3339 with milliseconds: `2026-11-22T10:00:02.000Z`.
+///
+/// ```
+/// assert_eq!(model::format_rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+/// ```
 pub fn format_rfc3339_millis(millis: i64) -> String {
     let mut out = String::with_capacity(24);
     write_rfc3339_millis(&mut out, millis);

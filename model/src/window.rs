@@ -55,6 +55,13 @@ impl WindowSize {
     }
 
     /// The start of the window holding `timestamp_ms` (floor, also before 1970).
+    ///
+    /// ```
+    /// let size = model::WindowSize::from_millis(2000).unwrap();
+    /// assert_eq!(size.start_of(3999), 2000);
+    /// assert_eq!(size.start_of(-1), -2000);
+    /// assert_eq!(size.end_of(size.start_of(-1)), 0);
+    /// ```
     #[inline]
     pub fn start_of(self, timestamp_ms: i64) -> i64 {
         timestamp_ms.div_euclid(self.0) * self.0

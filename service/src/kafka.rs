@@ -7,13 +7,12 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
-use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::{DeliveryResult, ToBytes};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, IntoOpaque};
 
 use crate::metrics::Counter;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext};
 
 /// Why the topics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +51,7 @@ impl TopicError {
 
 /// Whether an operation that failed with `error` may succeed when tried again: the broker
 /// was away, slow or busy, or a partition was moving, rather than the request being wrong.
-pub fn is_retryable(error: &rdkafka::error::KafkaError) -> bool {
+pub fn is_retryable(error: &KafkaError) -> bool {
     use rdkafka::error::KafkaError;
     match error {
         KafkaError::Canceled | KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => {
@@ -207,80 +206,37 @@ impl ProducerContext for CountDeliveries {
 }
 
 /// A record the producer did not take, with the reason.
-pub type Refused<'a, K, P, C> = (
-    KafkaError,
-    BaseRecord<'a, K, P, <C as ProducerContext>::DeliveryOpaque>,
-);
+pub type Refused<'a, K, P, O> = (KafkaError, BaseRecord<'a, K, P, O>);
 
-/// A producer that queues records and serves its own events: rdkafka's `BaseProducer` and
-/// `ThreadedProducer`.
-pub trait QueueRecords<C: ProducerContext> {
-    /// Queues `record` without waiting; a refusal comes back with the record.
-    #[allow(clippy::result_large_err)]
-    fn try_send<'a, K, P>(
-        &self,
-        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
-    ) -> Result<(), Refused<'a, K, P, C>>
-    where
-        K: ToBytes + ?Sized,
-        P: ToBytes + ?Sized;
-
-    /// Serves delivery reports for up to `timeout`, which frees room in the queue.
-    fn serve(&self, timeout: Duration);
-}
-
-impl<C: ProducerContext> QueueRecords<C> for BaseProducer<C> {
-    fn try_send<'a, K, P>(
-        &self,
-        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
-    ) -> Result<(), Refused<'a, K, P, C>>
-    where
-        K: ToBytes + ?Sized,
-        P: ToBytes + ?Sized,
-    {
-        self.send(record)
-    }
-
-    fn serve(&self, timeout: Duration) {
-        self.poll(timeout);
-    }
-}
-
-impl<C: ProducerContext + 'static> QueueRecords<C> for ThreadedProducer<C> {
-    fn try_send<'a, K, P>(
-        &self,
-        record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
-    ) -> Result<(), Refused<'a, K, P, C>>
-    where
-        K: ToBytes + ?Sized,
-        P: ToBytes + ?Sized,
-    {
-        self.send(record)
-    }
-
-    fn serve(&self, timeout: Duration) {
-        // Its own thread serves the events: waiting is enough.
-        std::thread::sleep(timeout);
-    }
-}
-
-/// Queues `record`, waiting while the client's local queue is full (serving delivery
-/// reports meanwhile, so it drains); any other refusal (a producer in a fatal state, a record
-/// too large) comes back with the record.
-#[allow(clippy::result_large_err)]
-pub fn send_waiting<'a, C, K, P>(
-    producer: &impl QueueRecords<C>,
-    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
-) -> Result<(), Refused<'a, K, P, C>>
+/// Queues `record` with `try_send` (a producer's `send`), waiting while the client's local
+/// queue is full: `serve` (its `poll`, for a `BaseProducer`) delivers reports meanwhile, so
+/// the queue drains. Any other refusal (a producer in a fatal state, a record too large)
+/// comes back with the record.
+///
+/// ```no_run
+/// use rdkafka::producer::{BaseProducer, BaseRecord};
+/// use std::time::Duration;
+///
+/// let producer: BaseProducer = service::kafka::client_config("127.0.0.1:9092").create().unwrap();
+/// let record = BaseRecord::to("emoji-events").key("u1").payload("{}");
+/// service::kafka::send_waiting(|r| producer.send(r), || producer.poll(Duration::from_millis(1)), record)
+///     .map_err(|(error, _)| error)
+///     .unwrap();
+/// ```
+pub fn send_waiting<'a, K, P, O>(
+    mut try_send: impl FnMut(BaseRecord<'a, K, P, O>) -> Result<(), Refused<'a, K, P, O>>,
+    serve: impl Fn(),
+    mut record: BaseRecord<'a, K, P, O>,
+) -> Result<(), Refused<'a, K, P, O>>
 where
-    C: ProducerContext,
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
+    O: IntoOpaque,
 {
     loop {
-        match producer.try_send(record) {
+        match try_send(record) {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                producer.serve(Duration::from_millis(1));
+                serve();
                 record = back;
             }
             done => return done,
@@ -328,7 +284,9 @@ impl KeyedProducer {
     /// is full.
     pub fn send(&self, user: &str, payload: &[u8]) -> Result<(), KafkaError> {
         let record = BaseRecord::to(&self.topic).key(user).payload(payload);
-        send_waiting(&self.producer, record).map_err(|(error, _)| error)
+        // Its own thread serves the delivery reports: waiting is enough.
+        let wait = || std::thread::sleep(Duration::from_millis(1));
+        send_waiting(|r| self.producer.send(r), wait, record).map_err(|(error, _)| error)
     }
 
     /// Waits until every queued record is acknowledged or refused (at most `timeout`).
@@ -347,7 +305,6 @@ impl KeyedProducer {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::error::KafkaError;
 
     use super::*;
 

@@ -112,7 +112,11 @@ pub fn produce_events(producer: &BaseProducer, topic: &str, events: &[(String, S
         let record = BaseRecord::to(topic)
             .key(user.as_str())
             .payload(payload.as_str());
-        if let Err((error, _)) = service::kafka::send_waiting(producer, record) {
+        if let Err((error, _)) = service::kafka::send_waiting(
+            |r| producer.send(r),
+            || producer.poll(Duration::from_millis(1)),
+            record,
+        ) {
             panic!("cannot produce to {topic}: {error}");
         }
     }

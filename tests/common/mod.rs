@@ -184,15 +184,20 @@ pub fn record_figures(scenario: &str, figures: &serde_json::Value) {
 /// The value of the sample `name` (labels included, as in `name{status="201"}`) on the
 /// `/metrics` page of the service at `base`.
 pub fn metric(base: &str, name: &str) -> f64 {
-    let text = ureq::get(&format!("{base}/metrics"))
+    let text = metrics_text(base);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}
+
+/// The `/metrics` page of the service at `base`.
+pub fn metrics_text(base: &str) -> String {
+    ureq::get(&format!("{base}/metrics"))
         .call()
         .expect("metrics")
         .body_mut()
         .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+        .expect("a metrics page")
 }
 
 /// Waits until `condition` holds, checking every 50 ms; fails after `limit`.

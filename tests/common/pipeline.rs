@@ -53,6 +53,11 @@ pub fn expected_csv(dir: &Path, events: &[(String, String, i64)], lateness: Dura
 }
 
 pub fn start_dataflow(pipeline: &Pipeline, extra: &[&str]) -> Service {
+    start_dataflow_on(&brokers(), pipeline, extra)
+}
+
+/// Starts `emostream dataflow` over the topics of `pipeline` on the brokers `brokers`.
+pub fn start_dataflow_on(brokers: &str, pipeline: &Pipeline, extra: &[&str]) -> Service {
     let mut args: Vec<String> = [
         "dataflow",
         "--metrics-listen",
@@ -65,10 +70,15 @@ pub fn start_dataflow(pipeline: &Pipeline, extra: &[&str]) -> Service {
     .collect();
     args.extend(pipeline.dataflow_args());
     args.extend(extra.iter().map(|s| s.to_string()));
-    Service::start(&args)
+    Service::start_on(brokers, &args)
 }
 
 pub fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {
+    start_ingest_on(&brokers(), pipeline, extra)
+}
+
+/// Starts `emostream ingest` into the events topic of `pipeline` on the brokers `brokers`.
+pub fn start_ingest_on(brokers: &str, pipeline: &Pipeline, extra: &[&str]) -> Service {
     let mut args: Vec<String> = [
         "ingest",
         "--listen",
@@ -82,7 +92,7 @@ pub fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {
     .collect();
     args.push(pipeline.events.clone());
     args.extend(extra.iter().map(|s| s.to_string()));
-    Service::start(&args)
+    Service::start_on(brokers, &args)
 }
 
 /// Starts `emostream broadcast` for cluster 1 of `pipeline`, with a registry of its own.

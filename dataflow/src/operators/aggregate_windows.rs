@@ -15,6 +15,36 @@ use crate::record::{PartialWindow, Tap};
 pub trait AggregateWindows<'scope> {
     /// Routes each event to the worker owning its user and emits, once the input frontier
     /// has passed a window, that worker's exact totals of the window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dataflow::operators::AggregateWindows;
+    /// use dataflow::record::Tap;
+    /// use timely::dataflow::operators::Capture;
+    /// use timely::dataflow::operators::capture::Event;
+    /// use timely::dataflow::operators::vec::Input;
+    ///
+    /// let captured = timely::execute_directly(|worker| {
+    ///     let (mut input, captured) = worker.dataflow::<i64, _, _>(|scope| {
+    ///         let (input, taps) = scope.new_input::<Tap>();
+    ///         (input, taps.aggregate_windows().capture())
+    ///     });
+    ///     input.advance_to(2000); // the window [2000, 4000)
+    ///     for (user, emoji) in [("u1", "🔥"), ("u2", "🔥"), ("u1", "😂")] {
+    ///         input.send(Tap { user: user.into(), emoji: emoji.into() });
+    ///     }
+    ///     captured
+    /// });
+    /// let out: Vec<_> = captured
+    ///     .try_iter()
+    ///     .filter_map(|e| if let Event::Messages(_, data) = e { Some(data) } else { None })
+    ///     .flatten()
+    ///     .collect();
+    /// // One worker owns every user here: its shard is the whole window.
+    /// assert_eq!(out.len(), 1);
+    /// assert_eq!((out[0].window_start, out[0].events, out[0].unique_users), (2000, 3, 2));
+    /// ```
     fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>>;
 }
 

@@ -23,6 +23,37 @@ use crate::record::{EmojiPartial, PartialWindow, Tap};
 /// Counts events and distinct users per window with differential dataflow.
 pub trait CountDistinct<'scope> {
     /// Per window, the exact totals as partial windows (one record per statistic).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dataflow::operators::CountDistinct;
+    /// use dataflow::record::Tap;
+    /// use timely::dataflow::operators::Capture;
+    /// use timely::dataflow::operators::capture::Event;
+    /// use timely::dataflow::operators::vec::Input;
+    ///
+    /// let captured = timely::execute_directly(|worker| {
+    ///     let (mut input, captured) = worker.dataflow::<i64, _, _>(|scope| {
+    ///         let (input, taps) = scope.new_input::<Tap>();
+    ///         (input, taps.count_distinct(model::WindowSize::from_millis(2000).unwrap()).capture())
+    ///     });
+    ///     input.advance_to(2000); // the window [2000, 4000)
+    ///     for (user, emoji) in [("u1", "🔥"), ("u2", "🔥"), ("u1", "😂")] {
+    ///         input.send(Tap { user: user.into(), emoji: emoji.into() });
+    ///     }
+    ///     captured
+    /// });
+    /// let out: Vec<_> = captured
+    ///     .try_iter()
+    ///     .filter_map(|e| if let Event::Messages(_, data) = e { Some(data) } else { None })
+    ///     .flatten()
+    ///     .collect();
+    /// // One record per statistic: they add up to the window's totals.
+    /// let events: u64 = out.iter().map(|p| p.events).sum();
+    /// let users: u64 = out.iter().map(|p| p.unique_users).sum();
+    /// assert_eq!((events, users), (3, 2));
+    /// ```
     fn count_distinct(self, size: WindowSize) -> Stream<'scope, i64, Vec<PartialWindow>>;
 }
 

@@ -17,7 +17,38 @@ use crate::record::PartialWindow;
 pub trait MergeWindows<'scope> {
     /// Sends every shard to worker 0, which emits each window's report, in window order,
     /// once the frontier has passed it.
-    // Long: the operator's closure holds its state: splitting it would spread one loop over several places.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dataflow::operators::MergeWindows;
+    /// use dataflow::record::{EmojiPartial, PartialWindow};
+    /// use model::{ReportConfig, WindowSize};
+    /// use timely::dataflow::operators::Capture;
+    /// use timely::dataflow::operators::capture::Event;
+    /// use timely::dataflow::operators::vec::Input;
+    ///
+    /// let size = WindowSize::from_millis(2000).unwrap();
+    /// let captured = timely::execute_directly(move |worker| {
+    ///     let (mut input, captured) = worker.dataflow::<i64, _, _>(|scope| {
+    ///         let (input, shards) = scope.new_input::<PartialWindow>();
+    ///         (input, shards.merge_windows(size, ReportConfig::default()).capture())
+    ///     });
+    ///     input.advance_to(0);
+    ///     // Two shards of the window [0, 2000): their users are apart, so totals add up.
+    ///     for (events, users) in [(3, 2), (5, 4)] {
+    ///         let emojis = vec![EmojiPartial { emoji: "🔥".into(), count: events, unique_users: users }];
+    ///         input.send(PartialWindow { window_start: 0, events, unique_users: users, emojis });
+    ///     }
+    ///     captured
+    /// });
+    /// let reports: Vec<_> = captured
+    ///     .try_iter()
+    ///     .filter_map(|e| if let Event::Messages(_, data) = e { Some(data) } else { None })
+    ///     .flatten()
+    ///     .collect();
+    /// assert_eq!((reports[0].events, reports[0].unique_users, reports[0].emojis[0].count), (8, 6, 8));
+    /// ```
     fn merge_windows(
         self,
         size: WindowSize,

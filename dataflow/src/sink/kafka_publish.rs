@@ -164,7 +164,8 @@ fn send(
     let record = BaseRecord::with_opaque_to(topic, index)
         .key(key)
         .payload(payload);
-    service::kafka::send_waiting(producer, record).map_err(|(error, _)| error)
+    let serve = || producer.poll(Duration::from_millis(1));
+    service::kafka::send_waiting(|r| producer.send(r), serve, record).map_err(|(error, _)| error)
 }
 
 /// Waits until everything sent is acknowledged or failed (the broker may be away a while).
@@ -235,7 +236,6 @@ fn publish_through<'scope, D: 'static>(
 pub trait PublishWindows<'scope> {
     /// Publishes each report to the windows topic and every cluster topic (keyed by
     /// `window_start`, with `seq`), flushes, and passes the reports on.
-    // Long: the operator and its publishing thread share the channel and the confirmed frontier.
     fn publish_windows(
         self,
         config: PublishConfig,
@@ -358,7 +358,6 @@ struct LateMessage<'a> {
 /// Publishes late and invalid records.
 pub trait PublishSide<'scope> {
     /// Publishes each record to the late topic with its reason, flushes, and passes it on.
-    // Long: the operator and its publishing thread share the channel and the confirmed frontier.
     fn publish_side(
         self,
         config: PublishConfig,

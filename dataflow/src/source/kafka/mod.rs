@@ -123,7 +123,6 @@ pub trait ReadKafka<'scope> {
     /// `sources` the returned event stream. The source stops reading once `control` stops,
     /// and reports through `drained` when everything closed is published and committed.
     #[allow(clippy::too_many_arguments)]
-    // Long: the operator's closure holds the reader, the probes and the drain: splitting it would spread one loop over several places.
     fn read_kafka(
         self,
         config: KafkaSourceConfig,

@@ -7,8 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
@@ -19,9 +20,9 @@ const brokers = process.env.EMOSTREAM_BROKERS;
  * Starts `emostream up` on free ports with topics of its own; resolves its page URL and the
  * metrics URLs of its services.
  */
-function startUp() {
+async function startUp() {
   const name = `page-${process.pid}-${Date.now()}`;
-  const child = spawn(bin, [
+  const { child, ready } = await startService([
     "up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--broadcast-listen", "127.0.0.1:0",
     "--events-topic", `${name}-events`, "--windows-topic", `${name}-windows`, "--late-topic", `${name}-late`,
     "--cluster-prefix", `${name}-cluster`, "--clusters", "1", "--registry-topic", `${name}-registry`,
@@ -32,21 +33,10 @@ function startUp() {
     "--group", `${name}-group`, "--idle-timeout", "6s", "--linger", "5ms",
     // A second, longer size for the timeline's switch (60s in production; short here).
     "--window", "2s,4s",
-  ], { env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: process.env.PAGE_RUST_LOG || "warn" }, stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    const metrics = [];
-    lines.on("line", (line) => {
-      const service = line.match(/^\s+(ingest|dataflow):.*?(http:\/\/[0-9.:]+)\//);
-      if (service) metrics.push(`${service[2]}/metrics`);
-      const match = line.match(/cluster 1: ws:\/\/([0-9.:]+)\/ws/);
-      if (match) {
-        metrics.push(`http://${match[1]}/metrics`);
-        resolve({ child, url: `http://${match[1]}/`, metrics });
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`emostream up exited with ${code}`)));
-  });
+  ], process.env.PAGE_RUST_LOG || "warn");
+  const [broadcaster] = ready.broadcast;
+  const metrics = [ready.ingest, ready.dataflow, broadcaster].map((a) => `http://${a}/metrics`);
+  return { child, url: `http://${broadcaster}/`, metrics };
 }
 
 /** The non-zero samples of every service's metrics, to tell where a window got stuck. */
@@ -92,18 +82,30 @@ function freePort() {
   });
 }
 
-/** Starts `emostream <args>` and resolves once it printed a line matching `ready`. */
-function startService(args, ready) {
+/**
+ * Starts `emostream <args>` and resolves, once it is up, the child and the addresses it wrote
+ * to its ready file (`{ingest, dataflow, broadcast: [...]}`).
+ */
+function startService(args, logFilter = "warn") {
+  const readyFile = join(mkdtempSync(join(tmpdir(), "emostream-")), "ready.json");
   const child = spawn(bin, args, {
-    env: { ...process.env, EMOSTREAM_BROKERS: brokers, RUST_LOG: "warn" },
-    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, EMOSTREAM_BROKERS: brokers, EMOSTREAM_READY_FILE: readyFile, RUST_LOG: logFilter },
+    stdio: ["ignore", "ignore", "inherit"],
   });
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      if (ready.test(line)) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`emostream ${args[0]} exited with ${code}`)));
-  });
+  let exited = null;
+  child.on("exit", (code) => { exited = code; });
+  return (async () => {
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+      if (exited !== null) throw new Error(`emostream ${args[0]} exited with ${exited}`);
+      try {
+        return { child, ready: JSON.parse(readFileSync(readyFile, "utf8")) };
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    child.kill("SIGKILL");
+    throw new Error(`emostream ${args[0]} was not up within 60 s`);
+  })();
 }
 
 test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
@@ -203,7 +205,7 @@ test("the page reconnects to a restarted broadcaster and misses no window still 
   const address = `127.0.0.1:${port}`;
   const broadcastArgs = ["broadcast", "--listen", address, "--cluster-prefix", `${name}-cluster`,
     "--registry-topic", `${name}-registry`, "--token-secret", name];
-  let broadcaster = await startService(broadcastArgs, /ws:\/\//);
+  let broadcaster = (await startService(broadcastArgs)).child;
   // A window every 2 s into the cluster topic (the load tool's feeder; its one client
   // reconnects too).
   const feeder = spawn(bin, ["wsload", "--register", `http://${address}`, "--clients", "1", "--duration", "60s",
@@ -232,7 +234,7 @@ test("the page reconnects to a restarted broadcaster and misses no window still 
     await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
     await new Promise((resolve) => setTimeout(resolve, 5000));
     const before = Math.max(...seqs);
-    broadcaster = await startService(broadcastArgs, /ws:\/\//);
+    broadcaster = (await startService(broadcastArgs)).child;
     await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
     await until(() => Math.max(...seqs) >= before + 4, 30_000, "windows after the restart");
     assert.ok(sockets >= 2, "the page connected again");

@@ -206,7 +206,7 @@ impl KafkaReader {
                 decode(payload, default_ts, wall_ms, self.config.max_future_ms).map_err(|reason| {
                     let raw =
                         String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
-                    (reason, raw)
+                    (reason.to_string(), raw)
                 });
             drop(message);
             self.route(i, offset, outcome, now);

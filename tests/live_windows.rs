@@ -258,3 +258,64 @@ fn start_latest_reads_only_new_events_and_earliest_reads_everything_again() {
         "--start earliest counts everything, whatever the group committed"
     );
 }
+
+/// A long window with a lull longer than the idle timeout in its middle: the lull must not
+/// close it early (the taps after the lull would vanish); it is published once, after its end
+/// plus the lateness by the wall clock, counting the taps on both sides of the lull.
+#[test]
+fn a_long_window_outlasts_a_lull_and_counts_both_sides_of_it() {
+    let pipeline = Pipeline::new("lull-long");
+    let _dataflow = start_dataflow(&pipeline, &["--window", "2s,10s"]);
+    let producer = producer();
+    // Start at the beginning of a 10 s window, so both bursts fall in it.
+    wait_for(
+        Duration::from_secs(15),
+        "the start of a 10 s window",
+        || now_ms() % 10_000 < 500,
+    );
+    let burst = |tag: &str| -> Vec<(String, String, i64)> {
+        let now = now_ms();
+        (0..20)
+            .map(|i| (format!("{tag}{i}"), "🔥".to_owned(), now))
+            .collect()
+    };
+    let before = burst("a");
+    produce_events(&producer, &pipeline.events, &before);
+    // Longer than the idle timeout (1 s): every partition goes idle.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = burst("b");
+    produce_events(&producer, &pipeline.events, &after);
+    let size = WindowSize::from_millis(10_000).unwrap();
+    let start = size.start_of(before[0].2);
+    assert_eq!(
+        size.start_of(after[0].2),
+        start,
+        "both bursts in one window"
+    );
+    let topic = format!("{}-10s", pipeline.windows);
+    let starts_at = |payload: &[u8]| {
+        serde_json::from_slice::<WindowMessage>(payload)
+            .unwrap()
+            .report
+            .window_start
+    };
+    let records = read_records_until(&topic, WAIT, |records| {
+        records.iter().any(|(_, p)| starts_at(p) == start)
+    });
+    let published: Vec<_> = records
+        .iter()
+        .filter(|(_, p)| starts_at(p) == start)
+        .collect();
+    assert_eq!(published.len(), 1, "the window is published once");
+    let (at, payload) = published[0];
+    let window: WindowMessage = serde_json::from_slice(payload).unwrap();
+    assert_eq!(
+        window.report.events, 40,
+        "the taps on both sides of the lull"
+    );
+    assert!(
+        *at >= size.end_of(start) + 1_000,
+        "published {} ms before its end plus the lateness",
+        size.end_of(start) + 1_000 - at
+    );
+}

@@ -2,9 +2,9 @@
 //! `p` with `p % peers == index`, polling without blocking the worker.
 //!
 //! Each partition keeps a watermark. A partition without new data for the idle timeout stops
-//! holding windows back; when all of a worker's partitions are idle, its windows close up to
-//! the latest event it has seen (and at least up to the wall clock minus lateness and idle
-//! timeout), so windows close during lulls and at the end of a stream. Idle also means
+//! holding windows back: its watermark follows the wall clock minus the lateness, so windows
+//! close during lulls and at the end of a stream, each once the wall clock has passed its end
+//! plus the lateness, never before (a long window is not cut short by a lull). Idle also means
 //! read to the end: a thread asks the broker for the partitions' ends, and a partition only
 //! counts as idle when a recent answer shows nothing left to read and no connection to its
 //! broker was lost since. When the broker is away, or its partitions not fetched yet after a

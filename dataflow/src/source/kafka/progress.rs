@@ -1,6 +1,7 @@
 //! Idleness and progress: a partition read to its end and quiet for the idle timeout stops
-//! holding windows back; the capabilities move to the earliest window a partition may still
-//! add to.
+//! holding windows back (its watermark follows the wall clock minus the lateness); the
+//! capabilities move to the earliest window a partition may still add to, and never past
+//! the wall clock minus the lateness.
 
 use std::time::{Duration, Instant};
 
@@ -27,23 +28,14 @@ impl KafkaReader {
             });
             !idle
         });
-        let hold = match active.map(|(_, p)| p.watermark.hold(window)).min() {
-            Some(hold) => hold,
-            None => {
-                // Everything is idle: close up to the newest event seen, and follow the
-                // wall clock so an idle worker never holds the others back.
-                let newest = self
-                    .partitions
-                    .iter()
-                    .filter_map(|p| p.watermark.max_seen())
-                    .max();
-                let by_clock = window
-                    .start_of(wall_ms - self.config.lateness_ms - idle_timeout.as_millis() as i64);
-                newest.map_or(by_clock, |t| {
-                    window.end_of(window.start_of(t)).max(by_clock)
-                })
-            }
-        };
+        // A window never closes before its end plus the lateness by the wall clock: an idle
+        // partition's watermark follows the clock no further than that, and no partition's
+        // (even one with events stamped ahead of the clock) goes past it.
+        let by_clock = window.start_of(wall_ms - self.config.lateness_ms);
+        let hold = active
+            .map(|(_, p)| p.watermark.hold(window))
+            .min()
+            .map_or(by_clock, |hold| hold.min(by_clock));
         for p in &self.partitions {
             self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
         }

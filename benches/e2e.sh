@@ -25,12 +25,12 @@ scenario() {
   local up=(up --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --broadcast-listen 127.0.0.1:0 --clusters 1
     --events-topic "$prefix-events" --windows-topic "$prefix-windows" --late-topic "$prefix-late"
     --cluster-prefix "$prefix-cluster" --registry-topic "$prefix-registry" --group "$prefix")
-  "$bin" "${up[@]}" > "$report/raw/up-$name.out" 2> "$report/raw/up-$name.log" &
+  local ready=$report/raw/up-$name.ready.json
+  "$bin" "${up[@]}" --ready-file "$ready" > "$report/raw/up-$name.out" 2> "$report/raw/up-$name.log" &
   local pid=$!
-  wait_for_line "$report/raw/up-$name.out" "cluster 1: ws://"
   local ingest broadcaster
-  ingest=$(sed -n 's|.*ingest: *POST \(http://[0-9.:]*\)/emoji.*|\1|p' "$report/raw/up-$name.out")
-  broadcaster=$(sed -n 's|.*cluster 1: ws://\([0-9.:]*\)/ws.*|http://\1|p' "$report/raw/up-$name.out")
+  ingest=http://$(ready_addr "$ready" ingest)
+  broadcaster=http://$(ready_addr "$ready" broadcast)
   echo "$bin ${up[*]}" >> "$report/commands.txt"
   echo "$bin simulate --target INGEST --watch BROADCASTER --viewers 10 --duration $duration $*" >> "$report/commands.txt"
   "$bin" simulate --target "$ingest" --watch "$broadcaster" --viewers 10 --duration "$duration" "$@" \

@@ -30,10 +30,10 @@ cargo build --release --bin emostream
 for n in $counts; do
   prefix=fanout-$$-$n
   "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-    --token-secret bench --max-connections-per-ip 0 > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
+    --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/broadcast-$n.ready.json" \
+    > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
   broadcaster=$!
-  for _ in $(seq 1 100); do grep -q ws:// "$report/raw/broadcast-$n.out" 2>/dev/null && break; sleep 0.1; done
-  addr=$(grep -o '127.0.0.1:[0-9]*' "$report/raw/broadcast-$n.out" | head -n 1)
+  addr=$(ready_addr "$report/raw/broadcast-$n.ready.json" broadcast)
   rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$broadcaster/status")
   cmd="$bin wsload --register http://$addr --clients $n --sources 127.0.0.1,127.0.0.2,127.0.0.3 --duration $duration --feed-topic ${prefix}1 --brokers \$EMOSTREAM_BROKERS"
   echo "$cmd" >> "$report/commands.txt"

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench kafka_dataflow -- EVENTS OUT_DIR` with EMOSTREAM_BROKERS set.
 
-use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,8 @@ fn consume_only(brokers: &str, topic: &str, n: u64) -> Result<f64> {
 // Long: one benchmark run: produce, consume, time.
 fn dataflow(brokers: &str, topic: &str, run: &str, workers: usize, n: u64) -> Result<f64> {
     let prefix = format!("{run}-w{workers}");
+    let dir = tempfile::tempdir()?;
+    let ready_file = dir.path().join("ready.json");
     let mut child = Command::new("target/release/emostream")
         .args([
             "dataflow",
@@ -156,17 +158,12 @@ fn dataflow(brokers: &str, topic: &str, run: &str, workers: usize, n: u64) -> Re
         ])
         .args(["--cluster-prefix", &format!("{prefix}-cluster")])
         .env("EMOSTREAM_BROKERS", brokers)
+        .env("EMOSTREAM_READY_FILE", &ready_file)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .context("start target/release/emostream (build it first)")?;
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut banner)?;
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .context("a metrics URL in the banner")?
-        .to_owned();
+    let url = format!("http://{}/metrics", ready_address(&ready_file, "dataflow")?);
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let consumed = || -> u64 {
         let text = agent
@@ -203,4 +200,25 @@ fn dataflow(brokers: &str, topic: &str, run: &str, workers: usize, n: u64) -> Re
         "the dataflow with {workers} workers read {last} of {n} messages"
     );
     Ok(seconds)
+}
+
+/// The address of `part` (`ingest`, `dataflow`) in the ready file a service writes once it
+/// is up; waits for it at most 60 s.
+fn ready_address(file: &Path, part: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            let ready: serde_json::Value = serde_json::from_str(&text)?;
+            return ready[part]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("no {part} address in {text}"));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} was never written",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -11,12 +11,18 @@ machine_info() {
   awk '/^name = "rdkafka-sys"$/ {getline; print "librdkafka: rdkafka-sys " $3}' Cargo.lock | tr -d '"'
 }
 
-# Waits until FILE holds a line matching PATTERN (at most 10 s).
-wait_for_line() {
-  for _ in $(seq 1 100); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
+# Waits until the service that writes FILE (its --ready-file) is up (at most 60 s), then
+# prints the address of PART: ingest, dataflow or broadcast (the first broadcaster).
+ready_addr() {
+  for _ in $(seq 1 600); do
+    if [ -s "$1" ]; then
+      python3 -c 'import json, sys
+ready = json.load(open(sys.argv[1]))[sys.argv[2]]
+print(ready[0] if isinstance(ready, list) else ready)' "$1" "$2"
+      return
+    fi
     sleep 0.1
   done
-  echo "error: $1 never printed $2" >&2
+  echo "error: $1 was never written" >&2
   return 1
 }

@@ -23,11 +23,11 @@ machine_info > "$report/machine.txt"
 topic=bench-ingest-$$
 # Throughput of the API and the producer: the prepared bodies repeat their users far more
 # often than an audience would, so the per-user rate limit is off here.
-"$bin" ingest --listen 127.0.0.1:0 --user-rate-limit 0 --events-topic "$topic" > "$report/raw/ingest.out" 2> "$report/raw/ingest.log" &
+"$bin" ingest --listen 127.0.0.1:0 --user-rate-limit 0 --events-topic "$topic" \
+  --ready-file "$report/raw/ingest.ready.json" > "$report/raw/ingest.out" 2> "$report/raw/ingest.log" &
 ingest=$!
 trap 'kill $ingest 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q http:// "$report/raw/ingest.out" 2>/dev/null && break; sleep 0.1; done
-target=$(grep -o '127.0.0.1:[0-9]*' "$report/raw/ingest.out" | head -n 1)
+target=$(ready_addr "$report/raw/ingest.ready.json" ingest)
 
 : > "$report/commands.txt"
 # Server-stamped bodies made before the clock starts, so the simulator spends its time sending.

@@ -30,7 +30,7 @@ fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut parsed = Args {
         log: String::new(),
-        lateness_ms: 1000,
+        lateness_ms: model::WindowSpec::default().lateness_ms(),
         out: None,
         summary_json: None,
     };

@@ -91,6 +91,16 @@ impl ClusterArgs {
     }
 }
 
+/// `--lateness`, declared once for the dataflow's commands and for `simulate`, which needs to
+/// know the dataflow's.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct LatenessArg {
+    /// How far behind the newest event of a partition an event may be and still count.
+    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
+    pub lateness: Duration,
+}
+
 /// How windows are computed and reported.
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
@@ -99,9 +109,9 @@ pub struct WindowArgs {
     /// run from the same input (the first is the live one, broadcast to the clusters).
     #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
     pub window: Vec<Duration>,
-    /// How far behind the newest event of a partition an event may be and still count.
-    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
-    pub lateness: Duration,
+    /// The lateness.
+    #[command(flatten)]
+    pub lateness: LatenessArg,
     /// Each SCALE emojis of a type count as one in scaled_count.
     #[arg(long, default_value = "1000", env = "EMOSTREAM_SCALE")]
     pub scale: NonZeroU64,
@@ -116,7 +126,7 @@ pub struct WindowArgs {
 impl WindowArgs {
     /// The window sizes and the lateness, validated once.
     pub fn spec(&self) -> Result<WindowSpec> {
-        WindowSpec::from_durations(&self.window, self.lateness).map_err(|e| {
+        WindowSpec::from_durations(&self.window, self.lateness.lateness).map_err(|e| {
             let flag = match e {
                 WindowSpecError::Lateness(_) => "--lateness",
                 _ => "--window",
@@ -683,10 +693,10 @@ pub struct SimulateArgs {
     /// Viewers to connect with --watch.
     #[arg(long, default_value = "10", env = "EMOSTREAM_VIEWERS")]
     pub viewers: NonZeroUsize,
-    /// The dataflow's allowed lateness: windows ending within it of the last tap close only
-    /// on the dataflow's idle timeout once the traffic stops, and are left out of the figures.
-    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
-    pub lateness: Duration,
+    /// The dataflow's lateness: windows ending within it of the last tap close only after it
+    /// once the traffic stops, and are left out of the figures.
+    #[command(flatten)]
+    pub lateness: LatenessArg,
     /// After the traffic, how long to wait at most for the windows that cover it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,

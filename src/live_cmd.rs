@@ -1,6 +1,7 @@
 //! `emostream ingest`, `emostream dataflow` and `emostream up`: the live services.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -16,8 +17,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger.
-fn until_signal<F: Future<Output = Result<()>>>(service: impl FnOnce(Shutdown) -> F) -> Result<()> {
+/// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger,
+/// after removing a ready file left by an earlier run (a reader must not take its addresses).
+fn until_signal<F: Future<Output = Result<()>>>(
+    ready_file: Option<&Path>,
+    service: impl FnOnce(Shutdown) -> F,
+) -> Result<()> {
+    if let Some(path) = ready_file {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| {
+                    format!("cannot remove the old ready file {}", path.display())
+                });
+            }
+            _ => {}
+        }
+    }
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         trigger_on_signals(trigger);
@@ -28,13 +43,16 @@ fn until_signal<F: Future<Output = Result<()>>>(service: impl FnOnce(Shutdown) -
 /// Runs `emostream ingest` until Ctrl-C or SIGTERM.
 pub fn ingest(args: IngestArgs) -> Result<()> {
     let config = args.ingest.config(&args.brokers)?;
-    until_signal(|shutdown| async move {
-        let running = ingest::start(config, shutdown).await?;
-        println!("ingest: POST http://{}/emoji", running.addr);
-        Ready::of(Some(running.addr), None, &[]).write(&args.ready)?;
-        running.stopped().await;
-        Ok(())
-    })
+    until_signal(
+        args.ready.ready_file.clone().as_deref(),
+        |shutdown| async move {
+            let running = ingest::start(config, shutdown).await?;
+            println!("ingest: POST http://{}/emoji", running.addr);
+            Ready::of(Some(running.addr), None, &[]).write(&args.ready)?;
+            running.stopped().await;
+            Ok(())
+        },
+    )
 }
 
 /// Runs `emostream dataflow` until Ctrl-C or SIGTERM.
@@ -42,12 +60,15 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
     let config = args
         .dataflow
         .config(&args.brokers, args.cluster.config()?)?;
-    until_signal(|shutdown| async move {
-        let live = dataflow::start(config, shutdown).await?;
-        println!("dataflow: metrics at http://{}/metrics", live.addr);
-        Ready::of(None, Some(live.addr), &[]).write(&args.ready)?;
-        Ok(live.stopped().await?)
-    })
+    until_signal(
+        args.ready.ready_file.clone().as_deref(),
+        |shutdown| async move {
+            let live = dataflow::start(config, shutdown).await?;
+            println!("dataflow: metrics at http://{}/metrics", live.addr);
+            Ready::of(None, Some(live.addr), &[]).write(&args.ready)?;
+            Ok(live.stopped().await?)
+        },
+    )
 }
 
 /// Runs `emostream up` until Ctrl-C or SIGTERM.
@@ -60,69 +81,72 @@ pub fn up(args: UpArgs) -> Result<()> {
     );
     let ingest_config = args.ingest.config(&args.brokers)?;
     let live_config = args.dataflow.config(&args.brokers, cluster)?;
-    until_signal(|shutdown| async move {
-        let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
-        let cluster_topics = live_config.cluster_topics();
-        // The page's per-minute timeline: the windows of the second size, if any.
-        let summary_topic = live_config
-            .windows
-            .more()
-            .first()
-            .map(|&size| live_config.windows_topic_for(size));
-        let live = dataflow::start(live_config, shutdown.clone()).await?;
-        let mut broadcasters = Vec::new();
-        let secret = args
-            .broadcast
-            .token_secret
-            .clone()
-            .map_or_else(random_secret, Ok)?;
-        for (i, topic) in cluster_topics.into_iter().enumerate() {
-            let mut listen = args.broadcast_listen;
-            if listen.port() != 0 {
-                listen.set_port(listen.port() + i as u16);
+    until_signal(
+        args.ready.ready_file.clone().as_deref(),
+        |shutdown| async move {
+            let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
+            let cluster_topics = live_config.cluster_topics();
+            // The page's per-minute timeline: the windows of the second size, if any.
+            let summary_topic = live_config
+                .windows
+                .more()
+                .first()
+                .map(|&size| live_config.windows_topic_for(size));
+            let live = dataflow::start(live_config, shutdown.clone()).await?;
+            let mut broadcasters = Vec::new();
+            let secret = args
+                .broadcast
+                .token_secret
+                .clone()
+                .map_or_else(random_secret, Ok)?;
+            for (i, topic) in cluster_topics.into_iter().enumerate() {
+                let mut listen = args.broadcast_listen;
+                if listen.port() != 0 {
+                    listen.set_port(listen.port() + i as u16);
+                }
+                let mut config = args.broadcast.config(
+                    &args.brokers.brokers,
+                    i as u32 + 1,
+                    topic,
+                    listen,
+                    secret.clone(),
+                );
+                config
+                    .ingest_url
+                    .get_or_insert_with(|| format!("http://{}", ingest.addr));
+                if config.summary_topic.is_none() {
+                    config.summary_topic.clone_from(&summary_topic);
+                }
+                broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
             }
-            let mut config = args.broadcast.config(
-                &args.brokers.brokers,
-                i as u32 + 1,
-                topic,
-                listen,
-                secret.clone(),
-            );
-            config
-                .ingest_url
-                .get_or_insert_with(|| format!("http://{}", ingest.addr));
-            if config.summary_topic.is_none() {
-                config.summary_topic.clone_from(&summary_topic);
-            }
-            broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
-        }
-        println!("EmoStream is up.");
-        println!(
-            "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
-            ingest.addr
-        );
-        println!("  dataflow: http://{}/metrics", live.addr);
-        for (i, b) in broadcasters.iter().enumerate() {
+            println!("EmoStream is up.");
             println!(
-                "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
-                i + 1,
-                b.addr
+                "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
+                ingest.addr
             );
-        }
-        println!("  brokers:  {}", args.brokers.brokers);
-        println!("Press Ctrl-C to stop.");
-        let addrs: Vec<SocketAddr> = broadcasters.iter().map(|b| b.addr).collect();
-        Ready::of(Some(ingest.addr), Some(live.addr), &addrs).write(&args.ready)?;
-        // Stop accepting and flush the producer first, then let the dataflow publish what
-        // is closed and commit.
-        let mut waiting = shutdown.clone();
-        waiting.wait().await;
-        ingest.stopped().await;
-        for b in broadcasters {
-            b.stopped().await;
-        }
-        Ok(live.stopped().await?)
-    })
+            println!("  dataflow: http://{}/metrics", live.addr);
+            for (i, b) in broadcasters.iter().enumerate() {
+                println!(
+                    "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
+                    i + 1,
+                    b.addr
+                );
+            }
+            println!("  brokers:  {}", args.brokers.brokers);
+            println!("Press Ctrl-C to stop.");
+            let addrs: Vec<SocketAddr> = broadcasters.iter().map(|b| b.addr).collect();
+            Ready::of(Some(ingest.addr), Some(live.addr), &addrs).write(&args.ready)?;
+            // Stop accepting and flush the producer first, then let the dataflow publish what
+            // is closed and commit.
+            let mut waiting = shutdown.clone();
+            waiting.wait().await;
+            ingest.stopped().await;
+            for b in broadcasters {
+                b.stopped().await;
+            }
+            Ok(live.stopped().await?)
+        },
+    )
 }
 
 /// Runs `emostream broadcast` until Ctrl-C or SIGTERM.
@@ -138,13 +162,16 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         args.listen,
         secret,
     );
-    until_signal(|shutdown| async move {
-        let running = broadcast::start(config, shutdown).await?;
-        println!("broadcast: ws://{}/ws", running.addr);
-        Ready::of(None, None, &[running.addr]).write(&args.ready)?;
-        running.stopped().await;
-        Ok(())
-    })
+    until_signal(
+        args.ready.ready_file.clone().as_deref(),
+        |shutdown| async move {
+            let running = broadcast::start(config, shutdown).await?;
+            println!("broadcast: ws://{}/ws", running.addr);
+            Ready::of(None, None, &[running.addr]).write(&args.ready)?;
+            running.stopped().await;
+            Ok(())
+        },
+    )
 }
 
 /// The addresses a started service listens on, written as JSON to `--ready-file` once
@@ -178,7 +205,8 @@ impl Ready {
         let Some(path) = &to.ready_file else {
             return Ok(());
         };
-        let partial = path.with_extension("partial");
+        let mut partial = path.clone().into_os_string();
+        partial.push(".partial");
         std::fs::write(&partial, serde_json::to_string(self)? + "\n")
             .and_then(|()| std::fs::rename(&partial, path))
             .with_context(|| format!("cannot write the ready file {}", path.display()))

@@ -19,6 +19,9 @@ use crate::args::{Cli, Command};
 const EXIT_FAILURE: u8 = 1;
 /// Exit code of a strict replay that met a rejected row (and of bad arguments).
 const EXIT_REJECTED: u8 = 2;
+/// Exit code of a run that failed on something passing (a broker away or busy): running it
+/// again may succeed.
+const EXIT_RETRYABLE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,11 +50,44 @@ fn main() -> ExitCode {
             let rejected = e
                 .downcast_ref::<dataflow::ReplayError>()
                 .is_some_and(|e| matches!(e, dataflow::ReplayError::Rejected(_)));
-            ExitCode::from(if rejected {
-                EXIT_REJECTED
+            if rejected {
+                ExitCode::from(EXIT_REJECTED)
+            } else if is_retryable(&e) {
+                eprintln!("(the brokers were away or busy: running it again may succeed)");
+                ExitCode::from(EXIT_RETRYABLE)
             } else {
-                EXIT_FAILURE
-            })
+                ExitCode::from(EXIT_FAILURE)
+            }
         }
     }
+}
+
+/// Whether the error, or one of its causes, says that running again may help.
+fn is_retryable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<dataflow::LiveError>()
+            .map(dataflow::LiveError::is_retryable)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<ingest::IngestError>()
+                    .map(ingest::IngestError::is_retryable)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<broadcast::BroadcastError>()
+                    .map(broadcast::BroadcastError::is_retryable)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<loadgen::recording::RecordingError>()
+                    .map(loadgen::recording::RecordingError::is_retryable)
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<service::kafka::TopicError>()
+                    .map(service::kafka::TopicError::is_retryable)
+            })
+            .unwrap_or(false)
+    })
 }

@@ -83,7 +83,7 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         }
         let viewers = match viewers {
             Some(v) => Some(
-                v.finish(traffic.last_event_ms, args.lateness, args.drain)
+                v.finish(traffic.last_event_ms, args.lateness.lateness, args.drain)
                     .await,
             ),
             None => None,

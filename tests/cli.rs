@@ -269,6 +269,13 @@ fn unusable_input_is_a_clear_error() {
     let out = emostream(&["replay", path(&dir.path().join("missing.csv"))]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    // Each cause of the chain once.
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 
     let out = emostream(&["replay", path(&log), "--window", "2 parsecs"]);
     assert_eq!(out.status.code(), Some(2));

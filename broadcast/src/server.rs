@@ -112,6 +112,7 @@ pub async fn start(
 }
 
 /// Creates the topics when missing and starts the threads that read them.
+// Long: the three feeding threads each take their own clones of the shared state.
 async fn start_feeds(
     config: &BroadcastConfig,
     addr: SocketAddr,

@@ -12,7 +12,8 @@
 //! - [`record`]: the records between operators (`Tap`, `PartialWindow`, side records).
 //! - [`accumulator`]: exact counting of one window over one shard of users.
 //! - [`source`]: CSV log and Kafka sources (blocks, partitions, watermarks, commits).
-//! - [`operators`]: `aggregate_windows`, `count_distinct` (differential), `merge_windows`.
+//! - [`operators`]: `aggregate_windows`, `count_distinct` (differential), `merge_windows`,
+//!   and `count_windows`, the three as one step with either engine.
 //! - [`sink`]: CSV outputs and Kafka publishers.
 //! - [`replay`]: `run_replay`, the replay of logs through the dataflow.
 //! - [`cluster`]: workers, processes and hostfiles.

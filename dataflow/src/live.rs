@@ -315,7 +315,7 @@ pub fn run_live(
                 group: config.group_for(size),
                 partitions: prepared.partitions,
                 window: size,
-                lateness_ms: config.windows.lateness_ms(),
+                windows: config.windows.clone(),
                 idle_timeout: config.idle_timeout,
                 max_future_ms: config.max_future.as_millis() as i64,
                 start: config.start,

@@ -290,7 +290,7 @@ fn run_worker(
         files,
         block_bytes: config.block_bytes,
         window: config.windows.live(),
-        lateness_ms: config.windows.lateness_ms(),
+        windows: config.windows.clone(),
         max_ahead_ms: (60_000i64).max(16 * config.windows.live().millis()),
         send_late: config.late_out.is_some(),
         send_rejects: config.rejects_out.is_some(),

@@ -20,7 +20,7 @@ pub struct Registration {
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     /// The broadcaster's address is not `http://host:port`.
-    #[error("invalid broadcaster address \"{0}\": expected http://HOST:PORT")]
+    #[error("invalid broadcaster address \"{0}\": expected http://HOST:PORT or HOST:PORT")]
     Address(String),
     /// Nothing answered.
     #[error("cannot reach {addr}")]
@@ -71,11 +71,10 @@ impl RegisterError {
     }
 }
 
-/// Registers `client_id` at the broadcaster at `base` (`http://host:port`).
+/// Registers `client_id` at the broadcaster at `base` (`http://host:port`, or `host:port`).
 pub async fn register(base: &str, client_id: &str) -> Result<Registration, RegisterError> {
-    let addr = base
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
+    let rest = base.strip_prefix("http://").unwrap_or(base);
+    let addr = Some(rest.trim_end_matches('/'))
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
         .ok_or_else(|| RegisterError::Address(base.to_owned()))?
         .to_owned();

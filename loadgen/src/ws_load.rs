@@ -169,6 +169,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
 
 /// One client: connects, reads windows, and on a drop (a broadcaster restarted) connects
 /// again with backoff and resumes from the last window it got; each window counts once.
+// Long: one connection's life (connect, resume, read, back off) in one loop with its state.
 async fn client(source: IpAddr, shared: Arc<Shared>) {
     let mut got = std::collections::HashSet::new();
     let mut last_seq = None;

@@ -11,7 +11,7 @@
 //! - [`window`]: tumbling windows aligned to the Unix epoch.
 //! - [`window_spec`]: `WindowSpec`, the sizes of a run and their lateness.
 //! - [`report`]: `WindowReport`, the statistics of one closed window.
-//! - [`log`]: the CSV log format (header mapping and row decoding).
+//! - [`log`]: the CSV log format (header mapping, row decoding, and the writer).
 //! - [`duration`]: durations written like `2s` or `500ms` in configuration.
 //! - [`names`]: topic names, default ports and other shared constants.
 

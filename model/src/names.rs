@@ -12,10 +12,6 @@ pub const CLUSTER_TOPIC_PREFIX: &str = "cluster";
 /// Where broadcasters announce themselves and their connection counts.
 pub const REGISTRY_TOPIC: &str = "emoji-broadcasters";
 
-/// Default tumbling window size in milliseconds.
-pub const DEFAULT_WINDOW_MS: i64 = 2_000;
-/// Default allowed lateness in milliseconds.
-pub const DEFAULT_LATENESS_MS: i64 = 1_000;
 /// Default number of emojis of a type that count as one in `scaled_count`.
 pub const DEFAULT_SCALE: u64 = 1_000;
 

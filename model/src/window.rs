@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::window_spec::WindowSpec;
+
 /// The size of a tumbling window, in whole milliseconds (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowSize(i64);
@@ -98,7 +100,7 @@ impl WindowSize {
 
 impl Default for WindowSize {
     fn default() -> Self {
-        WindowSize(crate::names::DEFAULT_WINDOW_MS)
+        WindowSpec::default().live()
     }
 }
 

@@ -85,14 +85,6 @@ impl WindowSpec {
         Self::new(sizes, lateness)
     }
 
-    /// One size with the default lateness.
-    pub fn single(size: WindowSize) -> Self {
-        WindowSpec {
-            sizes: vec![size],
-            ..WindowSpec::default()
-        }
-    }
-
     /// The same sizes with another lateness.
     pub fn with_lateness(self, lateness: Duration) -> Result<Self, WindowSpecError> {
         Self::new(self.sizes, lateness)
@@ -130,11 +122,11 @@ impl WindowSpec {
 }
 
 impl Default for WindowSpec {
+    /// One size and the lateness as the command line writes them by default.
     fn default() -> Self {
-        WindowSpec {
-            sizes: vec![WindowSize::default()],
-            lateness_ms: crate::names::DEFAULT_LATENESS_MS,
-        }
+        let parse = |text| crate::duration::parse_duration(text).expect("a default parses");
+        WindowSpec::from_durations(&[parse(Self::DEFAULT_SIZE)], parse(Self::DEFAULT_LATENESS))
+            .expect("the defaults are a valid window spec")
     }
 }
 
@@ -143,14 +135,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_agree_with_their_written_forms() {
-        let parse = |text| crate::duration::parse_duration(text).unwrap();
+    fn the_defaults_are_two_seconds_and_one_second() {
         let spec = WindowSpec::default();
-        assert_eq!(spec.lateness(), parse(WindowSpec::DEFAULT_LATENESS));
-        assert_eq!(
-            spec.live(),
-            WindowSize::from_duration(parse(WindowSpec::DEFAULT_SIZE)).unwrap()
-        );
+        assert_eq!((spec.live().millis(), spec.lateness_ms()), (2000, 1000));
+        assert_eq!(WindowSize::default(), spec.live());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use compact_str::CompactString;
-use model::WindowSize;
 use model::log::{LogColumns, RowError};
+use model::{WindowSize, WindowSpec};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
@@ -34,10 +34,10 @@ pub struct LogSourceConfig {
     pub files: Arc<Vec<LogFile>>,
     /// Block size in bytes.
     pub block_bytes: u64,
-    /// Window size.
+    /// This dataflow's window size, one of `windows`.
     pub window: WindowSize,
-    /// Allowed lateness in milliseconds.
-    pub lateness_ms: i64,
+    /// The run's window sizes and their lateness.
+    pub windows: WindowSpec,
     /// How far (event time, ms) a worker may run ahead of the slowest one.
     pub max_ahead_ms: i64,
     /// Send late events on the side output (they are always counted).
@@ -153,7 +153,7 @@ impl Reader {
                     columns,
                     next_block: first,
                     blocks,
-                    watermark: Watermark::new(config.lateness_ms),
+                    watermark: Watermark::new(config.windows.lateness_ms()),
                     lines: LineCounter::default(),
                 }),
                 Err(e) => control.fail(Failure::io("open", log.path.display(), e)),

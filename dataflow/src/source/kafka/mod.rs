@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::WindowSize;
+use model::{WindowSize, WindowSpec};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
@@ -71,10 +71,10 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// Partitions of the topic.
     pub partitions: i32,
-    /// Window size.
+    /// This dataflow's window size, one of `windows`.
     pub window: WindowSize,
-    /// Allowed lateness, ms.
-    pub lateness_ms: i64,
+    /// The run's window sizes and their lateness.
+    pub windows: WindowSpec,
     /// A partition without data this long stops holding windows back.
     pub idle_timeout: Duration,
     /// Events further ahead of the wall clock than this are invalid, ms.

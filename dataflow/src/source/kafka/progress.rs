@@ -31,7 +31,7 @@ impl KafkaReader {
         // A window never closes before its end plus the lateness by the wall clock: an idle
         // partition's watermark follows the clock no further than that, and no partition's
         // (even one with events stamped ahead of the clock) goes past it.
-        let by_clock = window.start_of(wall_ms - self.config.lateness_ms);
+        let by_clock = window.start_of(wall_ms - self.config.windows.lateness_ms());
         let hold = active
             .map(|(_, p)| p.watermark.hold(window))
             .min()

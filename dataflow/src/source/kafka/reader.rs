@@ -125,7 +125,7 @@ impl KafkaReader {
             partitions.push(Partition {
                 id: p,
                 resume_offset,
-                watermark: Watermark::restored(config.lateness_ms, max_seen),
+                watermark: Watermark::restored(config.windows.lateness_ms(), max_seen),
                 next_offset: match offset {
                     Offset::Offset(o) => o,
                     _ => 0,

@@ -144,7 +144,10 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     let consumed: f64 = per_partition("dataflow_events_consumed_total").iter().sum();
     assert_eq!(consumed, 41.0, "40 events and the far-future one");
     assert_eq!(metric(&base, "dataflow_invalid_events_total"), 1.0);
-    assert_eq!(metric(&base, "dataflow_late_events_total"), 0.0);
+    assert_eq!(
+        metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
+        0.0
+    );
     assert_eq!(
         metric(&base, "dataflow_emit_delay_seconds_count"),
         windows.len() as f64
@@ -317,5 +320,84 @@ fn a_long_window_outlasts_a_lull_and_counts_both_sides_of_it() {
         *at >= size.end_of(start) + 1_000,
         "published {} ms before its end plus the lateness",
         size.end_of(start) + 1_000 - at
+    );
+}
+
+/// With two sizes, each judges lateness by its own windows: an event late for the 2 s windows
+/// but on time for its 10 s window is counted there and reported late for the 2 s size, by a
+/// late record naming the size; every size accounts for every event.
+#[test]
+fn every_size_accounts_for_every_event_and_names_its_late_records() {
+    let pipeline = Pipeline::new("late-sizes");
+    let dataflow = start_dataflow(&pipeline, &["--window", "2s,10s"]);
+    let producer = producer();
+    // Six seconds into a 10 s window, so five seconds back is the same 10 s window.
+    wait_for(
+        Duration::from_secs(15),
+        "six seconds into a 10 s window",
+        || (6_000..6_500).contains(&(now_ms() % 10_000)),
+    );
+    let now = now_ms();
+    let on_time: Vec<(String, String, i64)> = (0..10)
+        .map(|i| (format!("u{i}"), "🔥".to_owned(), now))
+        .collect();
+    produce_events(&producer, &pipeline.events, &on_time);
+    // Wait until the 2 s windows have moved past now - 5 s, then send the straggler.
+    wait_for(WAIT, "the newest event read", || {
+        metric(
+            &dataflow.url(),
+            "dataflow_events_consumed_total{partition=\"0\"}",
+        ) + metric(
+            &dataflow.url(),
+            "dataflow_events_consumed_total{partition=\"1\"}",
+        ) + metric(
+            &dataflow.url(),
+            "dataflow_events_consumed_total{partition=\"2\"}",
+        ) + metric(
+            &dataflow.url(),
+            "dataflow_events_consumed_total{partition=\"3\"}",
+        ) >= 10.0
+    });
+    // The same user as an on-time event, so it lands on a partition that has read them.
+    let straggler = ("u0".to_owned(), "😂".to_owned(), now - 5_000);
+    produce_events(
+        &producer,
+        &pipeline.events,
+        std::slice::from_ref(&straggler),
+    );
+    let ten = WindowSize::from_millis(10_000).unwrap();
+    assert_eq!(
+        ten.start_of(straggler.2),
+        ten.start_of(now),
+        "one 10 s window"
+    );
+    let counted = |label: &str, size: WindowSize| -> u64 {
+        let topic = format!("{}-{label}", pipeline.windows);
+        windows_of_size_through(&topic, now, size)
+            .values()
+            .map(|m| m.report.events)
+            .sum()
+    };
+    assert_eq!(counted("10s", ten), 11, "the 10 s size counts all eleven");
+    assert_eq!(
+        counted("2s", WindowSize::default()),
+        10,
+        "the 2 s size counts ten"
+    );
+    let late = read_until(&pipeline.late, WAIT, |p| !p.is_empty());
+    let records: Vec<serde_json::Value> = late
+        .iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "one late record: {records:?}");
+    assert_eq!(records[0]["window"], "2s");
+    assert_eq!(records[0]["emoji_type"], "😂");
+    let base = dataflow.url();
+    wait_for(WAIT, "the late counters", || {
+        metric(&base, "dataflow_late_events_total{window=\"2s\"}") == 1.0
+    });
+    assert_eq!(
+        metric(&base, "dataflow_late_events_total{window=\"10s\"}"),
+        0.0
     );
 }

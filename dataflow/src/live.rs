@@ -321,6 +321,8 @@ pub fn run_live(
                 start: config.start,
                 published_before: prepared.published_before[i],
                 rewind: config.restart_rewind,
+                report_invalid: live,
+                late: metrics.late_counter(&size.label()),
             };
             let publish = PublishConfig {
                 brokers: config.brokers.clone(),
@@ -332,12 +334,13 @@ pub fn run_live(
                     Vec::new()
                 },
                 window_millis: size.millis(),
+                size_label: size.label(),
             };
             // The metrics served are the live dataflow's.
             let metrics = if live {
                 Arc::clone(&metrics)
             } else {
-                Arc::new(DataflowMetrics::new(prepared.partitions))
+                Arc::new(DataflowMetrics::new(prepared.partitions, &[]))
             };
             let drained = Rc::new(Cell::new(false));
             running.push((worker.next_dataflow_index(), Rc::clone(&drained)));
@@ -356,11 +359,10 @@ pub fn run_live(
                     .count_windows(config.engine, size, config.report)
                     .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
                     .probe_with(&published);
-                // Late and invalid records go out once, from the live dataflow.
-                if live {
-                    side.publish_side(publish, Arc::clone(&control), metrics)
-                        .probe_with(&published);
-                }
+                // Each size's late records name the size; invalid ones go out once, from the
+                // live size.
+                side.publish_side(publish, Arc::clone(&control), metrics)
+                    .probe_with(&published);
             });
         }
         while running.iter().any(|(_, drained)| !drained.get()) && control.failure().is_none() {

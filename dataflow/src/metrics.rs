@@ -1,5 +1,7 @@
 //! The live dataflow's metrics, served on `--metrics-listen`.
 
+use std::sync::Arc;
+
 use service::admin::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
@@ -10,8 +12,8 @@ pub struct DataflowMetrics {
     watermark_ms: Vec<Gauge>,
     watermark_lag_ms: Vec<Gauge>,
     consumer_lag: Vec<Gauge>,
-    /// Late events.
-    pub late: Counter,
+    /// Late events, per window size (each size judges lateness by its own windows).
+    late: Vec<(String, Arc<Counter>)>,
     /// Invalid messages.
     pub invalid: Counter,
     /// Windows published.
@@ -25,21 +27,41 @@ pub struct DataflowMetrics {
 }
 
 impl DataflowMetrics {
-    /// Metrics for a topic of `partitions` partitions.
-    pub fn new(partitions: i32) -> Self {
+    /// Metrics for a topic of `partitions` partitions and the window sizes labelled `sizes`.
+    pub fn new(partitions: i32, sizes: &[String]) -> Self {
         let n = partitions.max(0) as usize;
         DataflowMetrics {
             consumed: (0..n).map(|_| Counter::default()).collect(),
             watermark_ms: (0..n).map(|_| Gauge::default()).collect(),
             watermark_lag_ms: (0..n).map(|_| Gauge::default()).collect(),
             consumer_lag: (0..n).map(|_| Gauge::default()).collect(),
-            late: Counter::default(),
+            late: sizes
+                .iter()
+                .map(|size| (size.clone(), Arc::default()))
+                .collect(),
             invalid: Counter::default(),
             windows: Counter::default(),
             emit_delay_seconds: Histogram::default(),
             producer_replacements: Counter::default(),
             partitions_reading: Gauge::default(),
         }
+    }
+
+    /// The late-event counter of the window size labelled `size` (a fresh one, not served,
+    /// for a size these metrics do not name).
+    pub fn late_counter(&self, size: &str) -> Arc<Counter> {
+        self.late
+            .iter()
+            .find(|(label, _)| label == size)
+            .map_or_else(Arc::default, |(_, counter)| Arc::clone(counter))
+    }
+
+    /// Late events of the window size labelled `size` so far.
+    pub fn late_events(&self, size: &str) -> u64 {
+        self.late
+            .iter()
+            .find(|(label, _)| label == size)
+            .map_or(0, |(_, counter)| counter.get())
     }
 
     /// Counts one message consumed from `partition`.
@@ -121,12 +143,19 @@ impl RenderMetrics for DataflowMetrics {
             "Partitions being read (one per partition and window size), once positioned.",
             self.partitions_reading.get(),
         );
-        e.counter(
+        e.family(
             "dataflow_late_events_total",
-            "Events of windows already closed.",
-            self.late.get(),
-        )
-        .counter(
+            "counter",
+            "Events of windows already closed, by window size.",
+        );
+        for (size, counter) in &self.late {
+            e.sample(
+                "dataflow_late_events_total",
+                &format!("window=\"{size}\""),
+                counter.get(),
+            );
+        }
+        e.counter(
             "dataflow_invalid_events_total",
             "Messages that are not valid events.",
             self.invalid.get(),

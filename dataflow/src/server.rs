@@ -25,7 +25,8 @@ pub struct RunningDataflow {
 /// run until `shutdown` (or a failure).
 pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningDataflow, LiveError> {
     let prepared = prepare(&config).await?;
-    let metrics = Arc::new(DataflowMetrics::new(prepared.partitions));
+    let sizes: Vec<String> = config.windows.sizes().iter().map(|s| s.label()).collect();
+    let metrics = Arc::new(DataflowMetrics::new(prepared.partitions, &sizes));
     let listen = config
         .metrics_listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));

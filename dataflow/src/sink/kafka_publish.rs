@@ -35,6 +35,8 @@ pub struct PublishConfig {
     pub cluster_topics: Vec<String>,
     /// Window size, for `seq`.
     pub window_millis: i64,
+    /// Window size as written, named by the late records.
+    pub size_label: String,
 }
 
 /// One record to publish.
@@ -346,6 +348,10 @@ fn publish_window(
 
 #[derive(Serialize)]
 struct LateMessage<'a> {
+    /// The window size whose window the event missed (late records only: an invalid event
+    /// is invalid for every size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<&'a str>,
     user_id: Option<&'a str>,
     emoji_type: Option<&'a str>,
     timestamp: Option<String>,
@@ -388,6 +394,7 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                         partition,
                         offset,
                     } => LateMessage {
+                        window: Some(&config.size_label),
                         user_id: Some(&event.user),
                         emoji_type: Some(&event.emoji),
                         timestamp: Some(format_rfc3339_millis(event.timestamp)),
@@ -402,6 +409,7 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                         partition,
                         offset,
                     } => LateMessage {
+                        window: None,
                         user_id: None,
                         emoji_type: None,
                         timestamp: None,
@@ -415,7 +423,10 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                     serde_json::to_vec(&message).expect("a late record serializes to JSON");
                 Outgoing {
                     topic: config.late_topic.clone(),
-                    key: format!("{}-{}", message.partition, message.offset),
+                    key: match message.window {
+                        Some(size) => format!("{}-{}-{size}", message.partition, message.offset),
+                        None => format!("{}-{}", message.partition, message.offset),
+                    },
                     payload,
                 }
             },

@@ -42,6 +42,8 @@ use model::{WindowSize, WindowSpec};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
+use service::metrics::Counter;
+
 use crate::control::RunControl;
 use crate::metrics::DataflowMetrics;
 use crate::record::{LateEvent, Tap};
@@ -87,6 +89,12 @@ pub struct KafkaSourceConfig {
     /// rebuild the watermark (and so that a broker that can only serve whole record batches
     /// still returns the committed offset itself).
     pub rewind: i64,
+    /// Whether this dataflow reports invalid messages (one size of a run does: they are
+    /// invalid for every size alike).
+    pub report_invalid: bool,
+    /// Counts this size's late events (each size has its own, served with the live size's
+    /// metrics).
+    pub late: Arc<Counter>,
 }
 
 /// What the source reports besides on-time events.

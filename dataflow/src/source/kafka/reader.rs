@@ -266,6 +266,7 @@ impl KafkaReader {
         }
         let (user, emoji, timestamp) = match outcome {
             Ok(event) => event,
+            Err(_) if !self.config.report_invalid => return,
             Err((reason, raw)) => {
                 self.metrics.invalid.add(1);
                 partition
@@ -295,7 +296,7 @@ impl KafkaReader {
         };
         match reason {
             Some(reason) => {
-                self.metrics.late.add(1);
+                self.config.late.add(1);
                 partition
                     .pending
                     .entry(cap_time)

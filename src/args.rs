@@ -515,6 +515,11 @@ pub struct DataflowFlags {
     /// only rebuild the watermarks).
     #[arg(long, default_value = "10000", env = "EMOSTREAM_RESTART_REWIND")]
     pub restart_rewind: u32,
+    /// How often the live size's open windows that changed are published to the cluster
+    /// topics with the exact totals read so far ("state": "open"), like 250ms; 0 publishes
+    /// finals only. Needs the timely engine.
+    #[arg(long, default_value = "0", value_parser = parse_duration, env = "EMOSTREAM_UPDATES")]
+    pub updates: Duration,
     /// HTTP address of the dataflow's /health and /metrics.
     #[arg(
         long,
@@ -553,6 +558,7 @@ impl DataflowFlags {
             engine: self.windows.engine(),
             metrics_listen: Some(self.metrics_listen),
             restart_rewind: i64::from(self.restart_rewind),
+            updates: (!self.updates.is_zero()).then_some(self.updates),
             ..dataflow::LiveConfig::new(brokers.brokers.clone())
         })
     }

@@ -33,7 +33,7 @@ fn window(seq: i64, emojis: usize) -> WindowMessage {
         totals,
         &ReportConfig::default(),
     );
-    WindowMessage { report, seq }
+    WindowMessage::final_of(report, seq)
 }
 
 fn publish(topic: &str, windows: &[WindowMessage]) {

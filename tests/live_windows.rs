@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::kafka::*;
@@ -400,4 +401,72 @@ fn every_size_accounts_for_every_event_and_names_its_late_records() {
         metric(&base, "dataflow_late_events_total{window=\"10s\"}"),
         0.0
     );
+}
+
+/// With `--updates`, an open window's totals reach the clusters while it takes events: after
+/// k events are read an update reports exactly k (summed over both workers' users), the
+/// revisions of the window increase, and the final (the next revision) equals the reference.
+#[test]
+fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("updates");
+    let args = ["-w", "2", "--window", "10s", "--updates", "250ms"];
+    let _dataflow = start_dataflow(&pipeline, &args);
+    let producer = producer();
+    let size = WindowSize::from_millis(10_000).unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the start of a 10 s window",
+        || now_ms() % 10_000 < 500,
+    );
+    let cluster = &pipeline.cluster_topics()[0];
+    let messages_of = |start: i64, payloads: &[Vec<u8>]| -> Vec<WindowMessage> {
+        payloads
+            .iter()
+            .map(|p| serde_json::from_slice::<WindowMessage>(p).unwrap())
+            .filter(|m| m.report.window_start == start)
+            .collect()
+    };
+    let mut sent = Vec::new();
+    let now = now_ms();
+    let start = size.start_of(now);
+    for (round, k) in [(0, 30), (1, 20)] {
+        let batch: Vec<(String, String, i64)> = (0..k)
+            .map(|i| {
+                let emoji = ["🔥", "😂"][(i % 2) as usize];
+                (format!("u{round}-{i}"), emoji.to_owned(), now + i)
+            })
+            .collect();
+        produce_events(&producer, &pipeline.events, &batch);
+        sent.extend(batch);
+        let total = sent.len() as u64;
+        let payloads = read_until(cluster, WAIT, |p| {
+            messages_of(start, p)
+                .iter()
+                .any(|m| m.report.events == total)
+        });
+        let messages = messages_of(start, &payloads);
+        assert!(
+            messages.iter().all(|m| m.report.events <= total),
+            "no update counts more than was sent"
+        );
+        let update = messages.iter().find(|m| m.report.events == total).unwrap();
+        assert_eq!(update.state, model::report::WindowState::Open, "{update:?}");
+    }
+    let payloads = read_until(cluster, WAIT, |p| {
+        messages_of(start, p)
+            .iter()
+            .any(|m| m.state == model::report::WindowState::Final)
+    });
+    let messages = messages_of(start, &payloads);
+    let revisions: Vec<u64> = messages.iter().map(|m| m.revision).collect();
+    assert!(
+        revisions.windows(2).all(|p| p[0] < p[1]),
+        "revisions increase: {revisions:?}"
+    );
+    let last = messages.last().unwrap();
+    assert_eq!(last.state, model::report::WindowState::Final);
+    let want = expected_csv_of(dir.path(), &sent, Duration::from_secs(1), size);
+    let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
+    assert_eq!(as_csv(&finals), want, "the final equals the reference");
 }

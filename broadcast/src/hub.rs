@@ -132,7 +132,7 @@ mod tests {
             [],
             &ReportConfig::default(),
         );
-        WindowFrame::new(&WindowMessage { report, seq }, None)
+        WindowFrame::new(&WindowMessage::final_of(report, seq), None)
     }
 
     #[test]

@@ -57,6 +57,31 @@ impl WindowAccumulator {
         self.events
     }
 
+    /// The exact totals of the events added so far, as `worker`'s snapshot of an open window.
+    /// Deduplicates each emoji's users in place, so the next snapshot sorts less.
+    pub fn snapshot(&mut self, window_start: i64, worker: u32) -> PartialWindow {
+        let emojis = self
+            .emojis
+            .iter_mut()
+            .map(|(emoji, acc)| {
+                acc.users.sort_unstable();
+                acc.users.dedup();
+                EmojiPartial {
+                    emoji: emoji.clone(),
+                    count: acc.count,
+                    unique_users: acc.users.len() as u64,
+                }
+            })
+            .collect();
+        PartialWindow {
+            window_start,
+            events: self.events,
+            unique_users: self.users.len() as u64,
+            emojis,
+            snapshot_of: Some(worker),
+        }
+    }
+
     /// The exact totals of the window.
     pub fn finish(self, window_start: i64) -> PartialWindow {
         let emojis = self
@@ -77,6 +102,7 @@ impl WindowAccumulator {
             events: self.events,
             unique_users: self.users.len() as u64,
             emojis,
+            snapshot_of: None,
         }
     }
 }

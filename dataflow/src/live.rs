@@ -68,6 +68,9 @@ pub struct LiveConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Messages per partition read again before the committed offsets on a restart.
     pub restart_rewind: i64,
+    /// How often the live size's open windows that changed are published to the clusters
+    /// (`None`: finals only). The timely engine makes them; the differential one does not.
+    pub updates: Option<Duration>,
 }
 
 impl LiveConfig {
@@ -92,6 +95,7 @@ impl LiveConfig {
             engine: Engine::Timely,
             metrics_listen: None,
             restart_rewind: 10_000,
+            updates: None,
         }
     }
 
@@ -309,6 +313,8 @@ pub fn run_live(
         // consumer group, so each size's windows are exactly those of that size alone.
         for (i, &size) in config.windows.sizes().iter().enumerate() {
             let live = i == 0;
+            // Open updates go to the clusters, which get the live size only.
+            let updates = config.updates.filter(|_| live);
             let source = KafkaSourceConfig {
                 brokers: config.brokers.clone(),
                 topic: config.events_topic.clone(),
@@ -356,7 +362,7 @@ pub fn run_live(
                     drained,
                 );
                 taps.probe_with(&sources)
-                    .count_windows(config.engine, size, config.report)
+                    .count_window_updates(config.engine, size, config.report, updates)
                     .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
                     .probe_with(&published);
                 // Each size's late records name the size; invalid ones go out once, from the

@@ -16,8 +16,10 @@ pub struct DataflowMetrics {
     late: Vec<(String, Arc<Counter>)>,
     /// Invalid messages.
     pub invalid: Counter,
-    /// Windows published.
+    /// Windows published (finals).
     pub windows: Counter,
+    /// Updates of open windows published.
+    pub open_updates: Counter,
     /// Window end to publication, wall clock.
     pub emit_delay_seconds: Histogram,
     /// Producers replaced because the broker refused their records.
@@ -41,6 +43,7 @@ impl DataflowMetrics {
                 .collect(),
             invalid: Counter::default(),
             windows: Counter::default(),
+            open_updates: Counter::default(),
             emit_delay_seconds: Histogram::default(),
             producer_replacements: Counter::default(),
             partitions_reading: Gauge::default(),
@@ -162,8 +165,13 @@ impl RenderMetrics for DataflowMetrics {
         )
         .counter(
             "dataflow_windows_emitted_total",
-            "Windows published.",
+            "Windows published final.",
             self.windows.get(),
+        )
+        .counter(
+            "dataflow_open_updates_total",
+            "Updates of open windows published to the cluster topics.",
+            self.open_updates.get(),
         )
         .counter(
             "dataflow_producer_replacements_total",

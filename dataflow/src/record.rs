@@ -1,6 +1,8 @@
 //! The records that flow between the dataflow's operators.
 
 use compact_str::CompactString;
+use model::WindowReport;
+use model::report::WindowState;
 use serde::{Deserialize, Serialize};
 
 /// One on-time event inside the dataflow. Its window is the timely timestamp it travels
@@ -36,6 +38,20 @@ pub struct PartialWindow {
     pub unique_users: u64,
     /// Per emoji.
     pub emojis: Vec<EmojiPartial>,
+    /// `Some(worker)` for an open window's snapshot of that worker's shard so far (a later
+    /// one replaces it); `None` for the shard's final totals.
+    pub snapshot_of: Option<u32>,
+}
+
+/// A message about a window, as the merge emits it: its report, its state and revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowUpdate {
+    /// The totals.
+    pub report: WindowReport,
+    /// Open (events read so far) or final.
+    pub state: WindowState,
+    /// Increases with every update of the window.
+    pub revision: u64,
 }
 
 /// An event that arrived after its window had closed for its partition.

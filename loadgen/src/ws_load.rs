@@ -313,10 +313,7 @@ fn feed(brokers: &str, topic: &str, every: Duration, until: Instant) {
             totals,
             &ReportConfig::default(),
         );
-        let message = WindowMessage {
-            seq: start / 2000,
-            report,
-        };
+        let message = WindowMessage::final_of(report, start / 2000);
         let payload = serde_json::to_vec(&message).expect("a window serializes");
         let key = start.to_string();
         let _ = producer.send(BaseRecord::to(topic).key(&key).payload(&payload));

@@ -31,7 +31,8 @@ pub fn parse_rate(input: &str) -> Result<f64, RateError> {
     }
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `10m`, `1h` (a number and a unit: ms, s, m or h).
+/// Parses `500ms`, `2s`, `1.5s`, `10m`, `1h` (a number and a unit: ms, s, m or h); zero
+/// needs no unit (`0`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,7 +40,9 @@ pub fn parse_rate(input: &str) -> Result<f64, RateError> {
 ///
 /// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
 /// assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+/// assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
 /// assert!(parse_duration("5 parsecs").is_err());
+/// assert!(parse_duration("5").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
@@ -47,6 +50,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         reason,
     };
     let text = input.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| err("missing unit (ms, s, m or h)"))?;

@@ -62,9 +62,23 @@ pub struct WindowReport {
     pub emojis: Vec<EmojiStat>,
 }
 
-/// A window report as published on the window and cluster topics: the report and its
-/// sequence number, the window's index since the epoch (`window_start / size`), so the same
-/// window always carries the same number and consumers deduplicate by it.
+/// Where a window is in its life when a message about it goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowState {
+    /// Still taking events: the totals of the events read so far.
+    Open,
+    /// Closed: its exact totals.
+    #[default]
+    Final,
+    /// Amended after it was final.
+    Revised,
+}
+
+/// A window report as published on the window and cluster topics: the report, its sequence
+/// number (the window's index since the epoch, `window_start / size`, so the same window
+/// always carries the same number), its state, and a revision that increases with every
+/// message about the window: consumers keep the highest revision of each `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowMessage {
     /// The report.
@@ -72,6 +86,24 @@ pub struct WindowMessage {
     pub report: WindowReport,
     /// The window's index since the epoch.
     pub seq: i64,
+    /// Open, final or revised (final when absent).
+    #[serde(default)]
+    pub state: WindowState,
+    /// Increases with every message about the window (0 when absent).
+    #[serde(default)]
+    pub revision: u64,
+}
+
+impl WindowMessage {
+    /// A final message with no revision before it (revision 0), as tools and tests make.
+    pub fn final_of(report: WindowReport, seq: i64) -> Self {
+        WindowMessage {
+            report,
+            seq,
+            state: WindowState::Final,
+            revision: 0,
+        }
+    }
 }
 
 /// One emoji's exact totals in a window, before scaling and filtering.

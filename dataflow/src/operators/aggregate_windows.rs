@@ -1,6 +1,7 @@
 //! `aggregate_windows`: exact per-window totals over the users each worker owns.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
@@ -45,39 +46,81 @@ pub trait AggregateWindows<'scope> {
     /// assert_eq!(out.len(), 1);
     /// assert_eq!((out[0].window_start, out[0].events, out[0].unique_users), (2000, 3, 2));
     /// ```
-    fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>>;
+    fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>>
+    where
+        Self: Sized,
+    {
+        self.aggregate_windows_every(None)
+    }
+
+    /// Like [`aggregate_windows`](Self::aggregate_windows), and with `updates`, every
+    /// interval also the worker's exact totals so far of each open window that changed
+    /// since its last snapshot (`snapshot_of: Some(worker)`).
+    fn aggregate_windows_every(
+        self,
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<PartialWindow>>;
+}
+
+/// A window being counted, and whether it changed since its last snapshot.
+struct OpenWindow {
+    capability: Capability<i64>,
+    counts: WindowAccumulator,
+    changed: bool,
 }
 
 impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
-    fn aggregate_windows(self) -> Stream<'scope, i64, Vec<PartialWindow>> {
+    fn aggregate_windows_every(
+        self,
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<PartialWindow>> {
         let route = Exchange::new(|tap: &Tap| user_route(&tap.user));
-        self.unary_frontier(route, "AggregateWindows", |_capability, _info| {
-            let mut open: BTreeMap<i64, (Capability<i64>, WindowAccumulator)> = BTreeMap::new();
+        let scope = self.scope();
+        let worker = scope.index() as u32;
+        self.unary_frontier(route, "AggregateWindows", move |_capability, info| {
+            let activator = scope.activator_for(info.address);
+            let mut open: BTreeMap<i64, OpenWindow> = BTreeMap::new();
             // Windows tend to be alike: size each new one like the last closed one.
             let mut hint = (0, 0);
+            let mut last_snapshot = Instant::now();
             move |(input, frontier), output| {
                 input.for_each_stamp(|time, batches| {
                     let Some(&start) = time.least() else { return };
-                    let (_, window) = open.entry(start).or_insert_with(|| {
-                        (
-                            time.delayed(&start, 0),
-                            WindowAccumulator::with_capacity(hint),
-                        )
+                    let window = open.entry(start).or_insert_with(|| OpenWindow {
+                        capability: time.delayed(&start, 0),
+                        counts: WindowAccumulator::with_capacity(hint),
+                        changed: false,
                     });
                     for batch in batches {
                         for tap in batch.drain(..) {
-                            window.add(tap.user, tap.emoji);
+                            window.counts.add(tap.user, tap.emoji);
                         }
                     }
+                    window.changed = true;
                 });
                 while let Some(entry) = open.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let start = *entry.key();
-                    let (capability, window) = entry.remove();
-                    hint = window.size_hint();
-                    output.session(&capability).give(window.finish(start));
+                    let window = entry.remove();
+                    hint = window.counts.size_hint();
+                    output
+                        .session(&window.capability)
+                        .give(window.counts.finish(start));
+                }
+                let Some(every) = updates else { return };
+                if last_snapshot.elapsed() >= every {
+                    last_snapshot = Instant::now();
+                    for (&start, window) in open.iter_mut().filter(|(_, w)| w.changed) {
+                        window.changed = false;
+                        output
+                            .session(&window.capability)
+                            .give(window.counts.snapshot(start, worker));
+                    }
+                }
+                if !open.is_empty() {
+                    activator.activate_after(every.saturating_sub(last_snapshot.elapsed()));
                 }
             }
         })

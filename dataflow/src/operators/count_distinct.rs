@@ -124,6 +124,7 @@ fn emoji_partial(
             count: count as u64,
             unique_users: unique_users as u64,
         }],
+        snapshot_of: None,
     }
 }
 
@@ -133,6 +134,7 @@ fn window_partial(window_start: i64, events: isize, unique_users: isize) -> Part
         events: events as u64,
         unique_users: unique_users as u64,
         emojis: Vec::new(),
+        snapshot_of: None,
     }
 }
 

@@ -1,10 +1,13 @@
 //! `count_windows`: the window reports of a stream of on-time events, with either engine.
 
+use std::time::Duration;
+
 use model::{ReportConfig, WindowReport, WindowSize};
 use timely::dataflow::Stream;
+use timely::dataflow::operators::vec::Map;
 
 use super::{AggregateWindows, CountDistinct, MergeWindows};
-use crate::record::Tap;
+use crate::record::{Tap, WindowUpdate};
 
 /// Which implementation counts the windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,20 +68,38 @@ pub trait CountWindows<'scope> {
         engine: Engine,
         size: WindowSize,
         report: ReportConfig,
-    ) -> Stream<'scope, i64, Vec<WindowReport>>;
-}
+    ) -> Stream<'scope, i64, Vec<WindowReport>>
+    where
+        Self: Sized,
+    {
+        self.count_window_updates(engine, size, report, None)
+            .map(|update: WindowUpdate| update.report)
+    }
 
-impl<'scope> CountWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
-    fn count_windows(
+    /// Like [`count_windows`](Self::count_windows), as updates: each window's final, and with
+    /// `updates` (timely engine only), every interval the exact totals so far of each open
+    /// window that changed.
+    fn count_window_updates(
         self,
         engine: Engine,
         size: WindowSize,
         report: ReportConfig,
-    ) -> Stream<'scope, i64, Vec<WindowReport>> {
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>>;
+}
+
+impl<'scope> CountWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
+    fn count_window_updates(
+        self,
+        engine: Engine,
+        size: WindowSize,
+        report: ReportConfig,
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>> {
         let partials = match engine {
-            Engine::Timely => self.aggregate_windows(),
+            Engine::Timely => self.aggregate_windows_every(updates),
             Engine::Differential => self.count_distinct(size),
         };
-        partials.merge_windows(size, report)
+        partials.merge_window_updates(size, report, updates)
     }
 }

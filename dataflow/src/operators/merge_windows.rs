@@ -1,17 +1,19 @@
 //! `merge_windows`: adds up the per-shard totals of each window into its `WindowReport`.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
 use foldhash::HashMap;
-use model::report::EmojiTotals;
+use model::report::{EmojiTotals, WindowState};
 use model::{ReportConfig, WindowReport, WindowSize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 
-use crate::record::PartialWindow;
+use crate::record::{PartialWindow, WindowUpdate};
 
 /// Merges window shards.
 pub trait MergeWindows<'scope> {
@@ -38,7 +40,7 @@ pub trait MergeWindows<'scope> {
     ///     // Two shards of the window [0, 2000): their users are apart, so totals add up.
     ///     for (events, users) in [(3, 2), (5, 4)] {
     ///         let emojis = vec![EmojiPartial { emoji: "🔥".into(), count: events, unique_users: users }];
-    ///         input.send(PartialWindow { window_start: 0, events, unique_users: users, emojis });
+    ///         input.send(PartialWindow { window_start: 0, events, unique_users: users, emojis, snapshot_of: None });
     ///     }
     ///     captured
     /// });
@@ -53,45 +55,115 @@ pub trait MergeWindows<'scope> {
         self,
         size: WindowSize,
         config: ReportConfig,
-    ) -> Stream<'scope, i64, Vec<WindowReport>>;
+    ) -> Stream<'scope, i64, Vec<WindowReport>>
+    where
+        Self: Sized,
+    {
+        self.merge_window_updates(size, config, None)
+            .map(|update: WindowUpdate| update.report)
+    }
+
+    /// Like [`merge_windows`](Self::merge_windows), as updates: each window's final report
+    /// with the next revision, and with `updates`, at most once an interval the exact totals
+    /// of the events read so far of each open window that changed (the sum of every worker's
+    /// latest snapshot), each with a revision one above the window's last.
+    fn merge_window_updates(
+        self,
+        size: WindowSize,
+        config: ReportConfig,
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>>;
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Totals {
     events: u64,
     unique_users: u64,
     emojis: HashMap<CompactString, (u64, u64)>,
 }
 
+impl Totals {
+    fn add(&mut self, part: PartialWindow) {
+        self.events += part.events;
+        self.unique_users += part.unique_users;
+        for emoji in part.emojis {
+            let entry = self.emojis.entry(emoji.emoji).or_default();
+            entry.0 += emoji.count;
+            entry.1 += emoji.unique_users;
+        }
+    }
+
+    fn report(self, start: i64, size: WindowSize, config: &ReportConfig) -> WindowReport {
+        let emojis = self
+            .emojis
+            .into_iter()
+            .map(|(emoji, (count, unique_users))| EmojiTotals {
+                emoji: emoji.into(),
+                count,
+                unique_users,
+            });
+        WindowReport::build(
+            start,
+            size.end_of(start),
+            self.events,
+            self.unique_users,
+            emojis,
+            config,
+        )
+    }
+}
+
+/// A window being merged on worker 0.
+struct MergingWindow {
+    capability: Capability<i64>,
+    /// The workers' final shards so far.
+    finals: Totals,
+    /// Each worker's latest snapshot while the window is open.
+    snapshots: BTreeMap<u32, PartialWindow>,
+    /// Whether a snapshot came since the last open update.
+    changed: bool,
+    /// The revision of the last update sent.
+    revision: u64,
+}
+
 impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
-    fn merge_windows(
+    // Long: the operator's closure holds its state: splitting it would spread one loop over several places.
+    fn merge_window_updates(
         self,
         size: WindowSize,
         config: ReportConfig,
-    ) -> Stream<'scope, i64, Vec<WindowReport>> {
+        updates: Option<Duration>,
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>> {
+        let scope = self.scope();
         self.unary_frontier(
             Exchange::new(|_: &PartialWindow| 0),
             "MergeWindows",
-            move |_capability, _info| {
-                let mut open: BTreeMap<i64, (Capability<i64>, Totals)> = BTreeMap::new();
+            move |_capability, info| {
+                let activator = scope.activator_for(info.address);
+                let mut open: BTreeMap<i64, MergingWindow> = BTreeMap::new();
+                let mut last_update = Instant::now();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|time, batches| {
                         // Shards travel at their window's start.
                         let Some(&start) = time.least() else { return };
-                        let (_, totals) = open
-                            .entry(start)
-                            .or_insert_with(|| (time.delayed(&start, 0), Totals::default()));
+                        let window = open.entry(start).or_insert_with(|| MergingWindow {
+                            capability: time.delayed(&start, 0),
+                            finals: Totals::default(),
+                            snapshots: BTreeMap::new(),
+                            changed: false,
+                            revision: 0,
+                        });
                         for part in batches.flat_map(|b| b.drain(..)) {
                             debug_assert_eq!(
                                 part.window_start, start,
                                 "a window shard travels at its window start"
                             );
-                            totals.events += part.events;
-                            totals.unique_users += part.unique_users;
-                            for emoji in part.emojis {
-                                let entry = totals.emojis.entry(emoji.emoji).or_default();
-                                entry.0 += emoji.count;
-                                entry.1 += emoji.unique_users;
+                            match part.snapshot_of {
+                                Some(worker) => {
+                                    window.snapshots.insert(worker, part);
+                                    window.changed = true;
+                                }
+                                None => window.finals.add(part),
                             }
                         }
                     });
@@ -100,25 +172,34 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                             break;
                         }
                         let start = *entry.key();
-                        let (capability, totals) = entry.remove();
-                        let emojis =
-                            totals
-                                .emojis
-                                .into_iter()
-                                .map(|(emoji, (count, unique_users))| EmojiTotals {
-                                    emoji: emoji.into(),
-                                    count,
-                                    unique_users,
-                                });
-                        let report = WindowReport::build(
-                            start,
-                            size.end_of(start),
-                            totals.events,
-                            totals.unique_users,
-                            emojis,
-                            &config,
-                        );
-                        output.session(&capability).give(report);
+                        let window = entry.remove();
+                        let update = WindowUpdate {
+                            report: window.finals.report(start, size, &config),
+                            state: WindowState::Final,
+                            revision: window.revision + 1,
+                        };
+                        output.session(&window.capability).give(update);
+                    }
+                    let Some(every) = updates else { return };
+                    if last_update.elapsed() >= every {
+                        last_update = Instant::now();
+                        for (&start, window) in open.iter_mut().filter(|(_, w)| w.changed) {
+                            window.changed = false;
+                            window.revision += 1;
+                            let mut so_far = Totals::default();
+                            for part in window.snapshots.values() {
+                                so_far.add(part.clone());
+                            }
+                            let update = WindowUpdate {
+                                report: so_far.report(start, size, &config),
+                                state: WindowState::Open,
+                                revision: window.revision,
+                            };
+                            output.session(&window.capability).give(update);
+                        }
+                    }
+                    if !open.is_empty() {
+                        activator.activate_after(every.saturating_sub(last_update.elapsed()));
                     }
                 }
             },

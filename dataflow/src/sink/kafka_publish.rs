@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use model::report::WindowMessage;
-use model::{WindowReport, format_rfc3339_millis};
+use model::format_rfc3339_millis;
+use model::report::{WindowMessage, WindowState};
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
@@ -20,6 +20,7 @@ use timely::dataflow::operators::generic::Operator;
 use crate::control::RunControl;
 use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
+use crate::record::WindowUpdate;
 use crate::source::kafka::LiveSide;
 
 /// Where the results go.
@@ -234,25 +235,26 @@ fn publish_through<'scope, D: 'static>(
     })
 }
 
-/// Publishes window reports.
+/// Publishes window updates.
 pub trait PublishWindows<'scope> {
-    /// Publishes each report to the windows topic and every cluster topic (keyed by
-    /// `window_start`, with `seq`), flushes, and passes the reports on.
+    /// Publishes each final to every cluster topic and then the windows topic, and each open
+    /// update to the cluster topics only (keyed by `window_start`, with `seq`, `state` and
+    /// `revision`), flushes, and passes the updates on.
     fn publish_windows(
         self,
         config: PublishConfig,
         control: Arc<RunControl>,
         metrics: Arc<DataflowMetrics>,
-    ) -> Stream<'scope, i64, Vec<WindowReport>>;
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>>;
 }
 
-impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
+impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowUpdate>> {
     fn publish_windows(
         self,
         config: PublishConfig,
         control: Arc<RunControl>,
         metrics: Arc<DataflowMetrics>,
-    ) -> Stream<'scope, i64, Vec<WindowReport>> {
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>> {
         let scope = self.scope();
         self.unary(Pipeline, "PublishWindows", move |_capability, info| {
             // A thread publishes window after window, each flushed before the next, so a
@@ -260,7 +262,7 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
             // newest window it finds; the worker goes on reading meanwhile.
             let activator = scope.worker().sync_activator_for(info.address.to_vec());
             let confirmed = Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN));
-            let (to_thread, from_worker) = std::sync::mpsc::channel::<(i64, Vec<WindowReport>)>();
+            let (to_thread, from_worker) = std::sync::mpsc::channel::<(i64, Vec<WindowUpdate>)>();
             let thread_confirmed = Arc::clone(&confirmed);
             std::thread::Builder::new()
                 .name("publish-windows".into())
@@ -270,9 +272,9 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
                         Ok(p) => p,
                         Err(message) => return control.fail(message),
                     };
-                    for (time, reports) in from_worker {
-                        for report in &reports {
-                            if !publish_window(&mut publisher, &config, report, &control, &metrics)
+                    for (time, updates) in from_worker {
+                        for update in &updates {
+                            if !publish_window(&mut publisher, &config, update, &control, &metrics)
                             {
                                 // The run failed: nothing later may look published.
                                 return;
@@ -283,14 +285,14 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
                     }
                 })
                 .expect("a thread for publishing windows");
-            let mut pending: std::collections::VecDeque<(i64, Capability<i64>, Vec<WindowReport>)> =
+            let mut pending: std::collections::VecDeque<(i64, Capability<i64>, Vec<WindowUpdate>)> =
                 Default::default();
             move |input, output| {
                 input.for_each_stamp(|time, batches| {
                     let Some(capability) = time.retain_least(0) else {
                         return;
                     };
-                    let reports: Vec<WindowReport> = batches.flat_map(|b| b.drain(..)).collect();
+                    let reports: Vec<WindowUpdate> = batches.flat_map(|b| b.drain(..)).collect();
                     let at = *capability.time();
                     if to_thread.send((at, reports.clone())).is_ok() {
                         pending.push_back((at, capability, reports));
@@ -307,18 +309,23 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowReport>> {
     }
 }
 
-/// Publishes one window to the windows topic and every cluster topic, and waits for it.
+/// Publishes one update of a window, and waits for it: a final to every cluster topic and
+/// then the windows topic (a restart trusts the newest window there, so it is on every
+/// cluster topic too), an open update to the cluster topics only.
 fn publish_window(
     publisher: &mut Publisher,
     config: &PublishConfig,
-    report: &WindowReport,
+    update: &WindowUpdate,
     control: &RunControl,
     metrics: &DataflowMetrics,
 ) -> bool {
+    let report = &update.report;
     let key = format_rfc3339_millis(report.window_start);
     let message = WindowMessage {
-        seq: report.window_start.div_euclid(config.window_millis),
         report: report.clone(),
+        seq: report.window_start.div_euclid(config.window_millis),
+        state: update.state,
+        revision: update.revision,
     };
     let payload = serde_json::to_vec(&message).expect("a report serializes to JSON");
     let to = |topics: &[String]| -> Vec<Outgoing> {
@@ -331,11 +338,14 @@ fn publish_window(
             })
             .collect()
     };
-    // The cluster topics first, the windows topic last: a restart trusts the newest window of
-    // the windows topic, so a window there is on every cluster topic too.
-    if !publisher.publish(&to(&config.cluster_topics), control)
-        || !publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control)
-    {
+    if !publisher.publish(&to(&config.cluster_topics), control) {
+        return false;
+    }
+    if update.state == WindowState::Open {
+        metrics.open_updates.add(1);
+        return true;
+    }
+    if !publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control) {
         return false;
     }
     metrics.windows.add(1);

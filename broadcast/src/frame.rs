@@ -10,6 +10,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub struct WindowFrame {
     /// The window's sequence number.
     pub seq: i64,
+    /// The message's revision of the window (higher replaces lower).
+    pub revision: u64,
     /// The window's end, UTC milliseconds.
     pub window_end: i64,
     /// When the window's record was written to Kafka, UTC milliseconds.
@@ -52,6 +54,7 @@ impl WindowFrame {
         .expect("a window serializes to JSON");
         WindowFrame {
             seq: message.seq,
+            revision: message.revision,
             window_end: message.report.window_end,
             kafka_timestamp,
             arrived: std::time::Instant::now(),

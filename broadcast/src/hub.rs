@@ -70,19 +70,30 @@ impl Hub {
         self.summary_out.subscribe()
     }
 
-    /// Takes in a window: remembers it and sends it to every connection. A window already
-    /// seen (the same `seq`) is dropped: consumers deduplicate republished windows here.
+    /// Takes in a window message: the ring keeps the latest revision of each window, in
+    /// `seq` order, and a message newer than the one held is sent to every connection. One
+    /// held already (the same `seq`, no higher revision: a republished window) or older than
+    /// the ring is dropped. With open updates, a window's final may follow a newer window's
+    /// update, so any window of the ring may be replaced.
     pub fn publish(&self, frame: WindowFrame) -> bool {
         let frame = Arc::new(frame);
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.back().is_some_and(|last| last.seq >= frame.seq) {
-                return false;
+            match recent.binary_search_by_key(&frame.seq, |held| held.seq) {
+                Ok(i) if recent[i].revision >= frame.revision => return false,
+                Ok(i) => recent[i] = Arc::clone(&frame),
+                Err(i) => {
+                    let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
+                    if i == 0 && frame.window_end < newest_end.saturating_sub(self.ring_millis) {
+                        return false;
+                    }
+                    recent.insert(i, Arc::clone(&frame));
+                }
             }
-            recent.push_back(Arc::clone(&frame));
+            let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
             while recent
                 .front()
-                .is_some_and(|first| first.window_end < frame.window_end - self.ring_millis)
+                .is_some_and(|first| first.window_end < newest_end - self.ring_millis)
             {
                 recent.pop_front();
             }
@@ -150,6 +161,29 @@ mod tests {
             31,
             "60 s of 2 s windows, plus the newest"
         );
+    }
+
+    fn revision(seq: i64, revision: u64) -> WindowFrame {
+        let mut frame = frame(seq);
+        frame.revision = revision;
+        frame
+    }
+
+    #[test]
+    fn a_higher_revision_replaces_a_window_even_behind_a_newer_one() {
+        let hub = Hub::new(60_000, 4);
+        assert!(hub.publish(revision(5, 1)));
+        assert!(hub.publish(revision(6, 1)));
+        // The final of 5 after the first update of 6.
+        assert!(hub.publish(revision(5, 2)));
+        assert!(
+            !hub.publish(revision(5, 2)),
+            "a republished revision is dropped"
+        );
+        assert!(!hub.publish(revision(5, 1)), "an older revision is dropped");
+        let held: Vec<(i64, u64)> = hub.since(0).iter().map(|f| (f.seq, f.revision)).collect();
+        assert_eq!(held, [(5, 2), (6, 1)]);
+        assert_eq!(hub.latest().unwrap().seq, 6);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut windows = ctx.hub.subscribe();
     let mut summaries = ctx.hub.subscribe_summaries();
     let (mut sink, mut incoming) = ws.split();
-    let mut last_sent = i64::MIN;
+    let mut sent = Sent::default();
     let mut shutdown = ctx.shutdown.clone();
     let mut ping = tokio::time::interval(ctx.ping_interval);
     ping.tick().await;
@@ -78,7 +78,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             if let Err(end) = send_window(&mut sink, &latest, &ctx).await {
                 break 'session end;
             }
-            last_sent = latest.seq;
+            sent.record(&latest);
         }
         for summary in ctx.hub.summaries() {
             if write(&mut sink, Message::Text(summary.text.clone()), &ctx)
@@ -101,12 +101,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
                 },
                 received = windows.recv() => match received {
-                    Ok(frame) if frame.seq <= last_sent => {}
+                    Ok(frame) if !sent.is_new(&frame) => {}
                     Ok(frame) => {
                         if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
                             break 'session end;
                         }
-                        last_sent = frame.seq;
+                        sent.record(&frame);
                     }
                     Err(RecvError::Lagged(missed)) => {
                         ctx.metrics.frames_skipped.add(missed);
@@ -118,11 +118,12 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     None | Some(Ok(Message::Close(_))) => break 'session End::Quietly(Disconnect::ClientGone),
                     Some(Ok(Message::Text(text))) => match ClientMessage::parse(&text) {
                         Ok(ClientMessage::Resume { last_seq }) => {
+                            // What the client asks for, whatever it was sent before.
                             for frame in ctx.hub.since(last_seq) {
                                 if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
                                     break 'session end;
                                 }
-                                last_sent = last_sent.max(frame.seq);
+                                sent.record(&frame);
                             }
                         }
                         Err(_) => break 'session End::Close(
@@ -198,6 +199,38 @@ async fn write<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The windows a connection was sent, by `seq` and revision, so it gets each message once and
+/// never an older revision after a newer one. The oldest are forgotten past [`Sent::KEPT`]
+/// windows, and count as sent.
+#[derive(Debug, Default)]
+struct Sent {
+    revisions: std::collections::BTreeMap<i64, u64>,
+    /// Windows at or below this were forgotten.
+    floor: Option<i64>,
+}
+
+impl Sent {
+    /// How many windows are remembered (more than the ring holds at 2 s windows).
+    const KEPT: usize = 64;
+
+    fn is_new(&self, frame: &WindowFrame) -> bool {
+        self.floor.is_none_or(|floor| frame.seq > floor)
+            && self
+                .revisions
+                .get(&frame.seq)
+                .is_none_or(|&revision| frame.revision > revision)
+    }
+
+    fn record(&mut self, frame: &WindowFrame) {
+        self.revisions.insert(frame.seq, frame.revision);
+        while self.revisions.len() > Self::KEPT {
+            if let Some((seq, _)) = self.revisions.pop_first() {
+                self.floor = Some(seq);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +250,42 @@ mod tests {
         ) {
             let _ = ClientMessage::parse(&text);
         }
+    }
+
+    #[test]
+    fn a_connection_gets_each_revision_once_and_never_an_older_one() {
+        let frame = |seq: i64, revision: u64| {
+            let report = model::WindowReport::build(
+                seq * 2000,
+                seq * 2000 + 2000,
+                0,
+                0,
+                [],
+                &model::ReportConfig::default(),
+            );
+            let mut message = model::report::WindowMessage::final_of(report, seq);
+            message.revision = revision;
+            WindowFrame::new(&message, None)
+        };
+        let mut sent = Sent::default();
+        sent.record(&frame(6, 1));
+        assert!(
+            sent.is_new(&frame(5, 2)),
+            "an older window's final after a newer update"
+        );
+        assert!(sent.is_new(&frame(6, 2)));
+        assert!(!sent.is_new(&frame(6, 1)), "the same revision again");
+        sent.record(&frame(6, 3));
+        assert!(
+            !sent.is_new(&frame(6, 2)),
+            "an older revision after a newer one"
+        );
+        for seq in 100..100 + Sent::KEPT as i64 + 1 {
+            sent.record(&frame(seq, 1));
+        }
+        assert!(
+            !sent.is_new(&frame(7, 9)),
+            "forgotten windows count as sent"
+        );
     }
 }

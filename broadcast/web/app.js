@@ -21,6 +21,8 @@ const history = [];
 const summaries = [];
 let series = "live";
 let lastSeq = null;
+// The newest window held final: a reconnection resumes after it.
+let lastFinal = null;
 let attempt = 0;
 let epoch = null; // eslint-disable-line no-unused-vars
 
@@ -82,22 +84,39 @@ function drawTimeline() {
 }
 
 function showWindow(report) {
-  if (lastSeq !== null && report.seq <= lastSeq) return;
-  lastSeq = report.seq;
-  history.push({ seq: report.seq, events: report.events });
-  while (history.length > TIMELINE_WINDOWS) history.shift();
-  drawChart(report);
+  // Each window's messages carry a revision (open updates, then the final): keep the highest,
+  // and take a window's final even after a newer window's update.
+  const revision = report.revision ?? 0;
+  const held = history.find((w) => w.seq === report.seq);
+  if (held ? revision <= held.revision : history.length > 0 && report.seq < history[0].seq) return;
+  const before = held ? held.scaled : {};
+  const entry = held || { seq: report.seq };
+  entry.events = report.events;
+  entry.revision = revision;
+  entry.scaled = Object.fromEntries(report.emojis.map((e) => [e.emoji, e.scaled_count]));
+  if (!held) {
+    history.push(entry);
+    history.sort((a, b) => a.seq - b.seq);
+    while (history.length > TIMELINE_WINDOWS) history.shift();
+  }
+  if ((report.state ?? "final") !== "open") lastFinal = Math.max(lastFinal ?? report.seq, report.seq);
+  if (lastSeq === null || report.seq >= lastSeq) {
+    lastSeq = report.seq;
+    drawChart(report);
+    meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
+    document.body.dataset.seq = String(report.seq);
+  }
   drawTimeline();
-  // The swarm: as many of each emoji as its scaled count says, spread over the window.
+  // The swarm: as many of each emoji as its scaled count says, spread over the window; for a
+  // later revision of a window, only what it added.
   let budget = MAX_FLOATS_PER_WINDOW;
   for (const e of report.emojis) {
-    for (let i = 0; i < e.scaled_count && budget > 0; i++, budget--) {
+    const added = e.scaled_count - (before[e.emoji] || 0);
+    for (let i = 0; i < added && budget > 0; i++, budget--) {
       setTimeout(() => float(e.emoji, "window"), Math.random() * 1800);
     }
   }
-  meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
   document.body.dataset.windows = String(history.length);
-  document.body.dataset.seq = String(report.seq);
 }
 
 function showSummary(report) {
@@ -155,7 +174,8 @@ async function connect() {
   socket.onopen = () => {
     attempt = 0;
     setState("live");
-    if (lastSeq !== null) socket.send(JSON.stringify({ type: "resume", last_seq: lastSeq }));
+    const resumeAfter = lastFinal ?? lastSeq;
+    if (resumeAfter !== null) socket.send(JSON.stringify({ type: "resume", last_seq: resumeAfter }));
   };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);

@@ -83,26 +83,10 @@ impl WindowAccumulator {
     }
 
     /// The exact totals of the window.
-    pub fn finish(self, window_start: i64) -> PartialWindow {
-        let emojis = self
-            .emojis
-            .into_iter()
-            .map(|(emoji, mut acc)| {
-                acc.users.sort_unstable();
-                acc.users.dedup();
-                EmojiPartial {
-                    emoji,
-                    count: acc.count,
-                    unique_users: acc.users.len() as u64,
-                }
-            })
-            .collect();
+    pub fn finish(mut self, window_start: i64) -> PartialWindow {
         PartialWindow {
-            window_start,
-            events: self.events,
-            unique_users: self.users.len() as u64,
-            emojis,
             snapshot_of: None,
+            ..self.snapshot(window_start, 0)
         }
     }
 }

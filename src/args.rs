@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataflow::source::kafka::StartFrom;
 use dataflow::{ClusterConfig, Engine, ReplayConfig};
 use model::duration::parse_duration;
@@ -60,30 +60,39 @@ pub enum EngineArg {
 #[command(rename_all = "kebab-case")]
 pub struct ClusterArgs {
     /// Worker threads per process.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    /// Number of processes.
+    #[arg(short = 'n', long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_PROCESSES")]
+    pub processes: NonZeroUsize,
+    /// Index of this process, from 0 to processes-1.
+    #[arg(short = 'p', long, default_value = "0", env = "EMOSTREAM_PROCESS")]
+    pub process: usize,
+    /// File of `host:port` lines, one per process, in process order (`-h` is help).
+    #[arg(long, env = "EMOSTREAM_HOSTFILE")]
+    pub hostfile: Option<PathBuf>,
+}
+
+/// `-w`: worker threads (of the one process of `up`, or of each process).
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct WorkerArgs {
+    /// Worker threads per process.
     #[arg(
         short = 'w',
-        long,
+        long, value_parser = parse_at_least_one_usize,
         alias = "threads",
         default_value = "1",
         env = "EMOSTREAM_WORKERS"
     )]
     pub workers: NonZeroUsize,
-    /// Number of processes.
-    #[arg(short = 'n', long, default_value = "1", env = "EMOSTREAM_PROCESSES")]
-    pub processes: NonZeroUsize,
-    /// Index of this process, from 0 to processes-1.
-    #[arg(short = 'p', long, default_value = "0", env = "EMOSTREAM_PROCESS")]
-    pub process: usize,
-    /// File of `host:port` lines, one per process, in process order.
-    #[arg(short = 'h', long, env = "EMOSTREAM_HOSTFILE")]
-    pub hostfile: Option<PathBuf>,
 }
 
 impl ClusterArgs {
     /// The validated layout.
     pub fn config(&self) -> Result<ClusterConfig> {
         Ok(ClusterConfig::new(
-            self.workers.get(),
+            self.workers.workers.get(),
             self.processes.get(),
             self.process,
             self.hostfile.as_deref(),
@@ -113,7 +122,7 @@ pub struct WindowArgs {
     #[command(flatten)]
     pub lateness: LatenessArg,
     /// Each SCALE emojis of a type count as one in scaled_count.
-    #[arg(long, default_value = "1000", env = "EMOSTREAM_SCALE")]
+    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1000", env = "EMOSTREAM_SCALE")]
     pub scale: NonZeroU64,
     /// Leave out of a window's report the emojis with fewer events than this.
     #[arg(long, default_value = "1", env = "EMOSTREAM_MIN_COUNT")]
@@ -154,7 +163,7 @@ impl WindowArgs {
 
 /// Arguments of `emostream replay`.
 #[derive(Debug, Args)]
-#[command(rename_all = "kebab-case", disable_help_flag = true)]
+#[command(rename_all = "kebab-case")]
 pub struct ReplayArgs {
     /// CSV logs, or directories of them (their .csv files, in name order).
     #[arg(required = true, env = "EMOSTREAM_REPLAY_PATHS", value_delimiter = ',')]
@@ -179,7 +188,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EMOSTREAM_STRICT")]
     pub strict: bool,
     /// Bytes per block when workers share a file.
-    #[arg(long, default_value = "1048576", env = "EMOSTREAM_BLOCK_BYTES")]
+    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1048576", env = "EMOSTREAM_BLOCK_BYTES")]
     pub block_bytes: NonZeroU64,
     /// Also write the summary as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
@@ -202,9 +211,22 @@ pub struct ReplayArgs {
     /// With --to-kafka, keep the logged timestamps (by default the match is moved to now).
     #[arg(long, env = "EMOSTREAM_KEEP_TIMESTAMPS")]
     pub keep_timestamps: bool,
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
-    pub help: Option<bool>,
+}
+
+fn parse_at_least_one_usize(text: &str) -> Result<NonZeroUsize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| "expected a whole number, at least 1".to_owned())
+}
+
+fn parse_at_least_one_u64(text: &str) -> Result<NonZeroU64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(NonZeroU64::new)
+        .ok_or_else(|| "expected a whole number, at least 1".to_owned())
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {
@@ -291,7 +313,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "10000", env = "EMOSTREAM_EVENTS")]
     pub events: u64,
     /// Audience size.
-    #[arg(long, default_value = "100000", env = "EMOSTREAM_USERS")]
+    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "100000", env = "EMOSTREAM_USERS")]
     pub users: NonZeroU64,
     /// Offered rate in event time, like 10000/s.
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
@@ -361,10 +383,10 @@ pub struct IngestFlags {
     #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
     pub linger: Duration,
     /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
-    #[arg(long, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
     pub queue_capacity: NonZeroUsize,
     /// Largest request body in bytes; past it, 413.
-    #[arg(long, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
+    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
     pub max_body: NonZeroU64,
     /// Largest distance of an event's timestamp from the server clock.
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_SKEW")]
@@ -405,7 +427,7 @@ pub struct IngestFlags {
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EMOSTREAM_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
     /// HTTP connections open at once, at most; past it, new ones are closed at once.
-    #[arg(long, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
     pub max_open_connections: NonZeroUsize,
 }
 
@@ -590,7 +612,7 @@ pub struct IngestArgs {
 
 /// Arguments of `emostream dataflow`.
 #[derive(Debug, Args)]
-#[command(rename_all = "kebab-case", disable_help_flag = true)]
+#[command(rename_all = "kebab-case")]
 pub struct DataflowArgs {
     /// The Kafka cluster.
     #[command(flatten)]
@@ -601,9 +623,6 @@ pub struct DataflowArgs {
     /// The dataflow.
     #[command(flatten)]
     pub dataflow: DataflowFlags,
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
-    pub help: Option<bool>,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -611,14 +630,14 @@ pub struct DataflowArgs {
 
 /// Arguments of `emostream up`.
 #[derive(Debug, Args)]
-#[command(rename_all = "kebab-case", disable_help_flag = true)]
+#[command(rename_all = "kebab-case")]
 pub struct UpArgs {
     /// The Kafka cluster.
     #[command(flatten)]
     pub brokers: BrokerArgs,
-    /// Workers (one process).
+    /// Workers (of its one process).
     #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub workers: WorkerArgs,
     /// The ingest API.
     #[command(flatten)]
     pub ingest: IngestFlags,
@@ -635,9 +654,6 @@ pub struct UpArgs {
     /// The broadcasters.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
-    pub help: Option<bool>,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -658,7 +674,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
     pub events_topic: String,
     /// Audience size.
-    #[arg(long, default_value = "100000", env = "EMOSTREAM_USERS")]
+    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "100000", env = "EMOSTREAM_USERS")]
     pub users: NonZeroU64,
     /// Offered events per second outside bursts, like 10000/s.
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
@@ -670,19 +686,19 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "steady", env = "EMOSTREAM_PROFILE")]
     pub profile: ProfileArg,
     /// Events per HTTP request (1 sends one object, more send an array).
-    #[arg(long, default_value = "1", env = "EMOSTREAM_BATCH")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_BATCH")]
     pub batch: NonZeroUsize,
     /// Largest network delay between a tap and its sending (events arrive out of order).
     #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_JITTER")]
     pub jitter: Duration,
     /// Outstanding HTTP requests at most; past it requests are counted as overloaded.
-    #[arg(long, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
     pub max_in_flight: NonZeroUsize,
     /// HTTP connections opened before the clock starts (more open when all are busy).
-    #[arg(long, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
     pub connections: NonZeroUsize,
     /// HTTP connections at most; past them a due request waits (and the wait is latency).
-    #[arg(long, default_value = "256", env = "EMOSTREAM_MAX_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "256", env = "EMOSTREAM_MAX_CONNECTIONS")]
     pub max_connections: NonZeroUsize,
     /// Make N request bodies (without timestamps: the server stamps them) before the clock
     /// starts and send them over and over at an even pace, so the simulator spends its time
@@ -697,7 +713,7 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMOSTREAM_WATCH")]
     pub watch: Option<String>,
     /// Viewers to connect with --watch.
-    #[arg(long, default_value = "10", env = "EMOSTREAM_VIEWERS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "10", env = "EMOSTREAM_VIEWERS")]
     pub viewers: NonZeroUsize,
     /// The dataflow's lateness: windows ending within it of the last tap close only after it
     /// once the traffic stops, and are left out of the figures.
@@ -707,7 +723,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,
     /// Threads of the simulator.
-    #[arg(long, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
     pub client_threads: NonZeroUsize,
     /// Seed of the traffic.
     #[arg(long, default_value = "1", env = "EMOSTREAM_SEED")]
@@ -725,13 +741,13 @@ pub struct BroadcastFlags {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
     pub ring: Duration,
     /// Windows a client may fall behind before it is disconnected (close code 4001).
-    #[arg(long, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
     pub max_lag: NonZeroUsize,
     /// A write to a client taking longer than this disconnects it (close code 4002).
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
     /// Largest message a client may send, in bytes (close code 1009 past it).
-    #[arg(long, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
     pub max_inbound: NonZeroUsize,
     /// Interval of keepalive pings.
     #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
@@ -827,7 +843,7 @@ pub struct WsLoadArgs {
     )]
     pub register: String,
     /// WebSocket clients to connect.
-    #[arg(long, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
     pub clients: NonZeroUsize,
     /// Local addresses to bind, comma-separated (127.0.0.x).
     #[arg(
@@ -847,7 +863,7 @@ pub struct WsLoadArgs {
     #[arg(long, env = "EMOSTREAM_BROKERS")]
     pub brokers: Option<String>,
     /// Threads of the load tool.
-    #[arg(long, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
     pub client_threads: NonZeroUsize,
     /// Also write the report as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]

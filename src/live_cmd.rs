@@ -74,11 +74,7 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
 /// Runs `emostream up` until Ctrl-C or SIGTERM.
 // Long: starts the three services in order and prints their addresses.
 pub fn up(args: UpArgs) -> Result<()> {
-    let cluster = args.cluster.config()?;
-    anyhow::ensure!(
-        cluster.processes == 1,
-        "emostream up runs in one process; use emostream dataflow for several"
-    );
+    let cluster = dataflow::ClusterConfig::new(args.workers.workers.get(), 1, 0, None)?;
     let ingest_config = args.ingest.config(&args.brokers)?;
     let live_config = args.dataflow.config(&args.brokers, cluster)?;
     until_signal(

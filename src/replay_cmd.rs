@@ -127,7 +127,7 @@ fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &Repla
         elapsed,
         s.sources.rows as f64 / elapsed,
         peak.map_or("null".to_owned(), |b| b.to_string()),
-        args.cluster.workers,
+        args.cluster.workers.workers,
         args.cluster.processes,
         args.windows.engine,
         more.join(","),

@@ -52,7 +52,7 @@ fn two_processes_write_what_one_worker_writes() {
                 "2",
                 "-p",
                 process,
-                "-h",
+                "--hostfile",
                 path(&hostfile),
                 "--out",
                 path(&cluster_out),
@@ -369,4 +369,39 @@ fn with_several_files_a_rejected_row_names_its_file() {
             b.display()
         )
     );
+}
+
+#[test]
+fn h_is_help_everywhere_and_counts_of_zero_are_refused_by_name() {
+    for command in [
+        "replay",
+        "generate",
+        "record",
+        "ingest",
+        "dataflow",
+        "up",
+        "simulate",
+        "broadcast",
+        "wsload",
+    ] {
+        let out = emostream(&[command, "-h"]);
+        assert_eq!(out.status.code(), Some(0), "{command} -h: {}", stderr(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage: emostream"), "{command} -h: {help}");
+    }
+    // `up` runs one process: it offers no layout of several.
+    let up = String::from_utf8_lossy(&emostream(&["up", "--help"]).stdout).into_owned();
+    assert!(
+        !up.contains("--hostfile") && !up.contains("--processes"),
+        "{up}"
+    );
+    for args in [["-w", "0"], ["--scale", "0"]] {
+        let out = emostream(&["replay", args[0], args[1], "x.csv"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("expected a whole number, at least 1"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }

@@ -63,7 +63,7 @@ pub struct ClusterArgs {
     #[command(flatten)]
     pub workers: WorkerArgs,
     /// Number of processes.
-    #[arg(short = 'n', long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_PROCESSES")]
+    #[arg(short = 'n', long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_PROCESSES")]
     pub processes: NonZeroUsize,
     /// Index of this process, from 0 to processes-1.
     #[arg(short = 'p', long, default_value = "0", env = "EMOSTREAM_PROCESS")]
@@ -80,7 +80,7 @@ pub struct WorkerArgs {
     /// Worker threads per process.
     #[arg(
         short = 'w',
-        long, value_parser = parse_at_least_one_usize,
+        long, value_parser = parse_at_least_one::<NonZeroUsize>,
         alias = "threads",
         default_value = "1",
         env = "EMOSTREAM_WORKERS"
@@ -122,7 +122,7 @@ pub struct WindowArgs {
     #[command(flatten)]
     pub lateness: LatenessArg,
     /// Each SCALE emojis of a type count as one in scaled_count.
-    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1000", env = "EMOSTREAM_SCALE")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1000", env = "EMOSTREAM_SCALE")]
     pub scale: NonZeroU64,
     /// Leave out of a window's report the emojis with fewer events than this.
     #[arg(long, default_value = "1", env = "EMOSTREAM_MIN_COUNT")]
@@ -188,7 +188,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EMOSTREAM_STRICT")]
     pub strict: bool,
     /// Bytes per block when workers share a file.
-    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1048576", env = "EMOSTREAM_BLOCK_BYTES")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1048576", env = "EMOSTREAM_BLOCK_BYTES")]
     pub block_bytes: NonZeroU64,
     /// Also write the summary as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
@@ -213,20 +213,11 @@ pub struct ReplayArgs {
     pub keep_timestamps: bool,
 }
 
-fn parse_at_least_one_usize(text: &str) -> Result<NonZeroUsize, String> {
+/// Reads a count that must be at least 1 (`NonZeroUsize`, `NonZeroU64`).
+fn parse_at_least_one<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.trim()
-        .parse::<usize>()
-        .ok()
-        .and_then(NonZeroUsize::new)
-        .ok_or_else(|| "expected a whole number, at least 1".to_owned())
-}
-
-fn parse_at_least_one_u64(text: &str) -> Result<NonZeroU64, String> {
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(NonZeroU64::new)
-        .ok_or_else(|| "expected a whole number, at least 1".to_owned())
+        .parse()
+        .map_err(|_| "expected a whole number, at least 1".to_owned())
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {
@@ -313,7 +304,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "10000", env = "EMOSTREAM_EVENTS")]
     pub events: u64,
     /// Audience size.
-    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "100000", env = "EMOSTREAM_USERS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "100000", env = "EMOSTREAM_USERS")]
     pub users: NonZeroU64,
     /// Offered rate in event time, like 10000/s.
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
@@ -383,10 +374,10 @@ pub struct IngestFlags {
     #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
     pub linger: Duration,
     /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
     pub queue_capacity: NonZeroUsize,
     /// Largest request body in bytes; past it, 413.
-    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
     pub max_body: NonZeroU64,
     /// Largest distance of an event's timestamp from the server clock.
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_SKEW")]
@@ -427,7 +418,7 @@ pub struct IngestFlags {
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EMOSTREAM_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
     /// HTTP connections open at once, at most; past it, new ones are closed at once.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
     pub max_open_connections: NonZeroUsize,
 }
 
@@ -674,7 +665,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
     pub events_topic: String,
     /// Audience size.
-    #[arg(long, value_parser = parse_at_least_one_u64, default_value = "100000", env = "EMOSTREAM_USERS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "100000", env = "EMOSTREAM_USERS")]
     pub users: NonZeroU64,
     /// Offered events per second outside bursts, like 10000/s.
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
@@ -686,19 +677,19 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "steady", env = "EMOSTREAM_PROFILE")]
     pub profile: ProfileArg,
     /// Events per HTTP request (1 sends one object, more send an array).
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_BATCH")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_BATCH")]
     pub batch: NonZeroUsize,
     /// Largest network delay between a tap and its sending (events arrive out of order).
     #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_JITTER")]
     pub jitter: Duration,
     /// Outstanding HTTP requests at most; past it requests are counted as overloaded.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
     pub max_in_flight: NonZeroUsize,
     /// HTTP connections opened before the clock starts (more open when all are busy).
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "64", env = "EMOSTREAM_CONNECTIONS")]
     pub connections: NonZeroUsize,
     /// HTTP connections at most; past them a due request waits (and the wait is latency).
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "256", env = "EMOSTREAM_MAX_CONNECTIONS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "256", env = "EMOSTREAM_MAX_CONNECTIONS")]
     pub max_connections: NonZeroUsize,
     /// Make N request bodies (without timestamps: the server stamps them) before the clock
     /// starts and send them over and over at an even pace, so the simulator spends its time
@@ -713,7 +704,7 @@ pub struct SimulateArgs {
     #[arg(long, env = "EMOSTREAM_WATCH")]
     pub watch: Option<String>,
     /// Viewers to connect with --watch.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "10", env = "EMOSTREAM_VIEWERS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10", env = "EMOSTREAM_VIEWERS")]
     pub viewers: NonZeroUsize,
     /// The dataflow's lateness: windows ending within it of the last tap close only after it
     /// once the traffic stops, and are left out of the figures.
@@ -723,7 +714,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,
     /// Threads of the simulator.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
     pub client_threads: NonZeroUsize,
     /// Seed of the traffic.
     #[arg(long, default_value = "1", env = "EMOSTREAM_SEED")]
@@ -741,13 +732,13 @@ pub struct BroadcastFlags {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
     pub ring: Duration,
     /// Windows a client may fall behind before it is disconnected (close code 4001).
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
     pub max_lag: NonZeroUsize,
     /// A write to a client taking longer than this disconnects it (close code 4002).
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
     /// Largest message a client may send, in bytes (close code 1009 past it).
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
     pub max_inbound: NonZeroUsize,
     /// Interval of keepalive pings.
     #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
@@ -843,7 +834,7 @@ pub struct WsLoadArgs {
     )]
     pub register: String,
     /// WebSocket clients to connect.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
     pub clients: NonZeroUsize,
     /// Local addresses to bind, comma-separated (127.0.0.x).
     #[arg(
@@ -863,7 +854,7 @@ pub struct WsLoadArgs {
     #[arg(long, env = "EMOSTREAM_BROKERS")]
     pub brokers: Option<String>,
     /// Threads of the load tool.
-    #[arg(long, value_parser = parse_at_least_one_usize, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
     pub client_threads: NonZeroUsize,
     /// Also write the report as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]

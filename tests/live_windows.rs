@@ -272,11 +272,7 @@ fn a_long_window_outlasts_a_lull_and_counts_both_sides_of_it() {
     let _dataflow = start_dataflow(&pipeline, &["--window", "2s,10s"]);
     let producer = producer();
     // Start at the beginning of a 10 s window, so both bursts fall in it.
-    wait_for(
-        Duration::from_secs(15),
-        "the start of a 10 s window",
-        || now_ms() % 10_000 < 500,
-    );
+    wait_until_into_10s_window(0);
     let burst = |tag: &str| -> Vec<(String, String, i64)> {
         let now = now_ms();
         (0..20)
@@ -333,11 +329,7 @@ fn every_size_accounts_for_every_event_and_names_its_late_records() {
     let dataflow = start_dataflow(&pipeline, &["--window", "2s,10s"]);
     let producer = producer();
     // Six seconds into a 10 s window, so five seconds back is the same 10 s window.
-    wait_for(
-        Duration::from_secs(15),
-        "six seconds into a 10 s window",
-        || (6_000..6_500).contains(&(now_ms() % 10_000)),
-    );
+    wait_until_into_10s_window(6_000);
     let now = now_ms();
     let on_time: Vec<(String, String, i64)> = (0..10)
         .map(|i| (format!("u{i}"), "🔥".to_owned(), now))
@@ -414,11 +406,7 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
     let _dataflow = start_dataflow(&pipeline, &args);
     let producer = producer();
     let size = WindowSize::from_millis(10_000).unwrap();
-    wait_for(
-        Duration::from_secs(15),
-        "the start of a 10 s window",
-        || now_ms() % 10_000 < 500,
-    );
+    wait_until_into_10s_window(0);
     let cluster = &pipeline.cluster_topics()[0];
     let messages_of = |start: i64, payloads: &[Vec<u8>]| -> Vec<WindowMessage> {
         payloads
@@ -469,4 +457,13 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
     let want = expected_csv_of(dir.path(), &sent, Duration::from_secs(1), size);
     let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
     assert_eq!(as_csv(&finals), want, "the final equals the reference");
+}
+
+/// Waits until the wall clock is `offset_ms` (to half a second) into a 10 s window, so that
+/// a test's taps fall where it wants them.
+fn wait_until_into_10s_window(offset_ms: i64) {
+    let phase = offset_ms..offset_ms + 500;
+    wait_for(Duration::from_secs(15), "a point of a 10 s window", || {
+        phase.contains(&(now_ms() % 10_000))
+    });
 }

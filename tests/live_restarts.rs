@@ -209,18 +209,20 @@ fn every_service_stops_cleanly_within_10_s_of_sigterm() {
     );
 }
 
-/// A backfill of past taps (a minute of them, ending 20 s ago) with a long lateness keeps many
-/// windows open at once; the dataflow is killed while it reads it and started again at once.
-/// Every window must equal the reference: nothing counted twice, nothing lost.
+/// A backfill of past taps (half a minute of them, ending 2 s ago) with a lateness longer than
+/// their span keeps many windows open at once; the dataflow is killed while it reads it and
+/// started again at once. Every window must equal the reference: nothing counted twice,
+/// nothing lost.
 #[test]
 fn a_dataflow_killed_during_a_backfill_counts_every_event_once() {
     let pipeline = Pipeline::new("backfill");
     // A lateness longer than the backfill's span: no event is late, so every window has one
     // exact answer whatever order the partitions are read in.
-    let args = ["-w", "2", "--lateness", "90s"];
+    let lateness = Duration::from_secs(40);
+    let args = ["-w", "2", "--lateness", "40s"];
     let victim = start_dataflow(&pipeline, &args);
-    let end = now_ms() - 20_000;
-    let events = backfill(end);
+    let end = now_ms() - 2_000;
+    let events = backfill(end, 30_000);
     let feeder = feed_paced(pipeline.events.clone(), events.clone());
     std::thread::sleep(Duration::from_millis(2_500));
     victim.kill();
@@ -228,27 +230,30 @@ fn a_dataflow_killed_during_a_backfill_counts_every_event_once() {
     let _again = start_dataflow(&pipeline, &args);
     feeder.join().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let want = common::expected_csv_of(
-        dir.path(),
-        &events,
-        Duration::from_secs(90),
+    let want = common::expected_csv_of(dir.path(), &events, lateness, model::WindowSize::default());
+    // The last window closes once the wall clock passes its end plus the lateness.
+    let closes_in =
+        Duration::from_millis((end + lateness.as_millis() as i64 - now_ms()).max(0) as u64);
+    let got = windows_of_size_through(
+        &pipeline.windows,
+        end,
         model::WindowSize::default(),
+        closes_in + WAIT,
     );
-    let got = windows_through(&pipeline.windows, end);
     let counted: u64 = got.values().map(|m| m.report.events).sum();
     assert_eq!(counted, events.len() as u64, "every event counted once");
     assert_eq!(as_csv(&got), want, "every window equals the reference");
 }
 
-/// 200,000 taps of 5,003 users over the minute before `end`, in an order that jumps about
-/// in that minute (a backfill of past taps).
-fn backfill(end: i64) -> Vec<(String, String, i64)> {
+/// 200,000 taps of 5,003 users over the `span_ms` before `end`, in an order that jumps about
+/// in that span (a backfill of past taps).
+fn backfill(end: i64, span_ms: i64) -> Vec<(String, String, i64)> {
     (0..200_000i64)
         .map(|n| {
             (
                 format!("u{}", (n * 7919) % 5003),
                 ["🔥", "😂", "👏", "🎉"][(n % 4) as usize].to_owned(),
-                end - 60_000 + (n * 104_729) % 60_000,
+                end - span_ms + (n * 104_729) % span_ms,
             )
         })
         .collect()

@@ -188,7 +188,7 @@ fn several_window_sizes_each_come_out_exactly_on_their_own_topic() {
     for (label, millis) in [("2s", 2_000), ("60s", 60_000)] {
         let size = WindowSize::from_millis(millis).unwrap();
         let topic = format!("{}-{label}", pipeline.windows);
-        let windows = windows_of_size_through(&topic, last, size);
+        let windows = windows_of_size_through(&topic, last, size, WAIT);
         let want = expected_csv_of(dir.path(), &events, Duration::from_secs(1), size);
         common::assert_same_windows(&as_csv(&windows), &want, &topic);
         for (start, m) in &windows {
@@ -204,7 +204,8 @@ fn several_window_sizes_each_come_out_exactly_on_their_own_topic() {
             windows_of_size_through(
                 &format!("{}-2s", pipeline.windows),
                 last,
-                WindowSize::default()
+                WindowSize::default(),
+                WAIT
             )
             .len()
         );
@@ -366,7 +367,7 @@ fn every_size_accounts_for_every_event_and_names_its_late_records() {
     );
     let counted = |label: &str, size: WindowSize| -> u64 {
         let topic = format!("{}-{label}", pipeline.windows);
-        windows_of_size_through(&topic, now, size)
+        windows_of_size_through(&topic, now, size, WAIT)
             .values()
             .map(|m| m.report.events)
             .sum()

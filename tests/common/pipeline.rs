@@ -118,17 +118,18 @@ pub fn start_broadcaster(pipeline: &Pipeline, name: &str) -> Service {
 
 /// Reads the windows topic until the window holding `last_ts` is there.
 pub fn windows_through(topic: &str, last_ts: i64) -> BTreeMap<i64, WindowMessage> {
-    windows_of_size_through(topic, last_ts, WindowSize::default())
+    windows_of_size_through(topic, last_ts, WindowSize::default(), WAIT)
 }
 
-/// Like [`windows_through`], for windows of `size`.
+/// Like [`windows_through`], for windows of `size`, waiting at most `wait`.
 pub fn windows_of_size_through(
     topic: &str,
     last_ts: i64,
     size: WindowSize,
+    wait: Duration,
 ) -> BTreeMap<i64, WindowMessage> {
     let last_start = size.start_of(last_ts);
-    let payloads = read_until(topic, WAIT, |p| {
+    let payloads = read_until(topic, wait, |p| {
         windows_by_start(p).contains_key(&last_start)
     });
     let windows = windows_by_start(&payloads);

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use common::kafka::*;
 use common::pipeline::*;
 use common::traffic::{Phase, send};
-use common::{chaos_long, metric, record_figures, wait_for, windows_csv as as_csv};
-use model::report::WindowMessage;
+use common::{
+    chaos_long, metric, record_figures, wait_for, wait_until_into_10s_window, windows_csv as as_csv,
+};
+use model::report::{WindowMessage, WindowState};
 
 #[test]
 fn a_dataflow_killed_and_restarted_publishes_the_same_windows() {
@@ -268,4 +270,184 @@ fn feed_paced(topic: String, events: Vec<(String, String, i64)>) -> std::thread:
             std::thread::sleep(Duration::from_millis(100));
         }
     })
+}
+
+/// Randomized backfills (bursts of past taps in an order that jumps about, with pauses longer
+/// than the idle timeout between some of them, so windows close while taps of them are still
+/// coming) and kills at random points, each followed by an immediate restart. Every event must
+/// be counted once: per window and emoji, the windows' count plus the late records equals the
+/// events sent. The seed of each round is printed; `EMOSTREAM_SEED` replays one.
+#[test]
+fn a_dataflow_killed_at_random_points_of_random_backfills_counts_every_event_once() {
+    let rounds = if chaos_long() { 12 } else { 2 };
+    let first_seed = std::env::var("EMOSTREAM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_ms() as u64);
+    for round in 0..rounds {
+        killed_backfill_round(first_seed + round);
+    }
+}
+
+fn killed_backfill_round(seed: u64) {
+    eprintln!("round with EMOSTREAM_SEED={seed}");
+    let mut rng = loadgen::random::SplitMix64::new(seed);
+    let pipeline = Pipeline::new("random-backfill");
+    let args = ["-w", "2", "--lateness", "3s"];
+    let mut victim = start_dataflow(&pipeline, &args);
+    let end = now_ms() - 1_000;
+    let span = 10_000 + rng.below(20_000) as i64;
+    type Burst = (Vec<(String, String, i64)>, Duration);
+    let bursts: Vec<Burst> = (0..8)
+        .map(|b| {
+            let events = (0..4_000)
+                .map(|_| {
+                    (
+                        format!("u{}", rng.below(3_000)),
+                        ["🔥", "😂", "👏", "🎉"][rng.below(4) as usize].to_owned(),
+                        end - span + rng.below(span as u64) as i64,
+                    )
+                })
+                .collect();
+            let pause = Duration::from_millis(if b % 3 == 2 { 1_500 } else { rng.below(300) });
+            (events, pause)
+        })
+        .collect();
+    let events: Vec<_> = bursts.iter().flat_map(|(e, _)| e.clone()).collect();
+    let topic = pipeline.events.clone();
+    let feeder = std::thread::spawn(move || {
+        let producer = producer();
+        for (batch, pause) in bursts {
+            produce_events(&producer, &topic, &batch);
+            std::thread::sleep(pause);
+        }
+    });
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(500 + rng.below(3_000)));
+        victim.kill();
+        std::thread::sleep(Duration::from_millis(rng.below(500)));
+        victim = start_dataflow(&pipeline, &args);
+    }
+    feeder.join().unwrap();
+    let mut want: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for (_, emoji, ts) in &events {
+        *want
+            .entry((ts - ts.rem_euclid(2_000), emoji.clone()))
+            .or_default() += 1;
+    }
+    // Every event is in a window or a late record once the last window is published.
+    let windows =
+        windows_of_size_through(&pipeline.windows, end, model::WindowSize::default(), WAIT);
+    let counted: usize = windows.values().map(|m| m.report.events as usize).sum();
+    let late = late_by_window(&pipeline.late, events.len().saturating_sub(counted));
+    let mut got: BTreeMap<(i64, String), i64> = late.clone();
+    for (start, m) in &windows {
+        for e in &m.report.emojis {
+            *got.entry((*start, e.emoji.to_string())).or_default() += e.count as i64;
+        }
+    }
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(k, n)| got.get(*k) != Some(*n))
+        .map(|((start, emoji), n)| {
+            format!(
+                "window {start} {emoji}: {n} sent, {:?} counted + late ({:?} late)",
+                got.get(&(*start, emoji.clone())),
+                late.get(&(*start, emoji.clone()))
+            )
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "seed {seed}: every event once, in a window or a late record; wrong: {wrong:#?}"
+    );
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "seed {seed}: no window or emoji made up"
+    );
+}
+
+/// The late records of `topic` (read until there are `expected` of them, or [`WAIT`]), once
+/// each (by partition, offset and size), counted per window start and emoji.
+fn late_by_window(topic: &str, expected: usize) -> BTreeMap<(i64, String), i64> {
+    let records = read_until(topic, WAIT, |p| once_each(p).len() >= expected);
+    let mut counts = BTreeMap::new();
+    for record in once_each(&records) {
+        let ts = model::parse_timestamp(record["timestamp"].as_str().unwrap()).unwrap();
+        let emoji = record["emoji_type"].as_str().unwrap().to_owned();
+        *counts
+            .entry((ts - ts.rem_euclid(2_000), emoji))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Late records, once per partition, offset and size.
+fn once_each(payloads: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    let mut seen = std::collections::HashSet::new();
+    payloads
+        .iter()
+        .map(|p| serde_json::from_slice::<serde_json::Value>(p).unwrap())
+        .filter(|r| {
+            seen.insert((
+                r["partition"].as_i64(),
+                r["offset"].as_i64(),
+                r["window"].as_str().map(str::to_owned),
+            ))
+        })
+        .collect()
+}
+
+/// With `--updates`, a dataflow killed while a window is open and started again goes on with
+/// higher revisions of that window (never a lower one after a higher), and its final equals
+/// the reference over every event of the window, before and after the kill.
+#[test]
+fn a_restarted_dataflow_never_publishes_a_lower_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("revisions");
+    let args = ["-w", "2", "--window", "10s", "--updates", "250ms"];
+    let victim = start_dataflow(&pipeline, &args);
+    let size = model::WindowSize::from_millis(10_000).unwrap();
+    wait_until_into_10s_window(0);
+    let cluster = &pipeline.cluster_topics()[0];
+    let now = now_ms();
+    let start = size.start_of(now);
+    let batch = |round: i64| -> Vec<(String, String, i64)> {
+        (0..40)
+            .map(|i| (format!("u{round}-{i}"), "🔥".to_owned(), now + i))
+            .collect()
+    };
+    let producer = producer();
+    let mut sent = batch(0);
+    produce_events(&producer, &pipeline.events, &sent);
+    read_until(cluster, WAIT, |p| {
+        messages_of_window(start, p)
+            .iter()
+            .any(|m| m.report.events == 40)
+    });
+    victim.kill();
+    let _again = start_dataflow(&pipeline, &args);
+    let more = batch(1);
+    produce_events(&producer, &pipeline.events, &more);
+    sent.extend(more);
+    let payloads = read_until(cluster, WAIT, |p| {
+        messages_of_window(start, p)
+            .iter()
+            .any(|m| m.state == WindowState::Final)
+    });
+    let messages = messages_of_window(start, &payloads);
+    let revisions: Vec<(u64, WindowState, u64)> = messages
+        .iter()
+        .map(|m| (m.revision, m.state, m.report.events))
+        .collect();
+    assert!(
+        revisions.windows(2).all(|p| p[0].0 < p[1].0),
+        "every message a higher revision than the one before: {revisions:?}"
+    );
+    let last = messages.last().unwrap();
+    assert_eq!(last.state, WindowState::Final, "{revisions:?}");
+    let want = common::expected_csv_of(dir.path(), &sent, Duration::from_secs(1), size);
+    let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
+    assert_eq!(as_csv(&finals), want, "the final equals the reference");
 }

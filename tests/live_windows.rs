@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::kafka::*;
 use common::pipeline::*;
-use common::{expected_csv_of, metric, wait_for, windows_csv as as_csv};
+use common::{
+    expected_csv_of, metric, wait_for, wait_until_into_10s_window, windows_csv as as_csv,
+};
 use model::WindowSize;
 use model::report::WindowMessage;
 
@@ -409,13 +411,6 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
     let size = WindowSize::from_millis(10_000).unwrap();
     wait_until_into_10s_window(0);
     let cluster = &pipeline.cluster_topics()[0];
-    let messages_of = |start: i64, payloads: &[Vec<u8>]| -> Vec<WindowMessage> {
-        payloads
-            .iter()
-            .map(|p| serde_json::from_slice::<WindowMessage>(p).unwrap())
-            .filter(|m| m.report.window_start == start)
-            .collect()
-    };
     let mut sent = Vec::new();
     let now = now_ms();
     let start = size.start_of(now);
@@ -430,11 +425,11 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
         sent.extend(batch);
         let total = sent.len() as u64;
         let payloads = read_until(cluster, WAIT, |p| {
-            messages_of(start, p)
+            messages_of_window(start, p)
                 .iter()
                 .any(|m| m.report.events == total)
         });
-        let messages = messages_of(start, &payloads);
+        let messages = messages_of_window(start, &payloads);
         assert!(
             messages.iter().all(|m| m.report.events <= total),
             "no update counts more than was sent"
@@ -443,11 +438,11 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
         assert_eq!(update.state, model::report::WindowState::Open, "{update:?}");
     }
     let payloads = read_until(cluster, WAIT, |p| {
-        messages_of(start, p)
+        messages_of_window(start, p)
             .iter()
             .any(|m| m.state == model::report::WindowState::Final)
     });
-    let messages = messages_of(start, &payloads);
+    let messages = messages_of_window(start, &payloads);
     let revisions: Vec<u64> = messages.iter().map(|m| m.revision).collect();
     assert!(
         revisions.windows(2).all(|p| p[0] < p[1]),
@@ -458,13 +453,4 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
     let want = expected_csv_of(dir.path(), &sent, Duration::from_secs(1), size);
     let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
     assert_eq!(as_csv(&finals), want, "the final equals the reference");
-}
-
-/// Waits until the wall clock is `offset_ms` (to half a second) into a 10 s window, so that
-/// a test's taps fall where it wants them.
-fn wait_until_into_10s_window(offset_ms: i64) {
-    let phase = offset_ms..offset_ms + 500;
-    wait_for(Duration::from_secs(15), "a point of a 10 s window", || {
-        phase.contains(&(now_ms() % 10_000))
-    });
 }

@@ -23,7 +23,9 @@ use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
 use crate::operators::{CountWindows, Engine};
 use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows};
-use crate::source::kafka::{KafkaSourceConfig, ReadKafka, StartFrom};
+use crate::source::kafka::{
+    Checkpoints, KafkaSourceConfig, ReadKafka, StartFrom, read_checkpoints,
+};
 
 /// How the live dataflow runs.
 #[derive(Debug, Clone)]
@@ -117,6 +119,14 @@ impl LiveConfig {
         }
     }
 
+    /// Where the dataflow of `size` keeps its checkpoints: per partition of the events topic,
+    /// the offset to resume from and the state that decides the events read again (see
+    /// `source::kafka::checkpoint`). Commit metadata would do, but brokers are not all
+    /// keeping it; a topic is kept by every one.
+    pub fn checkpoint_topic_for(&self, size: WindowSize) -> String {
+        format!("{}-checkpoints", self.group_for(size))
+    }
+
     /// The cluster topics.
     pub fn cluster_topics(&self) -> Vec<String> {
         (1..=self.clusters)
@@ -184,6 +194,8 @@ pub struct Prepared {
     /// For each window size (in the order of [`WindowSpec::sizes`]): windows starting before this
     /// were published by an earlier run.
     pub published_before: Vec<i64>,
+    /// For each window size: the last checkpoint of each partition, if any.
+    pub checkpoints: Vec<Checkpoints>,
 }
 
 /// Creates missing topics, and finds the partition count and the last published window.
@@ -206,6 +218,26 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
     // A cluster topic has one partition: its broadcasters read every window, in order.
     specs.extend(config.cluster_topics().iter().map(|t| spec(t, 1)));
     ensure_topics(&config.brokers, &specs, config.replication).await?;
+    // A checkpoint topic has a partition per partition of the events topic (which may have
+    // been made elsewhere, with another count).
+    let events_partitions = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<i32, LiveError> {
+            let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
+                .create()
+                .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
+            Ok(partitions_of(&consumer, &config.events_topic)?.len() as i32)
+        })
+        .await
+        .map_err(|e| LiveError::Panicked(e.to_string()))??
+    };
+    let checkpoint_specs: Vec<TopicSpec> = config
+        .windows
+        .sizes()
+        .iter()
+        .map(|&size| spec(&config.checkpoint_topic_for(size), events_partitions))
+        .collect();
+    ensure_topics(&config.brokers, &checkpoint_specs, config.replication).await?;
     let config = config.clone();
     tokio::task::spawn_blocking(move || inspect_topics(&config))
         .await
@@ -218,26 +250,35 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
-    let partitions_of = |topic: &str| -> Result<Vec<i32>, LiveError> {
-        service::kafka::partitions_of(&consumer, topic).map_err(|source| LiveError::Inspect {
-            action: "read the metadata of",
-            topic: topic.to_owned(),
-            source,
-        })
-    };
-    let partitions = partitions_of(&config.events_topic)?.len() as i32;
+    let partitions = partitions_of(&consumer, &config.events_topic)?.len() as i32;
     let mut published_before = Vec::new();
+    let mut checkpoints = Vec::new();
     for &size in config.windows.sizes() {
         let topic = config.windows_topic_for(size);
-        let newest = newest_window(&consumer, &topic, &partitions_of(&topic)?)?;
+        let newest = newest_window(&consumer, &topic, &partitions_of(&consumer, &topic)?)?;
         if let Some(start) = newest {
             tracing::info!(window_start = %model::format_rfc3339_millis(start), %topic, "Resuming after the last published window.");
         }
         published_before.push(newest.map_or(i64::MIN, |start| start + size.millis()));
+        checkpoints.push(match config.start {
+            StartFrom::Committed => {
+                read_checkpoints(&config.brokers, &config.checkpoint_topic_for(size))?
+            }
+            _ => Checkpoints::new(),
+        });
     }
     Ok(Prepared {
         partitions,
         published_before,
+        checkpoints,
+    })
+}
+
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, LiveError> {
+    service::kafka::partitions_of(consumer, topic).map_err(|source| LiveError::Inspect {
+        action: "read the metadata of",
+        topic: topic.to_owned(),
+        source,
     })
 }
 
@@ -326,6 +367,8 @@ pub fn run_live(
                 max_future_ms: config.max_future.as_millis() as i64,
                 start: config.start,
                 published_before: prepared.published_before[i],
+                checkpoints: prepared.checkpoints[i].clone(),
+                checkpoint_topic: config.checkpoint_topic_for(size),
                 rewind: config.restart_rewind,
                 report_invalid: live,
                 late: metrics.late_counter(&size.label()),

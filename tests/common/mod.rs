@@ -211,3 +211,12 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the wall clock is `offset_ms` (to half a second) into a 10 s window, so that
+/// a test's taps fall where it wants them.
+pub fn wait_until_into_10s_window(offset_ms: i64) {
+    let phase = offset_ms..offset_ms + 500;
+    wait_for(Duration::from_secs(15), "a point of a 10 s window", || {
+        phase.contains(&(kafka::now_ms() % 10_000))
+    });
+}

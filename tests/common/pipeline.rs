@@ -139,3 +139,12 @@ pub fn windows_of_size_through(
     );
     windows
 }
+
+/// The messages about the window starting at `start` among `payloads`, in their order.
+pub fn messages_of_window(start: i64, payloads: &[Vec<u8>]) -> Vec<WindowMessage> {
+    payloads
+        .iter()
+        .map(|p| serde_json::from_slice::<WindowMessage>(p).unwrap())
+        .filter(|m| m.report.window_start == start)
+        .collect()
+}

@@ -52,7 +52,10 @@ impl Service {
             .args(args)
             .env("EMOSTREAM_BROKERS", brokers)
             .env("EMOSTREAM_READY_FILE", &ready_file)
-            .env("RUST_LOG", level)
+            .env(
+                "RUST_LOG",
+                std::env::var("EMOSTREAM_TEST_LOG").unwrap_or(level.to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -66,7 +66,12 @@ pub trait MergeWindows<'scope> {
     /// Like [`merge_windows`](Self::merge_windows), as updates: each window's final report
     /// with the next revision, and with `updates`, at most once an interval the exact totals
     /// of the events read so far of each open window that changed (the sum of every worker's
-    /// latest snapshot), each with a revision one above the window's last.
+    /// latest snapshot), each with a higher revision than the window's last.
+    ///
+    /// Revisions: finals only, each final is revision 1. With updates, a revision is the
+    /// wall clock when the message was made (ms since the epoch; one more than the window's
+    /// last if the clock has not moved on), so a dataflow restarted in the middle of a window
+    /// never sends a lower revision than the run before it did.
     fn merge_window_updates(
         self,
         size: WindowSize,
@@ -176,7 +181,7 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                         let update = WindowUpdate {
                             report: window.finals.report(start, size, &config),
                             state: WindowState::Final,
-                            revision: window.revision + 1,
+                            revision: next_revision(window.revision, updates),
                         };
                         output.session(&window.capability).give(update);
                     }
@@ -185,7 +190,7 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                         last_update = Instant::now();
                         for (&start, window) in open.iter_mut().filter(|(_, w)| w.changed) {
                             window.changed = false;
-                            window.revision += 1;
+                            window.revision = next_revision(window.revision, updates);
                             let mut so_far = Totals::default();
                             for part in window.snapshots.values() {
                                 so_far.add(part.clone());
@@ -204,5 +209,13 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                 }
             },
         )
+    }
+}
+
+/// The revision after `last`: with updates, the wall clock if it has moved on.
+fn next_revision(last: u64, updates: Option<Duration>) -> u64 {
+    match updates {
+        Some(_) => (last + 1).max(model::now_ms().max(0) as u64),
+        None => last + 1,
     }
 }

@@ -1,13 +1,15 @@
 //! The commit protocol: offsets are committed only past events whose windows (or late
-//! records) are published, with the watermark state as commit metadata; on a stop, the
-//! reader drains once every closed window is published.
+//! records) are published, each with its checkpoint (see `checkpoint`), once a second and
+//! before windows close; on a stop, the reader drains once every closed window is published.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
+use super::checkpoint::Checkpoint;
 use super::reader::KafkaReader;
 
 impl KafkaReader {
@@ -18,33 +20,87 @@ impl KafkaReader {
         if frontier <= self.committed_frontier || !due {
             return;
         }
-        let mut offsets = TopicPartitionList::new();
         for p in &mut self.partitions {
             p.pending = p.pending.split_off(&frontier);
+        }
+        let closed_before = *self.taps_cap.time();
+        if self.commit(closed_before) {
+            self.committed_frontier = frontier;
+        }
+    }
+
+    /// Checkpoints and commits each partition's earliest offset still needed, with its
+    /// state as if windows before `closed_before` were closed. True once the checkpoints
+    /// are written.
+    pub(super) fn commit(&mut self, closed_before: i64) -> bool {
+        // With the brokers out of reach, waiting for a checkpoint would only stall the worker.
+        if self.consumer.context().reachable_since().is_none() {
+            return false;
+        }
+        let size = self.config.window;
+        let mut offsets = TopicPartitionList::new();
+        for p in &mut self.partitions {
             let (offset, max_seen) = match p.pending.values().min_by_key(|(o, _)| *o) {
                 Some(&(offset, max_seen)) => (offset, max_seen),
                 None => (p.next_offset, p.watermark.max_seen()),
             };
+            // What is before the offset is not read again.
+            p.last_counted.retain(|_, last| *last >= offset);
+            let closed_before = closed_before.max(p.closed_before);
+            let mut checkpoint = Checkpoint {
+                max_seen,
+                closed_before: Some(closed_before),
+                last_counted: p.last_counted.clone(),
+            };
+            for (&window, &last) in p.open_last.range(..closed_before) {
+                let entry = checkpoint.last_counted.entry(window).or_insert(last);
+                *entry = (*entry).max(last);
+            }
+            let text = checkpoint.encode(offset, size);
+            let payload = format!("{offset};{text}");
+            let record = BaseRecord::<(), str>::to(&self.config.checkpoint_topic)
+                .partition(p.id)
+                .payload(&payload);
+            if let Err((error, _)) = self.checkpoints.send(record) {
+                tracing::warn!(%error, "Cannot write a checkpoint; will try again.");
+                return false;
+            }
             let mut elem = offsets.add_partition(&self.config.topic, p.id);
             if elem.set_offset(Offset::Offset(offset)).is_ok() {
-                elem.set_metadata(max_seen.map_or(String::new(), |m| m.to_string()));
+                elem.set_metadata(text);
             }
         }
         if offsets.count() == 0 {
-            return;
+            return true;
         }
-        let mode = if sync {
-            CommitMode::Sync
-        } else {
-            CommitMode::Async
-        };
-        match self.consumer.commit(&offsets, mode) {
-            Ok(()) => {
-                self.committed_frontier = frontier;
-                self.last_commit = Instant::now();
+        // The checkpoints are the state a restart trusts: wait for them.
+        if let Err(error) = self.checkpoints.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "Cannot write the checkpoints; will try again.");
+            return false;
+        }
+        // The group's offsets, for the tools that watch its lag.
+        if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(%error, "Cannot commit offsets; will try again.");
+        }
+        self.last_commit = Instant::now();
+        true
+    }
+
+    /// Before windows before `hold` close: commits that they do, with the last offset
+    /// counted in each, and only then lets them close. False if the commit failed (the
+    /// windows stay open; the next step tries again).
+    pub(super) fn close_before(&mut self, hold: i64) -> bool {
+        if !self.commit(hold) {
+            return false;
+        }
+        for p in &mut self.partitions {
+            let open = p.open_last.split_off(&hold);
+            for (window, last) in std::mem::replace(&mut p.open_last, open) {
+                let entry = p.last_counted.entry(window).or_insert(last);
+                *entry = (*entry).max(last);
             }
-            Err(error) => tracing::warn!(%error, "Cannot commit offsets; will try again."),
         }
+        true
     }
 
     /// After a stop: once every closed window is published, commits and reports done.

@@ -1,5 +1,6 @@
 //! Client contexts: the source's own (high watermarks from the statistics, whether the
-//! brokers answer) and a quiet one for the end probe.
+//! brokers answer) and a quiet one for the end probe and the checkpoint reader (which see
+//! the errors that matter when they poll).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -12,9 +12,11 @@
 //!
 //! Offsets are committed only past events whose windows (or late records) are published:
 //! each partition remembers, per window it feeds, the first offset and the watermark state
-//! before it; the committed offset is the earliest of those still unpublished, with the
-//! watermark state as commit metadata, so a restart reads again exactly what it needs and
-//! judges lateness exactly as an uninterrupted run would.
+//! before it; the committed offset is the earliest of those still unpublished. With it goes
+//! a checkpoint (the watermark state, the windows the worker has closed and the last offset
+//! counted in each), written to the checkpoint topic and waited for before any window
+//! closes, so a restart reads again exactly what it needs and decides every event it reads
+//! again as the run before it did: counted once, or late once, never both, never neither.
 
 //!
 //! # Layout
@@ -23,10 +25,13 @@
 //!   to windows or to the late records.
 //! - `progress`: idleness and the capabilities' advance.
 //! - `commit`: the commit protocol behind what is published, and the drain on a stop.
+//! - `checkpoint`: the state committed with each offset, so a restart decides as the run
+//!   before it did.
 //! - `end_probe`: the thread that asks the broker for the partitions' ends.
 //! - `context`: the client's statistics and whether the brokers answer.
 //! - `decode`: a message into an event, or the reason it is invalid.
 
+mod checkpoint;
 mod commit;
 mod context;
 mod decode;
@@ -49,6 +54,8 @@ use crate::metrics::DataflowMetrics;
 use crate::record::{LateEvent, Tap};
 use crate::source::two_outputs::two_output_source;
 use reader::KafkaReader;
+
+pub use checkpoint::{Checkpoints, read_checkpoints};
 
 /// Where to start reading when the dataflow starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +99,11 @@ pub struct KafkaSourceConfig {
     /// Whether this dataflow reports invalid messages (one size of a run does: they are
     /// invalid for every size alike).
     pub report_invalid: bool,
+    /// The last checkpoint of each partition (read at start; used when resuming from what
+    /// was committed).
+    pub checkpoints: Checkpoints,
+    /// Where checkpoints go.
+    pub checkpoint_topic: String,
     /// Counts this size's late events (each size has its own, served with the live size's
     /// metrics).
     pub late: Arc<Counter>,

@@ -10,6 +10,16 @@ use rdkafka::consumer::Consumer;
 use super::reader::KafkaReader;
 
 impl KafkaReader {
+    /// Whether windows may close now: only with a broker to commit to, and after a failed
+    /// commit, not again within a second.
+    fn may_close(&mut self, now: Instant) -> bool {
+        let reachable = self.consumer.context().reachable_since().is_some();
+        let waited = self
+            .last_close_failure
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        reachable && waited
+    }
+
     /// Moves the capabilities to the earliest window a partition may still add to.
     pub(super) fn advance(&mut self, now: Instant, wall_ms: i64) {
         let window = self.config.window;
@@ -39,9 +49,13 @@ impl KafkaReader {
         for p in &self.partitions {
             self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
         }
-        if hold > *self.taps_cap.time() {
-            self.taps_cap.downgrade(&hold);
-            self.side_cap.downgrade(&hold);
+        if hold > *self.taps_cap.time() && self.may_close(now) {
+            if self.close_before(hold) {
+                self.taps_cap.downgrade(&hold);
+                self.side_cap.downgrade(&hold);
+            } else {
+                self.last_close_failure = Some(now);
+            }
         }
     }
 }

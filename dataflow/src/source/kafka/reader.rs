@@ -10,9 +10,11 @@ use compact_str::CompactString;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::Capability;
 
+use super::checkpoint::Checkpoint;
 use super::context::{STATS_INTERVAL_MS, SourceContext};
 use super::decode::decode;
 use super::end_probe::EndProbe;
@@ -36,11 +38,20 @@ pub(super) struct Partition {
     /// Per guard time (a window start, or the time late records went out at): the first
     /// offset that needs it published, and the largest timestamp seen before that offset.
     pub(super) pending: BTreeMap<i64, (i64, Option<i64>)>,
+    /// Per open window: the last offset counted in it.
+    pub(super) open_last: BTreeMap<i64, i64>,
+    /// Per closed window: the last offset counted in it (restored on a restart).
+    pub(super) last_counted: BTreeMap<i64, i64>,
+    /// Windows before this were closed by an earlier run (`i64::MIN`: none known): an event
+    /// read again counts in one only if that run counted it.
+    pub(super) closed_before: i64,
 }
 
 pub(super) struct KafkaReader {
     pub(super) config: KafkaSourceConfig,
     pub(super) consumer: BaseConsumer<SourceContext>,
+    /// Writes the checkpoints.
+    pub(super) checkpoints: BaseProducer,
     pub(super) ends: Arc<EndProbe>,
     pub(super) partitions: Vec<Partition>,
     pub(super) taps_cap: Capability<i64>,
@@ -51,6 +62,8 @@ pub(super) struct KafkaReader {
     pub(super) committed_frontier: i64,
     pub(super) last_commit: Instant,
     pub(super) last_lag_check: Instant,
+    /// When committing before closing windows last failed.
+    pub(super) last_close_failure: Option<Instant>,
 }
 
 impl KafkaReader {
@@ -83,8 +96,11 @@ impl KafkaReader {
         for &p in &mine {
             wanted.add_partition(&config.topic, p);
         }
+        // Checkpoints first: the group's committed offsets are the fallback (a group
+        // committed by a version before checkpoints).
+        let checkpointed = mine.iter().all(|p| config.checkpoints.contains_key(p));
         let committed = match config.start {
-            StartFrom::Committed if !mine.is_empty() => Some(
+            StartFrom::Committed if !mine.is_empty() && !checkpointed => Some(
                 consumer
                     .committed_offsets(wanted, Duration::from_secs(30))
                     .map_err(|e| {
@@ -99,25 +115,32 @@ impl KafkaReader {
         let mut assignment = TopicPartitionList::new();
         let mut partitions = Vec::new();
         for &p in &mine {
-            let resumed = committed.as_ref().and_then(|c| {
-                let elem = c.find_partition(&config.topic, p)?;
+            let checkpoint = config
+                .checkpoints
+                .get(&p)
+                .filter(|_| config.start == StartFrom::Committed)
+                .map(|(o, text)| (*o, Checkpoint::decode(text, *o, config.window)));
+            let resumed = checkpoint.or_else(|| {
+                let elem = committed.as_ref()?.find_partition(&config.topic, p)?;
                 match elem.offset() {
-                    Offset::Offset(o) => Some((o, elem.metadata().parse::<i64>().ok())),
+                    Offset::Offset(o) => {
+                        Some((o, Checkpoint::decode(elem.metadata(), o, config.window)))
+                    }
                     _ => None,
                 }
             });
-            let (offset, max_seen, resume_offset) = match (config.start, resumed) {
-                (_, Some((o, max_seen))) => {
-                    (Offset::Offset((o - config.rewind).max(0)), max_seen, o)
+            let (offset, checkpoint, resume_offset) = match (config.start, resumed) {
+                (_, Some((o, checkpoint))) => {
+                    (Offset::Offset((o - config.rewind).max(0)), checkpoint, o)
                 }
                 (StartFrom::Latest, None) => {
                     // From the end as it is now, at a known offset (idleness compares offsets).
                     let (_, end) = consumer
                         .fetch_watermarks(&config.topic, p, Duration::from_secs(30))
                         .map_err(|e| Failure::kafka(format!("read the end of partition {p}"), e))?;
-                    (Offset::Offset(end), None, 0)
+                    (Offset::Offset(end), Checkpoint::default(), 0)
                 }
-                _ => (Offset::Beginning, None, 0),
+                _ => (Offset::Beginning, Checkpoint::default(), 0),
             };
             assignment
                 .add_partition_offset(&config.topic, p, offset)
@@ -125,7 +148,7 @@ impl KafkaReader {
             partitions.push(Partition {
                 id: p,
                 resume_offset,
-                watermark: Watermark::restored(config.windows.lateness_ms(), max_seen),
+                watermark: Watermark::restored(config.windows.lateness_ms(), checkpoint.max_seen),
                 next_offset: match offset {
                     Offset::Offset(o) => o,
                     _ => 0,
@@ -133,6 +156,12 @@ impl KafkaReader {
                 last_message: Instant::now(),
                 at_end: None,
                 pending: BTreeMap::new(),
+                open_last: BTreeMap::new(),
+                // A published window was closed, whatever the checkpoint says.
+                closed_before: checkpoint
+                    .closed_before
+                    .map_or(i64::MIN, |c| c.max(config.published_before)),
+                last_counted: checkpoint.last_counted,
             });
         }
         consumer.assign(&assignment).map_err(|e| {
@@ -151,9 +180,18 @@ impl KafkaReader {
         }
         let ends = EndProbe::start(&config, &mine)?;
         metrics.partitions_reading.add(mine.len() as i64);
+        // One round of checkpoints in flight at a time (each is waited for), so they land in
+        // order without an idempotent producer, whose state a restarted broker may refuse.
+        let checkpoints: BaseProducer = service::kafka::client_config(&config.brokers)
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("max.in.flight.requests.per.connection", "1")
+            .create()
+            .map_err(|e| Failure::kafka("create the checkpoint producer", e))?;
         Ok(KafkaReader {
             config,
             consumer,
+            checkpoints,
             ends,
             partitions,
             taps_cap,
@@ -164,6 +202,7 @@ impl KafkaReader {
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),
             last_lag_check: Instant::now(),
+            last_close_failure: None,
         })
     }
 
@@ -286,6 +325,14 @@ impl KafkaReader {
         let on_time = partition.watermark.observe(timestamp, window);
         let reason = if !on_time {
             Some("the partition's watermark had passed the window's end")
+        } else if start < partition.closed_before
+            && partition
+                .last_counted
+                .get(&start)
+                .is_none_or(|&last| offset > last)
+        {
+            // An earlier run closed the window before reading this event.
+            Some("the window had already closed")
         } else if start < self.config.published_before {
             // Counted and published by an earlier run: reading it again changes nothing.
             return;
@@ -317,6 +364,7 @@ impl KafkaReader {
                     .pending
                     .entry(start)
                     .or_insert((offset, max_before));
+                partition.open_last.insert(start, offset);
                 match self.by_window.iter_mut().rev().find(|(s, _)| *s == start) {
                     Some((_, batch)) => batch.push(Tap { user, emoji }),
                     None => self.by_window.push((start, vec![Tap { user, emoji }])),

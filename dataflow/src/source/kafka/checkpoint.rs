@@ -1,0 +1,240 @@
+//! What a partition's committed offset carries as metadata, so that a restart decides every
+//! event it reads again exactly as the run before it did.
+//!
+//! An event is on time, late or already counted depending on more than its offset: on its
+//! partition's watermark (rebuilt from the largest timestamp before the committed offset),
+//! and on when its worker closed each window, which depends on the other partitions, on
+//! idleness and on the wall clock. So before a worker closes windows it commits, for each of
+//! its partitions, the windows closed so far (`closed_before`) and, per closed window that
+//! still has events at or after the committed offset, the last offset of the partition
+//! counted in it. A restart then counts an event of a closed window only if the earlier run
+//! had (its offset is at most that last one), and reports it late otherwise: nothing is
+//! counted twice and nothing is lost, whatever the moment of the kill.
+//!
+//! Checkpoints go to a topic of their own, partition `p` for partition `p` of the events
+//! topic, one record (`OFFSET;TEXT`) per commit, each waited for: the newest record of a
+//! partition is its state. The consumer group's offsets are committed as well, for the
+//! tools that watch a group's lag.
+//!
+//! The text is `2;MAX_SEEN;CLOSED_BEFORE;W:L,W:L,...` with `W` a closed window as the number
+//! of windows before `CLOSED_BEFORE` and `L` its last counted offset minus the committed
+//! offset. A bare number (the format before) is the largest timestamp alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use model::WindowSize;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::context::Quiet;
+use crate::failure::Failure;
+
+/// Per partition of the events topic: the offset to resume from and its checkpoint text.
+pub type Checkpoints = HashMap<i32, (i64, String)>;
+
+/// The newest checkpoint of every partition in `topic`, read to its end.
+pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failure> {
+    let kafka = |action: &str| {
+        let action = format!("{action} the checkpoints in {topic}");
+        move |e| Failure::kafka(action, e)
+    };
+    let consumer: BaseConsumer<Quiet> = service::kafka::client_config(brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create_with_context(Quiet)
+        .map_err(kafka("create a consumer for"))?;
+    let partitions = service::kafka::partitions_of(&consumer, topic).map_err(kafka("find"))?;
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(kafka("assign"))?;
+    }
+    consumer.assign(&assignment).map_err(kafka("assign"))?;
+    let mut newest = Checkpoints::new();
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions.len() {
+        if Instant::now() > deadline {
+            return Err(Failure::kafka(
+                format!("read to the end of {topic} within 30 s"),
+                KafkaError::NoMessageReceived,
+            ));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let text = std::str::from_utf8(message.payload().unwrap_or_default()).ok();
+                let parsed = text.and_then(|t| {
+                    let (offset, state) = t.split_once(';')?;
+                    Some((offset.parse::<i64>().ok()?, state.to_owned()))
+                });
+                match parsed {
+                    Some(checkpoint) => {
+                        newest.insert(message.partition(), checkpoint);
+                    }
+                    None => tracing::warn!(
+                        %topic,
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        "Not a checkpoint; skipped."
+                    ),
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(error)) => tracing::warn!(%error, %topic, "Reading the checkpoints."),
+            None => {}
+        }
+    }
+    Ok(newest)
+}
+
+/// Kafka brokers keep at most 4,096 bytes of commit metadata by default.
+const MAX_LEN: usize = 4_000;
+
+/// The state committed with a partition's offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// The largest event time before the committed offset.
+    pub max_seen: Option<i64>,
+    /// Windows starting before this were closed by the worker (`None`: not known).
+    pub closed_before: Option<i64>,
+    /// Per closed window: the last offset of the partition counted in it.
+    pub last_counted: BTreeMap<i64, i64>,
+}
+
+impl Checkpoint {
+    /// The metadata text for a commit at `offset`, for windows of `size`. Windows whose last
+    /// counted offset is before `offset` are left out (those events are not read again);
+    /// past the brokers' limit, the oldest windows are left out too (a warning says so).
+    pub fn encode(&self, offset: i64, size: WindowSize) -> String {
+        let mut text = format!(
+            "2;{};{}",
+            self.max_seen.map_or(String::new(), |m| m.to_string()),
+            self.closed_before.map_or(String::new(), |c| c.to_string())
+        );
+        let Some(closed_before) = self.closed_before else {
+            return text;
+        };
+        text.push(';');
+        let mut first = true;
+        for (&window, &last) in self.last_counted.iter().rev() {
+            if last < offset || window >= closed_before {
+                continue;
+            }
+            let entry = format!(
+                "{}:{}",
+                (closed_before - window) / size.millis(),
+                last - offset
+            );
+            if text.len() + entry.len() + 1 > MAX_LEN {
+                tracing::warn!(
+                    window_start = %model::format_rfc3339_millis(window),
+                    "Too many closed windows with events after the committed offset to commit them all: a restart reports the events of the oldest ones late."
+                );
+                break;
+            }
+            if !first {
+                text.push(',');
+            }
+            first = false;
+            text.push_str(&entry);
+        }
+        text
+    }
+
+    /// The state committed with `offset`, from its metadata `text` (empty when unreadable).
+    pub fn decode(text: &str, offset: i64, size: WindowSize) -> Checkpoint {
+        let number = |s: &str| s.parse::<i64>().ok();
+        let Some(rest) = text.strip_prefix("2;") else {
+            return Checkpoint {
+                max_seen: number(text),
+                ..Checkpoint::default()
+            };
+        };
+        let mut fields = rest.splitn(3, ';');
+        let max_seen = fields.next().and_then(number);
+        let closed_before = fields.next().and_then(number);
+        let mut last_counted = BTreeMap::new();
+        if let (Some(closed_before), Some(entries)) = (closed_before, fields.next()) {
+            for entry in entries.split(',').filter(|e| !e.is_empty()) {
+                let parsed = entry
+                    .split_once(':')
+                    .and_then(|(w, l)| Some((number(w)?, number(l)?)));
+                if let Some((windows_before, last)) = parsed {
+                    last_counted.insert(
+                        closed_before - windows_before * size.millis(),
+                        offset + last,
+                    );
+                }
+            }
+        }
+        Checkpoint {
+            max_seen,
+            closed_before,
+            last_counted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_reads_back_what_was_written() {
+        let size = WindowSize::default();
+        let checkpoint = Checkpoint {
+            max_seen: Some(1_700_000_003_000),
+            closed_before: Some(1_700_000_002_000),
+            last_counted: BTreeMap::from([
+                (1_699_999_998_000, 90), // before the offset: not read again, left out
+                (1_700_000_000_000, 130),
+            ]),
+        };
+        let text = checkpoint.encode(100, size);
+        assert_eq!(text, "2;1700000003000;1700000002000;1:30");
+        let read = Checkpoint::decode(&text, 100, size);
+        assert_eq!(read.max_seen, checkpoint.max_seen);
+        assert_eq!(read.closed_before, checkpoint.closed_before);
+        assert_eq!(
+            read.last_counted,
+            BTreeMap::from([(1_700_000_000_000, 130)])
+        );
+    }
+
+    #[test]
+    fn the_old_format_and_nothing_read_as_what_they_say() {
+        let size = WindowSize::default();
+        assert_eq!(
+            Checkpoint::decode("1700000003000", 5, size),
+            Checkpoint {
+                max_seen: Some(1_700_000_003_000),
+                ..Checkpoint::default()
+            }
+        );
+        assert_eq!(Checkpoint::decode("", 5, size), Checkpoint::default());
+        let empty = Checkpoint::default();
+        assert_eq!(Checkpoint::decode(&empty.encode(5, size), 5, size), empty);
+    }
+
+    #[test]
+    fn metadata_stays_under_the_brokers_limit_keeping_the_newest_windows() {
+        let size = WindowSize::default();
+        let checkpoint = Checkpoint {
+            max_seen: Some(0),
+            closed_before: Some(10_000_000),
+            last_counted: (0..5_000).map(|w| (w * 2_000, 1_000_000 + w)).collect(),
+        };
+        let text = checkpoint.encode(0, size);
+        assert!(text.len() <= MAX_LEN);
+        let read = Checkpoint::decode(&text, 0, size);
+        assert_eq!(read.last_counted.keys().next_back(), Some(&(4_999 * 2_000)));
+        assert!(read.last_counted.len() > 100);
+    }
+}

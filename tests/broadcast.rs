@@ -188,8 +188,13 @@ async fn clients_get_a_snapshot_then_every_window_in_order_with_identical_conten
         let mut client = connect(&url).await;
         let hello = next_json(&mut client).await;
         assert_eq!(
-            (hello["type"].as_str(), hello["cluster"].as_u64()),
-            (Some("hello"), Some(1))
+            (
+                hello["type"].as_str(),
+                hello["cluster"].as_u64(),
+                hello["snapshot"].as_u64()
+            ),
+            (Some("hello"), Some(1), Some(1)),
+            "hello names the snapshot's windows"
         );
         let snapshot = next_json(&mut client).await;
         assert_eq!(
@@ -219,6 +224,18 @@ async fn clients_get_a_snapshot_then_every_window_in_order_with_identical_conten
         "every client got the same content"
     );
     assert!(cluster.http("/metrics").contains("broadcast_connections 3"));
+    // 3 snapshots of 1 window and 15 live frames were sent; the fan-out and delivery
+    // histograms time the live ones only (a snapshot's age is the ring's, not the fan-out's).
+    common::wait_for(WAIT, "every frame counted", || {
+        cluster
+            .http("/metrics")
+            .contains("broadcast_frames_sent_total 18")
+    });
+    let metrics = cluster.http("/metrics");
+    assert!(
+        metrics.contains("broadcast_fan_out_seconds_count 15"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,15 +260,28 @@ async fn resume_after_a_disconnect_delivers_the_missed_windows() {
         latest = next_json(&mut probe).await;
     }
     let mut back = connect(&url).await;
-    assert_eq!(next_json(&mut back).await["type"], "hello");
+    let hello = next_json(&mut back).await;
     assert_eq!(
-        next_json(&mut back).await["seq"],
-        4,
-        "the snapshot is the newest window"
+        (hello["type"].as_str(), hello["snapshot"].as_u64()),
+        (Some("hello"), Some(4))
+    );
+    let mut snapshot = Vec::new();
+    for _ in 0..4 {
+        snapshot.push(next_json(&mut back).await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(
+        snapshot,
+        [1, 2, 3, 4],
+        "the snapshot is every window in the ring"
     );
     back.send(Message::text(r#"{"type":"resume","last_seq":1}"#))
         .await
         .unwrap();
+    let announced = next_json(&mut back).await;
+    assert_eq!(
+        (announced["type"].as_str(), announced["windows"].as_u64()),
+        (Some("resumed"), Some(3))
+    );
     let resumed: Vec<i64> = [
         next_json(&mut back).await,
         next_json(&mut back).await,
@@ -530,18 +560,25 @@ async fn a_restarted_broadcaster_lets_its_clients_resume_what_they_missed() {
             Err(error) => panic!("no broadcaster to reconnect to: {error}"),
         }
     };
-    assert_eq!(next_json(&mut back).await["type"], "hello");
+    // It read its ring back before taking connections: the snapshot holds every window.
+    let hello = next_json(&mut back).await;
+    assert_eq!(hello["type"], "hello");
+    let mut snapshot = Vec::new();
+    for _ in 0..hello["snapshot"].as_u64().unwrap() {
+        snapshot.push(next_json(&mut back).await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(snapshot, [1, 2, 3, 4, 5, 6]);
     back.send(Message::text(format!(
         r#"{{"type":"resume","last_seq":{last_seq}}}"#
     )))
     .await
     .unwrap();
-    // The snapshot and the resumed windows, deduplicated by seq as clients do.
-    let mut seen = std::collections::BTreeSet::new();
-    while !(4..=6).all(|s| seen.contains(&s)) {
-        seen.insert(next_json(&mut back).await["seq"].as_i64().unwrap());
+    assert_eq!(next_json(&mut back).await["type"], "resumed");
+    let mut resumed = Vec::new();
+    for _ in 4..=6 {
+        resumed.push(next_json(&mut back).await["seq"].as_i64().unwrap());
     }
-    assert!(seen.iter().all(|&s| s >= 4), "{seen:?}");
+    assert_eq!(resumed, [4, 5, 6], "what it missed, after its last window");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,9 +63,17 @@ impl WindowFrame {
     }
 }
 
-/// The first frame a client gets.
-pub fn hello(cluster: u32, epoch: i64) -> Utf8Bytes {
-    serde_json::json!({"type": "hello", "cluster": cluster, "epoch": epoch})
+/// The first frame a client gets: `snapshot` window frames follow it at once, the latest
+/// message of each window still in the ring (history: a page shows them without a swarm).
+pub fn hello(cluster: u32, epoch: i64, snapshot: usize) -> Utf8Bytes {
+    serde_json::json!({"type": "hello", "cluster": cluster, "epoch": epoch, "snapshot": snapshot})
+        .to_string()
+        .into()
+}
+
+/// Precedes the `windows` frames a `resume` asked for (history, like the snapshot).
+pub fn resumed(windows: usize) -> Utf8Bytes {
+    serde_json::json!({"type": "resumed", "windows": windows})
         .to_string()
         .into()
 }

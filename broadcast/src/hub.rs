@@ -103,16 +103,8 @@ impl Hub {
         true
     }
 
-    /// The latest window, if any.
-    pub fn latest(&self) -> Option<Arc<WindowFrame>> {
-        self.recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .back()
-            .cloned()
-    }
-
-    /// The windows after `last_seq` still in the ring.
+    /// The windows after `last_seq` still in the ring, the latest message of each, in `seq`
+    /// order (`i64::MIN`: the whole ring, the snapshot a new connection gets).
     pub fn since(&self, last_seq: i64) -> Vec<Arc<WindowFrame>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent
@@ -153,7 +145,7 @@ mod tests {
             assert!(hub.publish(frame(seq)));
         }
         assert!(!hub.publish(frame(99)), "a republished window is dropped");
-        assert_eq!(hub.latest().unwrap().seq, 99);
+        assert_eq!(hub.since(i64::MIN).last().unwrap().seq, 99);
         let since: Vec<i64> = hub.since(95).iter().map(|f| f.seq).collect();
         assert_eq!(since, [96, 97, 98, 99]);
         assert_eq!(
@@ -183,7 +175,7 @@ mod tests {
         assert!(!hub.publish(revision(5, 1)), "an older revision is dropped");
         let held: Vec<(i64, u64)> = hub.since(0).iter().map(|f| (f.seq, f.revision)).collect();
         assert_eq!(held, [(5, 2), (6, 1)]);
-        assert_eq!(hub.latest().unwrap().seq, 6);
+        assert_eq!(hub.since(i64::MIN).last().unwrap().seq, 6);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::frame::{WindowFrame, hello};
+use crate::frame::{WindowFrame, hello, resumed};
 use crate::hub::Hub;
 use crate::metrics::{BroadcastMetrics, Disconnect};
 
@@ -64,9 +64,11 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut ping = tokio::time::interval(ctx.ping_interval);
     ping.tick().await;
     let end = 'session: {
+        // The snapshot: the latest message of each window still in the ring.
+        let snapshot = ctx.hub.since(i64::MIN);
         if write(
             &mut sink,
-            Message::Text(hello(ctx.cluster, ctx.epoch)),
+            Message::Text(hello(ctx.cluster, ctx.epoch, snapshot.len())),
             &ctx,
         )
         .await
@@ -74,11 +76,11 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         {
             break 'session End::Quietly(Disconnect::ClientGone);
         }
-        if let Some(latest) = ctx.hub.latest() {
-            if let Err(end) = send_window(&mut sink, &latest, &ctx).await {
+        for frame in &snapshot {
+            if let Err(end) = send_window(&mut sink, frame, Sending::History, &ctx).await {
                 break 'session end;
             }
-            sent.record(&latest);
+            sent.record(frame);
         }
         for summary in ctx.hub.summaries() {
             if write(&mut sink, Message::Text(summary.text.clone()), &ctx)
@@ -103,7 +105,7 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 received = windows.recv() => match received {
                     Ok(frame) if !sent.is_new(&frame) => {}
                     Ok(frame) => {
-                        if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
+                        if let Err(end) = send_window(&mut sink, &frame, Sending::Live, &ctx).await {
                             break 'session end;
                         }
                         sent.record(&frame);
@@ -119,11 +121,15 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(Ok(Message::Text(text))) => match ClientMessage::parse(&text) {
                         Ok(ClientMessage::Resume { last_seq }) => {
                             // What the client asks for, whatever it was sent before.
-                            for frame in ctx.hub.since(last_seq) {
-                                if let Err(end) = send_window(&mut sink, &frame, &ctx).await {
+                            let frames = ctx.hub.since(last_seq);
+                            if write(&mut sink, Message::Text(resumed(frames.len())), &ctx).await.is_err() {
+                                break 'session End::Close(Disconnect::NotReading, 4002, "not reading".into());
+                            }
+                            for frame in &frames {
+                                if let Err(end) = send_window(&mut sink, frame, Sending::History, &ctx).await {
                                     break 'session end;
                                 }
-                                sent.record(&frame);
+                                sent.record(frame);
                             }
                         }
                         Err(_) => break 'session End::Close(
@@ -167,15 +173,27 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
+/// Why a window frame is sent: as it comes, or from the ring (the snapshot, a resume), which
+/// the fan-out and delivery histograms leave out (its delay is the ring's age, not ours).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    Live,
+    History,
+}
+
 async fn send_window<S: AsyncRead + AsyncWrite + Unpin>(
     sink: &mut Sink<S>,
     frame: &WindowFrame,
+    sending: Sending,
     ctx: &SessionContext,
 ) -> Result<(), End> {
     write(sink, Message::Text(frame.text.clone()), ctx)
         .await
         .map_err(|()| End::Close(Disconnect::NotReading, 4002, "not reading".into()))?;
     ctx.metrics.frames_sent.add(1);
+    if sending == Sending::History {
+        return Ok(());
+    }
     ctx.metrics
         .fan_out_seconds
         .observe(frame.arrived.elapsed().as_secs_f64());

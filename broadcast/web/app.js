@@ -25,6 +25,9 @@ let lastSeq = null;
 let lastFinal = null;
 let attempt = 0;
 let epoch = null; // eslint-disable-line no-unused-vars
+// Window frames still to come from the ring (the snapshot on connect, a resume): history,
+// shown on the chart and the timeline without a swarm.
+let fromRing = 0;
 
 function setState(name) {
   state.dataset.state = name;
@@ -83,7 +86,7 @@ function drawTimeline() {
   });
 }
 
-function showWindow(report) {
+function showWindow(report, live) {
   // Each window's messages carry a revision (open updates, then the final): keep the highest,
   // and take a window's final even after a newer window's update.
   const revision = report.revision ?? 0;
@@ -107,6 +110,8 @@ function showWindow(report) {
     document.body.dataset.seq = String(report.seq);
   }
   drawTimeline();
+  document.body.dataset.windows = String(history.length);
+  if (!live) return;
   // The swarm: as many of each emoji as its scaled count says, spread over the window; for a
   // later revision of a window, only what it added.
   let budget = MAX_FLOATS_PER_WINDOW;
@@ -116,7 +121,6 @@ function showWindow(report) {
       setTimeout(() => float(e.emoji, "window"), Math.random() * 1800);
     }
   }
-  document.body.dataset.windows = String(history.length);
 }
 
 function showSummary(report) {
@@ -183,8 +187,12 @@ async function connect() {
       // A new epoch is a restarted broadcaster; resuming by seq still works with it.
       epoch = message.epoch;
       meta.dataset.cluster = message.cluster;
+      fromRing = message.snapshot ?? 0;
+    } else if (message.type === "resumed") {
+      fromRing += message.windows;
     } else if (message.type === "window") {
-      showWindow(message);
+      showWindow(message, fromRing === 0);
+      fromRing = Math.max(0, fromRing - 1);
     } else if (message.type === "summary") {
       showSummary(message);
     }

@@ -731,7 +731,8 @@ pub struct BroadcastFlags {
     /// How much of the past a resuming client can get back.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
     pub ring: Duration,
-    /// Windows a client may fall behind before it is disconnected (close code 4001).
+    /// Messages a client may fall behind before it catches up from the ring (the newest
+    /// message of each window, superseded revisions skipped).
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
     pub max_lag: NonZeroUsize,
     /// A write to a client taking longer than this disconnects it (close code 4002).

@@ -16,7 +16,7 @@ pub struct BroadcastConfig {
     pub listen: SocketAddr,
     /// How much of the past a resuming client can get back.
     pub ring: Duration,
-    /// Windows a client may fall behind before it is disconnected.
+    /// Messages a client may fall behind before it catches up from the ring.
     pub max_lag: usize,
     /// A write that takes longer than this disconnects the client.
     pub write_timeout: Duration,

@@ -21,8 +21,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub keeping `ring_millis` of windows; a connection that falls `max_lag` windows
-    /// behind misses windows (and is disconnected for it).
+    /// A hub keeping `ring_millis` of windows; a connection that falls `max_lag` messages
+    /// behind misses some (and catches up from the ring).
     pub fn new(ring_millis: i64, max_lag: usize) -> Self {
         Hub {
             ring_millis,

@@ -8,8 +8,6 @@ use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 pub enum Disconnect {
     /// The client closed or vanished.
     ClientGone,
-    /// Fell too many windows behind (close code 4001).
-    TooSlow,
     /// A write took too long (close code 4002).
     NotReading,
     /// Sent something that is not a resume message (close code 1008 or 1003).
@@ -20,9 +18,8 @@ pub enum Disconnect {
     Shutdown,
 }
 
-const REASONS: [(Disconnect, &str); 6] = [
+const REASONS: [(Disconnect, &str); 5] = [
     (Disconnect::ClientGone, "client_gone"),
-    (Disconnect::TooSlow, "too_slow"),
     (Disconnect::NotReading, "not_reading"),
     (Disconnect::InvalidMessage, "invalid_message"),
     (Disconnect::TooBig, "too_big"),

@@ -1,9 +1,12 @@
-//! One WebSocket client: `hello`, the latest window and the held windows of the longer size
-//! (`summary` frames), then every window of either as it comes; a `resume` message brings
-//! back the windows missed that are still in the ring.
+//! One WebSocket client: `hello`, the snapshot (the latest message of each window in the
+//! ring) and the held windows of the longer size (`summary` frames), then every window
+//! message of either as it comes; a `resume` message brings back the windows missed that are
+//! still in the ring. A client that falls `max_lag` messages behind (its network, or a burst
+//! of ours) is not dropped: it catches up from the ring, which holds the newest message of
+//! each window, so it skips superseded revisions and never gets an older one after a newer.
 //!
-//! Close codes: 4001 the client fell `max_lag` windows behind; 4002 a write took longer
-//! than the write timeout (the client stopped reading); 1008 a message that is not
+//! Close codes: 4002 a write took longer than the write timeout (the client stopped
+//! reading); 1008 a message that is not
 //! `{"type":"resume","last_seq":K}`; 1003 a binary message; 1009 a message over the size
 //! limit; 1001 the broadcaster is shutting down.
 
@@ -111,8 +114,17 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                         sent.record(&frame);
                     }
                     Err(RecvError::Lagged(missed)) => {
+                        // Catch up from the ring: the newest message of each window not sent.
                         ctx.metrics.frames_skipped.add(missed);
-                        break 'session End::Close(Disconnect::TooSlow, 4001, format!("too slow: fell {missed} windows behind"));
+                        for frame in ctx.hub.since(i64::MIN) {
+                            if !sent.is_new(&frame) {
+                                continue;
+                            }
+                            if let Err(end) = send_window(&mut sink, &frame, Sending::Live, &ctx).await {
+                                break 'session end;
+                            }
+                            sent.record(&frame);
+                        }
                     }
                     Err(RecvError::Closed) => break 'session End::Close(Disconnect::Shutdown, 1001, "broadcaster stopping".into()),
                 },

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end latency: `emostream up` (ingest, dataflow, one broadcaster) with the simulator
-# offering realistic traffic over HTTP and 10 viewers measuring, per window, the delay from
-# the window's end to its arrival. Several offered loads, and the original system's
+# End-to-end latency: `emostream up` (ingest, dataflow publishing open windows every 250 ms,
+# one broadcaster) with the simulator offering realistic traffic over HTTP and 10 viewers
+# measuring, per window, the delay from the window's end to its final's arrival, and per
+# accepted tap the delay from its 2xx answer to the first frame counting it at each viewer
+# (tap to swarm). Several offered loads, and the original system's
 # load-test contract (single events from 100 clients at 1000 events/s each). Writes
 # benches/reports/<date>-e2e/. Run through scripts/with-broker.sh (make bench-e2e does).
 #
@@ -23,6 +25,7 @@ scenario() {
   local name=$1; shift
   local prefix=e2e-$$-$name
   local up=(up --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --broadcast-listen 127.0.0.1:0 --clusters 1
+    --updates 250ms
     --events-topic "$prefix-events" --windows-topic "$prefix-windows" --late-topic "$prefix-late"
     --cluster-prefix "$prefix-cluster" --registry-topic "$prefix-registry" --group "$prefix")
   local ready=$report/raw/up-$name.ready.json

@@ -5,6 +5,8 @@
 # benches/reports/<date>-live/ with the commands, machine, raw results and summary.md.
 #
 # Run through scripts/with-broker.sh (make bench-live does) or with EMOSTREAM_BROKERS set.
+# Environment: EVENTS (1000000), DURATION (10s), REPORT_NAME (live), LINGER (the ingest's
+# --linger; its default when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -23,13 +25,14 @@ machine_info > "$report/machine.txt"
 topic=bench-ingest-$$
 # Throughput of the API and the producer: the prepared bodies repeat their users far more
 # often than an audience would, so the per-user rate limit is off here.
-"$bin" ingest --listen 127.0.0.1:0 --user-rate-limit 0 --events-topic "$topic" \
+"$bin" ingest --listen 127.0.0.1:0 --user-rate-limit 0 --events-topic "$topic" ${LINGER:+--linger "$LINGER"} \
   --ready-file "$report/raw/ingest.ready.json" > "$report/raw/ingest.out" 2> "$report/raw/ingest.log" &
 ingest=$!
 trap 'kill $ingest 2>/dev/null || true' EXIT
 target=$(ready_addr "$report/raw/ingest.ready.json" ingest)
 
 : > "$report/commands.txt"
+echo "$bin ingest --listen 127.0.0.1:0 --user-rate-limit 0 --events-topic $topic ${LINGER:+--linger $LINGER}" >> "$report/commands.txt"
 # Server-stamped bodies made before the clock starts, so the simulator spends its time sending.
 load() {
   local name=$1; shift

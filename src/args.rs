@@ -529,9 +529,9 @@ pub struct DataflowFlags {
     #[arg(long, default_value = "10000", env = "EMOSTREAM_RESTART_REWIND")]
     pub restart_rewind: u32,
     /// How often the live size's open windows that changed are published to the cluster
-    /// topics with the exact totals read so far ("state": "open"), like 250ms; 0 publishes
-    /// finals only. Needs the timely engine.
-    #[arg(long, default_value = "0", value_parser = parse_duration, env = "EMOSTREAM_UPDATES")]
+    /// topics with the exact totals read so far ("state": "open"); 0 publishes finals only.
+    /// The timely engine makes them (the differential one publishes finals).
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EMOSTREAM_UPDATES")]
     pub updates: Duration,
     /// HTTP address of the dataflow's /health and /metrics.
     #[arg(
@@ -710,6 +710,10 @@ pub struct SimulateArgs {
     /// once the traffic stops, and are left out of the figures.
     #[command(flatten)]
     pub lateness: LatenessArg,
+    /// The dataflow's window size, like 2s (of a list like 2s,60s, the first: the live one
+    /// the viewers get). With --watch, each tap is matched to the window of its timestamp.
+    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
+    pub window: Vec<Duration>,
     /// After the traffic, how long to wait at most for the windows that cover it.
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,
@@ -722,6 +726,21 @@ pub struct SimulateArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// The dataflow's live window size, validated like the dataflow's own `--window`.
+    pub fn live_window(&self) -> Result<model::WindowSize> {
+        let spec =
+            WindowSpec::from_durations(&self.window, self.lateness.lateness).map_err(|e| {
+                let flag = match e {
+                    WindowSpecError::Lateness(_) => "--lateness",
+                    _ => "--window",
+                };
+                anyhow::Error::new(e).context(flag)
+            })?;
+        Ok(spec.live())
+    }
 }
 
 /// The broadcaster's flags.

@@ -1,5 +1,6 @@
 //! `emostream simulate`: realistic traffic offered open loop to the ingest API (or straight
-//! into Kafka), with viewers registered at a broadcaster measuring when the windows arrive.
+//! into Kafka), with viewers registered at a broadcaster measuring when the windows arrive
+//! and when each accepted tap first shows in a viewer's counts (tap-to-swarm latency).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use loadgen::generator::Profile;
 use loadgen::register::register;
-use loadgen::simulate::{SimulateConfig, SimulateReport, Tally, Target, run_simulation_counted};
+use loadgen::simulate::{
+    SimulateConfig, SimulateReport, Tally, TapToSwarm, Target, run_simulation_counted,
+};
 use loadgen::viewers::{ViewerReport, Viewers};
 use serde::Serialize;
 
@@ -40,6 +43,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             ack: args.ack,
         },
     };
+    let window = args.live_window()?;
+    // Only timestamped taps over HTTP have a known window and a known acceptance.
+    let follow_taps =
+        args.watch.is_some() && matches!(target, Target::Http { .. }) && args.body_pool == 0;
     let config = SimulateConfig {
         target,
         users: args.users.get(),
@@ -71,8 +78,13 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
     }
     let summary = runtime.block_on(async {
         let from_ms = model::now_ms();
-        let viewers = (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms));
-        let tally = Arc::new(Tally::default());
+        let tap_to_swarm = follow_taps.then(|| Arc::new(TapToSwarm::new(window, ws_urls.len())));
+        let viewers =
+            (!ws_urls.is_empty()).then(|| Viewers::start(ws_urls, from_ms, tap_to_swarm.clone()));
+        let tally = Arc::new(match tap_to_swarm {
+            Some(t) => Tally::with_tap_to_swarm(t),
+            None => Tally::default(),
+        });
         let progress = std::io::stderr()
             .is_terminal()
             .then(|| tokio::spawn(show_progress(Arc::clone(&tally))));
@@ -120,6 +132,16 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
             "viewers: {} of {} connected, {} windows, {} arrivals; window end to arrival p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
             v.connected, v.viewers, v.windows, v.deliveries, v.p50_ms, v.p95_ms, v.p99_ms, v.max_ms
         );
+        match &v.tap_to_swarm {
+            Some(s) => eprintln!(
+                "tap to swarm (every tap at every viewer, from its 2xx answer to the first frame counting it): \
+                 {} taps, {} (tap, viewer) pairs measured; p50 {} ms, p99 {} ms, max {} ms",
+                s.taps, s.measured, s.p50_ms, s.p99_ms, s.max_ms
+            ),
+            None => eprintln!(
+                "tap to swarm: not measured (it needs timestamped taps over HTTP: no --brokers, no --body-pool)"
+            ),
+        }
     }
     if let Some(path) = &args.summary_json {
         std::fs::write(path, serde_json::to_string(&summary)? + "\n")

@@ -339,43 +339,6 @@ async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receivi
     drop(slow);
 }
 
-/// A burst of large windows, produced at once, overruns a connection's queue of 2: the client
-/// is not dropped but catches up from the ring, getting the newest message of every window,
-/// in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_overrun_by_a_burst_catches_up_from_the_ring() {
-    let cluster = Cluster::start("burst", &[], &["--max-lag", "2"]);
-    let url = cluster.client_url("viewer");
-    let mut client = connect(&url).await;
-    assert_eq!(next_json(&mut client).await["type"], "hello");
-    let topic = cluster.topic.clone();
-    tokio::task::spawn_blocking(move || {
-        let producer = producer();
-        for seq in 1..=100 {
-            let payload = serde_json::to_vec(&window(seq, 400)).unwrap();
-            producer
-                .send(BaseRecord::to(&topic).key(&seq.to_string()).payload(&payload))
-                .unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
-    })
-    .await
-    .unwrap();
-    let mut seqs = Vec::new();
-    while seqs.last() != Some(&100) {
-        seqs.push(next_json(&mut client).await["seq"].as_i64().unwrap());
-    }
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "every window, in order");
-    let metrics = cluster.http("/metrics");
-    assert!(metrics.contains("broadcast_connections 1"), "{metrics}");
-    let skipped: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("broadcast_frames_skipped_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(skipped > 0.0, "the burst overran the queue: {metrics}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
     let cluster = Cluster::start("bad", &[window(1, 1)], &[]);

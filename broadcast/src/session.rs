@@ -264,7 +264,69 @@ impl Sent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::report::WindowMessage;
+    use model::{ReportConfig, WindowReport};
     use proptest::prelude::*;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A connection whose writes block (a 4 KiB pipe, a client not reading) while 30 windows
+    /// of about 20 KB come: its queue of 2 overflows, and once the client reads it gets the
+    /// newest message of every window from the ring, in order, and stays connected.
+    #[tokio::test]
+    async fn a_connection_overrun_by_a_burst_catches_up_from_the_ring() {
+        let hub = Arc::new(Hub::new(60_000, 2));
+        let metrics = Arc::new(BroadcastMetrics::default());
+        let (_trigger, shutdown) = Shutdown::new();
+        let ctx = SessionContext {
+            cluster: 1,
+            epoch: 0,
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+            hub: Arc::clone(&hub),
+            metrics: Arc::clone(&metrics),
+            shutdown,
+        };
+        let (server_io, client_io) = tokio::io::duplex(4096);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let session = tokio::spawn(run_session(server, ctx));
+        let mut next = async || loop {
+            match client.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    break serde_json::from_str::<serde_json::Value>(&text).unwrap();
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("the connection ended: {other:?}"),
+            }
+        };
+        assert_eq!(next().await["type"], "hello");
+        for seq in 1..=30 {
+            let emojis = (0..200).map(|i| model::report::EmojiTotals {
+                emoji: format!("emoji-{i:04}-{}", "x".repeat(60)),
+                count: 1,
+                unique_users: 1,
+            });
+            let report = WindowReport::build(
+                seq * 2000,
+                seq * 2000 + 2000,
+                200,
+                1,
+                emojis,
+                &ReportConfig::default(),
+            );
+            hub.publish(WindowFrame::new(
+                &WindowMessage::final_of(report, seq),
+                None,
+            ));
+        }
+        let mut seqs = Vec::new();
+        while seqs.last() != Some(&30) {
+            seqs.push(next().await["seq"].as_i64().unwrap());
+        }
+        assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every window, in order");
+        assert!(metrics.frames_skipped.get() > 0, "the queue overflowed");
+        assert!(!session.is_finished(), "still connected");
+    }
 
     proptest! {
         /// Whatever a client sends, reading it never panics (model::checks says what an

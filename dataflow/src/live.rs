@@ -97,7 +97,7 @@ impl LiveConfig {
             engine: Engine::Timely,
             metrics_listen: None,
             restart_rewind: 10_000,
-            updates: None,
+            updates: Some(Duration::from_millis(250)),
         }
     }
 

@@ -7,6 +7,11 @@
 //! has been idle for the dataflow's idle timeout (no later event moves the watermark past
 //! them), an effect of the simulation stopping that a live match does not have: the viewers
 //! wait for them, but leave them out of the figures.
+//!
+//! A window's delay is that of its closed frames (final or revised): with open updates
+//! (`--updates`), a window's open frames arrive before its end and say nothing of when it
+//! closes. The open frames count for tap-to-swarm latency ([`TapToSwarm`]), which the viewers
+//! measure when given one: every frame, open or closed, credits the taps it newly counts.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -19,6 +24,9 @@ use model::now_ms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::generator::EMOJIS;
+use crate::simulate::{TapToSwarm, TapToSwarmReport};
 
 /// What the viewers saw.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,6 +49,10 @@ pub struct ViewerReport {
     pub max_ms: f64,
     /// Every measured delay, ms, in arrival order.
     pub delays_ms: Vec<u64>,
+    /// From each tap's acceptance to the first frame counting it, over every (tap, viewer)
+    /// pair, for the taps of the windows measured (absent when not followed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tap_to_swarm: Option<TapToSwarmReport>,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +60,18 @@ struct Frame {
     #[serde(rename = "type")]
     kind: String,
     seq: Option<i64>,
+    window_start: Option<String>,
     window_end: Option<String>,
+    /// "open", "final" or "revised" (final when absent).
+    state: Option<String>,
+    #[serde(default)]
+    emojis: Vec<FrameEmoji>,
+}
+
+#[derive(Deserialize)]
+struct FrameEmoji {
+    emoji: String,
+    count: u64,
 }
 
 struct Shared {
@@ -59,6 +82,7 @@ struct Shared {
     /// (seq, window end, delay ms) of every arrival.
     seen: Mutex<Vec<(i64, i64, u64)>>,
     progress: Notify,
+    tap_to_swarm: Option<Arc<TapToSwarm>>,
 }
 
 /// Viewers watching; [`Viewers::finish`] collects what they saw.
@@ -68,8 +92,13 @@ pub struct Viewers {
 }
 
 impl Viewers {
-    /// Connects one viewer to each URL; windows ending after `from_ms` are measured.
-    pub fn start(ws_urls: Vec<String>, from_ms: i64) -> Self {
+    /// Connects one viewer to each URL; windows ending after `from_ms` are measured. Viewer
+    /// `i` (of `ws_urls[i]`) credits `tap_to_swarm`'s taps as viewer `i`.
+    pub fn start(
+        ws_urls: Vec<String>,
+        from_ms: i64,
+        tap_to_swarm: Option<Arc<TapToSwarm>>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             from_ms,
             until_ms: AtomicI64::new(i64::MAX),
@@ -77,19 +106,25 @@ impl Viewers {
             finished: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
             progress: Notify::new(),
+            tap_to_swarm,
         });
         let tasks = ws_urls
             .into_iter()
-            .map(|url| tokio::spawn(view(url, Arc::clone(&shared))))
+            .enumerate()
+            .map(|(i, url)| tokio::spawn(view(url, i, Arc::clone(&shared))))
             .collect();
         Viewers { shared, tasks }
     }
 
     /// Waits until every connected viewer has the window holding `until_ms` (one ending
-    /// after it), or `timeout` passes; stops the viewers and reports on the windows ending
-    /// at least `settle` before `until_ms`.
+    /// after it) closed, or `timeout` passes; stops the viewers and reports on the windows
+    /// ending at least `settle` before `until_ms`, and on their taps.
     pub async fn finish(self, until_ms: i64, settle: Duration, timeout: Duration) -> ViewerReport {
         let shared = &self.shared;
+        let last_end = until_ms - settle.as_millis() as i64;
+        if let Some(tap_to_swarm) = &shared.tap_to_swarm {
+            tap_to_swarm.measure_until(last_end);
+        }
         shared.until_ms.store(until_ms, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
         loop {
@@ -110,11 +145,11 @@ impl Viewers {
         }
         let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
         tracing::debug!(arrivals = ?*seen, until_ms, "Window arrivals: seq, end, delay ms.");
-        let last_end = until_ms - settle.as_millis() as i64;
         let measured = seen.iter().filter(|(_, end, _)| *end <= last_end);
         let mut report = ViewerReport {
             viewers: self.tasks.len(),
             connected: shared.connected.load(Ordering::Relaxed),
+            tap_to_swarm: shared.tap_to_swarm.as_ref().map(|t| t.report()),
             windows: measured
                 .clone()
                 .map(|(seq, _, _)| *seq)
@@ -138,14 +173,19 @@ impl Viewers {
     }
 }
 
-/// One viewer: connects and measures every window until it has one ending after `until_ms`.
-async fn view(url: String, shared: Arc<Shared>) {
+/// One viewer: connects and measures every window until it has one ending after `until_ms`
+/// closed.
+async fn view(url: String, index: usize, shared: Arc<Shared>) {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
         tracing::warn!(%url, "A viewer cannot connect.");
         return;
     };
     shared.connected.fetch_add(1, Ordering::Relaxed);
+    if let Some(tap_to_swarm) = &shared.tap_to_swarm {
+        tap_to_swarm.viewer_connected();
+    }
     while let Some(Ok(message)) = ws.next().await {
+        let at_ms = now_ms();
         let Message::Text(text) = message else {
             continue;
         };
@@ -161,7 +201,14 @@ async fn view(url: String, shared: Arc<Shared>) {
         if frame.kind != "window" || end_ms <= shared.from_ms {
             continue;
         }
-        let delay = (now_ms() - end_ms).max(0) as u64;
+        let closed = frame.state.as_deref() != Some("open");
+        if let Some(tap_to_swarm) = &shared.tap_to_swarm {
+            credit_taps(tap_to_swarm, index, &frame, closed, at_ms);
+        }
+        if !closed {
+            continue;
+        }
+        let delay = (at_ms - end_ms).max(0) as u64;
         shared
             .seen
             .lock()
@@ -174,4 +221,20 @@ async fn view(url: String, shared: Arc<Shared>) {
     }
     shared.finished.fetch_add(1, Ordering::Relaxed);
     shared.progress.notify_one();
+}
+
+/// Hands a frame's counts to `tap_to_swarm` as viewer `index`'s.
+fn credit_taps(tap_to_swarm: &TapToSwarm, index: usize, frame: &Frame, closed: bool, at_ms: i64) {
+    let Some(Ok(start_ms)) = frame
+        .window_start
+        .as_deref()
+        .map(model::timestamp::parse_timestamp)
+    else {
+        return;
+    };
+    let counts = frame.emojis.iter().filter_map(|e| {
+        let emoji = EMOJIS.iter().position(|known| *known == e.emoji)?;
+        Some((emoji, e.count))
+    });
+    tap_to_swarm.shown(index, start_ms, counts, closed, at_ms);
 }

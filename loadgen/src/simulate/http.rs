@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use model::now_ms;
 
 use super::tally::{SimulateReport, Tally};
+use super::tap_to_swarm::Tap;
 use super::{SimulateConfig, event_json, traffic};
 use crate::generator::GeneratedEvent;
 
@@ -39,8 +40,8 @@ pub(super) async fn offer_http(
     let start_ms = now_ms() + 100;
     let mut senders = tokio::task::JoinSet::new();
     let mut send_lag = Duration::ZERO;
-    for planned in planned_requests(config, start_ms) {
-        let events = planned.events;
+    for planned in planned_requests(config, start_ms, tally.follows_taps()) {
+        let (events, taps) = (planned.events, planned.taps);
         report.events_offered += events;
         report.last_event_ms = report.last_event_ms.max(planned.last_tap_ms);
         let due = start + planned.after;
@@ -69,7 +70,7 @@ pub(super) async fn offer_http(
         senders.spawn(async move {
             let _permit = permits.acquire().await;
             let status = send(&pool, &addr, &tally, request).await;
-            tally.answered(status, events, due);
+            tally.answered(status, events, &taps, due);
             tally.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -84,16 +85,20 @@ struct Planned {
     after: Duration,
     body: Bytes,
     events: u64,
+    /// Its events, when the tally follows taps (empty with a body pool: the server stamps
+    /// those).
+    taps: Vec<Tap>,
     /// Its latest tap time, UTC ms.
     last_tap_ms: i64,
 }
 
 /// The requests of the simulation in schedule order: the traffic's events, `batch` to a
 /// request, each request due when its last event arrives; or, with a body pool, the pool's
-/// bodies over and over at an even pace.
+/// bodies over and over at an even pace. With `follow_taps`, each says which taps it carries.
 fn planned_requests(
     config: &SimulateConfig,
     start_ms: i64,
+    follow_taps: bool,
 ) -> Box<dyn Iterator<Item = Planned> + Send> {
     let batch = config.batch.max(1);
     let encode = move |events: &[GeneratedEvent], stamped: bool| {
@@ -129,6 +134,7 @@ fn planned_requests(
             after: Duration::from_secs_f64(j as f64 * every),
             body: bodies[j % bodies.len()].clone(),
             events: batch as u64,
+            taps: Vec::new(),
             last_tap_ms: start_ms + (j as f64 * every * 1e3) as i64,
         }));
     }
@@ -142,6 +148,17 @@ fn planned_requests(
             after: Duration::from_millis((last.arrival_ms - start_ms).max(0) as u64),
             body: encode(&chunk, true),
             events: chunk.len() as u64,
+            taps: if follow_taps {
+                chunk
+                    .iter()
+                    .map(|e| Tap {
+                        timestamp_ms: e.timestamp_ms,
+                        emoji: e.emoji,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             last_tap_ms: chunk.iter().map(|e| e.timestamp_ms).max().unwrap_or(0),
         })
     }))

@@ -13,18 +13,21 @@
 //!
 //! # Layout
 //! - [`tally`]: the counters the senders share, and the report.
+//! - [`tap_to_swarm`]: accepted taps matched to the viewers' frames that first count them.
 //! - `http`: the HTTP driver (a pool of keep-alive connections).
 //! - `kafka`: the Kafka driver (records straight into the events topic).
 
 mod http;
 mod kafka;
 pub mod tally;
+pub mod tap_to_swarm;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 pub use tally::{Progress, SimulateReport, Tally};
+pub use tap_to_swarm::{Tap, TapToSwarm, TapToSwarmReport};
 
 use crate::generator::{EMOJIS, GeneratedEvent, Generator, Profile, Workload};
 

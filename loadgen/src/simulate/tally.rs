@@ -1,12 +1,15 @@
 //! The simulator's counters, shared by its senders and read while it runs, and its report.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use model::now_ms;
 use serde::Serialize;
+
+use super::tap_to_swarm::{Tap, TapToSwarm};
 
 /// What happened.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -57,6 +60,8 @@ pub struct Tally {
     pub(crate) in_flight: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) answers: Mutex<Answers>,
+    /// Where the accepted taps go, when viewers measure tap-to-swarm latency.
+    tap_to_swarm: Option<Arc<TapToSwarm>>,
 }
 
 #[derive(Default)]
@@ -93,11 +98,26 @@ impl Default for Tally {
                 latencies: Histogram::new(3).ok(),
                 ..Answers::default()
             }),
+            tap_to_swarm: None,
         }
     }
 }
 
 impl Tally {
+    /// Counters that also hand every accepted tap to `tap_to_swarm` (over HTTP, with
+    /// timestamped events: the Kafka driver and body pools make no taps).
+    pub fn with_tap_to_swarm(tap_to_swarm: Arc<TapToSwarm>) -> Self {
+        Tally {
+            tap_to_swarm: Some(tap_to_swarm),
+            ..Tally::default()
+        }
+    }
+
+    /// Whether the senders should say which taps each request carried.
+    pub(crate) fn follows_taps(&self) -> bool {
+        self.tap_to_swarm.is_some()
+    }
+
     /// The counters now.
     pub fn progress(&self) -> Progress {
         Progress {
@@ -109,10 +129,15 @@ impl Tally {
         }
     }
 
-    pub(crate) fn answered(&self, status: Option<u16>, events: u64, due: Instant) {
+    /// A request of `events` events due at `due` was answered with `status` (`None`: no
+    /// answer); `taps` are its events, if [`Tally::follows_taps`].
+    pub(crate) fn answered(&self, status: Option<u16>, events: u64, taps: &[Tap], due: Instant) {
         match status {
             Some(s) if (200..300).contains(&s) => {
                 self.accepted.fetch_add(events, Ordering::Relaxed);
+                if let Some(tap_to_swarm) = &self.tap_to_swarm {
+                    tap_to_swarm.accepted(taps, now_ms());
+                }
             }
             Some(_) => {
                 self.rejected.fetch_add(events, Ordering::Relaxed);

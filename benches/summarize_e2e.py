@@ -8,7 +8,7 @@ report = Path(sys.argv[1])
 raw = report / "raw"
 lines = ["# End-to-end latency", "", (report / "machine.txt").read_text().strip().replace("\n", "  \n"), ""]
 lines += [
-    "`emostream up` (ingest, dataflow, one broadcaster; lateness 1 s, linger 500 ms, windows of 2 s,",
+    "`emostream up` (ingest, dataflow, one broadcaster; lateness 1 s, linger 5 ms, windows of 2 s,",
     "open windows published every 250 ms), the broker and the simulator on the same 2 cores. HTTP",
     "latency is from each request's scheduled time to its answer; window delay is from each window's",
     "end to the arrival of its final at each of 10 viewers; tap to swarm is from each accepted tap's",
@@ -21,6 +21,8 @@ lines += [
 ]
 runs = {}
 for path in sorted(raw.glob("*.json")):
+    if path.name.endswith(".ready.json"):
+        continue
     r = json.loads(path.read_text())
     t, v = r["traffic"], r.get("viewers") or {}
     s = v.get("tap_to_swarm") or {}
@@ -33,14 +35,21 @@ for path in sorted(raw.glob("*.json")):
         # Absent: not measured (a run without timestamped HTTP taps, or an older simulator).
         + "".join(f"| {s[k]:.0f} " if k in s else "| - " for k in ["p50_ms", "p99_ms", "max_ms"]) + "|"
     )
-target = 1000 + 500 + 250
-lines += ["", f"Target (2-core machine): at 50,000 events/s over HTTP, window delay p99 at most lateness + linger + 250 ms = {target} ms."]
+final_target = 1000 + 250
+lines += ["", "Targets (2-core machine, everything on it): at 50,000 events/s, tap to swarm p99 at most 500 ms;",
+          f"final windows at most lateness + 250 ms = {final_target} ms after their end (window delay p99)."]
 for name in ["steady-50k-batch10", "steady-50k"]:
     if name in runs:
         v = runs[name].get("viewers") or {}
+        s = v.get("tap_to_swarm") or {}
         t = runs[name]["traffic"]
-        met = v.get("p99_ms", 1e9) <= target and t["accepted_rate"] >= 0.95 * t["offered_rate"]
-        lines.append(f"- {name}: p99 {v.get('p99_ms', 0):.0f} ms, {t['accepted_rate']:.0f} events/s accepted: {'met' if met else 'NOT met'}")
+        reached = t["accepted_rate"] >= 0.95 * t["offered_rate"]
+        tap = s.get("p99_ms", 1e9) <= 500 and reached
+        final = v.get("p99_ms", 1e9) <= final_target and reached
+        lines.append(
+            f"- {name}: {t['accepted_rate']:.0f} events/s accepted of {t['offered_rate']:.0f} offered; tap to swarm p99 "
+            f"{s.get('p99_ms', 0):.0f} ms ({'met' if tap else 'NOT met'}); window delay p99 {v.get('p99_ms', 0):.0f} ms "
+            f"({'met' if final else 'NOT met'})")
 lines += [
     "",
     "Windows ending within the lateness (1 s) of a run's last tap are left out: they close only after",

@@ -371,7 +371,7 @@ pub struct IngestFlags {
     #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_LISTEN")]
     pub listen: SocketAddr,
     /// How long the producer gathers a batch (latency against throughput).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
     pub linger: Duration,
     /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]

@@ -63,7 +63,7 @@ impl IngestConfig {
             topic: model::names::EVENTS_TOPIC.to_owned(),
             partitions: 4,
             replication: 1,
-            linger: Duration::from_millis(500),
+            linger: Duration::from_millis(5),
             queue_capacity: 500_000,
             max_body: 1 << 20,
             max_batch: 10_000,

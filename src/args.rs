@@ -533,6 +533,9 @@ pub struct DataflowFlags {
     /// The timely engine makes them (the differential one publishes finals).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EMOSTREAM_UPDATES")]
     pub updates: Duration,
+    /// Publish the open updates to the windows topic too (it carries finals only otherwise).
+    #[arg(long, env = "EMOSTREAM_UPDATES_TO_WINDOWS_TOPIC")]
+    pub updates_to_windows_topic: bool,
     /// HTTP address of the dataflow's /health and /metrics.
     #[arg(
         long,
@@ -572,6 +575,7 @@ impl DataflowFlags {
             metrics_listen: Some(self.metrics_listen),
             restart_rewind: i64::from(self.restart_rewind),
             updates: (!self.updates.is_zero()).then_some(self.updates),
+            updates_to_windows_topic: self.updates_to_windows_topic,
             ..dataflow::LiveConfig::new(brokers.brokers.clone())
         })
     }

@@ -451,3 +451,68 @@ fn a_restarted_dataflow_never_publishes_a_lower_revision() {
     let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
     assert_eq!(as_csv(&finals), want, "the final equals the reference");
 }
+
+/// With `--updates-to-windows-topic`, open updates go to the windows topic too; a dataflow
+/// killed while the newest messages there are a window's open updates resumes after the last
+/// final one: that window is counted whole, and no earlier final is published again.
+#[test]
+fn a_restart_resumes_after_the_last_final_among_open_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("open-in-windows");
+    let args = [
+        "-w",
+        "2",
+        "--window",
+        "10s",
+        "--lateness",
+        "3s",
+        "--updates-to-windows-topic",
+    ];
+    let victim = start_dataflow(&pipeline, &args);
+    let size = model::WindowSize::from_millis(10_000).unwrap();
+    wait_until_into_10s_window(0);
+    let producer = producer();
+    let taps = |round: i64, at: i64| -> Vec<(String, String, i64)> {
+        (0..30)
+            .map(|i| (format!("u{round}-{i}"), "🔥".to_owned(), at + i))
+            .collect()
+    };
+    let is_final = |start: i64| {
+        move |p: &[Vec<u8>]| {
+            messages_of_window(start, p)
+                .iter()
+                .any(|m| m.state == WindowState::Final)
+        }
+    };
+    // The window before (final 3 s into this one), then the current one, whose open updates
+    // are the newest messages when the dataflow dies.
+    let second = size.start_of(now_ms());
+    let first = second - 10_000;
+    produce_events(&producer, &pipeline.events, &taps(0, first + 100));
+    read_until(&pipeline.windows, WAIT, is_final(first));
+    let mut sent = taps(1, second + 100);
+    produce_events(&producer, &pipeline.events, &sent);
+    read_until(&pipeline.windows, WAIT, |p| {
+        messages_of_window(second, p)
+            .iter()
+            .any(|m| m.state == WindowState::Open && m.report.events == 30)
+    });
+    victim.kill();
+    let _again = start_dataflow(&pipeline, &args);
+    let more = taps(2, second + 5_000);
+    produce_events(&producer, &pipeline.events, &more);
+    sent.extend(more);
+    let payloads = read_until(&pipeline.windows, WAIT, is_final(second));
+    let finals_of_first = messages_of_window(first, &payloads)
+        .iter()
+        .filter(|m| m.state == WindowState::Final)
+        .count();
+    assert_eq!(finals_of_first, 1, "the earlier window's final, once");
+    let last = messages_of_window(second, &payloads)
+        .into_iter()
+        .rfind(|m| m.state == WindowState::Final)
+        .unwrap();
+    let want = common::expected_csv_of(dir.path(), &sent, Duration::from_secs(3), size);
+    let finals: BTreeMap<i64, WindowMessage> = [(second, last)].into();
+    assert_eq!(as_csv(&finals), want, "the window counted whole");
+}

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::report::WindowMessage;
+use model::report::{WindowMessage, WindowState};
 use model::{ReportConfig, WindowSize, WindowSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -73,6 +73,8 @@ pub struct LiveConfig {
     /// How often the live size's open windows that changed are published to the clusters
     /// (`None`: finals only). The timely engine makes them; the differential one does not.
     pub updates: Option<Duration>,
+    /// Whether the open updates go to the windows topic too (finals only otherwise).
+    pub updates_to_windows_topic: bool,
 }
 
 impl LiveConfig {
@@ -98,6 +100,7 @@ impl LiveConfig {
             metrics_listen: None,
             restart_rewind: 10_000,
             updates: Some(Duration::from_millis(250)),
+            updates_to_windows_topic: false,
         }
     }
 
@@ -282,15 +285,16 @@ fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, LiveE
     })
 }
 
-/// The start of the newest window in `topic`: windows go out in order, so the last of
-/// every partition bounds what an earlier run published.
+/// The start of the newest closed window (final or revised) in `topic`: windows close in
+/// order, so the last closed one of every partition bounds what an earlier run published.
+/// Open updates (with `--updates-to-windows-topic`) may follow it: each partition is read
+/// backwards, a chunk at a time, until a closed window turns up or the partition begins.
 fn newest_window(
     consumer: &BaseConsumer,
     topic: &str,
     partitions: &[i32],
 ) -> Result<Option<i64>, LiveError> {
-    let mut assignment = TopicPartitionList::new();
-    let mut expected = 0;
+    let mut newest: Option<i64> = None;
     for &p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(30))
@@ -299,40 +303,59 @@ fn newest_window(
                 topic: topic.to_owned(),
                 source,
             })?;
-        if high > low {
-            let _ = assignment.add_partition_offset(topic, p, Offset::Offset(high - 1));
-            expected += 1;
-        }
-    }
-    let mut newest: Option<i64> = None;
-    if expected > 0 {
-        consumer
-            .assign(&assignment)
-            .map_err(|source| LiveError::Inspect {
-                action: "read",
-                topic: topic.to_owned(),
-                source,
-            })?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut seen = 0;
-        while seen < expected && std::time::Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                seen += 1;
-                let parsed = message
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok());
-                if let Some(m) = parsed {
-                    newest = Some(
-                        newest.map_or(m.report.window_start, |n| n.max(m.report.window_start)),
-                    );
-                }
+        let mut end = high;
+        let mut chunk = 1;
+        while end > low {
+            let from = (end - chunk).max(low);
+            if let Some(start) = newest_closed_in(consumer, topic, p, from, end)? {
+                newest = Some(newest.map_or(start, |n| n.max(start)));
+                break;
             }
-        }
-        if seen < expected {
-            return Err(LiveError::LastWindows(topic.to_owned()));
+            end = from;
+            chunk = (chunk * 16).min(100_000);
         }
     }
     Ok(newest)
+}
+
+/// The start of the newest closed window among the messages `[from, end)` of partition `p`.
+fn newest_closed_in(
+    consumer: &BaseConsumer,
+    topic: &str,
+    p: i32,
+    from: i64,
+    end: i64,
+) -> Result<Option<i64>, LiveError> {
+    let mut assignment = TopicPartitionList::new();
+    let _ = assignment.add_partition_offset(topic, p, Offset::Offset(from));
+    consumer
+        .assign(&assignment)
+        .map_err(|source| LiveError::Inspect {
+            action: "read",
+            topic: topic.to_owned(),
+            source,
+        })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut newest = None;
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(LiveError::LastWindows(topic.to_owned()));
+        }
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let parsed = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok())
+            .filter(|m| m.state != WindowState::Open);
+        if let Some(m) = parsed {
+            let start = m.report.window_start;
+            newest = Some(newest.map_or(start, |n: i64| n.max(start)));
+        }
+        if message.offset() >= end - 1 {
+            return Ok(newest);
+        }
+    }
 }
 
 /// Runs the live dataflow until `control` stops it (then publishes what is closed, commits,
@@ -384,6 +407,7 @@ pub fn run_live(
                 },
                 window_millis: size.millis(),
                 size_label: size.label(),
+                open_to_windows_topic: config.updates_to_windows_topic,
             };
             // The metrics served are the live dataflow's.
             let metrics = if live {

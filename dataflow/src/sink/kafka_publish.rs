@@ -38,6 +38,8 @@ pub struct PublishConfig {
     pub window_millis: i64,
     /// Window size as written, named by the late records.
     pub size_label: String,
+    /// Whether open updates go to the windows topic too (after the clusters).
+    pub open_to_windows_topic: bool,
 }
 
 /// One record to publish.
@@ -343,7 +345,8 @@ fn publish_window(
     }
     if update.state == WindowState::Open {
         metrics.open_updates.add(1);
-        return true;
+        return !config.open_to_windows_topic
+            || publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control);
     }
     if !publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control) {
         return false;

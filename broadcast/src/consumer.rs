@@ -117,7 +117,7 @@ fn assigned(
         // and drops any it already holds.
         .set("auto.offset.reset", "earliest")
         // A broker that holds an empty fetch for its whole wait delays every window.
-        .set("fetch.wait.max.ms", "50")
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| BroadcastError::kafka("create the Kafka consumer", e))?;
     let partitions = service::kafka::partitions_of(&consumer, topic)

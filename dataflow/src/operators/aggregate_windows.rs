@@ -1,7 +1,7 @@
 //! `aggregate_windows`: exact per-window totals over the users each worker owns.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
@@ -82,7 +82,9 @@ impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
             let mut open: BTreeMap<i64, OpenWindow> = BTreeMap::new();
             // Windows tend to be alike: size each new one like the last closed one.
             let mut hint = (0, 0);
-            let mut last_snapshot = Instant::now();
+            // Snapshots are taken at the wall clock's multiples of the interval, on every
+            // worker at once, so the merge (just after them) sums snapshots of one moment.
+            let mut last_slot = i64::MIN;
             move |(input, frontier), output| {
                 input.for_each_stamp(|time, batches| {
                     let Some(&start) = time.least() else { return };
@@ -110,8 +112,9 @@ impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
                         .give(window.counts.finish(start));
                 }
                 let Some(every) = updates else { return };
-                if last_snapshot.elapsed() >= every {
-                    last_snapshot = Instant::now();
+                let (slot, until_next) = super::update_slot(every, Duration::ZERO);
+                if slot > last_slot {
+                    last_slot = slot;
                     for (&start, window) in open.iter_mut().filter(|(_, w)| w.changed) {
                         window.changed = false;
                         output
@@ -120,7 +123,7 @@ impl<'scope> AggregateWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
                     }
                 }
                 if !open.is_empty() {
-                    activator.activate_after(every.saturating_sub(last_snapshot.elapsed()));
+                    activator.activate_after(until_next);
                 }
             }
         })

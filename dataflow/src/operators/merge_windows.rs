@@ -1,7 +1,7 @@
 //! `merge_windows`: adds up the per-shard totals of each window into its `WindowReport`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compact_str::CompactString;
 use foldhash::HashMap;
@@ -146,7 +146,9 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
             move |_capability, info| {
                 let activator = scope.activator_for(info.address);
                 let mut open: BTreeMap<i64, MergingWindow> = BTreeMap::new();
-                let mut last_update = Instant::now();
+                // Just after the workers' snapshots (taken at the wall clock's multiples of the
+                // interval): a fifth of the interval for them to arrive.
+                let mut last_slot = i64::MIN;
                 move |(input, frontier), output| {
                     input.for_each_stamp(|time, batches| {
                         // Shards travel at their window's start.
@@ -186,8 +188,9 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                         output.session(&window.capability).give(update);
                     }
                     let Some(every) = updates else { return };
-                    if last_update.elapsed() >= every {
-                        last_update = Instant::now();
+                    let (slot, until_next) = super::update_slot(every, every / 5);
+                    if slot > last_slot {
+                        last_slot = slot;
                         for (&start, window) in open.iter_mut().filter(|(_, w)| w.changed) {
                             window.changed = false;
                             window.revision = next_revision(window.revision, updates);
@@ -204,7 +207,7 @@ impl<'scope> MergeWindows<'scope> for Stream<'scope, i64, Vec<PartialWindow>> {
                         }
                     }
                     if !open.is_empty() {
-                        activator.activate_after(every.saturating_sub(last_update.elapsed()));
+                        activator.activate_after(until_next);
                     }
                 }
             },

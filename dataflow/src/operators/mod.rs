@@ -24,3 +24,39 @@ use std::hash::BuildHasher;
 pub fn user_route(user: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(0x656d_6f73_7472_6561).hash_one(user)
 }
+
+/// Open updates go out at the wall clock's multiples of `every` (each worker's snapshots at
+/// the same moment), `delay` after them: the current slot (its index since the epoch) and
+/// the time until the next one begins.
+fn update_slot(
+    every: std::time::Duration,
+    delay: std::time::Duration,
+) -> (i64, std::time::Duration) {
+    let every_ms = (every.as_millis() as i64).max(1);
+    let now = model::now_ms() - delay.as_millis() as i64;
+    let slot = now.div_euclid(every_ms);
+    let until_next = (slot + 1) * every_ms - now;
+    (
+        slot,
+        std::time::Duration::from_millis(until_next.max(1) as u64),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn an_update_slot_ends_at_the_next_multiple_of_the_interval() {
+        let every = Duration::from_millis(250);
+        let (slot, until_next) = super::update_slot(every, Duration::ZERO);
+        let now = model::now_ms();
+        assert!(slot * 250 <= now && now < (slot + 1) * 250 + 5);
+        assert!(until_next <= every && until_next >= Duration::from_millis(1));
+        let (later, _) = super::update_slot(every, Duration::from_millis(50));
+        assert!(
+            later == slot || later == slot - 1,
+            "a delay never moves the slot ahead"
+        );
+    }
+}

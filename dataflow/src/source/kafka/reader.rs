@@ -89,7 +89,7 @@ impl KafkaReader {
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", STATS_INTERVAL_MS.to_string())
             // A broker that holds an empty fetch for its whole wait delays every window.
-            .set("fetch.wait.max.ms", "50")
+            .set("fetch.wait.max.ms", "10")
             .create_with_context(context)
             .map_err(|e| Failure::kafka("create the Kafka consumer", e))?;
         let mut wanted = TopicPartitionList::new();

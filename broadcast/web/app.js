@@ -4,7 +4,18 @@
 
 const EMOJIS = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌", "😢", "🏏"];
 const TIMELINE_WINDOWS = 90;
-const MAX_FLOATS_PER_WINDOW = 60;
+// The swarm floats one emoji per tap while a message adds at most this many taps, and this
+// many in all, shared out by emoji, when it adds more.
+const FLOATS_PER_MESSAGE = 40;
+// Floats on the page at once, at most (each until its batch has risen, about 4 s): the
+// swarm's cost to the page does not grow with the audience.
+const MAX_FLOATS = 200;
+// Timeline colours: finals, windows still open, the mark of a corrected window, the axis.
+const TIMELINE_COLOURS = {
+  final: "#e0a030", open: "rgba(224, 160, 48, 0.4)", summary: "#5aa0e0",
+  openSummary: "rgba(90, 160, 224, 0.4)", revised: "#ff5a6e", axis: "#778",
+};
+const AXIS_HEIGHT = 14;
 
 const config = window.EMOSTREAM || {};
 const ingestUrl = (config.ingestUrl || "").replace(/\/$/, "");
@@ -16,6 +27,7 @@ const meta = document.getElementById("meta");
 const swarm = document.getElementById("swarm");
 const chart = document.getElementById("chart");
 const timeline = document.getElementById("timeline");
+// The windows held, oldest first: {seq, size, events, counts, revision, state, revised, at}.
 const history = [];
 // Windows of the longer size (the per-minute timeline), when the broadcaster serves them.
 const summaries = [];
@@ -28,62 +40,280 @@ let epoch = null; // eslint-disable-line no-unused-vars
 // Window frames still to come from the ring (the snapshot on connect, a resume): history,
 // shown on the chart and the timeline without a swarm.
 let fromRing = 0;
+// How far apart a window's live messages come (ms, smoothed): the swarm spreads a message's
+// floats over it. Unknown until a window has had two; finals only, it stays unknown.
+let updateGap = null;
 
 function setState(name) {
   state.dataset.state = name;
   state.textContent = name;
 }
 
-function float(emoji, source) {
+// ---- The swarm: batches of floats, each batch one compositor animation (transform only) ----
+//
+// A message's floats go up together in one batch, each placed as far below the swarm as its
+// moment in the message's spread is later: a float 100 ms later comes up 100 ms later. A new
+// frame restyles a handful of batches, not every float. Batches rise in steps of STEP_MS, all
+// on the same beat, so the page is drawn again at most 1000 / STEP_MS times a second however
+// many batches rise (drawn in software, a frame of the rising swarm costs more than all else).
+
+// Rising for RISE_MS moves a float up 110vh (out of the swarm); a batch goes on to 150vh, so
+// a float may start up to (150 - 110) / 110 of RISE_MS late.
+const RISE_MS = 2800;
+const RISE_VH = 110;
+const BATCH_VH = 150;
+const LATEST_START_MS = (RISE_MS * (BATCH_VH - RISE_VH)) / RISE_VH;
+const STEP_MS = 1000 / 30;
+const BATCH_STEPS = Math.round((RISE_MS * BATCH_VH) / RISE_VH / STEP_MS);
+// Own taps join the batch of the tap before when it left this recently.
+const TAP_BATCH_MS = 300;
+// {el, floats, startedAt, endsAt (performance.now() ms)} of the batches on the page.
+let batches = [];
+let tapBatch = null;
+let floatsStarted = 0;
+const thousands = new Intl.NumberFormat("en");
+
+/** A new batch, rising from the next beat on; batches that are out of the swarm go. */
+function newBatch(now) {
+  for (const batch of batches) if (batch.endsAt <= now) batch.el.remove();
+  batches = batches.filter((batch) => batch.endsAt > now);
+  const el = document.createElement("div");
+  el.className = "batch";
+  swarm.appendChild(el);
+  const rise = el.animate([{ transform: "none" }, { transform: `translateY(-${BATCH_VH}vh)` }],
+    { duration: BATCH_STEPS * STEP_MS, easing: `steps(${BATCH_STEPS})`, fill: "forwards" });
+  const startedAt = Math.ceil(document.timeline.currentTime / STEP_MS) * STEP_MS;
+  rise.startTime = startedAt;
+  const batch = { el, floats: 0, startedAt, endsAt: startedAt + BATCH_STEPS * STEP_MS };
+  batches.push(batch);
+  return batch;
+}
+
+/** Floats that may still start: MAX_FLOATS less those rising. */
+function floatRoom(now) {
+  return MAX_FLOATS - batches.reduce((n, batch) => n + (batch.endsAt > now ? batch.floats : 0), 0);
+}
+
+/**
+ * Adds a float to `batch` that comes up `at` ms after the batch started; `taps` > 1 is shown
+ * by a bigger size, a step for each factor of ten up to 10,000, and with `label` as ×taps.
+ */
+function addFloat(batch, emoji, source, taps, at, label = false) {
   const el = document.createElement("span");
   el.className = "float";
   el.dataset.source = source;
   el.textContent = emoji;
-  el.style.left = `${Math.random() * 92}%`;
-  el.style.animationDuration = `${2.4 + Math.random() * 1.6}s`;
-  el.addEventListener("animationend", () => el.remove());
-  swarm.appendChild(el);
+  if (label && taps > 1) {
+    const times = document.createElement("small");
+    times.textContent = `×${thousands.format(taps)}`;
+    el.appendChild(times);
+  }
+  const below = (RISE_VH * at) / RISE_MS;
+  el.style.cssText = `left: ${(Math.random() * 90).toFixed(1)}%; top: ${below.toFixed(2)}vh; `
+    + `font-size: ${2 + 0.3 * Math.min(4, Math.floor(Math.log10(taps)))}rem; transform: rotate(${Math.round(Math.random() * 40 - 20)}deg)`;
+  batch.el.appendChild(el);
+  batch.floats += 1;
+  floatsStarted += 1;
+}
+
+/** Floats one own tap at once (when fewer than MAX_FLOATS are rising). */
+function floatTap(emoji) {
+  const now = performance.now();
+  if (floatRoom(now) <= 0) return;
+  if (tapBatch === null || now - tapBatch.startedAt > TAP_BATCH_MS) tapBatch = newBatch(now);
+  addFloat(tapBatch, emoji, "tap", 1, Math.max(0, now - tapBatch.startedAt));
+  swarm.dataset.floats = String(floatsStarted);
+}
+
+/**
+ * How many floats each emoji gets for the taps a message added (emoji -> taps): one per tap
+ * when they are at most `budget`; else `budget` shared by each emoji's part of the taps
+ * (largest remainder), at least one for every emoji that got taps while the budget lasts.
+ */
+function apportion(added, budget) {
+  const entries = [...added].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  const total = entries.reduce((sum, [, n]) => sum + n, 0);
+  if (total <= budget) return new Map(entries);
+  if (entries.length >= budget) return new Map(entries.slice(0, budget).map(([emoji]) => [emoji, 1]));
+  // Each quota is below the emoji's taps: no emoji gets more floats than taps.
+  const quotas = entries.map(([emoji, n]) => {
+    const quota = (n * budget) / total;
+    const floats = Math.max(1, Math.floor(quota));
+    return { emoji, floats, rest: quota - floats };
+  });
+  let left = budget - quotas.reduce((sum, q) => sum + q.floats, 0);
+  // Too many minimums of one: take back from the largest shares.
+  for (let i = 0; left < 0; i = (i + 1) % quotas.length) {
+    if (quotas[i].floats > 1) { quotas[i].floats -= 1; left += 1; }
+  }
+  for (const q of quotas.slice().sort((a, b) => b.rest - a.rest)) {
+    if (left === 0) break;
+    q.floats += 1;
+    left -= 1;
+  }
+  return new Map(quotas.map((q) => [q.emoji, q.floats]));
+}
+
+/** Floats what a live message added, spread over `spread` ms from now. */
+function floatSwarm(added, spread) {
+  const now = performance.now();
+  const shares = apportion(added, Math.max(0, Math.min(FLOATS_PER_MESSAGE, floatRoom(now))));
+  if (shares.size === 0) return;
+  const batch = newBatch(now);
+  for (const [emoji, n] of shares) {
+    const taps = Math.round(added.get(emoji) / n);
+    // Each emoji's first float says how many taps each stands for (labels cost text layout).
+    for (let i = 0; i < n; i++) addFloat(batch, emoji, "window", taps, Math.random() * Math.min(spread, LATEST_START_MS), i === 0);
+  }
+  swarm.dataset.floats = String(floatsStarted);
+}
+
+// ---- The chart and the timeline ----
+
+let timelineRequested = false;
+
+/** Draws the timeline in the next animation frame: once however many messages come in it. */
+function redrawTimeline() {
+  if (timelineRequested) return;
+  timelineRequested = true;
+  requestAnimationFrame(() => {
+    timelineRequested = false;
+    drawTimeline();
+  });
+}
+
+// The chart's rows by emoji, updated in place: {row, fill, n, count, share}.
+const bars = new Map();
+
+function newBar(emoji) {
+  const row = document.createElement("div");
+  row.className = "bar";
+  row.dataset.emoji = emoji;
+  const label = document.createElement("span");
+  label.textContent = emoji;
+  const track = document.createElement("span");
+  const fill = document.createElement("span");
+  fill.className = "fill";
+  track.appendChild(fill);
+  const n = document.createElement("span");
+  n.className = "n";
+  row.append(label, track, n);
+  return { row, fill, n, count: null, share: null };
 }
 
 function drawChart(report) {
   const max = Math.max(1, ...report.emojis.map((e) => e.count));
-  chart.replaceChildren(...report.emojis
-    .slice()
-    .sort((a, b) => b.count - a.count)
-    .map((e) => {
-      const row = document.createElement("div");
-      row.className = "bar";
-      row.dataset.emoji = e.emoji;
-      const label = document.createElement("span");
-      label.textContent = e.emoji;
-      const track = document.createElement("span");
-      const fill = document.createElement("span");
-      fill.className = "fill";
-      fill.style.width = `${(100 * e.count) / max}%`;
-      track.appendChild(fill);
-      const n = document.createElement("span");
-      n.className = "n";
-      n.textContent = e.count;
-      row.append(label, track, n);
-      return row;
-    }));
+  const shown = report.emojis.slice().sort((a, b) => b.count - a.count || (a.emoji < b.emoji ? -1 : 1));
+  const rows = shown.map((e) => {
+    let bar = bars.get(e.emoji);
+    if (!bar) {
+      bar = newBar(e.emoji);
+      bars.set(e.emoji, bar);
+    }
+    if (bar.count !== e.count) {
+      bar.count = e.count;
+      bar.n.textContent = e.count;
+    }
+    const share = e.count / max;
+    if (bar.share !== share) {
+      bar.share = share;
+      bar.fill.style.transform = `scaleX(${share})`;
+    }
+    return bar.row;
+  });
+  // Nodes move only when the order or the set of emojis changed.
+  const children = chart.children;
+  if (children.length !== rows.length || rows.some((row, i) => children[i] !== row)) {
+    chart.replaceChildren(...rows);
+    for (const emoji of bars.keys()) if (!report.emojis.some((e) => e.emoji === emoji)) bars.delete(emoji);
+  }
+}
+
+// The canvas's size in device pixels, from a ResizeObserver (drawing never reads layout).
+let timelineSize = null;
+new ResizeObserver(([entry]) => {
+  const box = entry.devicePixelContentBoxSize?.[0];
+  const ratio = window.devicePixelRatio || 1;
+  timelineSize = box
+    ? { width: box.inlineSize, height: box.blockSize, ratio }
+    : { width: Math.round(entry.contentRect.width * ratio), height: Math.round(entry.contentRect.height * ratio), ratio };
+  redrawTimeline();
+}).observe(timeline);
+
+/** Windows between axis labels: a round number putting them at least `gap` px apart. */
+function labelEvery(step, gap) {
+  return [1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((k) => k * step >= gap) ?? 600;
 }
 
 function drawTimeline() {
-  const ctx = timeline.getContext("2d");
-  const { width, height } = timeline;
-  ctx.clearRect(0, 0, width, height);
   const shown = series === "summary" ? summaries : history;
   timeline.dataset.series = series;
   timeline.dataset.points = String(shown.length);
   timeline.dataset.total = String(shown.reduce((n, w) => n + w.events, 0));
-  const max = Math.max(1, ...shown.map((w) => w.events));
+  if (timelineSize && (timeline.width !== timelineSize.width || timeline.height !== timelineSize.height)) {
+    timeline.width = timelineSize.width;
+    timeline.height = timelineSize.height;
+  }
+  const ratio = timelineSize?.ratio ?? 1;
+  const ctx = timeline.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  const width = timeline.width / ratio;
+  const height = timeline.height / ratio;
+  ctx.clearRect(0, 0, width, height);
+  const plot = height - AXIS_HEIGHT;
   const step = width / TIMELINE_WINDOWS;
-  ctx.fillStyle = series === "summary" ? "#5aa0e0" : "#e0a030";
-  shown.forEach((w, i) => {
-    const h = (height - 4) * (w.events / max);
-    ctx.fillRect(i * step, height - h, Math.max(1, step - 1), h);
-  });
+  const newest = shown.length > 0 ? shown[shown.length - 1].seq : 0;
+  const max = Math.max(1, ...shown.map((w) => w.events));
+  const colours = series === "summary"
+    ? { final: TIMELINE_COLOURS.summary, open: TIMELINE_COLOURS.openSummary }
+    : TIMELINE_COLOURS;
+  // Bars by seq from the newest at the right edge, so a missing window leaves a gap.
+  const x = (seq) => width - (newest - seq + 1) * step;
+  for (const w of shown) {
+    const h = Math.max(1, (plot - 6) * (w.events / max));
+    ctx.fillStyle = w.state === "open" ? colours.open : colours.final;
+    ctx.fillRect(x(w.seq), plot - h, Math.max(1, step - 1), h);
+    if (w.revised) {
+      ctx.fillStyle = TIMELINE_COLOURS.revised;
+      ctx.beginPath();
+      ctx.arc(x(w.seq) + step / 2, Math.max(3, plot - h - 5), 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+  }
+  drawAxis(ctx, shown, x, step, plot, width);
+}
+
+/** The time axis: a baseline, and a tick and the UTC start time every few windows. */
+function drawAxis(ctx, shown, x, step, plot, width) {
+  ctx.fillStyle = TIMELINE_COLOURS.axis;
+  ctx.fillRect(0, plot, width, 1);
+  if (shown.length === 0) return;
+  const every = labelEvery(step, 56);
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.textBaseline = "top";
+  ctx.textAlign = "center";
+  // A window's seq is its start over its size.
+  const { seq: newest, size } = shown[shown.length - 1];
+  for (let seq = newest - (newest % every); x(seq) >= 0; seq -= every) {
+    const at = x(seq);
+    ctx.fillRect(at, plot, 1, 4);
+    const label = new Date(seq * size).toISOString().slice(11, 19);
+    if (at > 20 && at < width - 20) ctx.fillText(label, at, plot + 3);
+  }
+}
+
+// ---- Messages ----
+
+function showHeader(report) {
+  const text = `· window ${report.window_start.slice(11, 19)} · ${thousands.format(report.events)} events`
+    + ` · ${thousands.format(report.unique_users)} users`;
+  if (meta.textContent !== text) meta.textContent = text;
+  // What the page shows, for tests and tools.
+  const shown = document.body.dataset;
+  shown.seq = String(report.seq);
+  shown.windowStart = String(Date.parse(report.window_start));
+  shown.windowEnd = String(Date.parse(report.window_end));
+  shown.windowState = report.state ?? "final";
 }
 
 function showWindow(report, live) {
@@ -92,59 +322,68 @@ function showWindow(report, live) {
   const revision = report.revision ?? 0;
   const held = history.find((w) => w.seq === report.seq);
   if (held ? revision <= held.revision : history.length > 0 && report.seq < history[0].seq) return;
-  const before = held ? held.scaled : {};
-  const entry = held || { seq: report.seq };
+  const now = performance.now();
+  const size = Date.parse(report.window_end) - Date.parse(report.window_start);
+  const windowState = report.state ?? "final";
+  const before = held ? held.counts : new Map();
+  const entry = held || { seq: report.seq, size, revised: false, at: null };
+  if (live && windowState === "open" && entry.at !== null) {
+    const gap = Math.min(size, Math.max(100, now - entry.at));
+    updateGap = updateGap === null ? gap : 0.8 * updateGap + 0.2 * gap;
+  }
+  if (live) entry.at = now;
   entry.events = report.events;
   entry.revision = revision;
-  entry.scaled = Object.fromEntries(report.emojis.map((e) => [e.emoji, e.scaled_count]));
+  entry.state = windowState;
+  entry.revised ||= windowState === "revised";
+  entry.counts = new Map(report.emojis.map((e) => [e.emoji, e.count]));
   if (!held) {
     history.push(entry);
     history.sort((a, b) => a.seq - b.seq);
     while (history.length > TIMELINE_WINDOWS) history.shift();
   }
-  if ((report.state ?? "final") !== "open") lastFinal = Math.max(lastFinal ?? report.seq, report.seq);
+  if (windowState !== "open") lastFinal = Math.max(lastFinal ?? report.seq, report.seq);
   if (lastSeq === null || report.seq >= lastSeq) {
     lastSeq = report.seq;
     drawChart(report);
-    meta.textContent = `· window ${report.window_start.slice(11, 19)} · ${report.events} events · ${report.unique_users} users`;
-    document.body.dataset.seq = String(report.seq);
+    showHeader(report);
   }
-  drawTimeline();
+  redrawTimeline();
   document.body.dataset.windows = String(history.length);
   if (!live) return;
-  // The swarm: as many of each emoji as its scaled count says, spread over the window; for a
-  // later revision of a window, only what it added.
-  let budget = MAX_FLOATS_PER_WINDOW;
+  // The swarm: what this message added to the window (exact counts), spread over the time
+  // to the window's next message.
+  const added = new Map();
   for (const e of report.emojis) {
-    const added = e.scaled_count - (before[e.emoji] || 0);
-    for (let i = 0; i < added && budget > 0; i++, budget--) {
-      setTimeout(() => float(e.emoji, "window"), Math.random() * 1800);
-    }
+    const n = e.count - (before.get(e.emoji) || 0);
+    if (n > 0) added.set(e.emoji, n);
   }
+  floatSwarm(added, Math.min(size, updateGap ?? size));
 }
 
 function showSummary(report) {
   if (summaries.some((w) => w.seq === report.seq)) return;
-  summaries.push({ seq: report.seq, events: report.events });
+  const size = Date.parse(report.window_end) - Date.parse(report.window_start);
+  summaries.push({ seq: report.seq, size, events: report.events, state: "final", revised: false });
   summaries.sort((a, b) => a.seq - b.seq);
   while (summaries.length > TIMELINE_WINDOWS) summaries.shift();
   const button = document.querySelector('#series button[data-series="summary"]');
   if (button.disabled) {
-    const seconds = (Date.parse(report.window_end) - Date.parse(report.window_start)) / 1000;
-    button.textContent = seconds === 60 ? "per minute" : `per ${seconds} s`;
+    button.textContent = size === 60000 ? "per minute" : `per ${size / 1000} s`;
     button.disabled = false;
     button.title = "";
   }
-  if (series === "summary") drawTimeline();
+  if (series === "summary") redrawTimeline();
 }
 
 for (const button of document.querySelectorAll("#series button")) {
   button.addEventListener("click", () => {
     series = button.dataset.series;
+    timeline.dataset.series = series;
     for (const other of document.querySelectorAll("#series button")) {
       other.setAttribute("aria-pressed", String(other === button));
     }
-    drawTimeline();
+    redrawTimeline();
   });
 }
 
@@ -216,7 +455,7 @@ async function post(emoji) {
 }
 
 function tap(emoji) {
-  float(emoji, "tap");
+  floatTap(emoji);
   post(emoji);
 }
 

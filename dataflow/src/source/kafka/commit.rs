@@ -53,8 +53,7 @@ impl KafkaReader {
                 last_counted: p.last_counted.clone(),
             };
             for (&window, &last) in p.open_last.range(..closed_before) {
-                let entry = checkpoint.last_counted.entry(window).or_insert(last);
-                *entry = (*entry).max(last);
+                note_last_counted(&mut checkpoint.last_counted, window, last);
             }
             let text = checkpoint.encode(offset, size);
             let payload = format!("{offset};{text}");
@@ -96,8 +95,7 @@ impl KafkaReader {
         for p in &mut self.partitions {
             let open = p.open_last.split_off(&hold);
             for (window, last) in std::mem::replace(&mut p.open_last, open) {
-                let entry = p.last_counted.entry(window).or_insert(last);
-                *entry = (*entry).max(last);
+                note_last_counted(&mut p.last_counted, window, last);
             }
         }
         true
@@ -118,4 +116,15 @@ impl KafkaReader {
         self.commit_published(published, true);
         true
     }
+}
+
+/// Records `last` as the last offset counted in `window`, unless a later one is known (a
+/// restart counts again the events an earlier run counted).
+fn note_last_counted(
+    last_counted: &mut std::collections::BTreeMap<i64, i64>,
+    window: i64,
+    last: i64,
+) {
+    let entry = last_counted.entry(window).or_insert(last);
+    *entry = (*entry).max(last);
 }

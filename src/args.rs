@@ -121,6 +121,10 @@ pub struct WindowArgs {
     /// The lateness.
     #[command(flatten)]
     pub lateness: LatenessArg,
+    /// After a window is final, how much later (past the lateness) an event may still come
+    /// and amend it: a revised window with the corrected totals. 0 makes it a late record.
+    #[arg(long, default_value = WindowSpec::DEFAULT_ALLOWED_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_ALLOWED_LATENESS")]
+    pub allowed_lateness: Duration,
     /// Each SCALE emojis of a type count as one in scaled_count.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1000", env = "EMOSTREAM_SCALE")]
     pub scale: NonZeroU64,
@@ -135,13 +139,16 @@ pub struct WindowArgs {
 impl WindowArgs {
     /// The window sizes and the lateness, validated once.
     pub fn spec(&self) -> Result<WindowSpec> {
-        WindowSpec::from_durations(&self.window, self.lateness.lateness).map_err(|e| {
-            let flag = match e {
-                WindowSpecError::Lateness(_) => "--lateness",
-                _ => "--window",
-            };
-            anyhow::Error::new(e).context(flag)
-        })
+        WindowSpec::from_durations(&self.window, self.lateness.lateness)
+            .and_then(|spec| spec.with_allowed_lateness(self.allowed_lateness))
+            .map_err(|e| {
+                let flag = match e {
+                    WindowSpecError::Lateness(_) => "--lateness",
+                    WindowSpecError::AllowedLateness(_) => "--allowed-lateness",
+                    _ => "--window",
+                };
+                anyhow::Error::new(e).context(flag)
+            })
     }
 
     /// Scaling and filtering.
@@ -174,9 +181,13 @@ pub struct ReplayArgs {
     /// Windows.
     #[command(flatten)]
     pub windows: WindowArgs,
-    /// Write the window rows to this file instead of stdout.
+    /// Write the window rows to this file instead of stdout: each window's last revision,
+    /// once no amendment can change it.
     #[arg(long, env = "EMOSTREAM_OUT")]
     pub out: Option<PathBuf>,
+    /// Write every final and revised window to this file, with its state and revision.
+    #[arg(long, env = "EMOSTREAM_REVISIONS_OUT")]
+    pub revisions_out: Option<PathBuf>,
     /// Write late events to this file (a replayable log).
     #[arg(long, env = "EMOSTREAM_LATE_OUT")]
     pub late_out: Option<PathBuf>,
@@ -194,7 +205,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
     /// Put the logs' events into the events topic (at --speed) instead of computing windows.
-    #[arg(long, requires = "brokers", conflicts_with_all = ["out", "late_out", "rejects_out", "strict"])]
+    #[arg(long, requires = "brokers", conflicts_with_all = ["out", "revisions_out", "late_out", "rejects_out", "strict"])]
     pub to_kafka: bool,
     /// Kafka brokers for --to-kafka, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
@@ -279,6 +290,7 @@ impl ReplayArgs {
             report: self.windows.report(),
             engine: self.windows.engine(),
             out: self.out.clone(),
+            revisions_out: self.revisions_out.clone(),
             late_out: self.late_out.clone(),
             rejects_out: self.rejects_out.clone(),
             strict: self.strict,

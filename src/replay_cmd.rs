@@ -78,11 +78,14 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
     });
     let mut text = format!(
         "rows read {} = events in windows {} + late {} + rejected {}\n\
+         of the events in windows, {} through corrections ({} revisions of final windows)\n\
          windows {}, {:.1} MB in {:.2} s: {:.0} events/s, peak memory {}\n",
         src.rows,
         s.events_in_windows,
         src.late,
         src.rejected,
+        s.events_in_corrections,
+        s.revisions,
         s.windows,
         s.bytes as f64 / 1e6,
         elapsed,
@@ -115,11 +118,13 @@ fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &Repla
         })
         .collect();
     format!(
-        "{{\"rows\":{},\"events_in_windows\":{},\"late\":{},\"rejected\":{},\"windows\":{},\"bytes\":{},\
+        "{{\"rows\":{},\"events_in_windows\":{},\"events_in_corrections\":{},\"revisions\":{},\"late\":{},\"rejected\":{},\"windows\":{},\"bytes\":{},\
          \"seconds\":{:.6},\"events_per_second\":{:.0},\"peak_memory_bytes\":{},\"workers\":{},\"processes\":{},\"engine\":\"{:?}\",\
          \"more_windows\":[{}]}}\n",
         s.sources.rows,
         s.events_in_windows,
+        s.events_in_corrections,
+        s.revisions,
         s.sources.late,
         s.sources.rejected,
         s.windows,

@@ -335,11 +335,21 @@ fn killed_backfill_round(seed: u64) {
             .entry((ts - ts.rem_euclid(2_000), emoji.clone()))
             .or_default() += 1;
     }
-    // Every event is in a window or a late record once the last window is published.
-    let windows =
-        windows_of_size_through(&pipeline.windows, end, model::WindowSize::default(), WAIT);
-    let counted: usize = windows.values().map(|m| m.report.events as usize).sum();
-    let late = late_by_window(&pipeline.late, events.len().saturating_sub(counted));
+    // Every event is in a window (its last revision) or a late record once the last window
+    // is published and no event can amend one any more (the watermark has passed the last
+    // end plus the allowed lateness): until then, read again.
+    let deadline = std::time::Instant::now() + WAIT + Duration::from_secs(20);
+    let (windows, late) = loop {
+        let windows =
+            windows_of_size_through(&pipeline.windows, end, model::WindowSize::default(), WAIT);
+        let counted: usize = windows.values().map(|m| m.report.events as usize).sum();
+        let missing = events.len().saturating_sub(counted);
+        let late = late_by_window(&pipeline.late, missing, Duration::from_secs(2));
+        let late_total: i64 = late.values().sum();
+        if counted + late_total as usize >= events.len() || std::time::Instant::now() > deadline {
+            break (windows, late);
+        }
+    };
     let mut got: BTreeMap<(i64, String), i64> = late.clone();
     for (start, m) in &windows {
         for e in &m.report.emojis {
@@ -368,10 +378,10 @@ fn killed_backfill_round(seed: u64) {
     );
 }
 
-/// The late records of `topic` (read until there are `expected` of them, or [`WAIT`]), once
+/// The late records of `topic` (read until there are `expected` of them, or `wait`), once
 /// each (by partition, offset and size), counted per window start and emoji.
-fn late_by_window(topic: &str, expected: usize) -> BTreeMap<(i64, String), i64> {
-    let records = read_until(topic, WAIT, |p| once_each(p).len() >= expected);
+fn late_by_window(topic: &str, expected: usize, wait: Duration) -> BTreeMap<(i64, String), i64> {
+    let records = read_until(topic, wait, |p| once_each(p).len() >= expected);
     let mut counts = BTreeMap::new();
     for record in once_each(&records) {
         let ts = model::parse_timestamp(record["timestamp"].as_str().unwrap()).unwrap();

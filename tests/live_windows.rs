@@ -11,7 +11,7 @@ use common::{
     expected_csv_of, metric, wait_for, wait_until_into_10s_window, windows_csv as as_csv,
 };
 use model::WindowSize;
-use model::report::WindowMessage;
+use model::report::{WindowMessage, WindowState};
 
 #[test]
 // Long: one scenario: posts, then every topic compared with the reference.
@@ -329,7 +329,9 @@ fn a_long_window_outlasts_a_lull_and_counts_both_sides_of_it() {
 #[test]
 fn every_size_accounts_for_every_event_and_names_its_late_records() {
     let pipeline = Pipeline::new("late-sizes");
-    let dataflow = start_dataflow(&pipeline, &["--window", "2s,10s"]);
+    // No allowed lateness: a window once final stays as it is.
+    let args = ["--window", "2s,10s", "--allowed-lateness", "0"];
+    let dataflow = start_dataflow(&pipeline, &args);
     let producer = producer();
     // Six seconds into a 10 s window, so five seconds back is the same 10 s window.
     wait_until_into_10s_window(6_000);
@@ -453,4 +455,104 @@ fn open_windows_are_published_with_exact_totals_and_increasing_revisions() {
     let want = expected_csv_of(dir.path(), &sent, Duration::from_secs(1), size);
     let finals: BTreeMap<i64, WindowMessage> = [(start, last.clone())].into();
     assert_eq!(as_csv(&finals), want, "the final equals the reference");
+}
+
+/// With an allowed lateness, an event that misses its final window by less than it amends
+/// the window: a `revised` message, with the next revision, on the windows topic and the
+/// cluster topic, whose totals are the reference's with the event. An event that misses it
+/// by more is a late record naming the size; the longer size counts both on time.
+#[test]
+// Long: one scenario in the wall clock's time: a window, its final, its revision, a late record.
+fn an_allowed_late_event_revises_its_final_window_and_a_later_one_is_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("revised");
+    let args = ["--window", "2s,10s", "--allowed-lateness", "5s"];
+    let dataflow = start_dataflow(&pipeline, &args);
+    let producer = producer();
+    let two = WindowSize::default();
+    // S + 4.5 s: five taps in the 2 s window [S + 4 s, S + 6 s).
+    wait_until_into_10s_window(4_500);
+    let first = now_ms();
+    let ten_start = first - first % 10_000;
+    let amended_start = two.start_of(first);
+    let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+    let mut sent: Vec<(String, String, i64)> = users[..5]
+        .iter()
+        .map(|u| (u.clone(), "🔥".to_owned(), first))
+        .collect();
+    produce_events(&producer, &pipeline.events, &sent);
+    // S + 8 s: ten taps move every partition's watermark to S + 7 s: the first window is final.
+    wait_until_into_10s_window(8_000);
+    let now = now_ms();
+    let batch: Vec<(String, String, i64)> = users
+        .iter()
+        .map(|u| (u.clone(), "👏".to_owned(), now))
+        .collect();
+    produce_events(&producer, &pipeline.events, &batch);
+    let payloads = read_until(&format!("{}-2s", pipeline.windows), WAIT, |p| {
+        windows_by_start(p).contains_key(&amended_start)
+    });
+    let final_message = &windows_by_start(&payloads)[&amended_start];
+    assert_eq!(final_message.state, WindowState::Final);
+    assert_eq!(final_message.report.events, 5);
+    // A straggler 3.5 s behind its partition's newest event: its window ended 1 s before the
+    // watermark, within the allowed 5 s (until the clock moves the watermark past S + 11 s).
+    // Another 6.5 s behind: its window [S, S + 2 s) ended 5 s before the watermark, not
+    // within it. Same user as taps already read, so the same partition.
+    let amend = ("u0".to_owned(), "😂".to_owned(), first);
+    let late = ("u0".to_owned(), "😮".to_owned(), ten_start + 1_500);
+    produce_events(&producer, &pipeline.events, &[amend.clone(), late.clone()]);
+    sent.push(amend);
+    let want = expected_csv_of(dir.path(), &sent, Duration::from_secs(1), two);
+    for topic in [
+        format!("{}-2s", pipeline.windows),
+        pipeline.cluster_topics()[0].clone(),
+    ] {
+        let payloads = read_until(&topic, WAIT, |p| {
+            messages_of_window(amended_start, p)
+                .iter()
+                .any(|m| m.state == WindowState::Revised)
+        });
+        let messages: Vec<WindowMessage> = messages_of_window(amended_start, &payloads)
+            .into_iter()
+            .filter(|m| m.state != WindowState::Open)
+            .collect();
+        assert_eq!(
+            messages.len(),
+            2,
+            "{topic}: a final and a revision: {messages:?}"
+        );
+        let (final_message, revised) = (&messages[0], &messages[1]);
+        assert_eq!(final_message.state, WindowState::Final, "{topic}");
+        assert_eq!(revised.state, WindowState::Revised, "{topic}");
+        assert!(
+            revised.revision > final_message.revision,
+            "{topic}: the next revision"
+        );
+        let revised: BTreeMap<i64, WindowMessage> = [(amended_start, revised.clone())].into();
+        assert_eq!(
+            as_csv(&revised),
+            want,
+            "{topic}: the reference with the straggler"
+        );
+    }
+    let records: Vec<serde_json::Value> = read_until(&pipeline.late, WAIT, |p| !p.is_empty())
+        .iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "one late record: {records:?}");
+    assert_eq!(records[0]["window"], "2s");
+    assert_eq!(records[0]["emoji_type"], "😮");
+    let ten = WindowSize::from_millis(10_000).unwrap();
+    let tens = windows_of_size_through(&format!("{}-10s", pipeline.windows), now, ten, WAIT);
+    assert_eq!(
+        tens[&ten_start].report.events, 17,
+        "the 10 s window counts every tap"
+    );
+    let base = dataflow.url();
+    wait_for(WAIT, "the counters", || {
+        metric(&base, "dataflow_revisions_total") == 1.0
+            && metric(&base, "dataflow_amends_total") == 1.0
+            && metric(&base, "dataflow_late_events_total{window=\"2s\"}") == 1.0
+    });
 }

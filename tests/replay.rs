@@ -103,8 +103,10 @@ fn late_events_with_a_small_lateness() {
     // One worker reads the file as one partition, exactly as the reference does.
     let config = replay_config(dir.path(), &logs, 1, Engine::Timely, "w1");
     let late_path = config.late_out.clone().unwrap();
+    // No allowed lateness: what misses its window is late.
+    let windows = WindowSpec::new(vec![WindowSize::default()], lateness).unwrap();
     let (summary, got) = replay(ReplayConfig {
-        windows: WindowSpec::default().with_lateness(lateness).unwrap(),
+        windows: windows.clone(),
         ..config
     });
     assert_same_windows(&got, &reference_csv(&want), "1 worker");
@@ -126,7 +128,7 @@ fn late_events_with_a_small_lateness() {
         let config = replay_config(dir.path(), &logs, workers, Engine::Timely, &tag);
         let late_path = config.late_out.clone().unwrap();
         let (summary, got) = replay(ReplayConfig {
-            windows: WindowSpec::default().with_lateness(lateness).unwrap(),
+            windows: windows.clone(),
             ..config
         });
         assert_eq!(summary.sources.rows, 10_000);
@@ -145,6 +147,125 @@ fn late_events_with_a_small_lateness() {
         );
         assert_same_windows(&got, &reference_csv(&want), &tag);
     }
+}
+
+#[test]
+// Long: one scenario over both engines, 1, 2 and 4 workers, and two allowed latenesses.
+fn allowed_late_events_amend_their_windows_alike_for_every_worker_count_and_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2% of the events 3 s behind: past the 200 ms lateness, within 10 s.
+    let workload = loadgen::generator::Workload {
+        late_fraction: 0.02,
+        late_delay_ms: 3_000,
+        ..disordered(12_000, 500, 600, 21)
+    };
+    let logs = vec![generated_log(dir.path(), "a.csv", workload)];
+    let lateness = Duration::from_millis(200);
+    let allowing = |allowed| {
+        WindowSpec::new(vec![WindowSize::default()], lateness)
+            .unwrap()
+            .with_allowed_lateness(allowed)
+            .unwrap()
+    };
+    let report = ReportConfig::default();
+    let size = WindowSize::default();
+    let missed = reference(&logs, size, lateness, &report);
+    assert!(missed.late.len() > 100, "{} late", missed.late.len());
+    let want = reference_allowing(&logs, size, lateness, Duration::from_secs(10), &report);
+    assert!(want.late.is_empty());
+    let want_csv = reference_csv(&want);
+    for engine in [Engine::Timely, Engine::Differential] {
+        for workers in [1, 2, 4] {
+            let tag = format!("amended-{engine:?}-{workers}");
+            let config = replay_config(dir.path(), &logs, workers, engine, &tag);
+            let revisions_path = dir.path().join(format!("revisions-{tag}.csv"));
+            let (summary, got) = replay(ReplayConfig {
+                windows: allowing(Duration::from_secs(10)),
+                revisions_out: Some(revisions_path.clone()),
+                ..config
+            });
+            // Byte for byte the reference, so the same for every worker count and engine.
+            assert_eq!(got, want_csv, "{tag}");
+            let sources = summary.sources;
+            assert_eq!(
+                (sources.rows, sources.late, sources.rejected),
+                (12_000, 0, 0)
+            );
+            assert_eq!(sources.on_time + sources.amends, 12_000, "{tag}");
+            assert_eq!(summary.events_in_windows, 12_000, "{tag}");
+            // One worker reads the file as one partition: an event past its watermark finds
+            // its window final. With more, it may find it still open elsewhere and count in
+            // its final; either way the last revision is the same.
+            if workers == 1 {
+                assert!(summary.events_in_corrections > 0, "{tag}: {summary:?}");
+                assert!(summary.revisions > 0, "{tag}: {summary:?}");
+            }
+            assert_last_revisions_are_the_windows(&revisions_path, &got, summary.revisions, &tag);
+        }
+    }
+    // With 1 s allowed, the events 3 s behind are late records, exactly as the reference has
+    // them (one worker reads the file as one partition).
+    let want = reference_allowing(&logs, size, lateness, Duration::from_secs(1), &report);
+    assert!(!want.late.is_empty() && want.late.len() < missed.late.len());
+    let config = replay_config(dir.path(), &logs, 1, Engine::Timely, "allowed-1s");
+    let (summary, got) = replay(ReplayConfig {
+        windows: allowing(Duration::from_secs(1)),
+        ..config
+    });
+    assert_eq!(got, reference_csv(&want));
+    assert_eq!(summary.sources.late, want.late.len() as u64);
+    assert_eq!(
+        summary.events_in_windows + summary.sources.late,
+        12_000,
+        "rows read = events in windows + late + rejected"
+    );
+}
+
+/// Asserts that the revisions file holds each window's final first, revisions increasing,
+/// and that the newest revision of every window is the window's row in `out`.
+fn assert_last_revisions_are_the_windows(
+    revisions: &std::path::Path,
+    out: &str,
+    revised_windows: u64,
+    tag: &str,
+) {
+    let text = std::fs::read_to_string(revisions).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("window_start,window_end,state,revision,emoji,count,unique_users,scaled_count,share")
+    );
+    // Per window: its newest revision and that revision's rows.
+    let mut newest: std::collections::BTreeMap<String, (u64, Vec<String>)> = Default::default();
+    let mut revised = std::collections::BTreeSet::new();
+    for line in lines {
+        let fields: Vec<&str> = line.splitn(5, ',').collect();
+        let (start, end, state, revision) = (fields[0], fields[1], fields[2], fields[3]);
+        let revision: u64 = revision.parse().unwrap();
+        assert!(state == "final" || state == "revised", "{tag}: {line}");
+        if state == "revised" {
+            revised.insert((start.to_owned(), revision));
+        }
+        let row = format!("{start},{end},{}", fields[4]);
+        let entry = newest
+            .entry(start.to_owned())
+            .or_insert((revision, Vec::new()));
+        assert!(revision >= entry.0, "{tag}: revisions of {start} increase");
+        if revision > entry.0 {
+            *entry = (revision, Vec::new());
+        }
+        entry.1.push(row);
+    }
+    assert_eq!(
+        revised.len() as u64,
+        revised_windows,
+        "{tag}: every revision is written"
+    );
+    let mut want: Vec<String> = newest.into_values().flat_map(|(_, rows)| rows).collect();
+    let mut got: Vec<String> = out.lines().skip(1).map(str::to_owned).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "{tag}: the newest revisions are the windows");
 }
 
 /// Writes the events of `log` minus those in `late` (a multiset) as a new log.

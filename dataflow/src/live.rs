@@ -2,6 +2,7 @@
 //! offsets committed only behind what is published, so a restart loses and doubles nothing.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use model::report::{WindowMessage, WindowState};
 use model::{ReportConfig, WindowSize, WindowSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use service::kafka::{TopicSpec, ensure_topics};
 use timely::dataflow::ProbeHandle;
@@ -21,8 +22,8 @@ use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
 use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
-use crate::operators::{CountWindows, Engine};
-use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows};
+use crate::operators::{CountConfig, CountWindows, Engine};
+use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows, TIME_HEADER};
 use crate::source::kafka::{
     Checkpoints, KafkaSourceConfig, ReadKafka, StartFrom, read_checkpoints,
 };
@@ -197,6 +198,9 @@ pub struct Prepared {
     /// For each window size (in the order of [`WindowSpec::sizes`]): windows starting before this
     /// were published by an earlier run.
     pub published_before: Vec<i64>,
+    /// For each window size: per window recently published final or revised, the latest
+    /// dataflow time of its messages.
+    pub published_times: Vec<Arc<BTreeMap<i64, i64>>>,
     /// For each window size: the last checkpoint of each partition, if any.
     pub checkpoints: Vec<Checkpoints>,
 }
@@ -255,10 +259,15 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
         .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
     let partitions = partitions_of(&consumer, &config.events_topic)?.len() as i32;
     let mut published_before = Vec::new();
+    let mut published_times = Vec::new();
     let mut checkpoints = Vec::new();
     for &size in config.windows.sizes() {
         let topic = config.windows_topic_for(size);
-        let newest = newest_window(&consumer, &topic, &partitions_of(&consumer, &topic)?)?;
+        let topic_partitions = partitions_of(&consumer, &topic)?;
+        let newest = newest_window(&consumer, &topic, &topic_partitions)?;
+        let times = recent_times(&consumer, &topic, &topic_partitions)?;
+        tracing::debug!(%topic, windows = times.len(), "The times of recent finals and revisions.");
+        published_times.push(Arc::new(times));
         if let Some(start) = newest {
             tracing::info!(window_start = %model::format_rfc3339_millis(start), %topic, "Resuming after the last published window.");
         }
@@ -273,6 +282,7 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
     Ok(Prepared {
         partitions,
         published_before,
+        published_times,
         checkpoints,
     })
 }
@@ -285,10 +295,11 @@ fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, LiveE
     })
 }
 
-/// The start of the newest closed window (final or revised) in `topic`: windows close in
-/// order, so the last closed one of every partition bounds what an earlier run published.
-/// Open updates (with `--updates-to-windows-topic`) may follow it: each partition is read
-/// backwards, a chunk at a time, until a closed window turns up or the partition begins.
+/// The start of the newest final window in `topic`: windows close in order, so the last
+/// final of every partition bounds what an earlier run published. Revisions of older
+/// windows and open updates (with `--updates-to-windows-topic`) may follow it: each
+/// partition is read backwards, a chunk at a time, until a final turns up or the partition
+/// begins.
 fn newest_window(
     consumer: &BaseConsumer,
     topic: &str,
@@ -296,18 +307,12 @@ fn newest_window(
 ) -> Result<Option<i64>, LiveError> {
     let mut newest: Option<i64> = None;
     for &p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .map_err(|source| LiveError::Inspect {
-                action: "read the offsets of",
-                topic: topic.to_owned(),
-                source,
-            })?;
+        let (low, high) = offsets_of(consumer, topic, p)?;
         let mut end = high;
         let mut chunk = 1;
         while end > low {
             let from = (end - chunk).max(low);
-            if let Some(start) = newest_closed_in(consumer, topic, p, from, end)? {
+            if let Some(start) = newest_final_in(consumer, topic, p, from, end)? {
                 newest = Some(newest.map_or(start, |n| n.max(start)));
                 break;
             }
@@ -318,14 +323,70 @@ fn newest_window(
     Ok(newest)
 }
 
-/// The start of the newest closed window among the messages `[from, end)` of partition `p`.
-fn newest_closed_in(
+/// The first and the next offset of partition `p` of `topic`.
+fn offsets_of(consumer: &BaseConsumer, topic: &str, p: i32) -> Result<(i64, i64), LiveError> {
+    consumer
+        .fetch_watermarks(topic, p, Duration::from_secs(30))
+        .map_err(|source| LiveError::Inspect {
+            action: "read the offsets of",
+            topic: topic.to_owned(),
+            source,
+        })
+}
+
+/// How many of the last messages of each windows-topic partition a restart reads for the
+/// times of recent finals and revisions: far more than the windows an amendment can reach.
+const RECENT_MESSAGES: i64 = 10_000;
+
+/// Per window among the last [`RECENT_MESSAGES`] of each partition of `topic`: the latest
+/// dataflow time (the time header) of its final and revised messages.
+fn recent_times(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i64, i64>, LiveError> {
+    let mut times = BTreeMap::new();
+    for &p in partitions {
+        let (low, high) = offsets_of(consumer, topic, p)?;
+        if high <= low {
+            continue;
+        }
+        read_range(
+            consumer,
+            topic,
+            p,
+            (high - RECENT_MESSAGES).max(low),
+            high,
+            |message| {
+                let time = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == TIME_HEADER)
+                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+                });
+                let parsed = message
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok())
+                    .filter(|m| m.state != WindowState::Open);
+                if let (Some(time), Some(m)) = (time, parsed) {
+                    let latest = times.entry(m.report.window_start).or_insert(time);
+                    *latest = (*latest).max(time);
+                }
+            },
+        )?;
+    }
+    Ok(times)
+}
+
+/// Reads the messages `[from, end)` of partition `p` of `topic`, each handed to `visit`.
+fn read_range(
     consumer: &BaseConsumer,
     topic: &str,
     p: i32,
     from: i64,
     end: i64,
-) -> Result<Option<i64>, LiveError> {
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> Result<(), LiveError> {
     let mut assignment = TopicPartitionList::new();
     let _ = assignment.add_partition_offset(topic, p, Offset::Offset(from));
     consumer
@@ -336,7 +397,6 @@ fn newest_closed_in(
             source,
         })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut newest = None;
     loop {
         if std::time::Instant::now() > deadline {
             return Err(LiveError::LastWindows(topic.to_owned()));
@@ -344,18 +404,33 @@ fn newest_closed_in(
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
+        visit(&message);
+        if message.offset() >= end - 1 {
+            return Ok(());
+        }
+    }
+}
+
+/// The start of the newest final window among the messages `[from, end)` of partition `p`.
+fn newest_final_in(
+    consumer: &BaseConsumer,
+    topic: &str,
+    p: i32,
+    from: i64,
+    end: i64,
+) -> Result<Option<i64>, LiveError> {
+    let mut newest = None;
+    read_range(consumer, topic, p, from, end, |message| {
         let parsed = message
             .payload()
             .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok())
-            .filter(|m| m.state != WindowState::Open);
+            .filter(|m| m.state == WindowState::Final);
         if let Some(m) = parsed {
             let start = m.report.window_start;
             newest = Some(newest.map_or(start, |n: i64| n.max(start)));
         }
-        if message.offset() >= end - 1 {
-            return Ok(newest);
-        }
-    }
+    })?;
+    Ok(newest)
 }
 
 /// Runs the live dataflow until `control` stops it (then publishes what is closed, commits,
@@ -390,6 +465,7 @@ pub fn run_live(
                 max_future_ms: config.max_future.as_millis() as i64,
                 start: config.start,
                 published_before: prepared.published_before[i],
+                published_times: Arc::clone(&prepared.published_times[i]),
                 checkpoints: prepared.checkpoints[i].clone(),
                 checkpoint_topic: config.checkpoint_topic_for(size),
                 rewind: config.restart_rewind,
@@ -420,7 +496,7 @@ pub fn run_live(
             worker.dataflow::<i64, _, _>(|scope| {
                 let sources = ProbeHandle::new();
                 let published = ProbeHandle::new();
-                let (taps, side) = scope.read_kafka(
+                let (taps, amends, side) = scope.read_kafka(
                     source,
                     Arc::clone(&control),
                     Arc::clone(&metrics),
@@ -429,7 +505,13 @@ pub fn run_live(
                     drained,
                 );
                 taps.probe_with(&sources)
-                    .count_window_updates(config.engine, size, config.report, updates)
+                    .count_window_updates(
+                        amends,
+                        CountConfig {
+                            updates,
+                            ..CountConfig::new(config.engine, size, &config.windows, config.report)
+                        },
+                    )
                     .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
                     .probe_with(&published);
                 // Each size's late records name the size; invalid ones go out once, from the

@@ -20,6 +20,10 @@ pub struct DataflowMetrics {
     pub windows: Counter,
     /// Updates of open windows published.
     pub open_updates: Counter,
+    /// Events past their partition's watermark within the allowed lateness (amendments).
+    pub amends: Counter,
+    /// Revisions of final windows published.
+    pub revisions: Counter,
     /// Window end to publication, wall clock.
     pub emit_delay_seconds: Histogram,
     /// Producers replaced because the broker refused their records.
@@ -44,6 +48,8 @@ impl DataflowMetrics {
             invalid: Counter::default(),
             windows: Counter::default(),
             open_updates: Counter::default(),
+            amends: Counter::default(),
+            revisions: Counter::default(),
             emit_delay_seconds: Histogram::default(),
             producer_replacements: Counter::default(),
             partitions_reading: Gauge::default(),
@@ -172,6 +178,16 @@ impl RenderMetrics for DataflowMetrics {
             "dataflow_open_updates_total",
             "Updates of open windows published to the cluster topics.",
             self.open_updates.get(),
+        )
+        .counter(
+            "dataflow_amends_total",
+            "Events past their partition's watermark, within the allowed lateness: they amend their window.",
+            self.amends.get(),
+        )
+        .counter(
+            "dataflow_revisions_total",
+            "Revisions of final windows published (their amended totals).",
+            self.revisions.get(),
         )
         .counter(
             "dataflow_producer_replacements_total",

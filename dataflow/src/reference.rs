@@ -2,8 +2,9 @@
 //! speed: the oracle that the dataflow is compared with, record for record.
 //!
 //! Its semantics are those of a dataflow with one worker: each file is one partition whose
-//! watermark is `max timestamp seen - lateness`, and an event whose window ended at or
-//! before the watermark is late.
+//! watermark is `max timestamp seen - lateness`; an event whose window ended at or before
+//! the watermark amends its window if the window's end plus the allowed lateness is still
+//! after the watermark, and is late otherwise. It reports each window's last revision.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -40,6 +41,7 @@ pub fn aggregate_files(
     files: &[&Path],
     size: WindowSize,
     lateness_ms: i64,
+    allowed_lateness_ms: i64,
     config: &ReportConfig,
 ) -> std::io::Result<ReferenceOutput> {
     let mut out = ReferenceOutput::default();
@@ -69,7 +71,7 @@ pub fn aggregate_files(
             let max = max_seen.map_or(ts, |m| m.max(ts));
             max_seen = Some(max);
             let start = size.start_of(ts);
-            if size.end_of(start) <= max - lateness_ms {
+            if size.end_of(start) + allowed_lateness_ms <= max - lateness_ms {
                 out.late.push((user, emoji, ts));
                 continue;
             }

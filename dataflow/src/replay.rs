@@ -1,6 +1,7 @@
 //! Replay of recorded CSV logs through the windowed dataflow, as fast as the machine goes.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -8,18 +9,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use model::log::LogWriter;
+use model::report::WindowState;
 use model::{ReportConfig, WindowReport, WindowSize, WindowSpec};
-use timely::dataflow::ProbeHandle;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
 use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
 use crate::failure::Failure;
-use crate::operators::{CountWindows, Engine};
-use crate::record::{RejectedRow, SideRecord, SourceStats};
+use crate::operators::{CountConfig, CountWindows, Engine, Keep};
+use crate::record::{RejectedRow, SideRecord, SourceStats, WindowUpdate};
 use crate::sink::{RejectCsvWriter, WindowCsvWriter};
 use crate::source::{LogFile, LogSourceConfig, ReadLogs, SourceError};
 
@@ -38,8 +40,11 @@ pub struct ReplayConfig {
     pub report: ReportConfig,
     /// Which implementation counts.
     pub engine: Engine,
-    /// Window rows go here (stdout when `None`).
+    /// Window rows go here (stdout when `None`): the last revision of each window, once no
+    /// amendment can change it.
     pub out: Option<PathBuf>,
+    /// Every final and revised message goes here, with its state and revision, if set.
+    pub revisions_out: Option<PathBuf>,
     /// Late events go here, if set.
     pub late_out: Option<PathBuf>,
     /// Rejected rows go here, if set.
@@ -51,7 +56,8 @@ pub struct ReplayConfig {
 }
 
 impl ReplayConfig {
-    /// A replay of `paths` with the defaults: one worker, 2 s windows, 1 s lateness.
+    /// A replay of `paths` with the defaults: one worker, 2 s windows, 1 s lateness, 10 s
+    /// allowed lateness.
     pub fn new(paths: Vec<PathBuf>) -> Self {
         ReplayConfig {
             paths,
@@ -60,6 +66,7 @@ impl ReplayConfig {
             report: ReportConfig::default(),
             engine: Engine::default(),
             out: None,
+            revisions_out: None,
             late_out: None,
             rejects_out: None,
             strict: false,
@@ -73,10 +80,14 @@ impl ReplayConfig {
 pub struct ReplaySummary {
     /// Counters of all sources.
     pub sources: SourceStats,
-    /// Events counted in windows.
+    /// Events counted in windows (in their last revisions).
     pub events_in_windows: u64,
+    /// Of those, events counted through corrections (amendments of final windows).
+    pub events_in_corrections: u64,
     /// Windows emitted.
     pub windows: u64,
+    /// Revisions of final windows.
+    pub revisions: u64,
     /// Input bytes.
     pub bytes: u64,
     /// The windows of each size after the first.
@@ -84,25 +95,37 @@ pub struct ReplaySummary {
 }
 
 /// The windows of one more window size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SizeSummary {
     /// The size.
     pub window: WindowSize,
     /// Windows emitted.
     pub windows: u64,
-    /// Events counted in them.
+    /// Events counted in them (in their last revisions).
     pub events_in_windows: u64,
+    /// Of those, events counted through corrections.
+    pub events_in_corrections: u64,
+    /// Revisions of final windows.
+    pub revisions: u64,
 }
 
 impl ReplayConfig {
     /// Where the windows of `size` go: `out` as given with one size, with the size in the
     /// file name with several.
     pub fn out_for(&self, size: WindowSize) -> Option<PathBuf> {
-        let out = self.out.as_ref()?;
+        self.labelled(self.out.as_ref()?, size)
+    }
+
+    /// Where the revisions of `size` go, named like [`out_for`](Self::out_for).
+    pub fn revisions_out_for(&self, size: WindowSize) -> Option<PathBuf> {
+        self.labelled(self.revisions_out.as_ref()?, size)
+    }
+
+    fn labelled(&self, path: &std::path::Path, size: WindowSize) -> Option<PathBuf> {
         Some(if self.windows.is_several() {
-            size.labelled_path(out)
+            size.labelled_path(path)
         } else {
-            out.clone()
+            path.to_path_buf()
         })
     }
 }
@@ -169,13 +192,75 @@ pub fn run_replay(
     Ok(summary.map(|s| ReplaySummary { bytes, ..s }))
 }
 
+/// The outputs of one window size.
+struct SizeOutput {
+    keep: Keep,
+    windows: WindowCsvWriter<Box<dyn Write>>,
+    revisions: Option<WindowCsvWriter<Box<dyn Write>>>,
+    /// Windows an amendment may still change: the newest message of each, and the events
+    /// of its final.
+    pending: BTreeMap<i64, (WindowReport, u64)>,
+    totals: SizeSummary,
+}
+
+impl SizeOutput {
+    /// Takes a message about a window: written to the revisions, and kept as the window's
+    /// newest until it is released.
+    fn update(&mut self, update: WindowUpdate) -> csv::Result<()> {
+        if let Some(revisions) = &mut self.revisions {
+            revisions.write_revision(&update.report, update.state, update.revision)?;
+        }
+        let start = update.report.window_start;
+        let final_events = match update.state {
+            WindowState::Revised => {
+                self.totals.revisions += 1;
+                self.pending.get(&start).map_or(0, |(_, events)| *events)
+            }
+            _ => update.report.events,
+        };
+        if !self.keep.keeps() {
+            return self.write(&update.report, final_events);
+        }
+        self.pending.insert(start, (update.report, final_events));
+        Ok(())
+    }
+
+    /// Writes the windows that no amendment can change once the input is at `frontier`
+    /// (every one at the end).
+    fn release(&mut self, frontier: Option<i64>) -> csv::Result<()> {
+        while let Some(entry) = self.pending.first_entry() {
+            if frontier.is_some_and(|f| self.keep.released_at(*entry.key()) > f) {
+                break;
+            }
+            let (report, final_events) = entry.remove();
+            self.write(&report, final_events)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, report: &WindowReport, final_events: u64) -> csv::Result<()> {
+        self.totals.windows += 1;
+        self.totals.events_in_windows += report.events;
+        self.totals.events_in_corrections += report.events - final_events.min(report.events);
+        self.windows.write(report)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.windows.flush()?;
+        if let Some(revisions) = &mut self.revisions {
+            revisions.flush()?;
+        }
+        Ok(())
+    }
+}
+
 /// The outputs, open on worker 0 only.
 struct Outputs {
-    windows: WindowCsvWriter<Box<dyn Write>>,
-    more: Vec<(WindowCsvWriter<Box<dyn Write>>, SizeSummary)>,
+    /// Per window size, the live one first.
+    sizes: Vec<SizeOutput>,
     late: Option<LogWriter<BufWriter<File>>>,
     rejects: Option<RejectCsvWriter<BufWriter<File>>>,
-    summary: ReplaySummary,
+    sources: SourceStats,
 }
 
 impl Outputs {
@@ -186,25 +271,33 @@ impl Outputs {
                 .map(|f| BufWriter::with_capacity(1 << 16, f))
                 .map_err(|e| Failure::io("create", path.display(), e))
         };
-        let windows: Box<dyn Write> = match config.out_for(config.windows.live()) {
-            Some(path) => Box::new(create(&path)?),
-            None => Box::new(BufWriter::new(std::io::stdout().lock())),
-        };
         let csv_error = |e: csv::Error| Failure::io("write", "the outputs", e.into());
-        let mut more = Vec::new();
-        for &size in config.windows.more() {
-            let path = config.out_for(size).expect("several sizes have --out");
-            let out: Box<dyn Write> = Box::new(create(&path)?);
-            let totals = SizeSummary {
-                window: size,
-                windows: 0,
-                events_in_windows: 0,
+        let mut sizes = Vec::new();
+        for &size in config.windows.sizes() {
+            let windows: Box<dyn Write> = match config.out_for(size) {
+                Some(path) => Box::new(create(&path)?),
+                None => Box::new(BufWriter::new(std::io::stdout().lock())),
             };
-            more.push((WindowCsvWriter::new(out).map_err(csv_error)?, totals));
+            let revisions = match config.revisions_out_for(size) {
+                Some(path) => {
+                    let out: Box<dyn Write> = Box::new(create(&path)?);
+                    Some(WindowCsvWriter::with_revisions(out).map_err(csv_error)?)
+                }
+                None => None,
+            };
+            sizes.push(SizeOutput {
+                keep: Keep::new(size, &config.windows),
+                windows: WindowCsvWriter::new(windows).map_err(csv_error)?,
+                revisions,
+                pending: BTreeMap::new(),
+                totals: SizeSummary {
+                    window: size,
+                    ..SizeSummary::default()
+                },
+            });
         }
         Ok(Outputs {
-            windows: WindowCsvWriter::new(windows).map_err(csv_error)?,
-            more,
+            sizes,
             late: config
                 .late_out
                 .as_ref()
@@ -219,21 +312,22 @@ impl Outputs {
                 .transpose()?
                 .transpose()
                 .map_err(csv_error)?,
-            summary: ReplaySummary::default(),
+            sources: SourceStats::default(),
         })
     }
 
-    fn window(&mut self, report: &WindowReport) -> csv::Result<()> {
-        self.summary.windows += 1;
-        self.summary.events_in_windows += report.events;
-        self.windows.write(report)
-    }
-
-    fn more_window(&mut self, index: usize, report: &WindowReport) -> csv::Result<()> {
-        let (writer, totals) = &mut self.more[index];
-        totals.windows += 1;
-        totals.events_in_windows += report.events;
-        writer.write(report)
+    /// The summary of the run.
+    fn summary(&self) -> ReplaySummary {
+        let live = &self.sizes[0].totals;
+        ReplaySummary {
+            sources: self.sources,
+            events_in_windows: live.events_in_windows,
+            events_in_corrections: live.events_in_corrections,
+            windows: live.windows,
+            revisions: live.revisions,
+            bytes: 0,
+            more: self.sizes[1..].iter().map(|s| s.totals).collect(),
+        }
     }
 
     fn side(&mut self, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
@@ -247,16 +341,15 @@ impl Outputs {
                 self.rejects.as_mut().map_or(Ok(()), |w| w.write(row))
             }
             SideRecord::Stats(stats) => {
-                self.summary.sources += *stats;
+                self.sources += *stats;
                 Ok(())
             }
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.windows.flush()?;
-        for (writer, _) in &mut self.more {
-            writer.flush()?;
+        for size in &mut self.sizes {
+            size.flush()?;
         }
         if let Some(w) = &mut self.late {
             w.flush()?;
@@ -266,6 +359,35 @@ impl Outputs {
         }
         Ok(())
     }
+}
+
+/// Writes the window messages of size `index` to the outputs, each window once released.
+fn write_windows<'scope>(
+    updates: Stream<'scope, i64, Vec<WindowUpdate>>,
+    index: usize,
+    outputs: Option<Rc<RefCell<Outputs>>>,
+    control: Arc<RunControl>,
+) {
+    updates.sink(Pipeline, "WriteWindows", move |(input, frontier)| {
+        let Some(outputs) = &outputs else {
+            input.for_each(|_, _| {});
+            return;
+        };
+        let mut outputs = outputs.borrow_mut();
+        let size = &mut outputs.sizes[index];
+        let mut failed = None;
+        input.for_each(|_time, updates| {
+            for update in updates.drain(..) {
+                if let Err(e) = size.update(update) {
+                    failed.get_or_insert(e);
+                }
+            }
+        });
+        let released = size.release(frontier.frontier().first().copied());
+        if let Some(e) = failed.or(released.err()) {
+            control.fail(Failure::io("write", "the window rows", e.into()));
+        }
+    });
 }
 
 // Long: the dataflows of every window size and the outputs they share are built together.
@@ -298,7 +420,7 @@ fn run_worker(
     };
     // Each more window size: the same logs through a dataflow of its own, so its windows
     // are exactly those of a run with that size alone.
-    for (index, &size) in config.windows.more().iter().enumerate() {
+    for (index, &size) in config.windows.sizes().iter().enumerate().skip(1) {
         let source = LogSourceConfig {
             window: size,
             max_ahead_ms: (60_000i64).max(16 * size.millis()),
@@ -311,41 +433,24 @@ fn run_worker(
         let control = Arc::clone(&control);
         worker.dataflow::<i64, _, _>(|scope| {
             let frontier = ProbeHandle::new();
-            let (taps, _side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
-            taps.probe_with(&frontier)
-                .count_windows(config.engine, size, config.report)
-                .sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
-                    input.for_each(|_time, reports| {
-                        let Some(outputs) = &outputs else { return };
-                        for report in reports.drain(..) {
-                            if let Err(e) = outputs.borrow_mut().more_window(index, &report) {
-                                control.fail(Failure::io("write", "the window rows", e.into()));
-                            }
-                        }
-                    });
-                });
+            let (taps, amends, _side) =
+                scope.read_logs(source, Arc::clone(&control), frontier.clone());
+            let count = CountConfig::new(config.engine, size, &config.windows, config.report);
+            let updates = taps
+                .probe_with(&frontier)
+                .count_window_updates(amends, count);
+            write_windows(updates, index, outputs, control);
         });
     }
     worker.dataflow::<i64, _, _>(|scope| {
         let frontier = ProbeHandle::new();
-        let (taps, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
-        let reports = taps.probe_with(&frontier).count_windows(
-            config.engine,
-            config.windows.live(),
-            config.report,
-        );
-        let sink_outputs = outputs.clone();
-        let sink_control = Arc::clone(&control);
-        reports.sink(Pipeline, "WriteWindows", move |(input, _frontier)| {
-            input.for_each(|_time, reports| {
-                let Some(outputs) = &sink_outputs else { return };
-                for report in reports.drain(..) {
-                    if let Err(e) = outputs.borrow_mut().window(&report) {
-                        sink_control.fail(Failure::io("write", "the window rows", e.into()));
-                    }
-                }
-            });
-        });
+        let (taps, amends, side) = scope.read_logs(source, Arc::clone(&control), frontier.clone());
+        let size = config.windows.live();
+        let count = CountConfig::new(config.engine, size, &config.windows, config.report);
+        let updates = taps
+            .probe_with(&frontier)
+            .count_window_updates(amends, count);
+        write_windows(updates, 0, outputs.clone(), Arc::clone(&control));
         let side_outputs = outputs.clone();
         let side_control = Arc::clone(&control);
         side.sink(
@@ -375,7 +480,5 @@ fn run_worker(
     if let Err(e) = outputs.flush() {
         control.fail(Failure::io("write", "the outputs", e));
     }
-    let mut summary = outputs.summary.clone();
-    summary.more = outputs.more.iter().map(|(_, totals)| *totals).collect();
-    Some(summary)
+    Some(outputs.summary())
 }

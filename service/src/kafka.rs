@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, ToBytes};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, IntoOpaque};
 
@@ -241,6 +241,24 @@ where
             }
             done => return done,
         }
+    }
+}
+
+/// Waits until everything `producer` sent is acknowledged or failed, at most `limit`; true
+/// if nothing is left in flight. Checks in short sleeps: the client's own `flush` polls 100 ms
+/// at a time (its poll runs to its deadline), which adds up to 100 ms to every wait, and
+/// polling in a loop would spin.
+pub fn wait_delivered<C: ProducerContext>(producer: &BaseProducer<C>, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -108,8 +108,20 @@ pub fn reference(
     lateness: Duration,
     report: &ReportConfig,
 ) -> ReferenceOutput {
+    reference_allowing(logs, window, lateness, Duration::ZERO, report)
+}
+
+/// The reference aggregation of `logs` with an allowed lateness: each window's last revision.
+pub fn reference_allowing(
+    logs: &[PathBuf],
+    window: WindowSize,
+    lateness: Duration,
+    allowed: Duration,
+    report: &ReportConfig,
+) -> ReferenceOutput {
     let paths: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
-    aggregate_files(&paths, window, lateness.as_millis() as i64, report).expect("reference")
+    let (lateness, allowed) = (lateness.as_millis() as i64, allowed.as_millis() as i64);
+    aggregate_files(&paths, window, lateness, allowed, report).expect("reference")
 }
 
 /// The window CSV the reference output would be written as.

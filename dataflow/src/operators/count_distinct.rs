@@ -1,11 +1,15 @@
 //! `count_distinct`: the window totals formulated with differential dataflow.
 //!
-//! Each event becomes the update `(window, user, emoji)` at its window's time, and is
-//! retracted one window later so the arrangements release closed windows. Counting and
-//! distinct-counting these collections gives exactly the totals of `aggregate_windows`;
-//! this formulation is the cross-check of the hand-written hot path.
+//! Each event becomes the update `(window, user, emoji)` at its window's time (an amendment
+//! at its own, later time), and is retracted once the window is released (its end plus the
+//! allowed lateness), so the arrangements forget windows no one can amend. Counting and
+//! distinct-counting these collections gives exactly the totals of `aggregate_windows`: at
+//! a window's time its final totals, at an amendment's time what they grew by (the
+//! retraction of the old count and the insertion of the new, netted). This formulation is
+//! the cross-check of the hand-written hot path.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
 
 use compact_str::CompactString;
 use differential_dataflow::AsCollection;
@@ -17,8 +21,10 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::operator::empty;
 
-use crate::record::{EmojiPartial, PartialWindow, Tap};
+use super::Keep;
+use crate::record::{Amend, EmojiPartial, PartialWindow, Tap};
 
 /// Counts events and distinct users per window with differential dataflow.
 pub trait CountDistinct<'scope> {
@@ -36,7 +42,8 @@ pub trait CountDistinct<'scope> {
     /// let captured = timely::execute_directly(|worker| {
     ///     let (mut input, captured) = worker.dataflow::<i64, _, _>(|scope| {
     ///         let (input, taps) = scope.new_input::<Tap>();
-    ///         (input, taps.count_distinct(model::WindowSize::from_millis(2000).unwrap()).capture())
+    ///         let size = model::WindowSize::from_millis(2000).unwrap();
+    ///         (input, taps.count_distinct(size).capture())
     ///     });
     ///     input.advance_to(2000); // the window [2000, 4000)
     ///     for (user, emoji) in [("u1", "🔥"), ("u2", "🔥"), ("u1", "😂")] {
@@ -55,6 +62,14 @@ pub trait CountDistinct<'scope> {
     /// assert_eq!((events, users), (3, 2));
     /// ```
     fn count_distinct(self, size: WindowSize) -> Stream<'scope, i64, Vec<PartialWindow>>;
+
+    /// Like [`count_distinct`](Self::count_distinct), with `amends` of windows kept as `keep`
+    /// says: at an amendment's time, what each statistic of its window grew by.
+    fn count_distinct_amended(
+        self,
+        amends: Stream<'scope, i64, Vec<Amend>>,
+        keep: Keep,
+    ) -> Stream<'scope, i64, Vec<PartialWindow>>;
 }
 
 type Triple = (i64, CompactString, CompactString);
@@ -62,26 +77,53 @@ type Triple = (i64, CompactString, CompactString);
 impl<'scope> CountDistinct<'scope> for Stream<'scope, i64, Vec<Tap>> {
     fn count_distinct(self, size: WindowSize) -> Stream<'scope, i64, Vec<PartialWindow>> {
         let scope = self.scope();
-        let inserted: VecCollection<'scope, i64, Triple> = self
-            .unary(Pipeline, "StampTaps", |_capability, _info| {
-                move |input, output| {
-                    input.for_each_stamp(|time, batches| {
-                        let Some(&start) = time.least() else { return };
-                        let Some(capability) = time.retain_least(0) else {
-                            return;
-                        };
-                        let mut session = output.session(&capability);
-                        for tap in batches.flat_map(|b| b.drain(..)) {
-                            session.give(((start, tap.user, tap.emoji), start, 1isize));
-                        }
-                    });
-                }
-            })
+        self.count_distinct_amended(empty(scope), Keep::none(size))
+    }
+
+    fn count_distinct_amended(
+        self,
+        amends: Stream<'scope, i64, Vec<Amend>>,
+        keep: Keep,
+    ) -> Stream<'scope, i64, Vec<PartialWindow>> {
+        let scope = self.scope();
+        // Each event inserted at its time, and retracted when its window is released.
+        let triples: VecCollection<'scope, i64, Triple> = self
+            .binary(
+                amends,
+                Pipeline,
+                Pipeline,
+                "StampTaps",
+                move |_capability, _info| {
+                    move |input, amend_input, output| {
+                        input.for_each_stamp(|time, batches| {
+                            let Some(&start) = time.least() else { return };
+                            let released = keep.released_at(start);
+                            let capability = time.delayed(&start, 0);
+                            let mut session = output.session(&capability);
+                            for tap in batches.flat_map(|b| b.drain(..)) {
+                                let triple = (start, tap.user, tap.emoji);
+                                session.give((triple.clone(), start, 1isize));
+                                session.give((triple, released, -1isize));
+                            }
+                        });
+                        amend_input.for_each_stamp(|time, batches| {
+                            let Some(&at) = time.least() else { return };
+                            let capability = time.delayed(&at, 0);
+                            let mut session = output.session(&capability);
+                            for amend in batches.flat_map(|b| b.drain(..)) {
+                                let start = amend.window_start;
+                                // Sources amend only windows that started before.
+                                let at = at.max(start);
+                                let released = keep.released_at(start).max(at);
+                                let triple = (start, amend.tap.user, amend.tap.emoji);
+                                session.give((triple.clone(), at, 1isize));
+                                session.give((triple, released, -1isize));
+                            }
+                        });
+                    }
+                },
+            )
             .as_collection();
-        let width = size.millis();
-        let triples = inserted
-            .clone()
-            .concat(inserted.delay(move |t| t + width).negate());
 
         let emoji_events = triples.clone().map(|(w, _, e)| (w, e)).count_total();
         let emoji_users = triples
@@ -96,15 +138,21 @@ impl<'scope> CountDistinct<'scope> for Stream<'scope, i64, Vec<Tap>> {
             .map(|(w, _)| w)
             .count_total();
 
+        let by_emoji = |(w, _): &(i64, CompactString)| *w;
+        let by_window = |w: &i64| *w;
         scope.concatenate([
-            partials(emoji_events, |((w, emoji), count)| {
+            growth(emoji_events, keep, by_emoji, |(w, emoji), count| {
                 emoji_partial(w, emoji, count, 0)
             }),
-            partials(emoji_users, |((w, emoji), users)| {
+            growth(emoji_users, keep, by_emoji, |(w, emoji), users| {
                 emoji_partial(w, emoji, 0, users)
             }),
-            partials(window_events, |(w, events)| window_partial(w, events, 0)),
-            partials(window_users, |(w, users)| window_partial(w, 0, users)),
+            growth(window_events, keep, by_window, |w, events| {
+                window_partial(w, events, 0)
+            }),
+            growth(window_users, keep, by_window, |w, users| {
+                window_partial(w, 0, users)
+            }),
         ])
     }
 }
@@ -112,52 +160,63 @@ impl<'scope> CountDistinct<'scope> for Stream<'scope, i64, Vec<Tap>> {
 fn emoji_partial(
     window_start: i64,
     emoji: CompactString,
-    count: isize,
-    unique_users: isize,
+    count: u64,
+    unique_users: u64,
 ) -> PartialWindow {
     PartialWindow {
-        window_start,
-        events: 0,
-        unique_users: 0,
         emojis: vec![EmojiPartial {
             emoji,
-            count: count as u64,
-            unique_users: unique_users as u64,
+            count,
+            unique_users,
         }],
-        snapshot_of: None,
+        ..PartialWindow::empty(window_start)
     }
 }
 
-fn window_partial(window_start: i64, events: isize, unique_users: isize) -> PartialWindow {
+fn window_partial(window_start: i64, events: u64, unique_users: u64) -> PartialWindow {
     PartialWindow {
-        window_start,
-        events: events as u64,
-        unique_users: unique_users as u64,
-        emojis: Vec::new(),
-        snapshot_of: None,
+        events,
+        unique_users,
+        ..PartialWindow::empty(window_start)
     }
 }
 
-/// The insertions of a count collection as partial windows; retractions (a window's counts
-/// going away one window later) are not part of any report.
-fn partials<'scope, D: differential_dataflow::Data>(
-    counts: VecCollection<'scope, i64, D>,
-    to_partial: impl Fn(D) -> PartialWindow + 'static,
-) -> Stream<'scope, i64, Vec<PartialWindow>> {
+/// What each count grew by at each time, as partial windows: a window's count at its own
+/// time, and at an amendment's time the new count minus the old. The retractions of a
+/// released window are not part of any report.
+fn growth<'scope, K>(
+    counts: VecCollection<'scope, i64, (K, isize)>,
+    keep: Keep,
+    window_of: impl Fn(&K) -> i64 + 'static,
+    to_partial: impl Fn(K, u64) -> PartialWindow + 'static,
+) -> Stream<'scope, i64, Vec<PartialWindow>>
+where
+    K: differential_dataflow::Data + Hash,
+{
     counts
         .inner
         .unary(Pipeline, "CountsToPartials", move |_capability, _info| {
-            let mut by_time: BTreeMap<i64, Vec<PartialWindow>> = BTreeMap::new();
             move |input, output| {
                 input.for_each_stamp(|stamp, batches| {
                     // A batch of differential output spans many times: each count goes out at
-                    // its own time, its window's start.
-                    for (data, time, diff) in batches.flat_map(|b| b.drain(..)) {
-                        if diff > 0 {
-                            by_time.entry(time).or_default().push(to_partial(data));
+                    // its own time.
+                    let mut by_time: BTreeMap<i64, foldhash::HashMap<K, i64>> = BTreeMap::new();
+                    for ((key, count), time, diff) in batches.flat_map(|b| b.drain(..)) {
+                        if time >= keep.released_at(window_of(&key)) {
+                            continue;
                         }
+                        *by_time.entry(time).or_default().entry(key).or_default() +=
+                            diff as i64 * count as i64;
                     }
-                    for (time, mut parts) in std::mem::take(&mut by_time) {
+                    for (time, nets) in by_time {
+                        let mut parts: Vec<PartialWindow> = nets
+                            .into_iter()
+                            .filter(|(_, net)| *net != 0)
+                            .map(|(key, net)| {
+                                debug_assert!(net > 0, "a window's counts only grow");
+                                to_partial(key, net.max(0) as u64)
+                            })
+                            .collect();
                         output
                             .session(&stamp.delayed(&time, 0))
                             .give_container(&mut parts);

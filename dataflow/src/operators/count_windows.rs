@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use model::{ReportConfig, WindowReport, WindowSize};
+use model::{ReportConfig, WindowReport, WindowSize, WindowSpec};
 use timely::dataflow::Stream;
+use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::vec::Map;
 
-use super::{AggregateWindows, CountDistinct, MergeWindows};
-use crate::record::{Tap, WindowUpdate};
+use super::{AggregateWindows, CountDistinct, Keep, MergeWindows};
+use crate::record::{Amend, Tap, WindowUpdate};
 
 /// Which implementation counts the windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -17,6 +18,31 @@ pub enum Engine {
     Timely,
     /// The differential-dataflow formulation (the cross-check).
     Differential,
+}
+
+/// How windows are counted and reported.
+#[derive(Debug, Clone, Copy)]
+pub struct CountConfig {
+    /// Which implementation counts.
+    pub engine: Engine,
+    /// The window size, and how long final windows are kept for amendments.
+    pub keep: Keep,
+    /// Scaling and filtering of the reports.
+    pub report: ReportConfig,
+    /// Open updates at this interval (timely engine only), or finals only.
+    pub updates: Option<Duration>,
+}
+
+impl CountConfig {
+    /// Windows of `size` with the allowed lateness of `spec`, finals only.
+    pub fn new(engine: Engine, size: WindowSize, spec: &WindowSpec, report: ReportConfig) -> Self {
+        CountConfig {
+            engine,
+            keep: Keep::new(size, spec),
+            report,
+            updates: None,
+        }
+    }
 }
 
 /// Counts windows.
@@ -68,38 +94,45 @@ pub trait CountWindows<'scope> {
         engine: Engine,
         size: WindowSize,
         report: ReportConfig,
-    ) -> Stream<'scope, i64, Vec<WindowReport>>
-    where
-        Self: Sized,
-    {
-        self.count_window_updates(engine, size, report, None)
-            .map(|update: WindowUpdate| update.report)
-    }
+    ) -> Stream<'scope, i64, Vec<WindowReport>>;
 
-    /// Like [`count_windows`](Self::count_windows), as updates: each window's final, and with
-    /// `updates` (timely engine only), every interval the exact totals so far of each open
-    /// window that changed.
+    /// Like [`count_windows`](Self::count_windows), as updates: each window's final, each
+    /// revision of a final window that `amends` amended, and with `config.updates` (timely
+    /// engine only), every interval the exact totals so far of each open window that changed.
     fn count_window_updates(
         self,
-        engine: Engine,
-        size: WindowSize,
-        report: ReportConfig,
-        updates: Option<Duration>,
+        amends: Stream<'scope, i64, Vec<Amend>>,
+        config: CountConfig,
     ) -> Stream<'scope, i64, Vec<WindowUpdate>>;
 }
 
 impl<'scope> CountWindows<'scope> for Stream<'scope, i64, Vec<Tap>> {
-    fn count_window_updates(
+    fn count_windows(
         self,
         engine: Engine,
         size: WindowSize,
         report: ReportConfig,
-        updates: Option<Duration>,
-    ) -> Stream<'scope, i64, Vec<WindowUpdate>> {
-        let partials = match engine {
-            Engine::Timely => self.aggregate_windows_every(updates),
-            Engine::Differential => self.count_distinct(size),
+    ) -> Stream<'scope, i64, Vec<WindowReport>> {
+        let scope = self.scope();
+        let config = CountConfig {
+            engine,
+            keep: Keep::none(size),
+            report,
+            updates: None,
         };
-        partials.merge_window_updates(size, report, updates)
+        self.count_window_updates(empty(scope), config)
+            .map(|update: WindowUpdate| update.report)
+    }
+
+    fn count_window_updates(
+        self,
+        amends: Stream<'scope, i64, Vec<Amend>>,
+        config: CountConfig,
+    ) -> Stream<'scope, i64, Vec<WindowUpdate>> {
+        let partials = match config.engine {
+            Engine::Timely => self.aggregate_windows_every(amends, config.keep, config.updates),
+            Engine::Differential => self.count_distinct_amended(amends, config.keep),
+        };
+        partials.merge_window_updates(config.keep, config.report, config.updates)
     }
 }

@@ -13,10 +13,56 @@ pub mod merge_windows;
 
 pub use aggregate_windows::AggregateWindows;
 pub use count_distinct::CountDistinct;
-pub use count_windows::{CountWindows, Engine};
+pub use count_windows::{CountConfig, CountWindows, Engine};
 pub use merge_windows::MergeWindows;
 
 use std::hash::BuildHasher;
+
+use model::{WindowSize, WindowSpec};
+
+/// How long a final window's state is kept for amendments: until every input is at or past
+/// its end plus the allowed lateness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    size: WindowSize,
+    allowed_lateness_ms: i64,
+}
+
+impl Keep {
+    /// Windows of `size`, kept for the allowed lateness of `spec`.
+    pub fn new(size: WindowSize, spec: &WindowSpec) -> Self {
+        Keep {
+            size,
+            allowed_lateness_ms: spec.allowed_lateness_ms(),
+        }
+    }
+
+    /// Windows of `size`, never amended.
+    pub fn none(size: WindowSize) -> Self {
+        Keep {
+            size,
+            allowed_lateness_ms: 0,
+        }
+    }
+
+    /// The window size.
+    pub fn size(&self) -> WindowSize {
+        self.size
+    }
+
+    /// Whether final windows are kept at all.
+    pub fn keeps(&self) -> bool {
+        self.allowed_lateness_ms > 0
+    }
+
+    /// Once every input is at or past this time, no amendment of the window starting at
+    /// `start` can come: a source amends a window only while its own time is before it.
+    pub fn released_at(&self, start: i64) -> i64 {
+        self.size
+            .end_of(start)
+            .saturating_add(self.allowed_lateness_ms)
+    }
+}
 
 /// The worker-independent hash that decides which worker owns a user. Every process uses
 /// the same seed, so a user's events meet on one worker wherever they were read.

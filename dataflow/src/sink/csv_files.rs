@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use model::report::WindowState;
 use model::{WindowReport, format_rfc3339_millis};
 
 use crate::record::RejectedRow;
@@ -17,12 +18,26 @@ pub const WINDOW_CSV_HEADER: [&str; 7] = [
     "share",
 ];
 
+/// Header of the revisions output: each final and revised message, one row per emoji.
+pub const REVISION_CSV_HEADER: [&str; 9] = [
+    "window_start",
+    "window_end",
+    "state",
+    "revision",
+    "emoji",
+    "count",
+    "unique_users",
+    "scaled_count",
+    "share",
+];
+
 /// Header of the rejected-rows output.
 pub const REJECT_CSV_HEADER: [&str; 3] = ["line", "reason", "raw"];
 
 /// Writes window reports, one row per (window, emoji) in the order given.
 pub struct WindowCsvWriter<W: Write> {
     csv: csv::Writer<W>,
+    revisions: bool,
 }
 
 impl<W: Write> WindowCsvWriter<W> {
@@ -30,23 +45,55 @@ impl<W: Write> WindowCsvWriter<W> {
     pub fn new(out: W) -> csv::Result<Self> {
         let mut csv = csv::Writer::from_writer(out);
         csv.write_record(WINDOW_CSV_HEADER)?;
-        Ok(WindowCsvWriter { csv })
+        Ok(WindowCsvWriter {
+            csv,
+            revisions: false,
+        })
+    }
+
+    /// Writes the header of the revisions output (with each row's state and revision) to
+    /// `out`.
+    pub fn with_revisions(out: W) -> csv::Result<Self> {
+        let mut csv = csv::Writer::from_writer(out);
+        csv.write_record(REVISION_CSV_HEADER)?;
+        Ok(WindowCsvWriter {
+            csv,
+            revisions: true,
+        })
     }
 
     /// Writes the rows of one window.
     pub fn write(&mut self, report: &WindowReport) -> csv::Result<()> {
+        self.write_revision(report, WindowState::Final, 1)
+    }
+
+    /// Writes the rows of one message about a window (its state and revision only in the
+    /// revisions output).
+    pub fn write_revision(
+        &mut self,
+        report: &WindowReport,
+        state: WindowState,
+        revision: u64,
+    ) -> csv::Result<()> {
         let start = format_rfc3339_millis(report.window_start);
         let end = format_rfc3339_millis(report.window_end);
+        let state = match state {
+            WindowState::Open => "open",
+            WindowState::Final => "final",
+            WindowState::Revised => "revised",
+        };
+        let revision = revision.to_string();
         for emoji in &report.emojis {
-            self.csv.write_record([
-                start.as_str(),
-                end.as_str(),
-                emoji.emoji.as_str(),
-                &emoji.count.to_string(),
-                &emoji.unique_users.to_string(),
-                &emoji.scaled_count.to_string(),
-                &format!("{:.6}", emoji.share),
-            ])?;
+            let count = emoji.count.to_string();
+            let users = emoji.unique_users.to_string();
+            let scaled = emoji.scaled_count.to_string();
+            let share = format!("{:.6}", emoji.share);
+            let mut record: Vec<&str> = vec![&start, &end];
+            if self.revisions {
+                record.extend([state, &revision]);
+            }
+            record.extend([emoji.emoji.as_str(), &count, &users, &scaled, &share]);
+            self.csv.write_record(&record)?;
         }
         Ok(())
     }

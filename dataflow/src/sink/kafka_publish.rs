@@ -9,7 +9,7 @@ use model::format_rfc3339_millis;
 use model::report::{WindowMessage, WindowState};
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use serde::Serialize;
 use timely::dataflow::Stream;
@@ -42,11 +42,17 @@ pub struct PublishConfig {
     pub open_to_windows_topic: bool,
 }
 
+/// The header that carries a final or revised window's dataflow time: a restart learns from
+/// it which amendments an earlier run published (see the Kafka source's checkpoints).
+pub const TIME_HEADER: &str = "emostream-time";
+
 /// One record to publish.
 struct Outgoing {
     topic: String,
     key: String,
     payload: Vec<u8>,
+    /// The dataflow time, as a [`TIME_HEADER`].
+    time: Option<i64>,
 }
 
 /// Notes the records (by their index in a round) the broker did not take.
@@ -110,7 +116,7 @@ impl Publisher {
             let mut refused = Vec::new();
             for &index in &todo {
                 let r = &records[index];
-                if let Err(error) = send(&self.producer, &r.topic, &r.key, &r.payload, index) {
+                if let Err(error) = send(&self.producer, r, index) {
                     self.producer
                         .context()
                         .first_error
@@ -159,41 +165,31 @@ impl Publisher {
 
 /// Sends `payload`, waiting while the local queue is full; any other refusal (a producer
 /// in a fatal state, a record too large) is returned, for the record to go out again.
-fn send(
-    producer: &BaseProducer<Failures>,
-    topic: &str,
-    key: &str,
-    payload: &[u8],
-    index: usize,
-) -> Result<(), KafkaError> {
-    let record = BaseRecord::with_opaque_to(topic, index)
-        .key(key)
-        .payload(payload);
+fn send(producer: &BaseProducer<Failures>, r: &Outgoing, index: usize) -> Result<(), KafkaError> {
+    let time = r.time.map(|t| t.to_string());
+    let mut record = BaseRecord::with_opaque_to(&r.topic, index)
+        .key(&r.key)
+        .payload(&r.payload);
+    if let Some(time) = &time {
+        record = record.headers(OwnedHeaders::new().insert(Header {
+            key: TIME_HEADER,
+            value: Some(time.as_bytes()),
+        }));
+    }
     let serve = || producer.poll(Duration::from_millis(1));
     service::kafka::send_waiting(|r| producer.send(r), serve, record).map_err(|(error, _)| error)
 }
 
-/// Waits until everything sent is acknowledged or failed (the broker may be away a while).
-/// Checks in short sleeps: the client's own flush sleeps up to 100 ms between checks, which
-/// would cap publishing at ten windows a second when catching up, and polling in a loop
-/// would spin.
+/// Waits until everything sent is acknowledged or failed (the broker may be away a while),
+/// saying so every 5 s.
 fn flush(producer: &BaseProducer<Failures>, control: &RunControl) {
-    let mut waited = std::time::Instant::now();
-    loop {
-        producer.poll(Duration::ZERO);
-        if producer.in_flight_count() == 0 {
+    while !service::kafka::wait_delivered(producer, Duration::from_secs(5)) {
+        tracing::warn!(
+            in_flight = producer.in_flight_count(),
+            "Publishing is waiting for the broker."
+        );
+        if control.failure().is_some() {
             return;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-        if waited.elapsed() > Duration::from_secs(5) {
-            tracing::warn!(
-                in_flight = producer.in_flight_count(),
-                "Publishing is waiting for the broker."
-            );
-            if control.failure().is_some() {
-                return;
-            }
-            waited = std::time::Instant::now();
         }
     }
 }
@@ -239,9 +235,9 @@ fn publish_through<'scope, D: 'static>(
 
 /// Publishes window updates.
 pub trait PublishWindows<'scope> {
-    /// Publishes each final to every cluster topic and then the windows topic, and each open
-    /// update to the cluster topics only (keyed by `window_start`, with `seq`, `state` and
-    /// `revision`), flushes, and passes the updates on.
+    /// Publishes each final and revision to every cluster topic and then the windows topic,
+    /// and each open update to the cluster topics only (keyed by `window_start`, with `seq`,
+    /// `state` and `revision`), flushes, and passes the updates on.
     fn publish_windows(
         self,
         config: PublishConfig,
@@ -276,8 +272,13 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowUpdate>> {
                     };
                     for (time, updates) in from_worker {
                         for update in &updates {
-                            if !publish_window(&mut publisher, &config, update, &control, &metrics)
-                            {
+                            if !publish_window(
+                                &mut publisher,
+                                &config,
+                                (time, update),
+                                &control,
+                                &metrics,
+                            ) {
                                 // The run failed: nothing later may look published.
                                 return;
                             }
@@ -311,13 +312,14 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowUpdate>> {
     }
 }
 
-/// Publishes one update of a window, and waits for it: a final to every cluster topic and
-/// then the windows topic (a restart trusts the newest window there, so it is on every
+/// Publishes one update of a window made at dataflow time `time`, and waits for it: a final
+/// or a revision (with its time in a [`TIME_HEADER`]) to every cluster topic and then the
+/// windows topic (a restart trusts the newest window there, so it is on every
 /// cluster topic too), an open update to the cluster topics only.
 fn publish_window(
     publisher: &mut Publisher,
     config: &PublishConfig,
-    update: &WindowUpdate,
+    (time, update): (i64, &WindowUpdate),
     control: &RunControl,
     metrics: &DataflowMetrics,
 ) -> bool {
@@ -337,6 +339,7 @@ fn publish_window(
                 topic: topic.clone(),
                 key: key.clone(),
                 payload: payload.clone(),
+                time: (update.state != WindowState::Open).then_some(time),
             })
             .collect()
     };
@@ -350,6 +353,10 @@ fn publish_window(
     }
     if !publisher.publish(&to(std::slice::from_ref(&config.windows_topic)), control) {
         return false;
+    }
+    if update.state == WindowState::Revised {
+        metrics.revisions.add(1);
+        return true;
     }
     metrics.windows.add(1);
     let delay_ms = model::now_ms() - report.window_end;
@@ -435,6 +442,7 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                 let payload =
                     serde_json::to_vec(&message).expect("a late record serializes to JSON");
                 Outgoing {
+                    time: None,
                     topic: config.late_topic.clone(),
                     key: match message.window {
                         Some(size) => format!("{}-{}-{size}", message.partition, message.offset),

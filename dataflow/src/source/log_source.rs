@@ -13,16 +13,15 @@ use std::time::Duration;
 use compact_str::CompactString;
 use model::log::{LogColumns, RowError};
 use model::{WindowSize, WindowSpec};
-use timely::dataflow::operators::Capability;
-use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope};
 
 use super::blocks::{Line, LineCounter, read_block};
 use super::log_file::LogFile;
-use super::two_outputs::{SideSession, TapsSession, two_output_source};
+use super::outputs::{Sessions, SourceCaps, SourceStreams, source_outputs};
 use super::watermark::Watermark;
 use crate::control::RunControl;
 use crate::failure::Failure;
-use crate::record::{LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
+use crate::record::{Amend, LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
 
 /// Longest part of a rejected row kept in its report.
 const MAX_RAW_BYTES: usize = 1024;
@@ -51,17 +50,15 @@ pub struct LogSourceConfig {
 
 /// Reads logs into a dataflow.
 pub trait ReadLogs<'scope> {
-    /// On-time events at their window start, and the side output of late events,
-    /// rejected rows and final counters. `frontier` must probe the returned event stream.
+    /// On-time events at their window start, amendments (events within the allowed
+    /// lateness), and the side output of late events, rejected rows and final counters.
+    /// `frontier` must probe the returned event stream.
     fn read_logs(
         self,
         config: LogSourceConfig,
         control: Arc<RunControl>,
         frontier: ProbeHandle<i64>,
-    ) -> (
-        Stream<'scope, i64, Vec<Tap>>,
-        Stream<'scope, i64, Vec<SideRecord>>,
-    );
+    ) -> SourceStreams<'scope, SideRecord>;
 }
 
 impl<'scope> ReadLogs<'scope> for Scope<'scope, i64> {
@@ -70,21 +67,16 @@ impl<'scope> ReadLogs<'scope> for Scope<'scope, i64> {
         config: LogSourceConfig,
         control: Arc<RunControl>,
         frontier: ProbeHandle<i64>,
-    ) -> (
-        Stream<'scope, i64, Vec<Tap>>,
-        Stream<'scope, i64, Vec<SideRecord>>,
-    ) {
+    ) -> SourceStreams<'scope, SideRecord> {
         let (index, peers) = (self.index(), self.peers());
-        two_output_source(self, "ReadLogs", move |taps_cap, side_cap, activator| {
-            let mut reader = Some(Reader::new(
-                config, control, index, peers, taps_cap, side_cap,
-            ));
-            move |taps, side| {
+        source_outputs(self, "ReadLogs", move |caps, activator| {
+            let mut reader = Some(Reader::new(config, control, index, peers, caps));
+            move |sessions| {
                 let Some(active) = reader.as_mut() else {
                     return;
                 };
                 let ahead = frontier.with_frontier(|f| f.first().copied());
-                match active.step(ahead, taps, side) {
+                match active.step(ahead, sessions) {
                     Step::More => activator.activate(),
                     Step::Wait => activator.activate_after(Duration::from_millis(1)),
                     Step::Done => reader = None,
@@ -119,10 +111,10 @@ struct Reader {
     stride: u64,
     partitions: Vec<Partition>,
     stats: SourceStats,
-    taps_cap: Capability<i64>,
-    side_cap: Capability<i64>,
+    caps: SourceCaps,
     buf: Vec<u8>,
     by_window: Vec<(i64, Vec<Tap>)>,
+    amends: Vec<Amend>,
     side: Vec<SideRecord>,
 }
 
@@ -132,8 +124,7 @@ impl Reader {
         control: Arc<RunControl>,
         index: usize,
         peers: usize,
-        taps_cap: Capability<i64>,
-        side_cap: Capability<i64>,
+        caps: SourceCaps,
     ) -> Self {
         let peers = peers as u64;
         let mut partitions = Vec::new();
@@ -165,21 +156,16 @@ impl Reader {
             stride: peers,
             partitions,
             stats: SourceStats::default(),
-            taps_cap,
-            side_cap,
+            caps,
             buf: Vec::new(),
             by_window: Vec::new(),
+            amends: Vec::new(),
             side: Vec::new(),
         }
     }
 
     /// Reads one block of the partition that is furthest behind.
-    fn step(
-        &mut self,
-        slowest: Option<i64>,
-        taps: &mut TapsSession<'_>,
-        side: &mut SideSession<'_, SideRecord>,
-    ) -> Step {
+    fn step(&mut self, slowest: Option<i64>, sessions: &mut Sessions<'_, SideRecord>) -> Step {
         if self.control.stopped() {
             self.partitions.clear();
         }
@@ -187,7 +173,9 @@ impl Reader {
         let Some(p) =
             (0..self.partitions.len()).min_by_key(|&i| self.partitions[i].watermark.hold(window))
         else {
-            side.session(&self.side_cap)
+            sessions
+                .side
+                .session(self.caps.side())
                 .give(SideRecord::Stats(self.stats));
             return Step::Done;
         };
@@ -203,13 +191,24 @@ impl Reader {
         }
         for (start, batch) in self.by_window.iter_mut() {
             if !batch.is_empty() {
-                taps.session(&self.taps_cap.delayed(start))
+                sessions
+                    .taps
+                    .session(&self.caps.window(*start))
                     .give_container(batch);
             }
         }
         self.by_window.clear();
+        if !self.amends.is_empty() {
+            sessions
+                .amends
+                .session(self.caps.amends())
+                .give_container(&mut self.amends);
+        }
         if !self.side.is_empty() {
-            side.session(&self.side_cap).give_container(&mut self.side);
+            sessions
+                .side
+                .session(self.caps.side())
+                .give_container(&mut self.side);
         }
         let partition = &mut self.partitions[p];
         partition.next_block += self.stride;
@@ -222,8 +221,7 @@ impl Reader {
             .map(|p| p.watermark.hold(window))
             .min()
         {
-            self.taps_cap.downgrade(&hold);
-            self.side_cap.downgrade(&hold);
+            self.caps.downgrade(hold);
         }
         Step::More
     }
@@ -235,11 +233,14 @@ impl Reader {
             control,
             partitions,
             stats,
+            caps,
             buf,
             by_window,
+            amends,
             side,
             ..
         } = self;
+        let now = caps.time();
         let Partition {
             file_index,
             file,
@@ -272,13 +273,27 @@ impl Reader {
             };
             match decoded {
                 Ok((user, emoji, timestamp)) => {
-                    if watermark.observe(timestamp, config.window) {
-                        stats.on_time += 1;
-                        push_tap(
-                            by_window,
-                            config.window.start_of(timestamp),
-                            Tap { user, emoji },
+                    let start = config.window.start_of(timestamp);
+                    let on_time = watermark.observe(timestamp, config.window);
+                    let amendable = !on_time
+                        && config.windows.amends(
+                            config.window.end_of(start),
+                            watermark.value().unwrap_or(i64::MIN).max(now),
                         );
+                    if on_time {
+                        stats.on_time += 1;
+                        push_tap(by_window, start, Tap { user, emoji });
+                    } else if amendable && start >= now {
+                        // Past the partition's watermark, but this source still holds the
+                        // window: it counts in the window's final.
+                        stats.amends += 1;
+                        push_tap(by_window, start, Tap { user, emoji });
+                    } else if amendable {
+                        stats.amends += 1;
+                        amends.push(Amend {
+                            window_start: start,
+                            tap: Tap { user, emoji },
+                        });
                     } else {
                         stats.late += 1;
                         if config.send_late {

@@ -8,7 +8,7 @@ pub mod blocks;
 pub mod kafka;
 pub mod log_file;
 pub mod log_source;
-pub mod two_outputs;
+pub mod outputs;
 pub mod watermark;
 
 pub use log_file::{LogFile, SourceError};

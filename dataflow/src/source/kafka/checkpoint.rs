@@ -16,9 +16,18 @@
 //! partition is its state. The consumer group's offsets are committed as well, for the
 //! tools that watch a group's lag.
 //!
-//! The text is `2;MAX_SEEN;CLOSED_BEFORE;W:L,W:L,...` with `W` a closed window as the number
-//! of windows before `CLOSED_BEFORE` and `L` its last counted offset minus the committed
-//! offset. A bare number (the format before) is the largest timestamp alone.
+//! An event that amended a closed window (within the allowed lateness) counts once the
+//! window's revision for the time it went out at is published. The checkpoint written before
+//! that time closes names, per window and time, the last offset amending it; a restart counts
+//! such an event again only if the windows topic holds a message of its window at that time or
+//! later (final and revised messages carry their time in a header), and reports it late
+//! otherwise (the window's totals, to amend, are not rebuilt).
+//!
+//! The text is `2;MAX_SEEN;CLOSED_BEFORE;W:L,W:L,...;W:T:L,...` with `W` a closed window and
+//! `T` a time as the number of windows before `CLOSED_BEFORE`, `L` an offset minus the
+//! committed offset: first each closed window's last counted offset, then each amended
+//! window's last amending offset per time. A bare number (the format before) is the largest
+//! timestamp alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -94,6 +103,24 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
     Ok(newest)
 }
 
+/// Appends `;` and the `entries` (newest window first), comma-separated, as long as the text
+/// stays under [`MAX_LEN`]; past it, warns with `warning` naming the first window left out.
+fn push_entries(text: &mut String, entries: impl Iterator<Item = (i64, String)>, warning: &str) {
+    text.push(';');
+    let mut first = true;
+    for (window, entry) in entries {
+        if text.len() + entry.len() + 1 > MAX_LEN {
+            tracing::warn!(window_start = %model::format_rfc3339_millis(window), "{warning}");
+            break;
+        }
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        text.push_str(&entry);
+    }
+}
+
 /// Kafka brokers keep at most 4,096 bytes of commit metadata by default.
 const MAX_LEN: usize = 4_000;
 
@@ -106,6 +133,8 @@ pub(crate) struct Checkpoint {
     pub closed_before: Option<i64>,
     /// Per closed window: the last offset of the partition counted in it.
     pub last_counted: BTreeMap<i64, i64>,
+    /// Per amended window and the time its amendments went out at: the last offset amending it.
+    pub amended: BTreeMap<(i64, i64), i64>,
 }
 
 impl Checkpoint {
@@ -121,30 +150,35 @@ impl Checkpoint {
         let Some(closed_before) = self.closed_before else {
             return text;
         };
-        text.push(';');
-        let mut first = true;
-        for (&window, &last) in self.last_counted.iter().rev() {
-            if last < offset || window >= closed_before {
-                continue;
-            }
-            let entry = format!(
-                "{}:{}",
-                (closed_before - window) / size.millis(),
-                last - offset
-            );
-            if text.len() + entry.len() + 1 > MAX_LEN {
-                tracing::warn!(
-                    window_start = %model::format_rfc3339_millis(window),
-                    "Too many closed windows with events after the committed offset to commit them all: a restart reports the events of the oldest ones late."
-                );
-                break;
-            }
-            if !first {
-                text.push(',');
-            }
-            first = false;
-            text.push_str(&entry);
-        }
+        let windows_before = |t: i64| (closed_before - t) / size.millis();
+        let counted = self
+            .last_counted
+            .iter()
+            .rev()
+            .filter(|&(&window, &last)| last >= offset && window < closed_before)
+            .map(|(&window, &last)| {
+                let entry = format!("{}:{}", windows_before(window), last - offset);
+                (window, entry)
+            });
+        push_entries(
+            &mut text,
+            counted,
+            "Too many closed windows with events after the committed offset to commit them all: a restart reports the events of the oldest ones late.",
+        );
+        let amended = self
+            .amended
+            .iter()
+            .rev()
+            .filter(|&(&(_, time), &last)| last >= offset && time <= closed_before)
+            .map(|(&(window, time), &last)| {
+                let (w, t) = (windows_before(window), windows_before(time));
+                (window, format!("{w}:{t}:{}", last - offset))
+            });
+        push_entries(
+            &mut text,
+            amended,
+            "Too many amended windows to commit them all: a restart reports the oldest amendments late.",
+        );
         text
     }
 
@@ -157,7 +191,7 @@ impl Checkpoint {
                 ..Checkpoint::default()
             };
         };
-        let mut fields = rest.splitn(3, ';');
+        let mut fields = rest.splitn(4, ';');
         let max_seen = fields.next().and_then(number);
         let closed_before = fields.next().and_then(number);
         let mut last_counted = BTreeMap::new();
@@ -174,10 +208,23 @@ impl Checkpoint {
                 }
             }
         }
+        let mut amended = BTreeMap::new();
+        if let (Some(closed_before), Some(entries)) = (closed_before, fields.next()) {
+            let at = |windows_before: i64| closed_before - windows_before * size.millis();
+            for entry in entries.split(',').filter(|e| !e.is_empty()) {
+                let mut parts = entry.splitn(3, ':').map(number);
+                if let (Some(Some(w)), Some(Some(t)), Some(Some(l))) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    amended.insert((at(w), at(t)), offset + l);
+                }
+            }
+        }
         Checkpoint {
             max_seen,
             closed_before,
             last_counted,
+            amended,
         }
     }
 }
@@ -196,9 +243,10 @@ mod tests {
                 (1_699_999_998_000, 90), // before the offset: not read again, left out
                 (1_700_000_000_000, 130),
             ]),
+            amended: BTreeMap::default(),
         };
         let text = checkpoint.encode(100, size);
-        assert_eq!(text, "2;1700000003000;1700000002000;1:30");
+        assert_eq!(text, "2;1700000003000;1700000002000;1:30;");
         let read = Checkpoint::decode(&text, 100, size);
         assert_eq!(read.max_seen, checkpoint.max_seen);
         assert_eq!(read.closed_before, checkpoint.closed_before);
@@ -206,6 +254,31 @@ mod tests {
             read.last_counted,
             BTreeMap::from([(1_700_000_000_000, 130)])
         );
+    }
+
+    #[test]
+    fn amended_windows_read_back_with_their_times() {
+        let size = WindowSize::default();
+        let checkpoint = Checkpoint {
+            max_seen: Some(1_700_000_013_000),
+            closed_before: Some(1_700_000_010_000),
+            last_counted: BTreeMap::new(),
+            amended: BTreeMap::from([
+                ((1_700_000_000_000, 1_700_000_008_000), 140),
+                ((1_700_000_000_000, 1_700_000_010_000), 150),
+                ((1_699_999_990_000, 1_700_000_004_000), 99), // before the offset: left out
+            ]),
+        };
+        let text = checkpoint.encode(100, size);
+        assert_eq!(text, "2;1700000013000;1700000010000;;5:0:50,5:1:40");
+        let read = Checkpoint::decode(&text, 100, size);
+        let kept: BTreeMap<_, _> = checkpoint
+            .amended
+            .into_iter()
+            .filter(|(_, last)| *last >= 100)
+            .collect();
+        assert_eq!(read.amended, kept);
+        assert_eq!(read.closed_before, checkpoint.closed_before);
     }
 
     #[test]
@@ -230,6 +303,7 @@ mod tests {
             max_seen: Some(0),
             closed_before: Some(10_000_000),
             last_counted: (0..5_000).map(|w| (w * 2_000, 1_000_000 + w)).collect(),
+            amended: BTreeMap::default(),
         };
         let text = checkpoint.encode(0, size);
         assert!(text.len() <= MAX_LEN);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
@@ -23,7 +23,7 @@ impl KafkaReader {
         for p in &mut self.partitions {
             p.pending = p.pending.split_off(&frontier);
         }
-        let closed_before = *self.taps_cap.time();
+        let closed_before = self.caps.time();
         if self.commit(closed_before) {
             self.committed_frontier = frontier;
         }
@@ -46,11 +46,13 @@ impl KafkaReader {
             };
             // What is before the offset is not read again.
             p.last_counted.retain(|_, last| *last >= offset);
+            p.amended.retain(|_, last| *last >= offset);
             let closed_before = closed_before.max(p.closed_before);
             let mut checkpoint = Checkpoint {
                 max_seen,
                 closed_before: Some(closed_before),
                 last_counted: p.last_counted.clone(),
+                amended: p.amended.clone(),
             };
             for (&window, &last) in p.open_last.range(..closed_before) {
                 note_last_counted(&mut checkpoint.last_counted, window, last);
@@ -73,8 +75,8 @@ impl KafkaReader {
             return true;
         }
         // The checkpoints are the state a restart trusts: wait for them.
-        if let Err(error) = self.checkpoints.flush(Duration::from_secs(5)) {
-            tracing::warn!(%error, "Cannot write the checkpoints; will try again.");
+        if !service::kafka::wait_delivered(&self.checkpoints, Duration::from_secs(5)) {
+            tracing::warn!("Cannot write the checkpoints within 5 s; will try again.");
             return false;
         }
         // The group's offsets, for the tools that watch its lag.

@@ -14,9 +14,17 @@
 //! each partition remembers, per window it feeds, the first offset and the watermark state
 //! before it; the committed offset is the earliest of those still unpublished. With it goes
 //! a checkpoint (the watermark state, the windows the worker has closed and the last offset
-//! counted in each), written to the checkpoint topic and waited for before any window
-//! closes, so a restart reads again exactly what it needs and decides every event it reads
-//! again as the run before it did: counted once, or late once, never both, never neither.
+//! counted in each, the windows amended and the last offset amending each per time),
+//! written to the checkpoint topic and waited for before any window closes, so a restart
+//! reads again exactly what it needs and decides every event it reads again as the run
+//! before it did: counted once, or late once, never both, never neither.
+//!
+//! An event past its partition's watermark but within the allowed lateness of its window
+//! counts in the window's final while this worker still holds the window, and otherwise
+//! amends it: it goes out on the amendments output at the source's time, and its window is
+//! published again, revised, at that time. A restart does not rebuild the totals of windows
+//! an earlier run closed: an amendment of one of them is a late record, unless the earlier
+//! run published it (the windows topic has a message of its window at its time or later).
 
 //!
 //! # Layout
@@ -39,20 +47,21 @@ mod end_probe;
 mod progress;
 mod reader;
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use model::{WindowSize, WindowSpec};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope};
 
 use service::metrics::Counter;
 
 use crate::control::RunControl;
 use crate::metrics::DataflowMetrics;
-use crate::record::{LateEvent, Tap};
-use crate::source::two_outputs::two_output_source;
+use crate::record::LateEvent;
+use crate::source::outputs::{SourceStreams, source_outputs};
 use reader::KafkaReader;
 
 pub use checkpoint::{Checkpoints, read_checkpoints};
@@ -92,6 +101,9 @@ pub struct KafkaSourceConfig {
     pub start: StartFrom,
     /// Windows starting before this were published by an earlier run.
     pub published_before: i64,
+    /// Per window recently published final or revised: the latest dataflow time of its
+    /// messages (from their time header), to tell which amendments an earlier run published.
+    pub published_times: Arc<BTreeMap<i64, i64>>,
     /// On a restart, how many messages before each committed offset are read again, only to
     /// rebuild the watermark (and so that a broker that can only serve whole record batches
     /// still returns the committed offset itself).
@@ -138,7 +150,8 @@ pub enum LiveSide {
 
 /// Reads the events topic into a dataflow.
 pub trait ReadKafka<'scope> {
-    /// On-time events at their window start, and late or invalid records. `published`
+    /// On-time events at their window start, amendments (events within the allowed
+    /// lateness of a closed window) at the source's time, and late or invalid records. `published`
     /// must probe the streams whose records are durably published (windows and side);
     /// `sources` the returned event stream. The source stops reading once `control` stops,
     /// and reports through `drained` when everything closed is published and committed.
@@ -151,10 +164,7 @@ pub trait ReadKafka<'scope> {
         sources: ProbeHandle<i64>,
         published: ProbeHandle<i64>,
         drained: Rc<std::cell::Cell<bool>>,
-    ) -> (
-        Stream<'scope, i64, Vec<Tap>>,
-        Stream<'scope, i64, Vec<LiveSide>>,
-    );
+    ) -> SourceStreams<'scope, LiveSide>;
 }
 
 impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
@@ -166,22 +176,18 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
         sources: ProbeHandle<i64>,
         published: ProbeHandle<i64>,
         drained: Rc<std::cell::Cell<bool>>,
-    ) -> (
-        Stream<'scope, i64, Vec<Tap>>,
-        Stream<'scope, i64, Vec<LiveSide>>,
-    ) {
+    ) -> SourceStreams<'scope, LiveSide> {
         let (index, peers) = (self.index(), self.peers());
-        two_output_source(self, "ReadKafka", move |taps_cap, side_cap, activator| {
-            let mut reader =
-                match KafkaReader::new(config, index, peers, taps_cap, side_cap, metrics) {
-                    Ok(reader) => Some(reader),
-                    Err(message) => {
-                        control.fail(message);
-                        drained.set(true);
-                        None
-                    }
-                };
-            move |taps, side| {
+        source_outputs(self, "ReadKafka", move |caps, activator| {
+            let mut reader = match KafkaReader::new(config, index, peers, caps, metrics) {
+                Ok(reader) => Some(reader),
+                Err(message) => {
+                    control.fail(message);
+                    drained.set(true);
+                    None
+                }
+            };
+            move |sessions| {
                 let Some(active) = reader.as_mut() else {
                     return;
                 };
@@ -194,7 +200,7 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                     }
                     return;
                 }
-                let got = active.step(taps, side);
+                let got = active.step(sessions);
                 active.commit_published(&published, false);
                 if got {
                     activator.activate();

@@ -49,10 +49,9 @@ impl KafkaReader {
         for p in &self.partitions {
             self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
         }
-        if hold > *self.taps_cap.time() && self.may_close(now) {
+        if hold > self.caps.time() && self.may_close(now) {
             if self.close_before(hold) {
-                self.taps_cap.downgrade(&hold);
-                self.side_cap.downgrade(&hold);
+                self.caps.downgrade(hold);
             } else {
                 self.last_close_failure = Some(now);
             }

@@ -12,7 +12,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use timely::dataflow::operators::Capability;
 
 use super::checkpoint::Checkpoint;
 use super::context::{STATS_INTERVAL_MS, SourceContext};
@@ -21,8 +20,8 @@ use super::end_probe::EndProbe;
 use super::{KafkaSourceConfig, LiveSide, StartFrom};
 use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
-use crate::record::{LateEvent, Tap};
-use crate::source::two_outputs::{SideSession, TapsSession};
+use crate::record::{Amend, LateEvent, Tap};
+use crate::source::outputs::{Sessions, SourceCaps};
 use crate::source::watermark::Watermark;
 
 /// One partition read by this worker.
@@ -42,9 +41,34 @@ pub(super) struct Partition {
     pub(super) open_last: BTreeMap<i64, i64>,
     /// Per closed window: the last offset counted in it (restored on a restart).
     pub(super) last_counted: BTreeMap<i64, i64>,
+    /// Per amended window and the time the amendments went out at: the last offset amending
+    /// it (restored on a restart: such an event counted if its window's message of that time
+    /// was published).
+    pub(super) amended: BTreeMap<(i64, i64), i64>,
     /// Windows before this were closed by an earlier run (`i64::MIN`: none known): an event
     /// read again counts in one only if that run counted it.
     pub(super) closed_before: i64,
+}
+
+impl Partition {
+    /// Whether the event at `offset` of the window starting at `start`, read again, amended
+    /// the window in a run before, and the windows topic holds that window's message of the
+    /// time the amendment went out at (or a later one).
+    fn published_amendment(
+        &self,
+        start: i64,
+        offset: i64,
+        published_times: &BTreeMap<i64, i64>,
+    ) -> bool {
+        // Offsets grow with the times they went out at: the first time whose last offset is
+        // at or past this one is its own.
+        let went_out_at = self
+            .amended
+            .range((start, i64::MIN)..=(start, i64::MAX))
+            .find(|(_, last)| **last >= offset)
+            .map(|((_, time), _)| *time);
+        went_out_at.is_some_and(|time| published_times.get(&start).is_some_and(|t| *t >= time))
+    }
 }
 
 pub(super) struct KafkaReader {
@@ -54,10 +78,10 @@ pub(super) struct KafkaReader {
     pub(super) checkpoints: BaseProducer,
     pub(super) ends: Arc<EndProbe>,
     pub(super) partitions: Vec<Partition>,
-    pub(super) taps_cap: Capability<i64>,
-    pub(super) side_cap: Capability<i64>,
+    pub(super) caps: SourceCaps,
     pub(super) metrics: Arc<DataflowMetrics>,
     pub(super) by_window: Vec<(i64, Vec<Tap>)>,
+    pub(super) amends: Vec<Amend>,
     pub(super) side: Vec<LiveSide>,
     pub(super) committed_frontier: i64,
     pub(super) last_commit: Instant,
@@ -72,8 +96,7 @@ impl KafkaReader {
         config: KafkaSourceConfig,
         index: usize,
         peers: usize,
-        mut taps_cap: Capability<i64>,
-        mut side_cap: Capability<i64>,
+        mut caps: SourceCaps,
         metrics: Arc<DataflowMetrics>,
     ) -> Result<Self, Failure> {
         let mine: Vec<i32> = (0..config.partitions)
@@ -162,6 +185,7 @@ impl KafkaReader {
                     .closed_before
                     .map_or(i64::MIN, |c| c.max(config.published_before)),
                 last_counted: checkpoint.last_counted,
+                amended: checkpoint.amended,
             });
         }
         consumer.assign(&assignment).map_err(|e| {
@@ -175,8 +199,7 @@ impl KafkaReader {
         tracing::info!(worker = index, partitions = ?starts, published_before = config.published_before, "Reading the events topic.");
         // Windows before `published_before` were published by an earlier run.
         if config.published_before > i64::MIN {
-            taps_cap.downgrade(&config.published_before);
-            side_cap.downgrade(&config.published_before);
+            caps.downgrade(config.published_before);
         }
         let ends = EndProbe::start(&config, &mine)?;
         metrics.partitions_reading.add(mine.len() as i64);
@@ -194,10 +217,10 @@ impl KafkaReader {
             checkpoints,
             ends,
             partitions,
-            taps_cap,
-            side_cap,
+            caps,
             metrics,
             by_window: Vec::new(),
+            amends: Vec::new(),
             side: Vec::new(),
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),
@@ -208,11 +231,7 @@ impl KafkaReader {
 
     /// Polls what is there (without waiting), emits it, and advances the capabilities.
     /// Returns whether any message came.
-    pub(super) fn step(
-        &mut self,
-        taps: &mut TapsSession<'_>,
-        side: &mut SideSession<'_, LiveSide>,
-    ) -> bool {
+    pub(super) fn step(&mut self, sessions: &mut Sessions<'_, LiveSide>) -> bool {
         let now = Instant::now();
         let wall_ms = model::now_ms();
         let mut got = 0;
@@ -251,12 +270,23 @@ impl KafkaReader {
             self.route(i, offset, outcome, now);
         }
         for (start, batch) in self.by_window.iter_mut() {
-            taps.session(&self.taps_cap.delayed(start))
+            sessions
+                .taps
+                .session(&self.caps.window(*start))
                 .give_container(batch);
         }
         self.by_window.clear();
+        if !self.amends.is_empty() {
+            sessions
+                .amends
+                .session(self.caps.amends())
+                .give_container(&mut self.amends);
+        }
         if !self.side.is_empty() {
-            side.session(&self.side_cap).give_container(&mut self.side);
+            sessions
+                .side
+                .session(self.caps.side())
+                .give_container(&mut self.side);
         }
         self.advance(now, wall_ms);
         if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
@@ -289,7 +319,7 @@ impl KafkaReader {
         now: Instant,
     ) {
         let window = self.config.window;
-        let cap_time = *self.taps_cap.time();
+        let cap_time = self.caps.time();
         let partition = &mut self.partitions[i];
         partition.next_offset = offset + 1;
         partition.last_message = now;
@@ -323,26 +353,70 @@ impl KafkaReader {
         };
         let start = window.start_of(timestamp);
         let on_time = partition.watermark.observe(timestamp, window);
-        let reason = if !on_time {
-            Some("the partition's watermark had passed the window's end")
-        } else if start < partition.closed_before
-            && partition
+        // Within the allowed lateness of the partition's watermark, or of the source's
+        // progress if further (an idle partition's watermark lags behind the clock).
+        let amendable = self.config.windows.amends(
+            window.end_of(start),
+            partition
+                .watermark
+                .value()
+                .unwrap_or(i64::MIN)
+                .max(cap_time),
+        );
+        let route = if start < partition.closed_before {
+            // An earlier run closed the window: decide as it did, from its checkpoint.
+            let counted = partition
                 .last_counted
                 .get(&start)
-                .is_none_or(|&last| offset > last)
-        {
-            // An earlier run closed the window before reading this event.
-            Some("the window had already closed")
+                .is_some_and(|&last| offset <= last);
+            if counted && start < self.config.published_before {
+                // Counted and published by an earlier run: reading it again changes nothing.
+                return;
+            } else if counted && start >= cap_time {
+                // Counted in a window whose final the earlier run did not publish.
+                Route::Window
+            } else if partition.published_amendment(start, offset, &self.config.published_times) {
+                // It amended the window in a revision an earlier run published.
+                return;
+            } else if !on_time {
+                Route::Late("the partition's watermark had passed the window's end")
+            } else {
+                // An earlier run closed the window before reading this event, or amended it
+                // without publishing the revision (its totals, to amend, went with it).
+                Route::Late("the window had already closed before a restart")
+            }
         } else if start < self.config.published_before {
-            // Counted and published by an earlier run: reading it again changes nothing.
+            // Published by an earlier run.
             return;
-        } else if start < cap_time {
-            Some("the window had already closed")
+        } else if !on_time && !amendable {
+            Route::Late("the partition's watermark had passed the window's end")
+        } else if start >= cap_time {
+            // On time, or within the allowed lateness while this source still holds the
+            // window: it counts in the window's final.
+            if !on_time {
+                self.metrics.amends.add(1);
+            }
+            Route::Window
+        } else if amendable {
+            self.metrics.amends.add(1);
+            Route::Amend
         } else {
-            None
+            Route::Late("the window had already closed")
         };
-        match reason {
-            Some(reason) => {
+        match route {
+            Route::Amend => {
+                partition
+                    .pending
+                    .entry(cap_time)
+                    .or_insert((offset, max_before));
+                let last = partition.amended.entry((start, cap_time)).or_insert(offset);
+                *last = (*last).max(offset);
+                self.amends.push(Amend {
+                    window_start: start,
+                    tap: Tap { user, emoji },
+                });
+            }
+            Route::Late(reason) => {
                 self.config.late.add(1);
                 partition
                     .pending
@@ -359,7 +433,7 @@ impl KafkaReader {
                     offset,
                 });
             }
-            None => {
+            Route::Window => {
                 partition
                     .pending
                     .entry(start)
@@ -372,6 +446,16 @@ impl KafkaReader {
             }
         }
     }
+}
+
+/// Where an event goes.
+enum Route {
+    /// Into its open window.
+    Window,
+    /// Amends its closed window.
+    Amend,
+    /// A late record, for this reason.
+    Late(&'static str),
 }
 
 /// How often the consumer lag is measured, ms.

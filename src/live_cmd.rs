@@ -122,6 +122,9 @@ pub fn up(args: UpArgs) -> Result<()> {
             );
             println!("  dataflow: http://{}/metrics", live.addr);
             for (i, b) in broadcasters.iter().enumerate() {
+                println!("  page:     http://{}/   (cluster {})", b.addr, i + 1);
+            }
+            for (i, b) in broadcasters.iter().enumerate() {
                 println!(
                     "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
                     i + 1,
@@ -162,6 +165,7 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
             let running = broadcast::start(config, shutdown).await?;
+            println!("page: http://{}/", running.addr);
             println!("broadcast: ws://{}/ws", running.addr);
             Ready::of(None, None, &[running.addr]).write(&args.ready)?;
             running.stopped().await;

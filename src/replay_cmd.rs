@@ -43,6 +43,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     };
     let peak = peak_resident_bytes();
     eprint!("{}", summary_text(&summary, elapsed, peak));
+    eprint!("{}", hints(&summary, &args));
     if let Some(path) = &args.summary_json {
         std::fs::write(path, summary_json(&summary, elapsed, peak, &args))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -100,6 +101,27 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
             more.events_in_windows,
             src.rows - src.rejected - more.events_in_windows
         );
+    }
+    text
+}
+
+/// Where the outputs went when that is not obvious, and how to see what was left out.
+fn hints(s: &ReplaySummary, args: &ReplayArgs) -> String {
+    let mut text = String::new();
+    if s.sources.late > 0 && args.late_out.is_none() {
+        text += "late events are not written: --late-out FILE writes them (a replayable log)\n";
+    }
+    if s.sources.rejected > 0 && args.rejects_out.is_none() {
+        text += "rejected rows are not written: --rejects-out FILE writes each with its line and reason\n";
+    }
+    if let (Ok(config), Some(_)) = (args.config(), &args.out)
+        && config.windows.is_several()
+    {
+        for &size in config.windows.sizes() {
+            if let Some(path) = config.out_for(size) {
+                text += &format!("{} windows: {}\n", size.label(), path.display());
+            }
+        }
     }
     text
 }

@@ -127,6 +127,9 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         t.connections,
         t.send_lag_max_ms,
     );
+    if let Some(first) = &t.first_error {
+        eprintln!("first error: {first}");
+    }
     if let Some(v) = &summary.viewers {
         eprintln!(
             "viewers: {} of {} connected, {} windows, {} arrivals; window end to arrival p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
@@ -147,7 +150,10 @@ pub fn simulate(args: SimulateArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string(&summary)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    match &t.first_error {
+        Some(first) if t.events_accepted == 0 => anyhow::bail!("no event was accepted: {first}"),
+        _ => Ok(()),
+    }
 }
 
 /// A progress line on the terminal, every second.

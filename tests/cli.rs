@@ -420,3 +420,68 @@ fn h_is_help_everywhere_and_counts_of_zero_are_refused_by_name() {
         );
     }
 }
+
+#[test]
+fn the_summary_points_to_what_was_left_out_and_where_each_size_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.csv");
+    // An event at 10 s, one at 0 s (late with no lateness), and a row without an emoji.
+    std::fs::write(
+        &log,
+        "timestamp,user_id,emoji_type\n10,u1,a\n0,u2,b\n5,u3\n",
+    )
+    .unwrap();
+    let out = dir.path().join("w.csv");
+    let run = emostream(&[
+        "replay",
+        path(&log),
+        "--window",
+        "2s,60s",
+        "--lateness",
+        "0s",
+        "--allowed-lateness",
+        "0s",
+        "--out",
+        path(&out),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stderr(&run);
+    assert!(text.contains("late 1 + rejected 1"), "{text}");
+    assert!(text.contains("--late-out FILE"), "{text}");
+    assert!(text.contains("--rejects-out FILE"), "{text}");
+    for size in ["2s", "60s"] {
+        let file = dir.path().join(format!("w-{size}.csv"));
+        assert!(file.exists(), "{size}");
+        assert!(
+            text.contains(&format!("{size} windows: {}", file.display())),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn simulate_against_nothing_listening_fails_and_says_why() {
+    // A port nothing listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("http://127.0.0.1:{port}");
+    let run = emostream(&[
+        "simulate",
+        "--target",
+        &target,
+        "--duration",
+        "1s",
+        "--rate",
+        "20/s",
+    ]);
+    assert!(!run.status.success(), "{}", stderr(&run));
+    let text = stderr(&run);
+    assert!(text.contains("no event was accepted"), "{text}");
+    assert!(
+        text.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{text}"
+    );
+}

@@ -48,7 +48,7 @@ fn bad_requests_get_their_status_and_nothing_reaches_the_topic() {
             "application/json",
             format!("[{}]", vec![good.clone(); 40].join(",")),
             413,
-            "payload",
+            "takes at most",
         ),
     ];
     for (content_type, body, status, needle) in cases {

@@ -11,6 +11,8 @@ pub struct DataflowMetrics {
     consumed: Vec<Counter>,
     watermark_ms: Vec<Gauge>,
     watermark_lag_ms: Vec<Gauge>,
+    /// Whether a partition has a watermark (it has had data): without one, no sample.
+    watermark_known: Vec<std::sync::atomic::AtomicBool>,
     consumer_lag: Vec<Gauge>,
     /// Late events, per window size (each size judges lateness by its own windows).
     late: Vec<(String, Arc<Counter>)>,
@@ -40,6 +42,7 @@ impl DataflowMetrics {
             consumed: (0..n).map(|_| Counter::default()).collect(),
             watermark_ms: (0..n).map(|_| Gauge::default()).collect(),
             watermark_lag_ms: (0..n).map(|_| Gauge::default()).collect(),
+            watermark_known: (0..n).map(|_| Default::default()).collect(),
             consumer_lag: (0..n).map(|_| Gauge::default()).collect(),
             late: sizes
                 .iter()
@@ -97,6 +100,9 @@ impl DataflowMetrics {
         ) {
             g.set(w);
             lag.set(wall_ms - w);
+            if let Some(known) = self.watermark_known.get(partition as usize) {
+                known.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
@@ -113,39 +119,52 @@ impl RenderMetrics for DataflowMetrics {
     fn render(&self) -> String {
         let mut e = TextEncoder::default();
         let per_partition =
-            |e: &mut TextEncoder, name: &str, kind: &str, help: &str, values: Vec<i64>| {
+            |e: &mut TextEncoder, name: &str, kind: &str, help: &str, values: Vec<Option<i64>>| {
                 e.family(name, kind, help);
                 for (p, v) in values.into_iter().enumerate() {
-                    e.sample(name, &format!("partition=\"{p}\""), v);
+                    if let Some(v) = v {
+                        e.sample(name, &format!("partition=\"{p}\""), v);
+                    }
                 }
             };
+        // A partition without data has no watermark: no sample rather than a made-up one.
+        let known = |gauges: &[Gauge]| -> Vec<Option<i64>> {
+            gauges
+                .iter()
+                .zip(&self.watermark_known)
+                .map(|(g, k)| {
+                    k.load(std::sync::atomic::Ordering::Relaxed)
+                        .then(|| g.get())
+                })
+                .collect()
+        };
         per_partition(
             &mut e,
             "dataflow_events_consumed_total",
             "counter",
             "Messages consumed, by partition.",
-            self.consumed.iter().map(|c| c.get() as i64).collect(),
+            self.consumed.iter().map(|c| Some(c.get() as i64)).collect(),
         );
         per_partition(
             &mut e,
             "dataflow_consumer_lag_messages",
             "gauge",
             "Messages not read yet, by partition.",
-            self.consumer_lag.iter().map(Gauge::get).collect(),
+            self.consumer_lag.iter().map(|g| Some(g.get())).collect(),
         );
         per_partition(
             &mut e,
             "dataflow_watermark_milliseconds",
             "gauge",
             "Watermark (UTC ms), by partition.",
-            self.watermark_ms.iter().map(Gauge::get).collect(),
+            known(&self.watermark_ms),
         );
         per_partition(
             &mut e,
             "dataflow_watermark_lag_milliseconds",
             "gauge",
             "Wall clock minus watermark, by partition.",
-            self.watermark_lag_ms.iter().map(Gauge::get).collect(),
+            known(&self.watermark_lag_ms),
         );
         e.gauge(
             "dataflow_partitions_reading",

@@ -158,6 +158,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         });
     let observe = service::admin::routes(Arc::clone(&state.metrics));
     let metrics = Arc::clone(&state.metrics);
+    let max_body = state.config.max_body;
     emoji
         .or(start_load_test)
         .unify()
@@ -165,7 +166,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(observe)
         .unify()
-        .recover(move |rejection| refuse(rejection, Arc::clone(&metrics)))
+        .recover(move |rejection| refuse(rejection, max_body, Arc::clone(&metrics)))
         .unify()
         .with(cors)
         .map(Reply::into_response)
@@ -374,20 +375,39 @@ fn refused(refusal: &Refusal) -> Response {
     )
 }
 
+/// `bytes` as people write it: `1 MiB`, `64 KiB`, or bytes.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
 /// Answers requests no route took, with a JSON error naming why.
-async fn refuse(rejection: Rejection, metrics: Arc<IngestMetrics>) -> Result<Response, Infallible> {
+async fn refuse(
+    rejection: Rejection,
+    max_body: u64,
+    metrics: Arc<IngestMetrics>,
+) -> Result<Response, Infallible> {
     let (status, error) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "no such path: use POST /emoji, GET /health, GET /metrics or POST|GET /load-test"
                 .to_owned(),
         )
-    } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
-        (StatusCode::PAYLOAD_TOO_LARGE, format!("{e}"))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large: POST /emoji takes at most {} ({max_body} bytes), POST /load-test 64 KiB",
+                size_text(max_body)
+            ),
+        )
     } else if let Some(e) = rejection.find::<warp::reject::LengthRequired>() {
         (StatusCode::LENGTH_REQUIRED, format!("{e}"))
     } else if let Some(e) = rejection.find::<warp::reject::MethodNotAllowed>() {

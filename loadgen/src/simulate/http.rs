@@ -177,7 +177,13 @@ async fn send(
         Some(sender) => sender,
         None => connect(addr, tally).await?,
     };
-    let response = sender.send_request(request).await.ok()?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            tally.failed(|| format!("a request to {addr} failed: {error}"));
+            return None;
+        }
+    };
     let status = response.status().as_u16();
     let complete = response.into_body().collect().await.is_ok();
     if complete && sender.is_ready() {
@@ -188,11 +194,22 @@ async fn send(
 
 /// A new keep-alive connection.
 async fn connect(addr: &str, tally: &Tally) -> Option<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let stream = match tokio::net::TcpStream::connect(addr).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tally.failed(|| format!("cannot connect to {addr}: {error}"));
+            return None;
+        }
+    };
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
+    let (sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(handshake) => handshake,
+            Err(error) => {
+                tally.failed(|| format!("cannot talk HTTP/1.1 to {addr}: {error}"));
+                return None;
+            }
+        };
     tokio::spawn(connection);
     tally.connections.fetch_add(1, Ordering::Relaxed);
     Some(sender)

@@ -21,8 +21,7 @@ pub(super) fn offer_kafka(
     let producer = match service::kafka::KeyedProducer::new(brokers, topic) {
         Ok(p) => p,
         Err(error) => {
-            tracing::error!(%error, "Cannot create the Kafka producer.");
-            report.errors = 1;
+            tally.failed(|| format!("cannot create the Kafka producer: {error}"));
             return report;
         }
     };
@@ -46,8 +45,8 @@ pub(super) fn offer_kafka(
         use std::fmt::Write as _;
         let _ = write!(key, "user{:06}", event.user);
         tally.sent.fetch_add(1, Ordering::Relaxed);
-        if producer.send(&key, payload.as_bytes()).is_err() {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = producer.send(&key, payload.as_bytes()) {
+            tally.failed(|| format!("cannot send to {topic}: {error}"));
         }
         let (acked, _) = producer.counts();
         tally.accepted.store(acked, Ordering::Relaxed);
@@ -55,7 +54,10 @@ pub(super) fn offer_kafka(
     let _ = producer.flush(Duration::from_secs(30));
     let (acked, failed) = producer.counts();
     tally.accepted.store(acked, Ordering::Relaxed);
-    tally.errors.fetch_add(failed, Ordering::Relaxed);
+    if failed > 0 {
+        tally.errors.fetch_add(failed - 1, Ordering::Relaxed);
+        tally.failed(|| format!("the broker did not take {failed} records of {topic}"));
+    }
     report.send_lag_max_ms = send_lag.as_secs_f64() * 1e3;
     report
 }

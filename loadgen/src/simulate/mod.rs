@@ -171,6 +171,7 @@ pub async fn run_simulation_counted(config: SimulateConfig, tally: Arc<Tally>) -
     report.accepted_rate = report.events_accepted as f64 / report.seconds;
     let answers = tally.answers.lock().unwrap_or_else(|e| e.into_inner());
     report.statuses = answers.statuses.clone();
+    report.first_error = answers.first_error.clone();
     if let Some(h) = &answers.latencies
         && !h.is_empty()
     {

@@ -25,6 +25,9 @@ pub struct SimulateReport {
     /// Requests without an answer (connection refused or broken), or records the broker
     /// refused.
     pub errors: u64,
+    /// The first of those errors, as said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
     /// Events not sent because `max_in_flight` requests were outstanding.
     pub overloaded: u64,
     /// Seconds from the first scheduled send to the last answer.
@@ -67,6 +70,7 @@ pub struct Tally {
 #[derive(Default)]
 pub(crate) struct Answers {
     pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) first_error: Option<String>,
     pub(crate) latencies: Option<Histogram<u64>>,
 }
 
@@ -129,6 +133,15 @@ impl Tally {
         }
     }
 
+    /// A request or record failed without an answer, for `reason`.
+    pub(crate) fn failed(&self, reason: impl FnOnce() -> String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.first_error.is_none() {
+            answers.first_error = Some(reason());
+        }
+    }
+
     /// A request of `events` events due at `due` was answered with `status` (`None`: no
     /// answer); `taps` are its events, if [`Tally::follows_taps`].
     pub(crate) fn answered(&self, status: Option<u16>, events: u64, taps: &[Tap], due: Instant) {
@@ -142,9 +155,8 @@ impl Tally {
             Some(_) => {
                 self.rejected.fetch_add(events, Ordering::Relaxed);
             }
-            None => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-            }
+            // Counted as an error where it failed.
+            None => {}
         }
         let micros = due.elapsed().as_micros() as u64;
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());

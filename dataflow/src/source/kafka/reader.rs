@@ -196,7 +196,9 @@ impl KafkaReader {
             .iter()
             .map(|e| format!("{}@{:?}", e.partition(), e.offset()))
             .collect();
-        tracing::info!(worker = index, partitions = ?starts, published_before = config.published_before, "Reading the events topic.");
+        let published = (config.published_before > i64::MIN)
+            .then(|| model::format_rfc3339_millis(config.published_before));
+        tracing::info!(worker = index, partitions = ?starts, published_before = published.as_deref().unwrap_or("none"), "Reading the events topic.");
         // Windows before `published_before` were published by an earlier run.
         if config.published_before > i64::MIN {
             caps.downgrade(config.published_before);

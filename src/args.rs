@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataflow::source::kafka::StartFrom;
 use dataflow::{ClusterConfig, Engine, ReplayConfig};
 use model::duration::parse_duration;
+use model::emojis::EmojiSet;
 use model::window_spec::WindowSpecError;
 use model::{ReportConfig, WindowSpec};
 
@@ -108,6 +109,16 @@ pub struct LatenessArg {
     /// How far behind the newest event of a partition an event may be and still count.
     #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
     pub lateness: Duration,
+}
+
+/// `--emojis`, declared once for the services that share it (`up` passes it to all three).
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct EmojisArg {
+    /// The emojis accepted, comma-separated: the ingest refuses others (400), the dataflow
+    /// reports others it finds in the topic as invalid, and the page has a button for each.
+    #[arg(long, default_value = EmojiSet::DEFAULT, env = "EMOSTREAM_EMOJIS")]
+    pub emojis: EmojiSet,
 }
 
 /// How windows are computed and reported.
@@ -612,6 +623,9 @@ pub struct IngestArgs {
     /// The API.
     #[command(flatten)]
     pub ingest: IngestFlags,
+    /// The emojis accepted.
+    #[command(flatten)]
+    pub emojis: EmojisArg,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -630,6 +644,9 @@ pub struct DataflowArgs {
     /// The dataflow.
     #[command(flatten)]
     pub dataflow: DataflowFlags,
+    /// The emojis accepted.
+    #[command(flatten)]
+    pub emojis: EmojisArg,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -661,6 +678,9 @@ pub struct UpArgs {
     /// The broadcasters.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
+    /// The emojis accepted.
+    #[command(flatten)]
+    pub emojis: EmojisArg,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -853,6 +873,9 @@ pub struct BroadcastArgs {
     /// The broadcaster.
     #[command(flatten)]
     pub broadcast: BroadcastFlags,
+    /// The emojis accepted.
+    #[command(flatten)]
+    pub emojis: EmojisArg,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,

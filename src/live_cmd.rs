@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -42,7 +43,10 @@ fn until_signal<F: Future<Output = Result<()>>>(
 
 /// Runs `emostream ingest` until Ctrl-C or SIGTERM.
 pub fn ingest(args: IngestArgs) -> Result<()> {
-    let config = args.ingest.config(&args.brokers)?;
+    let config = ingest::IngestConfig {
+        emojis: Arc::new(args.emojis.emojis.clone()),
+        ..args.ingest.config(&args.brokers)?
+    };
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
@@ -57,9 +61,12 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
 
 /// Runs `emostream dataflow` until Ctrl-C or SIGTERM.
 pub fn dataflow(args: DataflowArgs) -> Result<()> {
-    let config = args
-        .dataflow
-        .config(&args.brokers, args.cluster.config()?)?;
+    let config = dataflow::LiveConfig {
+        emojis: Arc::new(args.emojis.emojis.clone()),
+        ..args
+            .dataflow
+            .config(&args.brokers, args.cluster.config()?)?
+    };
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
@@ -75,8 +82,15 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
 // Long: starts the three services in order and prints their addresses.
 pub fn up(args: UpArgs) -> Result<()> {
     let cluster = dataflow::ClusterConfig::new(args.workers.workers.get(), 1, 0, None)?;
-    let ingest_config = args.ingest.config(&args.brokers)?;
-    let live_config = args.dataflow.config(&args.brokers, cluster)?;
+    let emojis = Arc::new(args.emojis.emojis.clone());
+    let ingest_config = ingest::IngestConfig {
+        emojis: Arc::clone(&emojis),
+        ..args.ingest.config(&args.brokers)?
+    };
+    let live_config = dataflow::LiveConfig {
+        emojis: Arc::clone(&emojis),
+        ..args.dataflow.config(&args.brokers, cluster)?
+    };
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
@@ -110,6 +124,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                 config
                     .ingest_url
                     .get_or_insert_with(|| format!("http://{}", ingest.addr));
+                config.emojis = Arc::clone(&emojis);
                 if config.summary_topic.is_none() {
                     config.summary_topic.clone_from(&summary_topic);
                 }
@@ -154,13 +169,14 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
     let secret = args.broadcast.token_secret.clone().context(
         "--token-secret (EMOSTREAM_TOKEN_SECRET) is required: every broadcaster of a deployment signs and checks tokens with it",
     )?;
-    let config = args.broadcast.config(
+    let mut config = args.broadcast.config(
         &args.brokers,
         args.cluster.get(),
         topic,
         args.listen,
         secret,
     );
+    config.emojis = Arc::new(args.emojis.emojis.clone());
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {

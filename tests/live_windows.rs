@@ -91,9 +91,11 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
         .map(|i| (format!("u{i}"), "🔥".to_owned(), now - 3000 + i * 50))
         .collect();
     let future = ("clock".to_owned(), "😮".to_owned(), now + 86_400_000);
+    // A producer that bypasses the ingest, with an emoji the deployment does not accept.
+    let spam = ("spam".to_owned(), "<b>BUY NOW</b>".to_owned(), now - 3000);
     let producer = producer();
     produce_events(&producer, &pipeline.events, &events[..20]);
-    produce_events(&producer, &pipeline.events, std::slice::from_ref(&future));
+    produce_events(&producer, &pipeline.events, &[future.clone(), spam]);
     produce_events(&producer, &pipeline.events, &events[20..]);
     let produced_at = now_ms();
     // Nothing more comes: the idle timeout (1 s) closes every window, the newest one included.
@@ -125,14 +127,21 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
         as_csv(&windows),
         expected_csv(dir.path(), &events, Duration::from_secs(1))
     );
-    let late = read_until(&pipeline.late, WAIT, |p| !p.is_empty());
-    let record: serde_json::Value = serde_json::from_slice(&late[0]).unwrap();
+    let late = read_until(&pipeline.late, WAIT, |p| p.len() >= 2);
+    let reasons: Vec<String> = late
+        .iter()
+        .map(|p| {
+            let record: serde_json::Value = serde_json::from_slice(p).unwrap();
+            record["reason"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    // One each, in the order of their partitions.
+    let has = |needle: &str| reasons.iter().filter(|r| r.contains(needle)).count() == 1;
+    assert!(has("ahead of the wall clock"), "{reasons:?}");
     assert!(
-        record["reason"]
-            .as_str()
-            .unwrap()
-            .contains("ahead of the wall clock"),
-        "{record}"
+        has(r#"emoji "<b>BUY NOW</b>" is not allowed"#),
+        "{reasons:?}"
     );
     // The dataflow's metrics tell the same story.
     let base = dataflow.url();
@@ -145,8 +154,8 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
             .collect()
     };
     let consumed: f64 = per_partition("dataflow_events_consumed_total").iter().sum();
-    assert_eq!(consumed, 41.0, "40 events and the far-future one");
-    assert_eq!(metric(&base, "dataflow_invalid_events_total"), 1.0);
+    assert_eq!(consumed, 42.0, "40 events, the far-future one and the spam");
+    assert_eq!(metric(&base, "dataflow_invalid_events_total"), 2.0);
     assert_eq!(
         metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
         0.0

@@ -1,7 +1,10 @@
 //! The broadcaster's configuration.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use model::emojis::EmojiSet;
 
 /// How a broadcaster runs.
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub struct BroadcastConfig {
     pub ws_origins: Vec<String>,
     /// WebSocket connections one source address may hold at once; 0: no limit.
     pub max_connections_per_ip: usize,
+    /// The emojis accepted: the page shows a button for each.
+    pub emojis: Arc<EmojiSet>,
 }
 
 impl BroadcastConfig {
@@ -62,6 +67,7 @@ impl BroadcastConfig {
             summary_topic: None,
             ws_origins: Vec::new(),
             max_connections_per_ip: 1000,
+            emojis: Arc::new(EmojiSet::default()),
         }
     }
 }

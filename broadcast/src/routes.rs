@@ -42,7 +42,10 @@ pub(crate) async fn handle(
             "text/javascript; charset=utf-8",
             format!(
                 "window.EMOSTREAM = {};\n",
-                serde_json::json!({ "ingestUrl": state.ingest_url })
+                serde_json::json!({
+                    "ingestUrl": state.ingest_url,
+                    "emojis": state.emojis.as_slice(),
+                })
             ),
         ),
         "/health" => text(StatusCode::OK, "application/json", HEALTH_BODY.into()),

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use model::emojis::EmojiSet;
 use model::now_ms;
 use service::Shutdown;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -49,6 +50,8 @@ pub(crate) struct State {
     pub(crate) signer: TokenSigner,
     pub(crate) token_ttl: std::time::Duration,
     pub(crate) ingest_url: Option<String>,
+    /// The emojis accepted, the page's buttons.
+    pub(crate) emojis: Arc<EmojiSet>,
 }
 
 /// The threads that feed a broadcaster from Kafka: the cluster topic into the hub, the
@@ -101,6 +104,7 @@ pub async fn start(
         signer: TokenSigner::new(config.token_secret.clone()),
         token_ttl: config.token_ttl,
         ingest_url: config.ingest_url.clone(),
+        emojis: Arc::clone(&config.emojis),
     });
     let task = tokio::spawn(serve(listener, state, shutdown, stop, feeds.threads));
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");

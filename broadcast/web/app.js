@@ -2,7 +2,9 @@
 // swarm of rising emojis, a bar chart and a timeline, and sends taps to the ingest API.
 "use strict";
 
-const EMOJIS = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌", "😢", "🏏"];
+const config = window.EMOSTREAM || {};
+// The emojis the deployment accepts (`--emojis`, served in config.js): one button each.
+const EMOJIS = config.emojis && config.emojis.length ? config.emojis : ["🔥", "😂", "👏"];
 const TIMELINE_WINDOWS = 90;
 // The swarm floats one emoji per tap while a message adds at most this many taps, and this
 // many in all, shared out by emoji, when it adds more.
@@ -17,7 +19,6 @@ const TIMELINE_COLOURS = {
 };
 const AXIS_HEIGHT = 14;
 
-const config = window.EMOSTREAM || {};
 const ingestUrl = (config.ingestUrl || "").replace(/\/$/, "");
 const clientId = sessionStorage.getItem("emostream-client") || `viewer-${Math.random().toString(36).slice(2, 10)}`;
 sessionStorage.setItem("emostream-client", clientId);

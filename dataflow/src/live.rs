@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::emojis::EmojiSet;
 use model::report::{WindowMessage, WindowState};
 use model::{ReportConfig, WindowSize, WindowSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -61,6 +62,8 @@ pub struct LiveConfig {
     pub idle_timeout: Duration,
     /// Events further ahead of the wall clock are invalid.
     pub max_future: Duration,
+    /// Events of other emojis are invalid (a producer that bypasses the ingest).
+    pub emojis: Arc<EmojiSet>,
     /// Where to start reading.
     pub start: StartFrom,
     /// Scaling and filtering of reports.
@@ -95,6 +98,7 @@ impl LiveConfig {
             windows: WindowSpec::default(),
             idle_timeout: Duration::from_secs(4),
             max_future: Duration::from_secs(600),
+            emojis: Arc::new(EmojiSet::default()),
             start: StartFrom::Committed,
             report: ReportConfig::default(),
             engine: Engine::Timely,
@@ -463,6 +467,7 @@ pub fn run_live(
                 windows: config.windows.clone(),
                 idle_timeout: config.idle_timeout,
                 max_future_ms: config.max_future.as_millis() as i64,
+                emojis: Arc::clone(&config.emojis),
                 start: config.start,
                 published_before: prepared.published_before[i],
                 published_times: Arc::clone(&prepared.published_times[i]),

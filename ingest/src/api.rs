@@ -318,6 +318,7 @@ async fn accept(
         max_batch: state.config.max_batch,
         max_skew_ms: state.config.max_skew.as_millis() as i64,
         now_ms: now_ms(),
+        emojis: &state.config.emojis,
     };
     let events = match decode_body(body, &rules) {
         Ok(events) => events,

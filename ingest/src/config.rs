@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::emojis::EmojiSet;
+
 use service::secret::Secret;
 
 use crate::load_test::LoadDriver;
@@ -29,6 +31,8 @@ pub struct IngestConfig {
     pub max_body: u64,
     /// Most events in one request.
     pub max_batch: usize,
+    /// The emojis accepted; others are refused (400).
+    pub emojis: Arc<EmojiSet>,
     /// Largest distance of a timestamp from the server clock.
     pub max_skew: Duration,
     /// How long `?ack=true` waits for the broker before answering 503.
@@ -67,6 +71,7 @@ impl IngestConfig {
             queue_capacity: 500_000,
             max_body: 1 << 20,
             max_batch: 10_000,
+            emojis: Arc::new(EmojiSet::default()),
             max_skew: Duration::from_secs(600),
             ack_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use model::EmojiEvent;
+use model::emojis::EmojiSet;
 use model::event::{EventError, RawEvent};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,9 @@ pub struct BodyError {
     /// The field at fault, if one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
+    /// The value at fault, when saying it helps (an emoji not allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// For arrays, the index of the first bad event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
@@ -25,6 +29,7 @@ impl BodyError {
         BodyError {
             error: format!("malformed JSON: {message}"),
             field: None,
+            value: None,
             index: None,
         }
     }
@@ -33,6 +38,7 @@ impl BodyError {
         BodyError {
             error: error.to_string(),
             field: Some(error.field().name()),
+            value: error.value().map(str::to_owned),
             index,
         }
     }
@@ -69,15 +75,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawBatch<'a> {
     }
 }
 
-/// Limits and clock for validating a body.
+/// Limits, accepted emojis and clock for validating a body.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyRules {
+pub struct BodyRules<'a> {
     /// Most events in one request.
     pub max_batch: usize,
     /// Largest distance of a timestamp from `now_ms`, in milliseconds.
     pub max_skew_ms: i64,
     /// The server clock, UTC milliseconds (also the time of events without one).
     pub now_ms: i64,
+    /// The emojis accepted.
+    pub emojis: &'a EmojiSet,
 }
 
 /// Decodes and validates a body: all its events, or the first error.
@@ -110,6 +118,7 @@ pub fn decode_body(body: &[u8], rules: &BodyRules) -> Result<Vec<EmojiEvent>, Bo
                 rules.max_batch
             ),
             field: None,
+            value: None,
             index: None,
         });
     }
@@ -123,6 +132,9 @@ pub fn decode_body(body: &[u8], rules: &BodyRules) -> Result<Vec<EmojiEvent>, Bo
 
 fn validate(raw: RawEvent<'_>, rules: &BodyRules) -> Result<EmojiEvent, EventError> {
     let event = raw.validate(rules.now_ms)?;
+    if !rules.emojis.allows(&event.emoji_type) {
+        return Err(EventError::not_allowed(&event.emoji_type));
+    }
     if (event.timestamp - rules.now_ms).abs() > rules.max_skew_ms {
         return Err(EventError::Timestamp(model::TimestampError {
             input: model::format_rfc3339_millis(event.timestamp),
@@ -138,12 +150,36 @@ mod tests {
 
     const NOW: i64 = 1_795_341_600_000; // 2026-11-22T10:00:00Z
 
-    fn rules() -> BodyRules {
+    fn rules() -> BodyRules<'static> {
         BodyRules {
             max_batch: 3,
             max_skew_ms: 600_000,
             now_ms: NOW,
+            emojis: EmojiSet::standard(),
         }
+    }
+
+    #[test]
+    fn an_emoji_not_allowed_is_named_with_its_index() {
+        let e = decode(r#"[{"user_id":"u1","emoji_type":"🔥"},{"user_id":"u2","emoji_type":"<b>BUY NOW</b>"}]"#)
+            .unwrap_err();
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({
+                "error": "emoji not allowed",
+                "field": "emoji_type",
+                "value": "<b>BUY NOW</b>",
+                "index": 1,
+            })
+        );
+        let only_fire = EmojiSet::parse("🔥").unwrap();
+        let rules = BodyRules {
+            emojis: &only_fire,
+            ..rules()
+        };
+        let e =
+            decode_body(r#"{"user_id":"u1","emoji_type":"😂"}"#.as_bytes(), &rules).unwrap_err();
+        assert_eq!((e.error.as_str(), e.index), ("emoji not allowed", None));
     }
 
     fn decode(body: &str) -> Result<Vec<EmojiEvent>, BodyError> {

@@ -2,13 +2,15 @@
 //! accepts is valid. `make fuzz` runs a million cases.
 
 use ingest::request::{BodyRules, decode_body};
+use model::emojis::EmojiSet;
 use proptest::prelude::*;
 
-fn rules() -> BodyRules {
+fn rules() -> BodyRules<'static> {
     BodyRules {
         max_batch: 100,
         max_skew_ms: 600_000,
         now_ms: 1_795_341_600_000,
+        emojis: EmojiSet::standard(),
     }
 }
 
@@ -25,7 +27,7 @@ proptest! {
         if let Ok(events) = decode_body(text.as_bytes(), &rules()) {
             for e in events {
                 prop_assert!(!e.user_id.is_empty() && e.user_id.len() <= 128);
-                prop_assert!(!e.emoji_type.is_empty() && e.emoji_type.len() <= 32);
+                prop_assert!(EmojiSet::standard().allows(&e.emoji_type));
                 prop_assert!((e.timestamp - rules().now_ms).abs() <= rules().max_skew_ms);
             }
         }

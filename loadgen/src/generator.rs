@@ -13,7 +13,8 @@ use model::log::LogWriter;
 
 use crate::random::SplitMix64;
 
-/// The emojis of the mix, most popular first.
+/// The emojis of the mix, most popular first: the deployment's default set
+/// (`model::emojis::EmojiSet::DEFAULT`), so simulated taps are accepted.
 pub const EMOJIS: [&str; 12] = [
     "🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌", "😢", "🏏", "👍", "😡",
 ];
@@ -217,6 +218,13 @@ pub fn write_log(workload: Workload, out: impl Write) -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_mix_is_the_default_emoji_set() {
+        let set = model::emojis::EmojiSet::standard();
+        assert_eq!(set.as_slice(), super::EMOJIS);
+    }
+
     use super::*;
 
     fn workload() -> Workload {

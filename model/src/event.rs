@@ -103,6 +103,12 @@ pub enum EventError {
     /// The timestamp cannot be read.
     #[error(transparent)]
     Timestamp(#[from] TimestampError),
+    /// The emoji is not one the deployment accepts (`--emojis`).
+    #[error("emoji not allowed")]
+    NotAllowed {
+        /// The emoji as given (cut to 64 characters).
+        value: String,
+    },
 }
 
 impl EventError {
@@ -114,6 +120,22 @@ impl EventError {
                 *field
             }
             EventError::Timestamp(_) => Field::Timestamp,
+            EventError::NotAllowed { .. } => Field::EmojiType,
+        }
+    }
+
+    /// The value at fault, when saying it helps (an emoji not allowed).
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            EventError::NotAllowed { value } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The error for `emoji`, not in the accepted set.
+    pub fn not_allowed(emoji: &str) -> Self {
+        EventError::NotAllowed {
+            value: emoji.chars().take(64).collect(),
         }
     }
 }

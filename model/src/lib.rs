@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod client;
 pub mod duration;
+pub mod emojis;
 pub mod event;
 pub mod log;
 pub mod names;

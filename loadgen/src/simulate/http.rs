@@ -29,8 +29,9 @@ pub(super) async fn offer_http(
         (0..config.connections.max(1)).map(|_| connect(&addr, &tally)),
     )
     .await;
-    let pool: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>> =
-        Arc::new(Mutex::new(warm.into_iter().flatten().collect()));
+    let pool: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>> = Arc::new(Mutex::new(
+        warm.into_iter().filter_map(Result::ok).collect(),
+    ));
     // A request holds a permit while it uses a connection: connections never outnumber them.
     let permits = Arc::new(tokio::sync::Semaphore::new(
         config.max_connections.max(config.connections).max(1),
@@ -175,7 +176,13 @@ async fn send(
     let idle = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
     let mut sender = match idle {
         Some(sender) => sender,
-        None => connect(addr, tally).await?,
+        None => match connect(addr, tally).await {
+            Ok(sender) => sender,
+            Err(reason) => {
+                tally.failed(|| reason);
+                return None;
+            }
+        },
     };
     let response = match sender.send_request(request).await {
         Ok(response) => response,
@@ -193,24 +200,15 @@ async fn send(
 }
 
 /// A new keep-alive connection.
-async fn connect(addr: &str, tally: &Tally) -> Option<SendRequest<Full<Bytes>>> {
-    let stream = match tokio::net::TcpStream::connect(addr).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tally.failed(|| format!("cannot connect to {addr}: {error}"));
-            return None;
-        }
-    };
+async fn connect(addr: &str, tally: &Tally) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok(handshake) => handshake,
-            Err(error) => {
-                tally.failed(|| format!("cannot talk HTTP/1.1 to {addr}: {error}"));
-                return None;
-            }
-        };
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("cannot talk HTTP/1.1 to {addr}: {error}"))?;
     tokio::spawn(connection);
     tally.connections.fetch_add(1, Ordering::Relaxed);
-    Some(sender)
+    Ok(sender)
 }

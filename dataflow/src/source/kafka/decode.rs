@@ -2,6 +2,7 @@
 
 use compact_str::CompactString;
 use model::EventError;
+use model::emojis::EmojiSet;
 use model::event::RawEvent;
 
 /// Why a message of the events topic is not a valid event (its reason on the late topic).
@@ -13,6 +14,9 @@ pub enum InvalidEvent {
     /// A field is invalid.
     #[error(transparent)]
     Field(#[from] EventError),
+    /// The emoji is not one the deployment accepts.
+    #[error("emoji {0:?} is not allowed (--emojis)")]
+    NotAllowed(String),
     /// The timestamp is too far ahead of the wall clock.
     #[error("timestamp {} is more than {ahead_ms} ms ahead of the wall clock", model::format_rfc3339_millis(*.timestamp))]
     Future {
@@ -29,9 +33,13 @@ pub(super) fn decode(
     default_ts: i64,
     wall_ms: i64,
     max_future_ms: i64,
+    emojis: &EmojiSet,
 ) -> Result<(CompactString, CompactString, i64), InvalidEvent> {
     let raw: RawEvent<'_> = serde_json::from_slice(payload)?;
     let event = raw.validate(default_ts)?;
+    if !emojis.allows(&event.emoji_type) {
+        return Err(InvalidEvent::NotAllowed(event.emoji_type));
+    }
     if event.timestamp > wall_ms + max_future_ms {
         return Err(InvalidEvent::Future {
             timestamp: event.timestamp,

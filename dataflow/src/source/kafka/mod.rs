@@ -52,6 +52,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::emojis::EmojiSet;
 use model::{WindowSize, WindowSpec};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::{ProbeHandle, Scope};
@@ -97,6 +98,8 @@ pub struct KafkaSourceConfig {
     pub idle_timeout: Duration,
     /// Events further ahead of the wall clock than this are invalid, ms.
     pub max_future_ms: i64,
+    /// Events of other emojis are invalid.
+    pub emojis: Arc<EmojiSet>,
     /// Where to start.
     pub start: StartFrom,
     /// Windows starting before this were published by an earlier run.

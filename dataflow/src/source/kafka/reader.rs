@@ -262,12 +262,17 @@ impl KafkaReader {
                 continue;
             };
             let payload = message.payload().unwrap_or_default();
-            let outcome =
-                decode(payload, default_ts, wall_ms, self.config.max_future_ms).map_err(|reason| {
-                    let raw =
-                        String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
-                    (reason.to_string(), raw)
-                });
+            let outcome = decode(
+                payload,
+                default_ts,
+                wall_ms,
+                self.config.max_future_ms,
+                &self.config.emojis,
+            )
+            .map_err(|reason| {
+                let raw = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+                (reason.to_string(), raw)
+            });
             drop(message);
             self.route(i, offset, outcome, now);
         }

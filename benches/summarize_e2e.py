@@ -8,8 +8,9 @@ report = Path(sys.argv[1])
 raw = report / "raw"
 lines = ["# End-to-end latency", "", (report / "machine.txt").read_text().strip().replace("\n", "  \n"), ""]
 lines += [
-    "`emostream up` (ingest, dataflow, one broadcaster; lateness 1 s, linger 5 ms, windows of 2 s,",
-    "open windows published every 250 ms), the broker and the simulator on the same 2 cores. HTTP",
+    "`emostream up` (ingest, dataflow, one broadcaster; lateness 1 s, the ingest's default --linger",
+    "(machine.txt names the commit), windows of 2 s, open windows published every 250 ms), the broker",
+    "and the simulator on the same 2 cores. HTTP",
     "latency is from each request's scheduled time to its answer; window delay is from each window's",
     "end to the arrival of its final at each of 10 viewers; tap to swarm is from each accepted tap's",
     "2xx answer to the first frame (open or final) whose count for its window and emoji includes it,",

@@ -216,7 +216,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
     /// Put the logs' events into the events topic (at --speed) instead of computing windows.
-    #[arg(long, requires = "brokers", conflicts_with_all = ["out", "revisions_out", "late_out", "rejects_out", "strict"])]
+    #[arg(long, env = "EMOSTREAM_TO_KAFKA", requires = "brokers", conflicts_with_all = ["out", "revisions_out", "late_out", "rejects_out", "strict"])]
     pub to_kafka: bool,
     /// Kafka brokers for --to-kafka, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
@@ -268,10 +268,10 @@ pub struct RecordArgs {
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
     pub brokers: String,
     /// The topic of events to record.
-    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
+    #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_RECORD_TOPIC")]
     pub topic: String,
     /// The CSV log to write.
-    #[arg(long, env = "EMOSTREAM_OUT")]
+    #[arg(long, env = "EMOSTREAM_RECORD_OUT")]
     pub out: PathBuf,
     /// Where to start.
     #[arg(long, value_enum, default_value = "earliest", env = "EMOSTREAM_FROM")]
@@ -333,10 +333,15 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
     pub rate: f64,
     /// Shape of the rate over time.
-    #[arg(long, value_enum, default_value = "match", env = "EMOSTREAM_PROFILE")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "match",
+        env = "EMOSTREAM_GENERATE_PROFILE"
+    )]
     pub profile: ProfileArg,
     /// Event time of the first event (any accepted timestamp form).
-    #[arg(long, default_value = "2026-11-22T10:00:00Z", value_parser = parse_start, env = "EMOSTREAM_START")]
+    #[arg(long, default_value = "2026-11-22T10:00:00Z", value_parser = parse_start, env = "EMOSTREAM_GENERATE_START")]
     pub start: i64,
     /// Largest network delay of an ordinary event.
     #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_DISORDER")]
@@ -351,7 +356,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "1", env = "EMOSTREAM_SEED")]
     pub seed: u64,
     /// Write the log here instead of stdout.
-    #[arg(long, env = "EMOSTREAM_OUT")]
+    #[arg(long, env = "EMOSTREAM_GENERATE_OUT")]
     pub out: Option<PathBuf>,
 }
 
@@ -394,7 +399,7 @@ pub struct IngestFlags {
     #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_LISTEN")]
     pub listen: SocketAddr,
     /// How long the producer gathers a batch (latency against throughput).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
     pub linger: Duration,
     /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
@@ -799,8 +804,8 @@ pub struct BroadcastFlags {
     /// Interval of keepalive pings.
     #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
     pub ping_interval: Duration,
-    /// Secret that signs connection tokens; every broadcaster of a deployment shares it
-    /// (`emostream up` makes one when none is given).
+    /// Secret that signs connection tokens; every broadcaster of a deployment shares it.
+    /// Required by `broadcast`; `up` makes one when none is given.
     #[arg(long, env = "EMOSTREAM_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
     /// Topic where broadcasters announce themselves.
@@ -868,7 +873,11 @@ pub struct BroadcastArgs {
     #[arg(long, default_value = model::names::CLUSTER_TOPIC_PREFIX, env = "EMOSTREAM_CLUSTER_PREFIX")]
     pub cluster_prefix: String,
     /// HTTP and WebSocket address.
-    #[arg(long, default_value = "127.0.0.1:8765", env = "EMOSTREAM_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8765",
+        env = "EMOSTREAM_BROADCAST_LISTEN"
+    )]
     pub listen: SocketAddr,
     /// The broadcaster.
     #[command(flatten)]

@@ -386,19 +386,22 @@ fn with_several_files_a_rejected_row_names_its_file() {
     );
 }
 
+/// Every subcommand.
+const SUBCOMMANDS: [&str; 9] = [
+    "replay",
+    "generate",
+    "record",
+    "ingest",
+    "dataflow",
+    "up",
+    "simulate",
+    "broadcast",
+    "wsload",
+];
+
 #[test]
 fn h_is_help_everywhere_and_counts_of_zero_are_refused_by_name() {
-    for command in [
-        "replay",
-        "generate",
-        "record",
-        "ingest",
-        "dataflow",
-        "up",
-        "simulate",
-        "broadcast",
-        "wsload",
-    ] {
+    for command in SUBCOMMANDS {
         let out = emostream(&[command, "-h"]);
         assert_eq!(out.status.code(), Some(0), "{command} -h: {}", stderr(&out));
         let help = String::from_utf8_lossy(&out.stdout);
@@ -484,4 +487,66 @@ fn simulate_against_nothing_listening_fails_and_says_why() {
         text.contains(&format!("cannot connect to 127.0.0.1:{port}")),
         "{text}"
     );
+}
+
+/// Every `--flag` the README names is a flag of some subcommand (or of a tool the README
+/// shows beside ours), so the two cannot drift apart.
+#[test]
+fn every_flag_the_readme_names_exists() {
+    let mut known = std::collections::BTreeSet::new();
+    for subcommand in SUBCOMMANDS {
+        let help = emostream(&[subcommand, "--help"]);
+        assert!(help.status.success(), "{subcommand} --help");
+        known.extend(flags_in(&String::from_utf8_lossy(&help.stdout)));
+    }
+    // Flags of other programs the README shows (cargo, node, curl).
+    let others = [
+        "--release",
+        "--features",
+        "--bin",
+        "--test",
+        "--workspace",
+        "--data",
+        "--header",
+    ];
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let unknown: Vec<String> = flags_in(&readme)
+        .into_iter()
+        .filter(|f| !known.contains(f) && !others.contains(&f.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the README names flags no subcommand has: {unknown:?}"
+    );
+}
+
+/// The `--long-flags` in `text`.
+fn flags_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("--") {
+        let start = i + at;
+        let mut end = start + 2;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end] == b'-'
+                || bytes[end].is_ascii_digit())
+        {
+            end += 1;
+        }
+        let before_ok =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'-');
+        let flag = &text[start..end];
+        if before_ok
+            && flag.len() > 3
+            && bytes[start + 2].is_ascii_lowercase()
+            && !flag.ends_with('-')
+        {
+            flags.insert(flag.to_owned());
+        }
+        i = end.max(start + 2);
+    }
+    flags
 }

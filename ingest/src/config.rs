@@ -67,7 +67,7 @@ impl IngestConfig {
             topic: model::names::EVENTS_TOPIC.to_owned(),
             partitions: 4,
             replication: 1,
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(50),
             queue_capacity: 500_000,
             max_body: 1 << 20,
             max_batch: 10_000,

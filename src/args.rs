@@ -373,7 +373,7 @@ fn parse_start(text: &str) -> Result<i64, String> {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct BrokerArgs {
-    /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...] (`make up` starts one on this machine).
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
     pub brokers: String,
     /// Partitions of the topics created when missing.

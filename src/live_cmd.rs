@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -16,6 +17,25 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// How long a service waits for the brokers to answer before it says it cannot reach them.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fails within [`REACH_TIMEOUT`], naming the brokers and what to check, when no broker
+/// answers at `brokers`.
+async fn reach_brokers(brokers: &str) -> Result<()> {
+    let named = brokers.to_owned();
+    tokio::task::spawn_blocking(move || service::kafka::reach(&named, REACH_TIMEOUT))
+        .await
+        .context("the broker check stopped")?
+        .with_context(|| {
+            format!(
+                "cannot reach a Kafka broker at {brokers} within {} s: is one running there? \
+                 `make up` starts one on this machine; --brokers (EMOSTREAM_BROKERS) names another",
+                REACH_TIMEOUT.as_secs()
+            )
+        })
 }
 
 /// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger,
@@ -50,6 +70,7 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
+            reach_brokers(&config.brokers).await?;
             let running = ingest::start(config, shutdown).await?;
             println!("ingest: POST http://{}/emoji", running.addr);
             Ready::of(Some(running.addr), None, &[]).write(&args.ready)?;
@@ -70,6 +91,7 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
+            reach_brokers(&config.brokers).await?;
             let live = dataflow::start(config, shutdown).await?;
             println!("dataflow: metrics at http://{}/metrics", live.addr);
             Ready::of(None, Some(live.addr), &[]).write(&args.ready)?;
@@ -94,6 +116,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
+            reach_brokers(&ingest_config.brokers).await?;
             let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
             let cluster_topics = live_config.cluster_topics();
             // The page's per-minute timeline: the windows of the second size, if any.
@@ -180,6 +203,7 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
+            reach_brokers(&config.brokers).await?;
             let running = broadcast::start(config, shutdown).await?;
             println!("page: http://{}/", running.addr);
             println!("broadcast: ws://{}/ws", running.addr);

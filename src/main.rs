@@ -91,6 +91,12 @@ fn is_retryable(error: &anyhow::Error) -> bool {
                     .downcast_ref::<service::kafka::TopicError>()
                     .map(service::kafka::TopicError::is_retryable)
             })
+            // The brokers did not answer a service starting up.
+            .or_else(|| {
+                cause
+                    .downcast_ref::<service::kafka::KafkaError>()
+                    .map(|_| true)
+            })
             .unwrap_or(false)
     })
 }

@@ -464,12 +464,7 @@ fn the_summary_points_to_what_was_left_out_and_where_each_size_went() {
 
 #[test]
 fn simulate_against_nothing_listening_fails_and_says_why() {
-    // A port nothing listens on: bound, then closed.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let target = format!("http://127.0.0.1:{port}");
     let run = emostream(&[
         "simulate",
@@ -549,4 +544,40 @@ fn flags_in(text: &str) -> std::collections::BTreeSet<String> {
         i = end.max(start + 2);
     }
     flags
+}
+
+#[test]
+fn a_wrong_broker_address_is_named_within_seconds() {
+    let port = closed_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let run = emostream(&["up", "--brokers", &brokers, "--listen", "127.0.0.1:0"]);
+    let took = started.elapsed();
+    assert!(!run.status.success(), "{}", stderr(&run));
+    let text = stderr(&run);
+    assert!(
+        text.contains(&format!(
+            "cannot reach a Kafka broker at {brokers} within 5 s"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("make up"), "{text}");
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "a broker away: running again may succeed"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "{took:?}: {text}"
+    );
+}
+
+/// A port nothing listens on: bound, then closed.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

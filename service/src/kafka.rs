@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
+pub use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -242,6 +242,13 @@ where
             done => return done,
         }
     }
+}
+
+/// Asks `brokers` for the cluster's metadata, waiting at most `timeout`: an address no broker
+/// answers at is an error within it, not a hang.
+pub fn reach(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(brokers).create()?;
+    rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout).map(|_| ())
 }
 
 /// Waits until everything `producer` sent is acknowledged or failed, at most `limit`; true

@@ -189,27 +189,12 @@ impl Reader {
                 .display();
             self.control.fail(Failure::io("read", path, e));
         }
-        for (start, batch) in self.by_window.iter_mut() {
-            if !batch.is_empty() {
-                sessions
-                    .taps
-                    .session(&self.caps.window(*start))
-                    .give_container(batch);
-            }
-        }
-        self.by_window.clear();
-        if !self.amends.is_empty() {
-            sessions
-                .amends
-                .session(self.caps.amends())
-                .give_container(&mut self.amends);
-        }
-        if !self.side.is_empty() {
-            sessions
-                .side
-                .session(self.caps.side())
-                .give_container(&mut self.side);
-        }
+        sessions.emit(
+            &self.caps,
+            &mut self.by_window,
+            &mut self.amends,
+            &mut self.side,
+        );
         let partition = &mut self.partitions[p];
         partition.next_block += self.stride;
         if partition.next_block >= partition.blocks {

@@ -26,6 +26,34 @@ pub struct Sessions<'a, S: 'static> {
     pub side: Session<'a, S>,
 }
 
+impl<S: 'static> Sessions<'_, S> {
+    /// Sends what a source gathered in one step, each on its output, and empties the buffers:
+    /// on-time events at their window's start, amendments and side records at the source's
+    /// time.
+    pub fn emit(
+        &mut self,
+        caps: &SourceCaps,
+        by_window: &mut Vec<(i64, Vec<Tap>)>,
+        amends: &mut Vec<Amend>,
+        side: &mut Vec<S>,
+    ) {
+        for (start, batch) in by_window.iter_mut() {
+            if !batch.is_empty() {
+                self.taps
+                    .session(&caps.window(*start))
+                    .give_container(batch);
+            }
+        }
+        by_window.clear();
+        if !amends.is_empty() {
+            self.amends.session(caps.amends()).give_container(amends);
+        }
+        if !side.is_empty() {
+            self.side.session(caps.side()).give_container(side);
+        }
+    }
+}
+
 /// The capabilities of a source's outputs. They move together: every output holds back
 /// the earliest window a partition may still add to.
 pub struct SourceCaps {

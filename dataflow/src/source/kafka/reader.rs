@@ -276,25 +276,12 @@ impl KafkaReader {
             drop(message);
             self.route(i, offset, outcome, now);
         }
-        for (start, batch) in self.by_window.iter_mut() {
-            sessions
-                .taps
-                .session(&self.caps.window(*start))
-                .give_container(batch);
-        }
-        self.by_window.clear();
-        if !self.amends.is_empty() {
-            sessions
-                .amends
-                .session(self.caps.amends())
-                .give_container(&mut self.amends);
-        }
-        if !self.side.is_empty() {
-            sessions
-                .side
-                .session(self.caps.side())
-                .give_container(&mut self.side);
-        }
+        sessions.emit(
+            &self.caps,
+            &mut self.by_window,
+            &mut self.amends,
+            &mut self.side,
+        );
         self.advance(now, wall_ms);
         if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
             self.last_lag_check = now;

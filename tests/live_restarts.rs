@@ -526,3 +526,101 @@ fn a_restart_resumes_after_the_last_final_among_open_updates() {
     let finals: BTreeMap<i64, WindowMessage> = [(second, last)].into();
     assert_eq!(as_csv(&finals), want, "the window counted whole");
 }
+
+/// A dataflow killed once a final is on the cluster topics and before it is on the windows
+/// topic: the restart completes it on the windows topic and sends it to no cluster topic
+/// twice.
+#[test]
+fn a_final_cut_off_by_a_kill_is_completed_by_the_restart_once() {
+    cut_off_publication(WindowState::Final, "final");
+}
+
+/// Likewise for a correction: completed once, and the straggler it carries counted once, not
+/// reported late as well.
+#[test]
+fn a_correction_cut_off_by_a_kill_is_completed_by_the_restart_once() {
+    cut_off_publication(WindowState::Revised, "revised");
+}
+
+// Long: one scenario, cut off at one message then restarted, checked on every topic.
+fn cut_off_publication(state: WindowState, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(&format!("cut-{name}"));
+    let args = ["--allowed-lateness", "5s", "--updates", "0"];
+    let mut victim = start_dataflow_with_env(
+        &pipeline,
+        &args,
+        &[("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC", name)],
+    );
+    let two = model::WindowSize::default();
+    let producer = producer();
+    let cluster = pipeline.cluster_topics()[0].clone();
+    let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+    let taps = |emoji: &str, at: i64, users: &[String]| -> Vec<(String, String, i64)> {
+        users
+            .iter()
+            .map(|u| (u.clone(), emoji.to_owned(), at))
+            .collect()
+    };
+    // Five taps in the window [S + 4 s, S + 6 s), final once ten taps at S + 8 s move every
+    // partition's watermark past it.
+    wait_until_into_10s_window(4_500);
+    let first = now_ms();
+    let start = two.start_of(first);
+    let mut in_window = taps("🔥", first, &users[..5]);
+    produce_events(&producer, &pipeline.events, &in_window);
+    wait_until_into_10s_window(8_000);
+    produce_events(&producer, &pipeline.events, &taps("👏", now_ms(), &users));
+    if state == WindowState::Revised {
+        // A straggler within the allowed lateness, once the window is final: a correction.
+        read_until(&pipeline.windows, WAIT, |p| {
+            windows_by_start(p).contains_key(&start)
+        });
+        let straggler = taps("😂", first, &users[..1]);
+        produce_events(&producer, &pipeline.events, &straggler);
+        in_window.extend(straggler);
+    }
+    let status = victim.wait_exit(WAIT);
+    assert!(!status.success(), "cut off: {status}");
+    let of_state = |payloads: &[Vec<u8>]| -> Vec<WindowMessage> {
+        messages_of_window(start, payloads)
+            .into_iter()
+            .filter(|m| m.state == state)
+            .collect()
+    };
+    read_until(&cluster, WAIT, |p| !of_state(p).is_empty());
+    let windows_before = read_until(&pipeline.windows, WAIT, |_| true);
+    assert!(
+        of_state(&windows_before).is_empty(),
+        "cut off before the windows topic"
+    );
+    let again = start_dataflow(&pipeline, &args);
+    // Taps of every user in a later window: once it is final, every event before it in each
+    // partition was read again and decided.
+    let closing = taps("🎉", now_ms(), &users);
+    let closing_start = two.start_of(closing[0].2);
+    produce_events(&producer, &pipeline.events, &closing);
+    let on_windows = read_until(&pipeline.windows, WAIT, |p| {
+        windows_by_start(p).contains_key(&closing_start)
+    });
+    let on_cluster = read_until(&cluster, WAIT, |p| {
+        windows_by_start(p).contains_key(&closing_start)
+    });
+    for (topic, payloads) in [("windows", &on_windows), ("cluster", &on_cluster)] {
+        let messages = of_state(payloads);
+        assert_eq!(
+            messages.len(),
+            1,
+            "{topic}: the {name} message once: {messages:?}"
+        );
+        let got: BTreeMap<i64, WindowMessage> = [(start, messages[0].clone())].into();
+        let want = common::expected_csv_of(dir.path(), &in_window, Duration::from_secs(1), two);
+        assert_eq!(as_csv(&got), want, "{topic}: the reference");
+    }
+    let late = read_until(&pipeline.late, WAIT, |_| true);
+    assert!(late.is_empty(), "no event reported late: {late:?}");
+    assert_eq!(
+        metric(&again.url(), "dataflow_late_events_total{window=\"2s\"}"),
+        0.0
+    );
+}

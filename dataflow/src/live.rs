@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::emojis::EmojiSet;
+use model::names::TIME_HEADER;
 use model::report::{WindowMessage, WindowState};
 use model::{ReportConfig, WindowSize, WindowSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,7 +25,7 @@ use crate::control::RunControl;
 use crate::failure::Failure;
 use crate::metrics::DataflowMetrics;
 use crate::operators::{CountConfig, CountWindows, Engine};
-use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows, TIME_HEADER};
+use crate::sink::kafka_publish::{PublishConfig, PublishSide, PublishWindows, republish};
 use crate::source::kafka::{
     Checkpoints, KafkaSourceConfig, ReadKafka, StartFrom, read_checkpoints,
 };
@@ -265,11 +266,14 @@ fn inspect_topics(config: &LiveConfig) -> Result<Prepared, LiveError> {
     let mut published_before = Vec::new();
     let mut published_times = Vec::new();
     let mut checkpoints = Vec::new();
-    for &size in config.windows.sizes() {
+    for (i, &size) in config.windows.sizes().iter().enumerate() {
         let topic = config.windows_topic_for(size);
         let topic_partitions = partitions_of(&consumer, &topic)?;
+        let mut times = recent_times(&consumer, &topic, &topic_partitions)?;
+        if i == 0 {
+            complete_publication(config, &consumer, &topic, &mut times)?;
+        }
         let newest = newest_window(&consumer, &topic, &topic_partitions)?;
-        let times = recent_times(&consumer, &topic, &topic_partitions)?;
         tracing::debug!(%topic, windows = times.len(), "The times of recent finals and revisions.");
         published_times.push(Arc::new(times));
         if let Some(start) = newest {
@@ -338,6 +342,105 @@ fn offsets_of(consumer: &BaseConsumer, topic: &str, p: i32) -> Result<(i64, i64)
         })
 }
 
+/// A final or revised window message as read back from a topic.
+struct Published {
+    key: String,
+    payload: Vec<u8>,
+    /// Its dataflow time (the [`TIME_HEADER`]).
+    time: i64,
+    message: WindowMessage,
+}
+
+/// The dataflow time in a message's [`TIME_HEADER`], if it has one.
+fn time_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i64> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == TIME_HEADER)
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+    })
+}
+
+/// Finishes a final or revision an earlier run left half published. One worker publishes
+/// the windows, one message at a time, to every cluster topic and then the windows topic, so
+/// a kill between the two leaves at most one message on (some of) the cluster topics only:
+/// their last message. Viewers have seen it, and a restart learns from the windows topic what
+/// was published; so the message goes to the windows topic and to the cluster topics without
+/// it, and `times` (the windows topic's, per window) takes its time. Otherwise a restart
+/// would report the corrections it carries late while viewers saw them counted.
+fn complete_publication(
+    config: &LiveConfig,
+    consumer: &BaseConsumer,
+    windows_topic: &str,
+    times: &mut BTreeMap<i64, i64>,
+) -> Result<(), LiveError> {
+    let clusters = config.cluster_topics();
+    let mut lasts = Vec::new();
+    for topic in &clusters {
+        lasts.push(last_published(consumer, topic)?);
+    }
+    let Some(newest) = lasts
+        .iter()
+        .flatten()
+        .max_by_key(|p| (p.time, p.message.revision))
+    else {
+        return Ok(());
+    };
+    let start = newest.message.report.window_start;
+    if times.get(&start).is_some_and(|&t| t >= newest.time) {
+        return Ok(());
+    }
+    let same = |p: &Option<Published>| {
+        p.as_ref()
+            .is_some_and(|p| p.time == newest.time && p.message.revision == newest.message.revision)
+    };
+    let mut topics = vec![windows_topic.to_owned()];
+    topics.extend(
+        clusters
+            .iter()
+            .zip(&lasts)
+            .filter(|(_, last)| !same(last))
+            .map(|(topic, _)| topic.clone()),
+    );
+    tracing::info!(
+        window_start = %model::format_rfc3339_millis(start),
+        revision = newest.message.revision,
+        ?topics,
+        "Completing the publication of a window an earlier run stopped in the middle of."
+    );
+    republish(
+        &config.brokers,
+        &topics,
+        (&newest.key, &newest.payload, newest.time),
+    )?;
+    times.insert(start, newest.time);
+    Ok(())
+}
+
+/// The last message of the single partition of cluster topic `topic`, if it is a final or a
+/// revision.
+fn last_published(consumer: &BaseConsumer, topic: &str) -> Result<Option<Published>, LiveError> {
+    let (low, high) = offsets_of(consumer, topic, 0)?;
+    let mut last = None;
+    if high > low {
+        read_range(consumer, topic, 0, high - 1, high, |message| {
+            let parsed = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok())
+                .filter(|m| m.state != WindowState::Open);
+            if let (Some(time), Some(message_read)) = (time_of(message), parsed) {
+                last = Some(Published {
+                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    time,
+                    message: message_read,
+                });
+            }
+        })?;
+    }
+    Ok(last)
+}
+
 /// How many of the last messages of each windows-topic partition a restart reads for the
 /// times of recent finals and revisions: far more than the windows an amendment can reach.
 const RECENT_MESSAGES: i64 = 10_000;
@@ -362,12 +465,7 @@ fn recent_times(
             (high - RECENT_MESSAGES).max(low),
             high,
             |message| {
-                let time = message.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == TIME_HEADER)
-                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
-                });
+                let time = time_of(message);
                 let parsed = message
                     .payload()
                     .and_then(|p| serde_json::from_slice::<WindowMessage>(p).ok())

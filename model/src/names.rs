@@ -12,6 +12,10 @@ pub const CLUSTER_TOPIC_PREFIX: &str = "cluster";
 /// Where broadcasters announce themselves and their connection counts.
 pub const REGISTRY_TOPIC: &str = "emoji-broadcasters";
 
+/// The Kafka header that carries a final or revised window message's dataflow time: a
+/// restarted dataflow learns from it which corrections an earlier run published.
+pub const TIME_HEADER: &str = "emostream-time";
+
 /// Default number of emojis of a type that count as one in `scaled_count`.
 pub const DEFAULT_SCALE: u64 = 1_000;
 

@@ -58,6 +58,19 @@ pub fn start_dataflow(pipeline: &Pipeline, extra: &[&str]) -> Service {
 
 /// Starts `emostream dataflow` over the topics of `pipeline` on the brokers `brokers`.
 pub fn start_dataflow_on(brokers: &str, pipeline: &Pipeline, extra: &[&str]) -> Service {
+    Service::start_on(brokers, &dataflow_command(pipeline, extra))
+}
+
+/// Starts `emostream dataflow` over the topics of `pipeline` with the variables `env` set.
+pub fn start_dataflow_with_env(
+    pipeline: &Pipeline,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Service {
+    Service::start_with_env(&dataflow_command(pipeline, extra), env)
+}
+
+fn dataflow_command(pipeline: &Pipeline, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "dataflow",
         "--metrics-listen",
@@ -70,7 +83,7 @@ pub fn start_dataflow_on(brokers: &str, pipeline: &Pipeline, extra: &[&str]) -> 
     .collect();
     args.extend(pipeline.dataflow_args());
     args.extend(extra.iter().map(|s| s.to_string()));
-    Service::start_on(brokers, &args)
+    args
 }
 
 pub fn start_ingest(pipeline: &Pipeline, extra: &[&str]) -> Service {

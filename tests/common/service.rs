@@ -36,22 +36,34 @@ impl Service {
 
     /// Starts a service of the brokers `brokers` and waits until it is up.
     pub fn start_on(brokers: &str, args: &[String]) -> Self {
-        Service::launch(brokers, args, "warn", Stdio::inherit())
+        Service::launch(brokers, args, &[], "warn", Stdio::inherit())
+    }
+
+    /// Starts a service with the environment variables `env` set as well.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
+        Service::launch(&brokers(), args, env, "warn", Stdio::inherit())
     }
 
     /// Starts a service logging at `level` into the file `log`.
     pub fn start_logged(args: &[String], level: &str, log: &std::path::Path) -> Self {
         let log = std::fs::File::create(log).expect("create the log file");
-        Service::launch(&brokers(), args, level, Stdio::from(log))
+        Service::launch(&brokers(), args, &[], level, Stdio::from(log))
     }
 
-    fn launch(brokers: &str, args: &[String], level: &str, stderr: Stdio) -> Self {
+    fn launch(
+        brokers: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        level: &str,
+        stderr: Stdio,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ready_file = dir.path().join("ready.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_emostream"))
             .args(args)
             .env("EMOSTREAM_BROKERS", brokers)
             .env("EMOSTREAM_READY_FILE", &ready_file)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("EMOSTREAM_TEST_LOG").unwrap_or(level.to_owned()),
@@ -114,6 +126,18 @@ impl Service {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Waits at most `limit` for the service to end by itself; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGKILL and waits.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::format_rfc3339_millis;
+use model::names::TIME_HEADER;
 use model::report::{WindowMessage, WindowState};
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
@@ -14,7 +15,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use serde::Serialize;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::control::RunControl;
@@ -41,10 +41,6 @@ pub struct PublishConfig {
     /// Whether open updates go to the windows topic too (after the clusters).
     pub open_to_windows_topic: bool,
 }
-
-/// The header that carries a final or revised window's dataflow time: a restart learns from
-/// it which amendments an earlier run published (see the Kafka source's checkpoints).
-pub const TIME_HEADER: &str = "emostream-time";
 
 /// One record to publish.
 struct Outgoing {
@@ -259,9 +255,10 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowUpdate>> {
             // later window is never visible before an earlier one and a restart can trust the
             // newest window it finds; the worker goes on reading meanwhile.
             let activator = scope.worker().sync_activator_for(info.address.to_vec());
-            let confirmed = Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN));
+            // How many batches the thread has published, in the order they were handed over.
+            let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (to_thread, from_worker) = std::sync::mpsc::channel::<(i64, Vec<WindowUpdate>)>();
-            let thread_confirmed = Arc::clone(&confirmed);
+            let thread_published = Arc::clone(&published);
             std::thread::Builder::new()
                 .name("publish-windows".into())
                 .spawn(move || {
@@ -283,30 +280,68 @@ impl<'scope> PublishWindows<'scope> for Stream<'scope, i64, Vec<WindowUpdate>> {
                                 return;
                             }
                         }
-                        thread_confirmed.store(time, std::sync::atomic::Ordering::Release);
+                        thread_published.fetch_add(1, std::sync::atomic::Ordering::Release);
                         let _ = activator.activate();
                     }
                 })
                 .expect("a thread for publishing windows");
-            let mut pending: std::collections::VecDeque<(i64, Capability<i64>, Vec<WindowUpdate>)> =
-                Default::default();
+            let mut handed = Handed::default();
             move |input, output| {
                 input.for_each_stamp(|time, batches| {
                     let Some(capability) = time.retain_least(0) else {
                         return;
                     };
                     let reports: Vec<WindowUpdate> = batches.flat_map(|b| b.drain(..)).collect();
-                    let at = *capability.time();
-                    if to_thread.send((at, reports.clone())).is_ok() {
-                        pending.push_back((at, capability, reports));
+                    if to_thread
+                        .send((*capability.time(), reports.clone()))
+                        .is_ok()
+                    {
+                        handed.push((capability, reports));
                     }
                 });
-                let done = confirmed.load(std::sync::atomic::Ordering::Acquire);
-                while pending.front().is_some_and(|(at, _, _)| *at <= done) {
-                    if let Some((_, capability, mut reports)) = pending.pop_front() {
-                        output.session(&capability).give_container(&mut reports);
-                    }
+                let count = published.load(std::sync::atomic::Ordering::Acquire);
+                for (capability, mut reports) in handed.published(count) {
+                    output.session(&capability).give_container(&mut reports);
                 }
+            }
+        })
+    }
+}
+
+/// The batches handed to the publishing thread and not yet published, in the order handed.
+/// Batches do not come in time order (an open update travels at its window's start, a
+/// correction at its amendment's time, a final at the watermark), so what the thread has
+/// published is counted, never dated: a later batch's earlier time would otherwise pass on
+/// an earlier batch still in flight, and a commit and a kill then would lose it.
+struct Handed<T> {
+    /// How many batches were handed over.
+    handed: u64,
+    /// The batches not yet released, each with its place in the order.
+    queue: std::collections::VecDeque<(u64, T)>,
+}
+
+impl<T> Default for Handed<T> {
+    fn default() -> Self {
+        Handed {
+            handed: 0,
+            queue: Default::default(),
+        }
+    }
+}
+
+impl<T> Handed<T> {
+    fn push(&mut self, batch: T) {
+        self.queue.push_back((self.handed, batch));
+        self.handed += 1;
+    }
+
+    /// The batches among the first `count` handed over not released before, in order.
+    fn published(&mut self, count: u64) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || {
+            if self.queue.front().is_some_and(|(place, _)| *place < count) {
+                self.queue.pop_front().map(|(_, batch)| batch)
+            } else {
+                None
             }
         })
     }
@@ -346,6 +381,8 @@ fn publish_window(
     if !publisher.publish(&to(&config.cluster_topics), control) {
         return false;
     }
+    #[cfg(debug_assertions)]
+    abort_for_tests(update.state);
     if update.state == WindowState::Open {
         metrics.open_updates.add(1);
         return !config.open_to_windows_topic
@@ -364,6 +401,44 @@ fn publish_window(
         .emit_delay_seconds
         .observe(delay_ms.max(0) as f64 / 1e3);
     true
+}
+
+/// Debug builds only, for the restart tests: `EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC=final` (or
+/// `revised`) ends the process as a kill would, once the first such message is on the
+/// cluster topics and before it is on the windows topic: the moment a restart completes.
+#[cfg(debug_assertions)]
+fn abort_for_tests(state: WindowState) {
+    let name = match state {
+        WindowState::Open => "open",
+        WindowState::Final => "final",
+        WindowState::Revised => "revised",
+    };
+    if std::env::var("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
+
+/// Publishes a final or revised window message read back from a topic (`key`, `payload`,
+/// its dataflow `time`) to each of `topics`, and waits until the broker has it.
+pub(crate) fn republish(
+    brokers: &str,
+    topics: &[String],
+    (key, payload, time): (&str, &[u8], i64),
+) -> Result<(), Failure> {
+    let metrics = Arc::new(DataflowMetrics::new(0, &[]));
+    let mut publisher = Publisher::new(brokers, metrics)?;
+    let records: Vec<Outgoing> = topics
+        .iter()
+        .map(|topic| Outgoing {
+            topic: topic.clone(),
+            key: key.to_owned(),
+            payload: payload.to_vec(),
+            time: Some(time),
+        })
+        .collect();
+    // A control no one fails: the broker is waited for as long as it takes.
+    let _ = publisher.publish(&records, &RunControl::default());
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -452,5 +527,31 @@ impl<'scope> PublishSide<'scope> for Stream<'scope, i64, Vec<LiveSide>> {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Handed;
+
+    #[test]
+    fn a_batch_is_released_only_once_the_thread_published_it_whatever_its_time() {
+        let mut handed = Handed::default();
+        // An open update of a later window, then the final of an earlier one.
+        handed.push((4_000_i64, "open 4s"));
+        handed.push((2_000_i64, "final 2s"));
+        assert_eq!(handed.published(0).count(), 0);
+        // The thread published the first batch only: the final's earlier time must not
+        // pass it on as published.
+        assert_eq!(
+            handed.published(1).collect::<Vec<_>>(),
+            [(4_000, "open 4s")]
+        );
+        assert_eq!(handed.published(1).count(), 0);
+        handed.push((6_000, "open 6s"));
+        assert_eq!(
+            handed.published(3).collect::<Vec<_>>(),
+            [(2_000, "final 2s"), (6_000, "open 6s")]
+        );
     }
 }

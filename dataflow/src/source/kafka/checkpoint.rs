@@ -104,14 +104,17 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
 }
 
 /// Appends `;` and the `entries` (newest window first), comma-separated, as long as the text
-/// stays under [`MAX_LEN`]; past it, warns with `warning` naming the first window left out.
-fn push_entries(text: &mut String, entries: impl Iterator<Item = (i64, String)>, warning: &str) {
+/// stays under `limit` bytes; the first window left out, if any.
+fn push_entries(
+    text: &mut String,
+    entries: impl Iterator<Item = (i64, String)>,
+    limit: usize,
+) -> Option<i64> {
     text.push(';');
     let mut first = true;
     for (window, entry) in entries {
-        if text.len() + entry.len() + 1 > MAX_LEN {
-            tracing::warn!(window_start = %model::format_rfc3339_millis(window), "{warning}");
-            break;
+        if text.len() + entry.len() + 1 > limit {
+            return Some(window);
         }
         if !first {
             text.push(',');
@@ -119,10 +122,16 @@ fn push_entries(text: &mut String, entries: impl Iterator<Item = (i64, String)>,
         first = false;
         text.push_str(&entry);
     }
+    None
 }
 
-/// Kafka brokers keep at most 4,096 bytes of commit metadata by default.
-const MAX_LEN: usize = 4_000;
+/// The longest checkpoint record: well under the 1,000,000 bytes a Kafka record may have by
+/// default, and room for tens of thousands of windows (a few bytes each).
+pub(crate) const RECORD_MAX_LEN: usize = 500_000;
+
+/// The longest metadata committed with the group's offsets (Kafka brokers keep at most 4,096
+/// bytes by default): a fallback only, for groups without a checkpoint record.
+pub(crate) const METADATA_MAX_LEN: usize = 4_000;
 
 /// The state committed with a partition's offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,17 +147,18 @@ pub(crate) struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The metadata text for a commit at `offset`, for windows of `size`. Windows whose last
-    /// counted offset is before `offset` are left out (those events are not read again);
-    /// past the brokers' limit, the oldest windows are left out too (a warning says so).
-    pub fn encode(&self, offset: i64, size: WindowSize) -> String {
+    /// The text for a commit at `offset`, for windows of `size`, at most `limit` bytes, and
+    /// the newest window left out for want of room, if any. Windows whose last counted offset
+    /// is before `offset` are left out (those events are not read again); past `limit`, the
+    /// oldest windows are left out too: a restart reports their events late.
+    pub fn encode(&self, offset: i64, size: WindowSize, limit: usize) -> (String, Option<i64>) {
         let mut text = format!(
             "2;{};{}",
             self.max_seen.map_or(String::new(), |m| m.to_string()),
             self.closed_before.map_or(String::new(), |c| c.to_string())
         );
         let Some(closed_before) = self.closed_before else {
-            return text;
+            return (text, None);
         };
         let windows_before = |t: i64| (closed_before - t) / size.millis();
         let counted = self
@@ -160,11 +170,7 @@ impl Checkpoint {
                 let entry = format!("{}:{}", windows_before(window), last - offset);
                 (window, entry)
             });
-        push_entries(
-            &mut text,
-            counted,
-            "Too many closed windows with events after the committed offset to commit them all: a restart reports the events of the oldest ones late.",
-        );
+        let counted_left_out = push_entries(&mut text, counted, limit);
         let amended = self
             .amended
             .iter()
@@ -174,12 +180,8 @@ impl Checkpoint {
                 let (w, t) = (windows_before(window), windows_before(time));
                 (window, format!("{w}:{t}:{}", last - offset))
             });
-        push_entries(
-            &mut text,
-            amended,
-            "Too many amended windows to commit them all: a restart reports the oldest amendments late.",
-        );
-        text
+        let amended_left_out = push_entries(&mut text, amended, limit);
+        (text, counted_left_out.max(amended_left_out))
     }
 
     /// The state committed with `offset`, from its metadata `text` (empty when unreadable).
@@ -245,7 +247,7 @@ mod tests {
             ]),
             amended: BTreeMap::default(),
         };
-        let text = checkpoint.encode(100, size);
+        let text = checkpoint.encode(100, size, RECORD_MAX_LEN).0;
         assert_eq!(text, "2;1700000003000;1700000002000;1:30;");
         let read = Checkpoint::decode(&text, 100, size);
         assert_eq!(read.max_seen, checkpoint.max_seen);
@@ -269,7 +271,7 @@ mod tests {
                 ((1_699_999_990_000, 1_700_000_004_000), 99), // before the offset: left out
             ]),
         };
-        let text = checkpoint.encode(100, size);
+        let text = checkpoint.encode(100, size, RECORD_MAX_LEN).0;
         assert_eq!(text, "2;1700000013000;1700000010000;;5:0:50,5:1:40");
         let read = Checkpoint::decode(&text, 100, size);
         let kept: BTreeMap<_, _> = checkpoint
@@ -293,11 +295,14 @@ mod tests {
         );
         assert_eq!(Checkpoint::decode("", 5, size), Checkpoint::default());
         let empty = Checkpoint::default();
-        assert_eq!(Checkpoint::decode(&empty.encode(5, size), 5, size), empty);
+        assert_eq!(
+            Checkpoint::decode(&empty.encode(5, size, RECORD_MAX_LEN).0, 5, size),
+            empty
+        );
     }
 
     #[test]
-    fn metadata_stays_under_the_brokers_limit_keeping_the_newest_windows() {
+    fn a_record_holds_thousands_of_windows_and_the_metadata_the_newest_under_the_limit() {
         let size = WindowSize::default();
         let checkpoint = Checkpoint {
             max_seen: Some(0),
@@ -305,8 +310,13 @@ mod tests {
             last_counted: (0..5_000).map(|w| (w * 2_000, 1_000_000 + w)).collect(),
             amended: BTreeMap::default(),
         };
-        let text = checkpoint.encode(0, size);
-        assert!(text.len() <= MAX_LEN);
+        let (record, left_out) = checkpoint.encode(0, size, RECORD_MAX_LEN);
+        assert_eq!(left_out, None);
+        let record = Checkpoint::decode(&record, 0, size);
+        assert_eq!(record.last_counted, checkpoint.last_counted);
+        let (text, left_out) = checkpoint.encode(0, size, METADATA_MAX_LEN);
+        assert!(left_out.is_some());
+        assert!(text.len() <= METADATA_MAX_LEN);
         let read = Checkpoint::decode(&text, 0, size);
         assert_eq!(read.last_counted.keys().next_back(), Some(&(4_999 * 2_000)));
         assert!(read.last_counted.len() > 100);

@@ -9,7 +9,7 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, METADATA_MAX_LEN, RECORD_MAX_LEN};
 use super::reader::KafkaReader;
 
 impl KafkaReader {
@@ -57,7 +57,14 @@ impl KafkaReader {
             for (&window, &last) in p.open_last.range(..closed_before) {
                 note_last_counted(&mut checkpoint.last_counted, window, last);
             }
-            let text = checkpoint.encode(offset, size);
+            let (text, left_out) = checkpoint.encode(offset, size, RECORD_MAX_LEN);
+            if let Some(window) = left_out {
+                tracing::warn!(
+                    partition = p.id,
+                    window_start = %model::format_rfc3339_millis(window),
+                    "Too many closed windows with events after the committed offset to checkpoint them all: a restart reports the events of this window and older ones late."
+                );
+            }
             let payload = format!("{offset};{text}");
             let record = BaseRecord::<(), str>::to(&self.config.checkpoint_topic)
                 .partition(p.id)
@@ -68,7 +75,7 @@ impl KafkaReader {
             }
             let mut elem = offsets.add_partition(&self.config.topic, p.id);
             if elem.set_offset(Offset::Offset(offset)).is_ok() {
-                elem.set_metadata(text);
+                elem.set_metadata(checkpoint.encode(offset, size, METADATA_MAX_LEN).0);
             }
         }
         if offsets.count() == 0 {

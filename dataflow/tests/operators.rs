@@ -38,11 +38,19 @@ fn events() -> Vec<(i64, &'static str, &'static str)> {
 
 /// What a plain count of `events` gives.
 fn expected() -> Vec<(i64, Vec<WindowReport>)> {
+    counted(&events())
+        .into_iter()
+        .map(|(w, report)| (w, vec![report]))
+        .collect()
+}
+
+/// The exact report of each window of `(window start, user, emoji)` events.
+fn counted(events: &[(i64, &str, &str)]) -> std::collections::BTreeMap<i64, WindowReport> {
     use std::collections::{BTreeMap, BTreeSet};
     type Users<'a> = BTreeSet<&'a str>;
     type Emojis<'a> = BTreeMap<&'a str, (u64, Users<'a>)>;
     let mut windows: BTreeMap<i64, (u64, Users, Emojis)> = BTreeMap::new();
-    for (w, u, e) in events() {
+    for &(w, u, e) in events {
         let window = windows.entry(w).or_default();
         window.0 += 1;
         window.1.insert(u);
@@ -68,7 +76,7 @@ fn expected() -> Vec<(i64, Vec<WindowReport>)> {
                 totals,
                 &ReportConfig::default(),
             );
-            (w, vec![report])
+            (w, report)
         })
         .collect()
 }
@@ -163,4 +171,154 @@ fn reports_by_time(
         }
     }
     by_time.into_iter().collect()
+}
+
+/// Users the worker `worker` of `peers` (a power of two) owns: timely's exchange sends a
+/// record to the worker its hash names, masked by the worker count.
+fn users_of(worker: u64, peers: u64, count: usize) -> Vec<&'static str> {
+    let names = [
+        "ana", "bo", "cy", "di", "ed", "flo", "gus", "hal", "ivy", "jo", "kai", "lu", "mo", "ned",
+        "oz", "pia",
+    ];
+    let mine: Vec<&str> = names
+        .into_iter()
+        .filter(|u| dataflow::operators::user_route(u) & (peers - 1) == worker)
+        .take(count)
+        .collect();
+    assert_eq!(mine.len(), count, "enough users of worker {worker}");
+    mine
+}
+
+/// Amendments merged from several workers: at one time both workers' shards of a window
+/// grow, and one of them grows a window it had no event of before its final. Every final
+/// and revision equals the plain count of what it covers, revisions increase, for both
+/// engines and 1, 2 and 4 workers.
+#[test]
+// Long: the scenario, its expected messages and the run over both engines and three worker counts, in one place.
+fn revisions_merge_what_every_worker_amended_at_one_time_for_both_engines() {
+    use dataflow::operators::{CountConfig, CountWindows, Engine, Keep};
+    use dataflow::record::{Amend, WindowUpdate};
+    use model::report::WindowState;
+
+    let (a, b) = (users_of(0, 2, 2), users_of(1, 2, 2));
+    // (time sent at, window start, user, emoji): taps at their window's start, amendments
+    // (sent at a later time) of windows whose final went out.
+    let taps = [
+        (0, 0, a[0], "🔥"),
+        (0, 0, a[1], "🔥"),
+        (2000, 2000, a[0], "🔥"),
+        (2000, 2000, b[0], "😂"),
+    ];
+    let amends = [
+        // On two workers, worker 1 had nothing in window 0: its first shard of it is growth.
+        (4000, 0, b[0], "😂"),
+        (4000, 0, a[0], "😂"),
+        (4000, 0, a[1], "🔥"),
+        // Both workers' shards of window 2000 grow at 4000.
+        (4000, 2000, b[1], "🔥"),
+        (4000, 2000, a[1], "👏"),
+        // Again, a user already counted.
+        (6000, 0, b[0], "😂"),
+    ];
+    // Each window's messages: its final, then a revision per time it was amended, each the
+    // plain count of the taps and amendments sent before that time's end.
+    let mut want: Vec<(i64, i64, WindowState, WindowReport)> = Vec::new();
+    for (at, state) in [
+        (2000, WindowState::Final),
+        (4000, WindowState::Final),
+        (6000, WindowState::Revised),
+        (8000, WindowState::Revised),
+    ] {
+        let covered: Vec<(i64, &str, &str)> = taps
+            .iter()
+            .chain(&amends)
+            .filter(|(sent, ..)| *sent < at)
+            .map(|&(_, w, u, e)| (w, u, e))
+            .collect();
+        let amended_now: std::collections::BTreeSet<i64> = amends
+            .iter()
+            .filter(|(sent, ..)| *sent == at - 2000)
+            .map(|(_, w, ..)| *w)
+            .collect();
+        for (window, report) in counted(&covered) {
+            let due = match state {
+                WindowState::Final => window + SIZE == at,
+                _ => amended_now.contains(&window),
+            };
+            if due {
+                want.push((window, at - 2000, state, report));
+            }
+        }
+    }
+    want.sort_by_key(|(window, time, ..)| (*window, *time));
+    for engine in [Engine::Timely, Engine::Differential] {
+        for workers in [1, 2, 4] {
+            let (send, recv) = mpsc::channel::<Event<i64, Vec<WindowUpdate>>>();
+            let send = Arc::new(Mutex::new(send));
+            timely::execute(timely::Config::process(workers), move |worker| {
+                let send = send.lock().unwrap().clone();
+                let mut tap_input = InputHandleVec::<i64, Tap>::new();
+                let mut amend_input = InputHandleVec::<i64, Amend>::new();
+                let size = WindowSize::from_millis(SIZE).unwrap();
+                let spec = model::WindowSpec::new(vec![size], std::time::Duration::ZERO)
+                    .unwrap()
+                    .with_allowed_lateness(std::time::Duration::from_secs(10))
+                    .unwrap();
+                worker.dataflow::<i64, _, _>(|scope| {
+                    let amends = scope.input_from(&mut amend_input);
+                    scope
+                        .input_from(&mut tap_input)
+                        .count_window_updates(
+                            amends,
+                            CountConfig {
+                                engine,
+                                keep: Keep::new(size, &spec),
+                                report: ReportConfig::default(),
+                                updates: None,
+                            },
+                        )
+                        .capture_into(send);
+                });
+                // Worker 0 reads everything; the operators route each user to its owner.
+                if worker.index() == 0 {
+                    for time in [0, 2000, 4000, 6000] {
+                        tap_input.advance_to(time);
+                        amend_input.advance_to(time);
+                        for &(_, _, user, emoji) in taps.iter().filter(|t| t.0 == time) {
+                            tap_input.send(tap(user, emoji));
+                        }
+                        for &(_, window, user, emoji) in amends.iter().filter(|t| t.0 == time) {
+                            amend_input.send(Amend {
+                                window_start: window,
+                                tap: tap(user, emoji),
+                            });
+                        }
+                    }
+                }
+            })
+            .unwrap();
+            let mut got: Vec<(i64, i64, WindowState, u64, WindowReport)> = recv
+                .into_iter()
+                .filter_map(|event| match event {
+                    Event::Messages(time, updates) => Some((*time.least().unwrap(), updates)),
+                    Event::Progress(_) => None,
+                })
+                .flat_map(|(time, updates)| {
+                    updates
+                        .into_iter()
+                        .map(move |u| (u.report.window_start, time, u.state, u.revision, u.report))
+                })
+                .collect();
+            got.sort_by_key(|(window, time, ..)| (*window, *time));
+            let tag = format!("{engine:?} on {workers} workers");
+            for pair in got.windows(2).filter(|p| p[0].0 == p[1].0) {
+                assert!(pair[0].3 < pair[1].3, "{tag}: revisions increase: {got:?}");
+            }
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|(window, time, state, _, report)| (window, time, state, report))
+                .collect();
+            assert_eq!(got, want, "{tag}");
+        }
+    }
 }

@@ -199,7 +199,8 @@ pub struct ReplayArgs {
     /// Write every final and revised window to this file, with its state and revision.
     #[arg(long, env = "EMOSTREAM_REVISIONS_OUT")]
     pub revisions_out: Option<PathBuf>,
-    /// Write late events to this file (a replayable log).
+    /// Write late events to this file (a replayable log); with several window sizes, each
+    /// size's to a file of its own, the size in its name (`late-60s.csv`).
     #[arg(long, env = "EMOSTREAM_LATE_OUT")]
     pub late_out: Option<PathBuf>,
     /// Write rejected rows to this file (line,reason,raw; with several input files the

@@ -99,7 +99,7 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
             more.window.label(),
             more.windows,
             more.events_in_windows,
-            src.rows - src.rejected - more.events_in_windows
+            more.late
         );
     }
     text
@@ -108,7 +108,8 @@ fn summary_text(s: &ReplaySummary, elapsed: f64, peak: Option<u64>) -> String {
 /// Where the outputs went when that is not obvious, and how to see what was left out.
 fn hints(s: &ReplaySummary, args: &ReplayArgs) -> String {
     let mut text = String::new();
-    if s.sources.late > 0 && args.late_out.is_none() {
+    let late = s.sources.late + s.more.iter().map(|m| m.late).sum::<u64>();
+    if late > 0 && args.late_out.is_none() {
         text += "late events are not written: --late-out FILE writes them (a replayable log)\n";
     }
     if s.sources.rejected > 0 && args.rejects_out.is_none() {
@@ -123,6 +124,15 @@ fn hints(s: &ReplaySummary, args: &ReplayArgs) -> String {
             }
         }
     }
+    if let (Ok(config), Some(_)) = (args.config(), &args.late_out)
+        && config.windows.is_several()
+    {
+        for &size in config.windows.sizes() {
+            if let Some(path) = config.late_out_for(size) {
+                text += &format!("{} late events: {}\n", size.label(), path.display());
+            }
+        }
+    }
     text
 }
 
@@ -132,10 +142,11 @@ fn summary_json(s: &ReplaySummary, elapsed: f64, peak: Option<u64>, args: &Repla
         .iter()
         .map(|m| {
             format!(
-                "{{\"window\":\"{}\",\"windows\":{},\"events_in_windows\":{}}}",
+                "{{\"window\":\"{}\",\"windows\":{},\"events_in_windows\":{},\"late\":{}}}",
                 m.window.label(),
                 m.windows,
-                m.events_in_windows
+                m.events_in_windows,
+                m.late
             )
         })
         .collect();

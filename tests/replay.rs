@@ -345,3 +345,54 @@ fn several_window_sizes_give_what_each_size_gives_alone() {
         );
     }
 }
+
+/// With several window sizes, each size's late events go to a file of their own, exactly the
+/// reference's late events of that size, and the summary counts them per size.
+#[test]
+fn each_window_size_writes_its_own_late_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 s of events, 3% of them 12 s behind: late for the 2 s windows, and for some of the
+    // 10 s ones.
+    let workload = loadgen::generator::Workload {
+        late_fraction: 0.03,
+        late_delay_ms: 12_000,
+        ..disordered(24_000, 300, 300, 33)
+    };
+    let logs = vec![generated_log(dir.path(), "a.csv", workload)];
+    let lateness = Duration::from_millis(200);
+    let (two, ten) = (
+        WindowSize::default(),
+        WindowSize::from_millis(10_000).unwrap(),
+    );
+    let report = ReportConfig::default();
+    let config = replay_config(dir.path(), &logs, 1, Engine::Timely, "sizes");
+    let late_out = config.late_out.clone().unwrap();
+    let windows = WindowSpec::new(vec![two, ten], lateness).unwrap();
+    let config = ReplayConfig { windows, ..config };
+    assert_eq!(
+        config.late_out_for(ten),
+        Some(dir.path().join("late-sizes-10s.csv"))
+    );
+    let (summary, _) = replay(config.clone());
+    let late_of = |size: WindowSize| {
+        let want = reference(&logs, size, lateness, &report).late;
+        let text = std::fs::read_to_string(config.late_out_for(size).unwrap()).unwrap();
+        let rows: Vec<String> = text.lines().skip(1).map(str::to_owned).collect();
+        let want_rows: Vec<String> = want
+            .iter()
+            .map(|(u, e, t)| format!("{u},{e},{}", model::format_rfc3339_millis(*t)))
+            .collect();
+        assert_eq!(rows, want_rows, "{}", size.label());
+        want.len() as u64
+    };
+    let (late_two, late_ten) = (late_of(two), late_of(ten));
+    assert!(late_ten > 0 && late_ten < late_two, "{late_two} {late_ten}");
+    assert_eq!(summary.sources.late, late_two);
+    assert_eq!(summary.more[0].late, late_ten);
+    assert_eq!(
+        summary.more[0].events_in_windows + late_ten,
+        24_000,
+        "every row in a 10 s window or late for it"
+    );
+    assert!(!late_out.exists(), "no file without a size in its name");
+}

@@ -107,6 +107,8 @@ pub struct SizeSummary {
     pub events_in_corrections: u64,
     /// Revisions of final windows.
     pub revisions: u64,
+    /// Events late for this size (beyond its allowed lateness).
+    pub late: u64,
 }
 
 impl ReplayConfig {
@@ -119,6 +121,11 @@ impl ReplayConfig {
     /// Where the revisions of `size` go, named like [`out_for`](Self::out_for).
     pub fn revisions_out_for(&self, size: WindowSize) -> Option<PathBuf> {
         self.labelled(self.revisions_out.as_ref()?, size)
+    }
+
+    /// Where the events late for `size` go, named like [`out_for`](Self::out_for).
+    pub fn late_out_for(&self, size: WindowSize) -> Option<PathBuf> {
+        self.labelled(self.late_out.as_ref()?, size)
     }
 
     fn labelled(&self, path: &std::path::Path, size: WindowSize) -> Option<PathBuf> {
@@ -200,6 +207,8 @@ struct SizeOutput {
     /// Windows an amendment may still change: the newest message of each, and the events
     /// of its final.
     pending: BTreeMap<i64, (WindowReport, u64)>,
+    /// The events late for this size, a replayable log.
+    late: Option<LogWriter<BufWriter<File>>>,
     totals: SizeSummary,
 }
 
@@ -250,6 +259,9 @@ impl SizeOutput {
         if let Some(revisions) = &mut self.revisions {
             revisions.flush()?;
         }
+        if let Some(late) = &mut self.late {
+            late.flush()?;
+        }
         Ok(())
     }
 }
@@ -258,7 +270,6 @@ impl SizeOutput {
 struct Outputs {
     /// Per window size, the live one first.
     sizes: Vec<SizeOutput>,
-    late: Option<LogWriter<BufWriter<File>>>,
     rejects: Option<RejectCsvWriter<BufWriter<File>>>,
     sources: SourceStats,
 }
@@ -290,6 +301,12 @@ impl Outputs {
                 windows: WindowCsvWriter::new(windows).map_err(csv_error)?,
                 revisions,
                 pending: BTreeMap::new(),
+                late: config
+                    .late_out_for(size)
+                    .map(|p| create(&p).map(LogWriter::new))
+                    .transpose()?
+                    .transpose()
+                    .map_err(|e| Failure::io("write", "the late events", e))?,
                 totals: SizeSummary {
                     window: size,
                     ..SizeSummary::default()
@@ -298,13 +315,6 @@ impl Outputs {
         }
         Ok(Outputs {
             sizes,
-            late: config
-                .late_out
-                .as_ref()
-                .map(|p| create(p).map(LogWriter::new))
-                .transpose()?
-                .transpose()
-                .map_err(|e| Failure::io("write", "the late events", e))?,
             rejects: config
                 .rejects_out
                 .as_ref()
@@ -330,9 +340,12 @@ impl Outputs {
         }
     }
 
-    fn side(&mut self, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
+    /// Takes a record of the source of size `index` (rows are read and rejected once, by
+    /// the live size's source; each size has its own late events).
+    fn side(&mut self, index: usize, record: &SideRecord, control: &RunControl) -> csv::Result<()> {
+        let size = &mut self.sizes[index];
         match record {
-            SideRecord::Late(event) => self.late.as_mut().map_or(Ok(()), |w| {
+            SideRecord::Late(event) => size.late.as_mut().map_or(Ok(()), |w| {
                 w.write_event(&event.user, &event.emoji, event.timestamp)
                     .map_err(csv::Error::from)
             }),
@@ -341,7 +354,10 @@ impl Outputs {
                 self.rejects.as_mut().map_or(Ok(()), |w| w.write(row))
             }
             SideRecord::Stats(stats) => {
-                self.sources += *stats;
+                size.totals.late += stats.late;
+                if index == 0 {
+                    self.sources += *stats;
+                }
                 Ok(())
             }
         }
@@ -351,14 +367,35 @@ impl Outputs {
         for size in &mut self.sizes {
             size.flush()?;
         }
-        if let Some(w) = &mut self.late {
-            w.flush()?;
-        }
         if let Some(w) = &mut self.rejects {
             w.flush()?;
         }
         Ok(())
     }
+}
+
+/// Writes the late events, rejected rows and counts of the source of size `index` to the
+/// outputs, on worker 0.
+fn write_side<'scope>(
+    side: Stream<'scope, i64, Vec<SideRecord>>,
+    index: usize,
+    outputs: Option<Rc<RefCell<Outputs>>>,
+    control: Arc<RunControl>,
+) {
+    side.sink(
+        Exchange::new(|_: &SideRecord| 0),
+        "WriteSide",
+        move |(input, _frontier)| {
+            input.for_each(|_time, records| {
+                let Some(outputs) = &outputs else { return };
+                for record in records.drain(..) {
+                    if let Err(e) = outputs.borrow_mut().side(index, &record, &control) {
+                        control.fail(Failure::io("write", "the late events or rejects", e.into()));
+                    }
+                }
+            });
+        },
+    );
 }
 
 /// Writes the window messages of size `index` to the outputs, each window once released.
@@ -424,7 +461,6 @@ fn run_worker(
         let source = LogSourceConfig {
             window: size,
             max_ahead_ms: (60_000i64).max(16 * size.millis()),
-            send_late: false,
             send_rejects: false,
             primary: false,
             ..source.clone()
@@ -433,13 +469,14 @@ fn run_worker(
         let control = Arc::clone(&control);
         worker.dataflow::<i64, _, _>(|scope| {
             let frontier = ProbeHandle::new();
-            let (taps, amends, _side) =
+            let (taps, amends, side) =
                 scope.read_logs(source, Arc::clone(&control), frontier.clone());
             let count = CountConfig::new(config.engine, size, &config.windows, config.report);
             let updates = taps
                 .probe_with(&frontier)
                 .count_window_updates(amends, count);
-            write_windows(updates, index, outputs, control);
+            write_windows(updates, index, outputs.clone(), Arc::clone(&control));
+            write_side(side, index, outputs, control);
         });
     }
     worker.dataflow::<i64, _, _>(|scope| {
@@ -451,26 +488,7 @@ fn run_worker(
             .probe_with(&frontier)
             .count_window_updates(amends, count);
         write_windows(updates, 0, outputs.clone(), Arc::clone(&control));
-        let side_outputs = outputs.clone();
-        let side_control = Arc::clone(&control);
-        side.sink(
-            Exchange::new(|_: &SideRecord| 0),
-            "WriteSide",
-            move |(input, _frontier)| {
-                input.for_each(|_time, records| {
-                    let Some(outputs) = &side_outputs else { return };
-                    for record in records.drain(..) {
-                        if let Err(e) = outputs.borrow_mut().side(&record, &side_control) {
-                            side_control.fail(Failure::io(
-                                "write",
-                                "the late events or rejects",
-                                e.into(),
-                            ));
-                        }
-                    }
-                });
-            },
-        );
+        write_side(side, 0, outputs.clone(), Arc::clone(&control));
     });
     while worker.has_dataflows() {
         worker.step_or_park(None);

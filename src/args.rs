@@ -792,13 +792,19 @@ pub struct BroadcastFlags {
     /// How much of the past a resuming client can get back.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
     pub ring: Duration,
-    /// Messages a client may fall behind before it catches up from the ring (the newest
-    /// message of each window, superseded revisions skipped).
-    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4", env = "EMOSTREAM_MAX_LAG")]
-    pub max_lag: NonZeroUsize,
-    /// A write to a client taking longer than this disconnects it (close code 4002).
+    /// Bytes a client may have still to get before it is disconnected (close code 4001);
+    /// while its socket is full it gets the newest message of each window, superseded
+    /// revisions skipped.
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1048576", env = "EMOSTREAM_MAX_PENDING")]
+    pub max_pending: NonZeroUsize,
+    /// A client that takes no byte for this long while it has some to get is disconnected
+    /// (close code 4002).
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
+    /// Shards of the fan-out, each writing every message to its share of the connections
+    /// without blocking; 0: one per core.
+    #[arg(long, default_value = "0", env = "EMOSTREAM_SHARDS")]
+    pub shards: usize,
     /// Largest message a client may send, in bytes (close code 1009 past it).
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
     pub max_inbound: NonZeroUsize,
@@ -851,8 +857,9 @@ impl BroadcastFlags {
                 .collect(),
             max_connections_per_ip: self.max_connections_per_ip,
             ring: self.ring,
-            max_lag: self.max_lag.get(),
+            max_pending: self.max_pending.get(),
             write_timeout: self.write_timeout,
+            shards: self.shards,
             max_inbound: self.max_inbound.get(),
             ping_interval: self.ping_interval,
             ..broadcast::BroadcastConfig::new(brokers.to_owned(), cluster, topic, listen)

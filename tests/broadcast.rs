@@ -299,7 +299,7 @@ async fn resume_after_a_disconnect_delivers_the_missed_windows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receiving() {
-    let cluster = Cluster::start("slow", &[], &["--max-lag", "2", "--write-timeout", "1s"]);
+    let cluster = Cluster::start("slow", &[], &["--write-timeout", "1s"]);
     let url = cluster.client_url("viewer");
     let mut good = connect(&url).await;
     assert_eq!(next_json(&mut good).await["type"], "hello");
@@ -334,7 +334,11 @@ async fn a_client_that_stops_reading_is_disconnected_while_another_keeps_receivi
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    assert_eq!(dropped("not_reading"), 1, "{metrics}");
+    assert_eq!(
+        dropped("not_reading") + dropped("too_far_behind"),
+        1,
+        "{metrics}"
+    );
     assert!(metrics.contains("broadcast_connections 1"), "{metrics}");
     drop(slow);
 }

@@ -19,10 +19,14 @@ pub struct BroadcastConfig {
     pub listen: SocketAddr,
     /// How much of the past a resuming client can get back.
     pub ring: Duration,
-    /// Messages a client may fall behind before it catches up from the ring.
-    pub max_lag: usize,
-    /// A write that takes longer than this disconnects the client.
+    /// A client with more bytes than this still to get is disconnected (4001); while it
+    /// waits, it gets the newest message of each window.
+    pub max_pending: usize,
+    /// A client that takes no byte for this long while it has some to get is disconnected
+    /// (4002).
     pub write_timeout: Duration,
+    /// Shards of the fan-out, each writing to its share of the connections (0: one per core).
+    pub shards: usize,
     /// Largest message a client may send, in bytes.
     pub max_inbound: usize,
     /// Interval of keepalive pings.
@@ -56,8 +60,9 @@ impl BroadcastConfig {
             topic,
             listen,
             ring: Duration::from_secs(60),
-            max_lag: 4,
+            max_pending: 1 << 20,
             write_timeout: Duration::from_secs(5),
+            shards: 0,
             max_inbound: 4096,
             ping_interval: Duration::from_secs(20),
             registry_topic: model::names::REGISTRY_TOPIC.to_owned(),

@@ -13,26 +13,26 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::BroadcastError;
+use crate::fanout::Fanout;
 use crate::frame::WindowFrame;
-use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
 
 /// Windows read back from the cluster topic on start: the ring of a restarted broadcaster
 /// holds what its clients may resume (a minute of 2 s windows, with room to spare).
 const RING_BACKFILL: i64 = 64;
 
-/// Reads the cluster topic `topic` into `hub` on a thread of its own until `stop` is set,
+/// Reads the cluster topic `topic` into the fan-out on a thread of its own until `stop` is set,
 /// starting with its last windows (the snapshot, and the ring for resuming clients).
 pub fn spawn_consumer(
     brokers: &str,
     topic: &str,
-    hub: Arc<Hub>,
+    fanout: Arc<Fanout>,
     metrics: Arc<BroadcastMetrics>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, BroadcastError> {
     let (consumer, spans) = assigned(brokers, topic, RING_BACKFILL)?;
     let publish = move |window: &WindowMessage, at: Option<i64>| {
-        if hub.publish(WindowFrame::new(window, at)) {
+        if fanout.publish(WindowFrame::new(window, at)) {
             metrics.windows_received.add(1);
         }
     };
@@ -63,13 +63,13 @@ pub fn spawn_consumer(
         })
 }
 
-/// Reads the windows topic of a longer size into `hub`'s summaries on a thread of its own
+/// Reads the windows topic of a longer size into the fan-out's summaries on a thread of its own
 /// until `stop` is set, starting with the last windows of every partition. The topic is the
 /// dataflow's: until it exists, the thread waits for it.
 pub fn spawn_summary_consumer(
     brokers: &str,
     topic: &str,
-    hub: Arc<Hub>,
+    fanout: Arc<Fanout>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, BroadcastError> {
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
@@ -89,7 +89,7 @@ pub fn spawn_summary_consumer(
                 }
             };
             let publish = |window: &WindowMessage, at: Option<i64>| {
-                hub.publish_summary(WindowFrame::summary(window, at));
+                fanout.publish_summary(WindowFrame::summary(window, at));
             };
             let stopped = || stop.load(Ordering::Relaxed);
             let _ = read(&consumer, &topic, stopped, |_, _| {}, publish);

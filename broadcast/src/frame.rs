@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use model::report::WindowMessage;
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::wire;
 
 /// One window, ready to send.
 #[derive(Debug, Clone)]
@@ -18,8 +19,9 @@ pub struct WindowFrame {
     pub kafka_timestamp: Option<i64>,
     /// When the broadcaster took the window from Kafka.
     pub arrived: std::time::Instant,
-    /// `{"type":"window", ...WindowReport fields..., "seq": K}`.
-    pub text: Utf8Bytes,
+    /// `{"type":"window", ...WindowReport fields..., "seq": K}` as a complete WebSocket
+    /// text frame, written as it is to every socket.
+    pub wire: Bytes,
 }
 
 #[derive(Serialize)]
@@ -58,22 +60,30 @@ impl WindowFrame {
             window_end: message.report.window_end,
             kafka_timestamp,
             arrived: std::time::Instant::now(),
-            text: Utf8Bytes::try_from(Bytes::from(json)).expect("JSON is UTF-8"),
+            wire: wire::text(&json),
         }
+    }
+
+    /// The JSON text the frame carries.
+    pub fn json(&self) -> &[u8] {
+        let header = match self.wire.get(1).map(|b| b & 0x7F) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        };
+        &self.wire[header..]
     }
 }
 
 /// The first frame a client gets: `snapshot` window frames follow it at once, the latest
 /// message of each window still in the ring (history: a page shows them without a swarm).
-pub fn hello(cluster: u32, epoch: i64, snapshot: usize) -> Utf8Bytes {
-    serde_json::json!({"type": "hello", "cluster": cluster, "epoch": epoch, "snapshot": snapshot})
-        .to_string()
-        .into()
+pub fn hello(cluster: u32, epoch: i64, snapshot: usize) -> Bytes {
+    let json = serde_json::json!({"type": "hello", "cluster": cluster, "epoch": epoch, "snapshot": snapshot});
+    wire::text(json.to_string().as_bytes())
 }
 
 /// Precedes the `windows` frames a `resume` asked for (history, like the snapshot).
-pub fn resumed(windows: usize) -> Utf8Bytes {
-    serde_json::json!({"type": "resumed", "windows": windows})
-        .to_string()
-        .into()
+pub fn resumed(windows: usize) -> Bytes {
+    let json = serde_json::json!({"type": "resumed", "windows": windows});
+    wire::text(json.to_string().as_bytes())
 }

@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //! - [`server`]: `start`, the broadcaster: topics, consumers, registry, the HTTP loop.
-//! - [`routes`]: the page, `/register`, `/ws`, `/health` and `/metrics` on one port.
+//! - [`routes`]: the page, `/register`, `/ws`, `/health` and `/metrics` as warp filters.
 //! - [`registration`]: `POST /register`, a cluster and a broadcaster for a client.
 //! - [`upgrade`]: `GET /ws`: checks and the WebSocket handshake.
-//! - [`hub`]: the latest window, the ring of recent windows, and the fan-out channel.
-//! - [`frame`]: frames encoded once per window and shared by every connection.
-//! - [`session`]: one WebSocket client: hello, snapshot, windows, resume, close codes.
+//! - [`hub`]: the ring of recent windows (the snapshot, resumes) and the longer windows.
+//! - [`fanout`]: the shards that write every frame to their sockets without blocking:
+//!   hello, snapshot, windows, resume, pings, slow clients, close codes.
+//! - [`reader`]: a connection's reader, woken only by what its client sends.
+//! - [`wire`]: WebSocket frames, encoded once for every socket, and decoded from clients.
+//! - [`frame`]: window frames encoded once per message and shared by every connection.
 //! - [`consumer`]: the cluster topic into the hub.
 //! - [`token`]: signed connection tokens.
 //! - [`registry`]: heartbeats and the assignment of registering clients.
@@ -19,16 +22,18 @@
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod fanout;
 pub mod frame;
 pub mod hub;
 pub mod metrics;
+pub mod reader;
 pub mod registration;
 pub mod registry;
 pub mod routes;
 pub mod server;
-pub mod session;
 pub mod token;
 pub mod upgrade;
+pub mod wire;
 
 pub use config::BroadcastConfig;
 pub use error::BroadcastError;

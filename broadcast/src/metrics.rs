@@ -8,8 +8,10 @@ use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 pub enum Disconnect {
     /// The client closed or vanished.
     ClientGone,
-    /// A write took too long (close code 4002).
+    /// Took nothing for the write timeout while it had something to get (close code 4002).
     NotReading,
+    /// Had more than the pending limit still to get (close code 4001).
+    TooFarBehind,
     /// Sent something that is not a resume message (close code 1008 or 1003).
     InvalidMessage,
     /// Sent a message over the size limit (close code 1009).
@@ -18,9 +20,10 @@ pub enum Disconnect {
     Shutdown,
 }
 
-const REASONS: [(Disconnect, &str); 5] = [
+const REASONS: [(Disconnect, &str); 6] = [
     (Disconnect::ClientGone, "client_gone"),
     (Disconnect::NotReading, "not_reading"),
+    (Disconnect::TooFarBehind, "too_far_behind"),
     (Disconnect::InvalidMessage, "invalid_message"),
     (Disconnect::TooBig, "too_big"),
     (Disconnect::Shutdown, "shutdown"),
@@ -33,7 +36,8 @@ pub struct BroadcastMetrics {
     pub connections: Gauge,
     /// Window frames written to sockets.
     pub frames_sent: Counter,
-    /// Windows a slow client missed before it was disconnected.
+    /// Messages a waiting client was not sent because a newer message of their window
+    /// replaced them (or it was disconnected with them queued).
     pub frames_skipped: Counter,
     /// Windows taken from Kafka.
     pub windows_received: Counter,

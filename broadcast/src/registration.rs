@@ -1,14 +1,19 @@
 //! `POST /register`: a client's cluster and that cluster's least-loaded live broadcaster,
 //! with a signed token.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::{Stream, StreamExt};
 use model::now_ms;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
 
 use crate::routes::{cors, json_error, text};
 use crate::server::State;
+
+/// The largest registration body.
+const MAX_BODY: usize = 4096;
 
 #[derive(serde::Deserialize)]
 struct Registration {
@@ -16,24 +21,27 @@ struct Registration {
 }
 
 /// Registers a client.
-pub(crate) async fn register(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
-    use http_body_util::BodyExt;
-    if req.method() == hyper::Method::OPTIONS {
+pub(crate) async fn register<B: Buf>(
+    method: Method,
+    body: impl Stream<Item = Result<B, warp::Error>>,
+    state: Arc<State>,
+) -> Response {
+    if method == Method::OPTIONS {
         return cors(text(StatusCode::NO_CONTENT, "text/plain", String::new()));
     }
-    if req.method() != hyper::Method::POST {
+    if method != Method::POST {
         return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST /register");
     }
-    let body = match http_body_util::Limited::new(req.into_body(), 4096)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
+    let body = match read_limited(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "registration body over 4096 bytes",
+                &format!("registration body over {MAX_BODY} bytes"),
             );
+        }
+        Err(BodyError::BrokeOff) => {
+            return json_error(StatusCode::BAD_REQUEST, "the registration body broke off");
         }
     };
     let client_id = match serde_json::from_slice::<Registration>(&body) {
@@ -63,4 +71,31 @@ pub(crate) async fn register(req: Request<Incoming>, state: &State) -> Response<
         "expires": model::format_rfc3339_millis(expires),
     });
     cors(text(StatusCode::OK, "application/json", body.to_string()))
+}
+
+enum BodyError {
+    TooLarge,
+    BrokeOff,
+}
+
+/// The body, read no further than `limit` bytes.
+async fn read_limited<B: Buf>(
+    body: impl Stream<Item = Result<B, warp::Error>>,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| BodyError::BrokeOff)?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
 }

@@ -1,15 +1,13 @@
-//! The routes of a broadcaster: the live page, `POST /register`, `GET /ws`, `/health` and
-//! `/metrics`.
+//! The routes of a broadcaster, as warp filters on one port: the live page, `POST
+//! /register`, `GET /ws`, and the shared `/health` and `/metrics`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
-use hyper::{Request, Response, StatusCode};
-use service::admin::{HEALTH_BODY, METRICS_CONTENT_TYPE, RenderMetrics};
+use service::admin;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Reply};
 
 use crate::registration::register;
 use crate::server::State;
@@ -18,72 +16,87 @@ use crate::upgrade::upgrade;
 /// The live page and its script, served from the binary (no build step, no CDN).
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
-/// Answers one request.
-pub(crate) async fn handle(
-    req: Request<Incoming>,
-    state: Arc<State>,
-    peer: std::net::SocketAddr,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = match req.uri().path() {
-        "/ws" => upgrade(req, state, peer),
-        "/register" => register(req, &state).await,
-        "/" | "/index.html" => text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            INDEX_HTML.into(),
-        ),
-        "/app.js" => text(
-            StatusCode::OK,
-            "text/javascript; charset=utf-8",
-            APP_JS.into(),
-        ),
-        "/config.js" => text(
-            StatusCode::OK,
-            "text/javascript; charset=utf-8",
-            format!(
-                "window.EMOSTREAM = {};\n",
-                serde_json::json!({
-                    "ingestUrl": state.ingest_url,
-                    "emojis": state.emojis.as_slice(),
-                })
-            ),
-        ),
-        "/health" => text(StatusCode::OK, "application/json", HEALTH_BODY.into()),
-        "/metrics" => text(
-            StatusCode::OK,
-            METRICS_CONTENT_TYPE,
-            state.ctx.metrics.render(),
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":"no such path: use GET /, /ws, /health, /metrics or POST /register"}"#
-                .into(),
-        ),
+
+/// Every route of a broadcaster; anything else is a 404 naming the routes.
+pub(crate) fn routes(state: Arc<State>) -> BoxedFilter<(Response,)> {
+    let with_state = {
+        let state = Arc::clone(&state);
+        warp::any().map(move || Arc::clone(&state))
     };
-    Ok(response)
+    let page = warp::get()
+        .and(warp::path::end().or(warp::path!("index.html")).unify())
+        .map(|| text(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML));
+    let app = warp::get()
+        .and(warp::path!("app.js"))
+        .map(|| text(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS));
+    let config = warp::get()
+        .and(warp::path!("config.js"))
+        .and(with_state.clone())
+        .map(|state: Arc<State>| {
+            let config = serde_json::json!({
+                "ingestUrl": state.ingest_url,
+                "emojis": state.emojis.as_slice(),
+            });
+            text(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                format!("window.EMOSTREAM = {config};\n"),
+            )
+        });
+    let registration = warp::path!("register")
+        .and(warp::method())
+        .and(warp::body::stream())
+        .and(with_state.clone())
+        .then(register);
+    let ws = warp::path!("ws")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
+        .and(warp::ext::optional::<service::http::Peer>())
+        .and(with_state)
+        .map(upgrade);
+    let not_found = warp::any().map(|| {
+        json_error(
+            StatusCode::NOT_FOUND,
+            "no such path: use GET /, /ws, /health, /metrics or POST /register",
+        )
+    });
+    page.or(app)
+        .unify()
+        .or(config)
+        .unify()
+        .or(registration)
+        .unify()
+        .or(ws)
+        .unify()
+        .or(admin::routes(Arc::clone(&state.metrics)))
+        .unify()
+        .or(not_found)
+        .unify()
+        .boxed()
 }
 
 /// Lets pages of any origin register.
-pub(crate) fn cors(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+pub(crate) fn cors(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
-        "access-control-allow-origin",
-        hyper::header::HeaderValue::from_static("*"),
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
     );
     headers.insert(
-        "access-control-allow-methods",
-        hyper::header::HeaderValue::from_static("POST, OPTIONS"),
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
     );
     headers.insert(
-        "access-control-allow-headers",
-        hyper::header::HeaderValue::from_static("content-type"),
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
     );
     response
 }
 
 /// A JSON error naming what was wrong.
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     text(
         status,
         "application/json",
@@ -95,13 +108,8 @@ pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Full<Byt
 pub(crate) fn text(
     status: StatusCode,
     content_type: &'static str,
-    body: String,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    response
+    body: impl Into<String>,
+) -> Response {
+    let reply = warp::reply::with_header(body.into(), header::CONTENT_TYPE, content_type);
+    warp::reply::with_status(reply, status).into_response()
 }

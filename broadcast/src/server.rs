@@ -5,22 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use model::emojis::EmojiSet;
 use model::now_ms;
 use service::Shutdown;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use service::http::{ServeLimits, serve};
 
 use crate::config::BroadcastConfig;
 use crate::consumer::{spawn_consumer, spawn_summary_consumer};
 use crate::error::BroadcastError;
+use crate::fanout::{Fanout, FanoutConfig};
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
 use crate::registry::{Heartbeat, Registry, spawn_registry};
-use crate::routes::handle;
-use crate::session::SessionContext;
+use crate::routes::{json_error, routes};
 use crate::token::TokenSigner;
 
 /// A running broadcaster.
@@ -39,13 +36,16 @@ impl RunningBroadcaster {
     }
 }
 
-/// What every connection of a broadcaster shares.
+/// What every request of a broadcaster shares.
 pub(crate) struct State {
-    pub(crate) ctx: SessionContext,
+    pub(crate) cluster: u32,
+    pub(crate) metrics: Arc<BroadcastMetrics>,
+    pub(crate) fanout: Arc<Fanout>,
     pub(crate) ws_origins: Vec<String>,
     pub(crate) max_per_ip: usize,
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-    pub(crate) ws_config: WebSocketConfig,
+    /// The largest message a client may send.
+    pub(crate) max_inbound: usize,
     pub(crate) registry: Arc<Registry>,
     pub(crate) signer: TokenSigner,
     pub(crate) token_ttl: std::time::Duration,
@@ -75,38 +75,38 @@ pub async fn start(
         .map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
     let metrics = Arc::new(BroadcastMetrics::default());
-    let hub = Arc::new(Hub::new(config.ring.as_millis() as i64, config.max_lag));
+    let hub = Arc::new(Hub::new(config.ring.as_millis() as i64));
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = now_ms();
-    let feeds = start_feeds(&config, addr, epoch, &hub, &metrics, &stop).await?;
-    // A small read buffer: clients send little, and idle connections are most of them.
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(Some(config.max_inbound))
-        .max_frame_size(Some(config.max_inbound));
-    let state = Arc::new(State {
-        ws_origins: config.ws_origins.clone(),
-        max_per_ip: config.max_connections_per_ip,
-        per_ip: Arc::default(),
-        ctx: SessionContext {
+    let fanout = Fanout::start(
+        FanoutConfig {
             cluster: config.cluster,
             epoch,
             write_timeout: config.write_timeout,
+            max_pending: config.max_pending,
             ping_interval: config.ping_interval,
-            hub,
-            metrics: Arc::clone(&metrics),
-            shutdown: shutdown.clone(),
+            shards: config.shards,
         },
-        ws_config,
+        hub,
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    );
+    let feeds = start_feeds(&config, addr, epoch, &fanout, &metrics, &stop).await?;
+    let state = Arc::new(State {
+        cluster: config.cluster,
+        metrics: Arc::clone(&metrics),
+        fanout,
+        ws_origins: config.ws_origins.clone(),
+        max_per_ip: config.max_connections_per_ip,
+        per_ip: Arc::default(),
+        max_inbound: config.max_inbound,
         registry: Arc::clone(&feeds.registry),
         signer: TokenSigner::new(config.token_secret.clone()),
         token_ttl: config.token_ttl,
         ingest_url: config.ingest_url.clone(),
         emojis: Arc::clone(&config.emojis),
     });
-    let task = tokio::spawn(serve(listener, state, shutdown, stop, feeds.threads));
+    let task = tokio::spawn(run(listener, state, shutdown, stop, feeds.threads));
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");
     Ok(RunningBroadcaster {
         addr,
@@ -121,7 +121,7 @@ async fn start_feeds(
     config: &BroadcastConfig,
     addr: SocketAddr,
     epoch: i64,
-    hub: &Arc<Hub>,
+    fanout: &Arc<Fanout>,
     metrics: &Arc<BroadcastMetrics>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Feeds, BroadcastError> {
@@ -136,11 +136,11 @@ async fn start_feeds(
     service::kafka::ensure_topics(&config.brokers, &topics, 1).await?;
     let mut threads = Vec::new();
     let (brokers, topic) = (config.brokers.clone(), config.topic.clone());
-    let (feed_hub, feed_metrics, feed_stop) =
-        (Arc::clone(hub), Arc::clone(metrics), Arc::clone(stop));
+    let (feed, feed_metrics, feed_stop) =
+        (Arc::clone(fanout), Arc::clone(metrics), Arc::clone(stop));
     threads.push(
         tokio::task::spawn_blocking(move || {
-            spawn_consumer(&brokers, &topic, feed_hub, feed_metrics, feed_stop)
+            spawn_consumer(&brokers, &topic, feed, feed_metrics, feed_stop)
         })
         .await
         .map_err(|e| BroadcastError::Panicked(e.to_string()))??,
@@ -149,7 +149,7 @@ async fn start_feeds(
         threads.push(spawn_summary_consumer(
             &config.brokers,
             topic,
-            Arc::clone(hub),
+            Arc::clone(fanout),
             Arc::clone(stop),
         )?);
     }
@@ -179,31 +179,35 @@ async fn start_feeds(
     Ok(Feeds { threads, registry })
 }
 
-/// Accepts connections until `shutdown`, then stops the feeding threads.
-async fn serve(
+/// Serves the routes until `shutdown`, then stops the feeding threads.
+async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<State>,
     mut shutdown: Shutdown,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, Arc::clone(&state), peer));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-            () = shutdown.wait() => break,
-        }
-    }
+    let refused = Arc::clone(&state.metrics);
+    let limits = ServeLimits {
+        header_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(10),
+        timed_out: |_| {
+            json_error(
+                warp::http::StatusCode::REQUEST_TIMEOUT,
+                "request not received and answered within 10 s",
+            )
+        },
+        // Handshakes in progress (an upgraded connection leaves the count).
+        max_connections: 10_000,
+        refused: Arc::new(move || refused.refused.add(1)),
+    };
+    serve(
+        listener,
+        warp::service(routes(state)),
+        limits,
+        &mut shutdown,
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {

@@ -1,27 +1,32 @@
 //! `GET /ws`: the token and origin checks, the per-address limit, and the WebSocket
-//! handshake that hands the connection to a session.
+//! handshake; the upgraded socket goes to the fan-out (its writes) and a reader task.
+//!
+//! warp's own `ws()` filter is not used: it gives each connection tungstenite's stream with
+//! a 128 KiB read buffer and no setting for it, and a task woken for every message. Here the
+//! route stays a warp filter, and the socket itself goes on: a shard writes the shared frames
+//! to it, and the reader reads what the client sends into a small buffer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
-use hyper::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use model::now_ms;
-use tokio_tungstenite::WebSocketStream;
+use service::http::Peer;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
 
+use crate::fanout::Joined;
+use crate::reader::read_client;
 use crate::routes::{json_error, text};
 use crate::server::State;
-use crate::session::run_session;
 
 /// Holds one of an address's connection slots; gives it back when dropped.
 struct Slot {
-    ip: std::net::IpAddr,
-    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: IpAddr,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
 }
 
 impl Drop for Slot {
@@ -37,7 +42,7 @@ impl Drop for Slot {
 }
 
 /// A connection slot for `ip`, unless it holds `max` already (0: no limit).
-fn take_slot(state: &State, ip: std::net::IpAddr) -> Option<Slot> {
+fn take_slot(state: &State, ip: IpAddr) -> Option<Slot> {
     let mut per_ip = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
     let held = per_ip.entry(ip).or_default();
     if state.max_per_ip > 0 && *held >= state.max_per_ip {
@@ -53,42 +58,34 @@ fn take_slot(state: &State, ip: std::net::IpAddr) -> Option<Slot> {
 /// Checks and upgrades a WebSocket handshake.
 // Long: the handshake checks in the order a client meets them (token, origin, address limit, headers), each answered with its own status.
 pub(crate) fn upgrade(
-    mut req: Request<Incoming>,
+    headers: HeaderMap,
+    query: String,
+    on_upgrade: Option<OnUpgrade>,
+    peer: Option<Peer>,
     state: Arc<State>,
-    peer: std::net::SocketAddr,
-) -> Response<Full<Bytes>> {
-    let token = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-    if let Err(error) = state.signer.verify(token, state.ctx.cluster, now_ms()) {
-        state.ctx.metrics.refused.add(1);
+) -> Response {
+    let token = query.split('&').find_map(|kv| kv.strip_prefix("token="));
+    if let Err(error) = state.signer.verify(token, state.cluster, now_ms()) {
+        state.metrics.refused.add(1);
         return json_error(StatusCode::UNAUTHORIZED, &error.to_string());
     }
-    let is_upgrade = req
-        .headers()
-        .get(UPGRADE)
+    let is_upgrade = headers
+        .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
+    let (Some(key), true, Some(on_upgrade)) = (
+        headers.get(header::SEC_WEBSOCKET_KEY),
+        is_upgrade,
+        on_upgrade,
+    ) else {
         return text(
             StatusCode::BAD_REQUEST,
             "application/json",
-            r#"{"error":"not a WebSocket handshake"}"#.into(),
+            r#"{"error":"not a WebSocket handshake"}"#,
         );
     };
-    if !is_upgrade {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "application/json",
-            r#"{"error":"not a WebSocket handshake"}"#.into(),
-        );
-    }
     // A page from another site may not open a WebSocket here (tools send no Origin).
-    let origin = req
-        .headers()
-        .get(hyper::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin
         && !state.ws_origins.is_empty()
         && !state
@@ -96,44 +93,48 @@ pub(crate) fn upgrade(
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin))
     {
-        state.ctx.metrics.refused.add(1);
+        state.metrics.refused.add(1);
         return json_error(
             StatusCode::FORBIDDEN,
             &format!("origin {origin} may not connect: not in the broadcaster's --ws-origins"),
         );
     }
-    let Some(slot) = take_slot(&state, peer.ip()) else {
-        state.ctx.metrics.refused.add(1);
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    let Some(slot) = take_slot(&state, ip) else {
+        state.metrics.refused.add(1);
         return json_error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
-                "too many WebSocket connections from {}: at most {} at once",
-                peer.ip(),
+                "too many WebSocket connections from {ip}: at most {} at once",
                 state.max_per_ip
             ),
         );
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let accept = derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
         let _slot = slot;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(state.ws_config),
-        )
-        .await;
-        run_session(ws, state.ctx.clone()).await;
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::error!("An upgraded connection is not a TCP stream.");
+            return;
+        };
+        let stream = Arc::new(parts.io.into_inner());
+        let (gone, stopped) = tokio::sync::oneshot::channel();
+        let client = state.fanout.join(Joined {
+            stream: Arc::clone(&stream),
+            gone,
+        });
+        read_client(stream, parts.read_buf, client, stopped, state.max_inbound).await;
     });
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(String::new().into());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(UPGRADE, "websocket".parse().expect("a valid header"));
-    headers.insert(CONNECTION, "Upgrade".parse().expect("a valid header"));
-    if let Ok(accept) = derive_accept_key(key.as_bytes()).parse() {
-        headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use model::now_ms;
 use serde::Serialize;
+use service::http::Peer;
 use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
@@ -24,10 +25,6 @@ use crate::request::{BodyError, BodyRules, decode_body};
 
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: u64 = 1;
-
-/// The client's address, as the server accepted the connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 /// The answer to a request not read and answered within `limit`.
 pub fn request_timeout(limit: Duration) -> Response {

@@ -4,14 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use service::Shutdown;
+use service::http::{ServeLimits, serve};
 use service::kafka::{TopicSpec, ensure_topics};
-use tower_service::Service;
 
-use crate::api::{AppState, Peer, routes};
+use crate::api::{AppState, routes};
 use crate::config::IngestConfig;
 use crate::load_test::LoadTests;
 use crate::metrics::IngestMetrics;
@@ -63,82 +60,6 @@ impl RunningIngest {
     /// Waits until the service has stopped (after the shutdown signal), its producer flushed.
     pub async fn stopped(self) {
         let _ = self.task.await;
-    }
-}
-
-/// What one client may hold of the service.
-#[derive(Debug, Clone, Copy)]
-struct ConnectionLimits {
-    header_timeout: Duration,
-    request_timeout: Duration,
-    max_connections: usize,
-}
-
-/// Serves HTTP/1.1 connections until `signal`, then lets the requests in progress finish
-/// (at most 10 s). A connection must send a request's headers within `header_timeout` (so
-/// a client that trickles them, or an idle keep-alive connection, is closed), a request is
-/// answered `408` past `request_timeout` (a body that trickles in), and past
-/// `max_connections` new connections are closed at once.
-// Long: the accept loop with its limits and the graceful stop.
-async fn serve<S>(
-    listener: tokio::net::TcpListener,
-    routes: S,
-    limits: ConnectionLimits,
-    metrics: Arc<IngestMetrics>,
-    signal: &mut Shutdown,
-) where
-    S: Service<
-            hyper::Request<Incoming>,
-            Response = warp::reply::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => continue,
-            },
-            () = signal.wait() => break,
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.connections_refused.add(1);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let routes = routes.clone();
-        let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(Peer(peer));
-            let mut routes = routes.clone();
-            async move {
-                match tokio::time::timeout(limits.request_timeout, routes.call(request)).await {
-                    Ok(response) => response,
-                    Err(_) => Ok(crate::api::request_timeout(limits.request_timeout)),
-                }
-            }
-        });
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    // Connections still open 10 s after the signal do not hold the process.
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("Connections still open 10 s after shutdown; closing them.");
     }
 }
 
@@ -201,22 +122,18 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
             }
         });
     }
-    let limits = ConnectionLimits {
+    let refused_metrics = Arc::clone(&state.metrics);
+    let limits = ServeLimits {
         header_timeout: state.config.header_timeout,
         request_timeout: state.config.request_timeout,
+        timed_out: crate::api::request_timeout,
         max_connections: state.config.max_connections,
+        refused: Arc::new(move || refused_metrics.connections_refused.add(1)),
     };
     let filter = routes(Arc::clone(&state));
     let mut signal = shutdown.clone();
     let task = tokio::spawn(async move {
-        serve(
-            listener,
-            warp::service(filter),
-            limits,
-            Arc::clone(&state.metrics),
-            &mut signal,
-        )
-        .await;
+        serve(listener, warp::service(filter), limits, &mut signal).await;
         let flushed =
             tokio::task::spawn_blocking(move || state.producer.flush(flush_timeout)).await;
         match flushed {

@@ -6,10 +6,13 @@
 //! - [`kafka`]: broker lists, client configuration, creating missing topics.
 //! - [`metrics`]: counters, gauges and histograms rendered in the Prometheus text format.
 //! - [`admin`]: `GET /health` and `GET /metrics`, as routes or a server of their own.
+//! - [`http`]: a service's warp routes on its own HTTP/1 loop (client address, timeouts,
+//!   connection limit, upgrades, graceful shutdown).
 //! - [`shutdown`]: one signal (Ctrl-C, SIGTERM or a test) that every task watches.
 //! - [`secret`]: secrets that never print and compare in constant time.
 
 pub mod admin;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod secret;

@@ -376,6 +376,49 @@ fn killed_backfill_round(seed: u64) {
         want.len(),
         "seed {seed}: no window or emoji made up"
     );
+    // And the distinct users: those of the events counted (every event but the late ones),
+    // per window and per window and emoji.
+    let mut counted: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
+    for event in &events {
+        *counted.entry(event.clone()).or_default() += 1;
+    }
+    for record in once_each(&read_until(&pipeline.late, Duration::from_secs(2), |_| {
+        true
+    })) {
+        let event = (
+            record["user_id"].as_str().unwrap().to_owned(),
+            record["emoji_type"].as_str().unwrap().to_owned(),
+            model::parse_timestamp(record["timestamp"].as_str().unwrap()).unwrap(),
+        );
+        *counted
+            .get_mut(&event)
+            .expect("a late record of an event sent") -= 1;
+    }
+    type Users = std::collections::BTreeSet<String>;
+    let mut users: BTreeMap<i64, (Users, BTreeMap<String, Users>)> = BTreeMap::new();
+    for ((user, emoji, ts), n) in counted {
+        if n > 0 {
+            let window = users.entry(ts - ts.rem_euclid(2_000)).or_default();
+            window.0.insert(user.clone());
+            window.1.entry(emoji).or_default().insert(user);
+        }
+    }
+    for (start, m) in &windows {
+        let (all, by_emoji) = &users[start];
+        assert_eq!(
+            m.report.unique_users,
+            all.len() as u64,
+            "seed {seed}: window {start}'s distinct users"
+        );
+        for e in &m.report.emojis {
+            assert_eq!(
+                e.unique_users,
+                by_emoji[e.emoji.as_str()].len() as u64,
+                "seed {seed}: window {start} {}'s distinct users",
+                e.emoji
+            );
+        }
+    }
 }
 
 /// The late records of `topic` (read until there are `expected` of them, or `wait`), once
@@ -532,29 +575,41 @@ fn a_restart_resumes_after_the_last_final_among_open_updates() {
 /// twice.
 #[test]
 fn a_final_cut_off_by_a_kill_is_completed_by_the_restart_once() {
-    cut_off_publication(WindowState::Final, "final");
+    cut_off_publication(WindowState::Final, "final", &["--updates", "0"]);
 }
 
 /// Likewise for a correction: completed once, and the straggler it carries counted once, not
 /// reported late as well.
 #[test]
 fn a_correction_cut_off_by_a_kill_is_completed_by_the_restart_once() {
-    cut_off_publication(WindowState::Revised, "revised");
+    cut_off_publication(WindowState::Revised, "revised", &["--updates", "0"]);
+}
+
+/// With open updates (revisions are the dataflow's clock, a final and a correction of one
+/// step alike), a correction cut off after the first of the cluster topics: the restart
+/// completes it on the others and the windows topic.
+#[test]
+fn a_correction_on_one_cluster_topic_only_is_completed_on_the_others() {
+    cut_off_publication(WindowState::Revised, "revised:1", &[]);
 }
 
 // Long: one scenario, cut off at one message then restarted, checked on every topic.
-fn cut_off_publication(state: WindowState, name: &str) {
+fn cut_off_publication(state: WindowState, cut: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
+    let name = cut.replace(':', "-");
     let pipeline = Pipeline::new(&format!("cut-{name}"));
-    let args = ["--allowed-lateness", "5s", "--updates", "0"];
+    let mut args = vec!["--allowed-lateness", "5s"];
+    args.extend(extra);
     let mut victim = start_dataflow_with_env(
         &pipeline,
         &args,
-        &[("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC", name)],
+        &[("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC", cut)],
     );
     let two = model::WindowSize::default();
     let producer = producer();
-    let cluster = pipeline.cluster_topics()[0].clone();
+    let clusters = pipeline.cluster_topics();
+    assert!(clusters.len() >= 2, "several cluster topics");
+    let cluster = clusters[0].clone();
     let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
     let taps = |emoji: &str, at: i64, users: &[String]| -> Vec<(String, String, i64)> {
         users
@@ -603,15 +658,19 @@ fn cut_off_publication(state: WindowState, name: &str) {
     let on_windows = read_until(&pipeline.windows, WAIT, |p| {
         windows_by_start(p).contains_key(&closing_start)
     });
-    let on_cluster = read_until(&cluster, WAIT, |p| {
-        windows_by_start(p).contains_key(&closing_start)
-    });
-    for (topic, payloads) in [("windows", &on_windows), ("cluster", &on_cluster)] {
+    let mut read = vec![(pipeline.windows.clone(), on_windows)];
+    for topic in &clusters {
+        let payloads = read_until(topic, WAIT, |p| {
+            windows_by_start(p).contains_key(&closing_start)
+        });
+        read.push((topic.clone(), payloads));
+    }
+    for (topic, payloads) in &read {
         let messages = of_state(payloads);
         assert_eq!(
             messages.len(),
             1,
-            "{topic}: the {name} message once: {messages:?}"
+            "{topic}: the {cut} message once: {messages:?}"
         );
         let got: BTreeMap<i64, WindowMessage> = [(start, messages[0].clone())].into();
         let want = common::expected_csv_of(dir.path(), &in_window, Duration::from_secs(1), two);

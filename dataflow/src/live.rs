@@ -364,10 +364,12 @@ fn time_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i64> {
 /// Finishes a final or revision an earlier run left half published. One worker publishes
 /// the windows, one message at a time, to every cluster topic and then the windows topic, so
 /// a kill between the two leaves at most one message on (some of) the cluster topics only:
-/// their last message. Viewers have seen it, and a restart learns from the windows topic what
-/// was published; so the message goes to the windows topic and to the cluster topics without
-/// it, and `times` (the windows topic's, per window) takes its time. Otherwise a restart
-/// would report the corrections it carries late while viewers saw them counted.
+/// their last message, which the windows topic lacks. Viewers have seen it, and a restart
+/// learns from the windows topic what was published; so the message goes to the cluster
+/// topics without it and then (last, as always) to the windows topic, and `times` (the
+/// windows topic's, per window) takes its time. Otherwise a restart would report the
+/// corrections it carries late while viewers saw them counted. Process 0 publishes; the
+/// others take the same decision.
 fn complete_publication(
     config: &LiveConfig,
     consumer: &BaseConsumer,
@@ -379,42 +381,58 @@ fn complete_publication(
     for topic in &clusters {
         lasts.push(last_published(consumer, topic)?);
     }
-    let Some(newest) = lasts
-        .iter()
-        .flatten()
-        .max_by_key(|p| (p.time, p.message.revision))
-    else {
+    let Some((message, lacking)) = interrupted(&lasts, times) else {
         return Ok(());
     };
-    let start = newest.message.report.window_start;
-    if times.get(&start).is_some_and(|&t| t >= newest.time) {
-        return Ok(());
+    let start = message.message.report.window_start;
+    if config.cluster.process == 0 {
+        let lacking: Vec<String> = lacking.iter().map(|&i| clusters[i].clone()).collect();
+        tracing::info!(
+            window_start = %model::format_rfc3339_millis(start),
+            revision = message.message.revision,
+            clusters = ?lacking,
+            "Completing the publication of a window an earlier run stopped in the middle of."
+        );
+        let record = (
+            message.key.as_str(),
+            message.payload.as_slice(),
+            message.time,
+        );
+        republish(&config.brokers, &lacking, record)?;
+        republish(
+            &config.brokers,
+            std::slice::from_ref(&windows_topic.to_owned()),
+            record,
+        )?;
     }
-    let same = |p: &Option<Published>| {
-        p.as_ref()
-            .is_some_and(|p| p.time == newest.time && p.message.revision == newest.message.revision)
-    };
-    let mut topics = vec![windows_topic.to_owned()];
-    topics.extend(
-        clusters
-            .iter()
-            .zip(&lasts)
-            .filter(|(_, last)| !same(last))
-            .map(|(topic, _)| topic.clone()),
-    );
-    tracing::info!(
-        window_start = %model::format_rfc3339_millis(start),
-        revision = newest.message.revision,
-        ?topics,
-        "Completing the publication of a window an earlier run stopped in the middle of."
-    );
-    republish(
-        &config.brokers,
-        &topics,
-        (&newest.key, &newest.payload, newest.time),
-    )?;
-    times.insert(start, newest.time);
+    times.insert(start, message.time);
     Ok(())
+}
+
+/// Of the cluster topics' last messages, the one an earlier run left half published: a
+/// final or revision the windows topic lacks (by its window and time, `times`); with the
+/// indexes of the cluster topics whose last message it is not.
+fn interrupted<'a>(
+    lasts: &'a [Option<Published>],
+    times: &BTreeMap<i64, i64>,
+) -> Option<(&'a Published, Vec<usize>)> {
+    let missing = lasts.iter().flatten().find(|p| {
+        times
+            .get(&p.message.report.window_start)
+            .is_none_or(|&t| t < p.time)
+    })?;
+    let same = |p: &Published| {
+        p.message.report.window_start == missing.message.report.window_start
+            && p.time == missing.time
+            && p.message.revision == missing.message.revision
+    };
+    let lacking = lasts
+        .iter()
+        .enumerate()
+        .filter(|(_, last)| !last.as_ref().is_some_and(same))
+        .map(|(i, _)| i)
+        .collect();
+    Some((missing, lacking))
 }
 
 /// The last message of the single partition of cluster topic `topic`, if it is a final or a
@@ -641,5 +659,50 @@ pub fn run_live(
     match control.failure() {
         Some(failure) => Err(LiveError::Failed(failure)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(window_start: i64, time: i64, revision: u64, state: WindowState) -> Published {
+        let report = model::WindowReport::build(
+            window_start,
+            window_start + 2000,
+            1,
+            1,
+            [],
+            &ReportConfig::default(),
+        );
+        let mut message = WindowMessage::final_of(report, window_start / 2000);
+        message.revision = revision;
+        message.state = state;
+        Published {
+            key: model::format_rfc3339_millis(window_start),
+            payload: Vec::new(),
+            time,
+            message,
+        }
+    }
+
+    #[test]
+    fn the_interrupted_message_is_the_one_the_windows_topic_lacks_whatever_its_time() {
+        // A revision of window 0 reached cluster 1 only; cluster 2's last message is the
+        // final of window 2000, of the same time and on the windows topic already.
+        let revision = published(0, 4000, 7, WindowState::Revised);
+        let final_message = published(2000, 4000, 7, WindowState::Final);
+        let lasts = [Some(revision), Some(final_message)];
+        let times = BTreeMap::from([(0, 2000), (2000, 4000)]);
+        let (missing, lacking) = interrupted(&lasts, &times).expect("one to complete");
+        assert_eq!(missing.message.report.window_start, 0);
+        assert_eq!(lacking, [1]);
+        // Once the windows topic has it, nothing is left to complete.
+        let times = BTreeMap::from([(0, 4000), (2000, 4000)]);
+        assert!(interrupted(&lasts, &times).is_none());
+        // A cluster with no message at all lacks it too.
+        let lasts = [None, Some(published(0, 6000, 8, WindowState::Revised))];
+        let (_, lacking) = interrupted(&lasts, &BTreeMap::new()).unwrap();
+        assert_eq!(lacking, [0]);
     }
 }

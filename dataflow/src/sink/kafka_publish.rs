@@ -378,11 +378,17 @@ fn publish_window(
             })
             .collect()
     };
-    if !publisher.publish(&to(&config.cluster_topics), control) {
+    #[cfg(debug_assertions)]
+    let cut = cut_for_tests(update.state, config.cluster_topics.len());
+    #[cfg(not(debug_assertions))]
+    let cut: Option<usize> = None;
+    let clusters = &config.cluster_topics[..cut.unwrap_or(config.cluster_topics.len())];
+    if !publisher.publish(&to(clusters), control) {
         return false;
     }
-    #[cfg(debug_assertions)]
-    abort_for_tests(update.state);
+    if cut.is_some() {
+        std::process::abort();
+    }
     if update.state == WindowState::Open {
         metrics.open_updates.add(1);
         return !config.open_to_windows_topic
@@ -404,18 +410,23 @@ fn publish_window(
 }
 
 /// Debug builds only, for the restart tests: `EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC=final` (or
-/// `revised`) ends the process as a kill would, once the first such message is on the
-/// cluster topics and before it is on the windows topic: the moment a restart completes.
+/// `revised`) ends the process as a kill would once the first such message is on the
+/// cluster topics and before it is on the windows topic, the moment a restart completes;
+/// `revised:1` once it is on the first cluster topic only. The clusters to publish to before
+/// the end, if this message is the one.
 #[cfg(debug_assertions)]
-fn abort_for_tests(state: WindowState) {
+fn cut_for_tests(state: WindowState, clusters: usize) -> Option<usize> {
     let name = match state {
         WindowState::Open => "open",
         WindowState::Final => "final",
         WindowState::Revised => "revised",
     };
-    if std::env::var("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC").is_ok_and(|v| v == name) {
-        std::process::abort();
-    }
+    let wanted = std::env::var("EMOSTREAM_ABORT_BEFORE_WINDOWS_TOPIC").ok()?;
+    let (at, count) = match wanted.split_once(':') {
+        Some((at, count)) => (at.to_owned(), count.parse().ok()?),
+        None => (wanted, clusters),
+    };
+    (at == name).then_some(count.min(clusters))
 }
 
 /// Publishes a final or revised window message read back from a topic (`key`, `payload`,

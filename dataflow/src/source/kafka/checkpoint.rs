@@ -44,7 +44,7 @@ use crate::failure::Failure;
 /// Per partition of the events topic: the offset to resume from and its checkpoint text.
 pub type Checkpoints = HashMap<i32, (i64, String)>;
 
-/// The newest checkpoint of every partition in `topic`, read to its end.
+/// The newest checkpoint of every partition in `topic`: each partition's last record.
 pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failure> {
     let kafka = |action: &str| {
         let action = format!("{action} the checkpoints in {topic}");
@@ -58,14 +58,22 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         .map_err(kafka("create a consumer for"))?;
     let partitions = service::kafka::partitions_of(&consumer, topic).map_err(kafka("find"))?;
     let mut assignment = TopicPartitionList::new();
+    let mut at_end = std::collections::HashSet::new();
     for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .map_err(kafka("find the end of"))?;
+        if high <= low {
+            at_end.insert(p);
+            continue;
+        }
+        // The last record is the partition's state: the ones before it are not read.
         assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
+            .add_partition_offset(topic, p, Offset::Offset(high - 1))
             .map_err(kafka("assign"))?;
     }
     consumer.assign(&assignment).map_err(kafka("assign"))?;
     let mut newest = Checkpoints::new();
-    let mut at_end = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while at_end.len() < partitions.len() {
         if Instant::now() > deadline {
@@ -127,11 +135,11 @@ fn push_entries(
 
 /// The longest checkpoint record: well under the 1,000,000 bytes a Kafka record may have by
 /// default, and room for tens of thousands of windows (a few bytes each).
-pub(crate) const RECORD_MAX_LEN: usize = 500_000;
+const RECORD_MAX_LEN: usize = 500_000;
 
 /// The longest metadata committed with the group's offsets (Kafka brokers keep at most 4,096
 /// bytes by default): a fallback only, for groups without a checkpoint record.
-pub(crate) const METADATA_MAX_LEN: usize = 4_000;
+const METADATA_MAX_LEN: usize = 4_000;
 
 /// The state committed with a partition's offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,7 +159,7 @@ impl Checkpoint {
     /// the newest window left out for want of room, if any. Windows whose last counted offset
     /// is before `offset` are left out (those events are not read again); past `limit`, the
     /// oldest windows are left out too: a restart reports their events late.
-    pub fn encode(&self, offset: i64, size: WindowSize, limit: usize) -> (String, Option<i64>) {
+    fn encode(&self, offset: i64, size: WindowSize, limit: usize) -> (String, Option<i64>) {
         let mut text = format!(
             "2;{};{}",
             self.max_seen.map_or(String::new(), |m| m.to_string()),
@@ -182,6 +190,18 @@ impl Checkpoint {
             });
         let amended_left_out = push_entries(&mut text, amended, limit);
         (text, counted_left_out.max(amended_left_out))
+    }
+
+    /// The checkpoint record's text for a commit at `offset`: up to [`RECORD_MAX_LEN`] bytes,
+    /// and the newest window left out for want of room, if any.
+    pub fn record_text(&self, offset: i64, size: WindowSize) -> (String, Option<i64>) {
+        self.encode(offset, size, RECORD_MAX_LEN)
+    }
+
+    /// The metadata committed with the group's offset (a fallback for tools and for groups
+    /// without checkpoint records): up to [`METADATA_MAX_LEN`] bytes, the newest windows kept.
+    pub fn metadata_text(&self, offset: i64, size: WindowSize) -> String {
+        self.encode(offset, size, METADATA_MAX_LEN).0
     }
 
     /// The state committed with `offset`, from its metadata `text` (empty when unreadable).
@@ -310,12 +330,11 @@ mod tests {
             last_counted: (0..5_000).map(|w| (w * 2_000, 1_000_000 + w)).collect(),
             amended: BTreeMap::default(),
         };
-        let (record, left_out) = checkpoint.encode(0, size, RECORD_MAX_LEN);
+        let (record, left_out) = checkpoint.record_text(0, size);
         assert_eq!(left_out, None);
         let record = Checkpoint::decode(&record, 0, size);
         assert_eq!(record.last_counted, checkpoint.last_counted);
-        let (text, left_out) = checkpoint.encode(0, size, METADATA_MAX_LEN);
-        assert!(left_out.is_some());
+        let text = checkpoint.metadata_text(0, size);
         assert!(text.len() <= METADATA_MAX_LEN);
         let read = Checkpoint::decode(&text, 0, size);
         assert_eq!(read.last_counted.keys().next_back(), Some(&(4_999 * 2_000)));

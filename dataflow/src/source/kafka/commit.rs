@@ -9,7 +9,7 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
-use super::checkpoint::{Checkpoint, METADATA_MAX_LEN, RECORD_MAX_LEN};
+use super::checkpoint::Checkpoint;
 use super::reader::KafkaReader;
 
 impl KafkaReader {
@@ -57,7 +57,7 @@ impl KafkaReader {
             for (&window, &last) in p.open_last.range(..closed_before) {
                 note_last_counted(&mut checkpoint.last_counted, window, last);
             }
-            let (text, left_out) = checkpoint.encode(offset, size, RECORD_MAX_LEN);
+            let (text, left_out) = checkpoint.record_text(offset, size);
             if let Some(window) = left_out {
                 tracing::warn!(
                     partition = p.id,
@@ -75,7 +75,7 @@ impl KafkaReader {
             }
             let mut elem = offsets.add_partition(&self.config.topic, p.id);
             if elem.set_offset(Offset::Offset(offset)).is_ok() {
-                elem.set_metadata(checkpoint.encode(offset, size, METADATA_MAX_LEN).0);
+                elem.set_metadata(checkpoint.metadata_text(offset, size));
             }
         }
         if offsets.count() == 0 {

@@ -194,6 +194,13 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                 let Some(active) = reader.as_mut() else {
                     return;
                 };
+                if control.failure().is_some() {
+                    // A publisher that failed may have let its input pass unpublished:
+                    // nothing more is committed (a restart reads again from the last commit).
+                    drained.set(true);
+                    reader = None;
+                    return;
+                }
                 if control.stopped() {
                     if active.drain(&sources, &published) {
                         drained.set(true);

@@ -382,9 +382,9 @@ fn killed_backfill_round(seed: u64) {
     for event in &events {
         *counted.entry(event.clone()).or_default() += 1;
     }
-    for record in once_each(&read_until(&pipeline.late, Duration::from_secs(2), |_| {
-        true
-    })) {
+    let late_total = late.values().sum::<i64>() as usize;
+    let records = read_until(&pipeline.late, WAIT, |p| once_each(p).len() >= late_total);
+    for record in once_each(&records) {
         let event = (
             record["user_id"].as_str().unwrap().to_owned(),
             record["emoji_type"].as_str().unwrap().to_owned(),
@@ -408,7 +408,10 @@ fn killed_backfill_round(seed: u64) {
         assert_eq!(
             m.report.unique_users,
             all.len() as u64,
-            "seed {seed}: window {start}'s distinct users"
+            "seed {seed}: window {start}'s distinct users ({:?} revision {}, {} events)",
+            m.state,
+            m.revision,
+            m.report.events
         );
         for e in &m.report.emojis {
             assert_eq!(

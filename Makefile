@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-micro chaos fuzz replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-micro chaos fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -75,9 +75,13 @@ fuzz: toolchain
 bench-replay: toolchain
 	benches/replay.sh
 
-## bench-fanout: WebSocket fan-out benchmark report under benches/reports/
+## bench-fanout: the broadcaster beside Bun and Node ws (pinned, installed by the bench), one client tool
 bench-fanout: toolchain
 	scripts/with-broker.sh benches/fanout.sh
+
+## bench-fleet: 6 broadcasters of one cluster, 100,000 registered viewers, one broadcaster killed
+bench-fleet: toolchain
+	scripts/with-broker.sh benches/fleet.sh
 
 ## bench-e2e: end-to-end latency report (simulated traffic and viewers) under benches/reports/
 bench-e2e: toolchain

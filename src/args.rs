@@ -902,13 +902,18 @@ pub struct BroadcastArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct WsLoadArgs {
-    /// http://HOST:PORT of a broadcaster to register with.
+    /// http://HOST:PORT of a broadcaster to register with (with --register-each, several,
+    /// comma-separated: each client tries them in turn from its own).
     #[arg(
         long,
         default_value = "http://127.0.0.1:8765",
         env = "EMOSTREAM_REGISTER"
     )]
     pub register: String,
+    /// Each client registers on its own and connects where it is sent (a fleet of
+    /// broadcasters); after a drop it registers again and resumes, as the page does.
+    #[arg(long, env = "EMOSTREAM_REGISTER_EACH")]
+    pub register_each: bool,
     /// WebSocket clients to connect.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1000", env = "EMOSTREAM_CLIENTS")]
     pub clients: NonZeroUsize,
@@ -926,6 +931,10 @@ pub struct WsLoadArgs {
     /// Feed a synthetic window every 2 s into this cluster topic.
     #[arg(long, env = "EMOSTREAM_FEED_TOPIC")]
     pub feed_topic: Option<String>,
+    /// Feed like a live dataflow instead: an open update of the current window at this
+    /// interval (like 250ms), and each window's final once the next begins.
+    #[arg(long, value_parser = parse_duration, env = "EMOSTREAM_FEED_UPDATES")]
+    pub feed_updates: Option<Duration>,
     /// Brokers for --feed-topic.
     #[arg(long, env = "EMOSTREAM_BROKERS")]
     pub brokers: Option<String>,

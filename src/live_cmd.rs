@@ -268,8 +268,17 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let bases: Vec<String> = args
+        .register
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned)
+        .collect();
     let ws_url = runtime
-        .block_on(loadgen::register::register(&args.register, "wsload"))?
+        .block_on(loadgen::register::register(
+            bases.first().map_or("", String::as_str),
+            "wsload",
+        ))?
         .ws_url;
     let feed = match (&args.feed_topic, &args.brokers) {
         (Some(topic), Some(brokers)) => Some((brokers.clone(), topic.clone())),
@@ -278,15 +287,21 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
     };
     let config = loadgen::ws_load::WsLoadConfig {
         ws_url,
+        register_each: if args.register_each {
+            bases
+        } else {
+            Vec::new()
+        },
         clients: args.clients.get(),
         sources: args.sources.clone(),
         duration: args.duration,
         feed,
         feed_every: std::time::Duration::from_secs(2),
+        feed_updates: args.feed_updates,
     };
     let report = runtime.block_on(loadgen::ws_load::run_ws_load(config));
     eprintln!(
-        "{} connected ({} failed) in {:.1} s; {} reconnections (longest {} ms); {} windows, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
+        "{} connected ({} failed) in {:.1} s; {} reconnections (longest {} ms); {} windows, {} complete; {} finals, {} complete; fan-out completion p50 {} ms, p99 {} ms, max {} ms; delivery p50 {} ms, p99 {} ms",
         report.connected,
         report.failed,
         report.connect_seconds,
@@ -294,6 +309,8 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
         report.reconnect_max_ms,
         report.windows,
         report.complete_windows,
+        report.finals,
+        report.complete_finals,
         report.completion_p50_ms,
         report.completion_p99_ms,
         report.completion_max_ms,

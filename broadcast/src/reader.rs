@@ -23,6 +23,8 @@ pub async fn read_client(
 ) {
     let mut decoder = Decoder::new(max_message);
     decoder.feed(&first);
+    // It may be a slice of the handshake's read buffer, which it would keep alive.
+    drop(first);
     loop {
         loop {
             match decoder.next_message() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use model::now_ms;
-use model::report::{EmojiTotals, WindowMessage};
+use model::report::{EmojiTotals, WindowMessage, WindowState};
 use model::{ReportConfig, WindowReport};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Serialize;
@@ -22,8 +22,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct WsLoadConfig {
-    /// `ws://host:port/ws?token=...` as registration gave it.
+    /// `ws://host:port/ws?token=...` as registration gave it: every client connects there.
     pub ws_url: String,
+    /// Instead, each client registers on its own (`http://host:port` of broadcasters, tried
+    /// in turn from the client's own) and connects where it is sent; after a drop it
+    /// registers again, as the page does, and resumes.
+    pub register_each: Vec<String>,
     /// Clients to connect.
     pub clients: usize,
     /// Local addresses to bind, round robin.
@@ -34,6 +38,9 @@ pub struct WsLoadConfig {
     pub feed: Option<(String, String)>,
     /// Interval of fed windows.
     pub feed_every: Duration,
+    /// With this, the feed is shaped like a live dataflow's: an open update of the current
+    /// window at this interval, and each window's final once the next begins.
+    pub feed_updates: Option<Duration>,
 }
 
 /// What the clients saw.
@@ -65,12 +72,22 @@ pub struct WsLoadReport {
     pub reconnects: u64,
     /// Longest time from a drop to the connection made again, ms.
     pub reconnect_max_ms: u64,
+    /// Final windows seen by at least one client.
+    pub finals: u64,
+    /// Final windows every connected client got (after a drop, from the ring on resume).
+    pub complete_finals: u64,
+    /// Clients by the broadcaster (`host:port`) they first connected to.
+    pub first_targets: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
 struct Seen {
-    /// seq -> (clients that got it, slowest delay ms)
-    windows: HashMap<i64, (u64, u64)>,
+    /// (seq, revision) -> (clients that got it, slowest delay ms)
+    windows: HashMap<(i64, i64), (u64, u64)>,
+    /// seq of a final window -> clients that got it.
+    finals: HashMap<i64, u64>,
+    /// Clients by the broadcaster they first connected to.
+    first_targets: std::collections::BTreeMap<String, u64>,
     deliveries: Option<Histogram<u64>>,
     reconnects: u64,
     reconnect_max_ms: u64,
@@ -102,6 +119,9 @@ async fn connect(
 struct Shared {
     ws_url: String,
     target: SocketAddr,
+    register_each: Vec<String>,
+    /// Names this run's clients apart from another run's.
+    run: i64,
     seen: Mutex<Seen>,
     connected: AtomicU64,
     failed: AtomicU64,
@@ -126,6 +146,8 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     let shared = Arc::new(Shared {
         ws_url: config.ws_url.clone(),
         target,
+        register_each: config.register_each.clone(),
+        run: now_ms(),
         seen: Mutex::new(Seen {
             deliveries: Histogram::new(3).ok(),
             ..Seen::default()
@@ -139,7 +161,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     let tasks: Vec<_> = (0..config.clients)
         .map(|i| {
             let source = config.sources[i % config.sources.len().max(1)];
-            tokio::spawn(client(source, Arc::clone(&shared)))
+            tokio::spawn(client(i, source, Arc::clone(&shared)))
         })
         .collect();
     let settled = |s: &Shared| {
@@ -152,9 +174,9 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     let connect_seconds = started.elapsed().as_secs_f64();
     shared.measure_from.store(now_ms(), Ordering::Relaxed);
     let feeder = config.feed.clone().map(|(brokers, topic)| {
-        let every = config.feed_every;
+        let (every, updates) = (config.feed_every, config.feed_updates);
         let until = Instant::now() + config.duration;
-        std::thread::spawn(move || feed(&brokers, &topic, every, until))
+        std::thread::spawn(move || feed(&brokers, &topic, (every, updates), until))
     });
     tokio::time::sleep(config.duration).await;
     if let Some(f) = feeder {
@@ -170,14 +192,19 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
 /// One client: connects, reads windows, and on a drop (a broadcaster restarted) connects
 /// again with backoff and resumes from the last window it got; each window counts once.
 // Long: one connection's life (connect, resume, read, back off) in one loop with its state.
-async fn client(source: IpAddr, shared: Arc<Shared>) {
+async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
     let mut got = std::collections::HashSet::new();
+    let mut finals = std::collections::HashSet::new();
     let mut last_seq = None;
     let mut dropped_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         let permit = shared.gate.acquire().await;
-        let ws = connect(source, shared.target, &shared.ws_url).await;
+        let (target, ws_url) = match where_to(&shared, index).await {
+            Some(target) => target,
+            None => (shared.target, shared.ws_url.clone()),
+        };
+        let ws = connect(source, target, &ws_url).await;
         drop(permit);
         let Some(mut ws) = ws else {
             if dropped_at.is_none() {
@@ -191,6 +218,8 @@ async fn client(source: IpAddr, shared: Arc<Shared>) {
         match dropped_at.take() {
             None => {
                 shared.connected.fetch_add(1, Ordering::Relaxed);
+                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                *seen.first_targets.entry(target.to_string()).or_default() += 1;
             }
             Some(at) => {
                 let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -217,15 +246,24 @@ async fn client(source: IpAddr, shared: Arc<Shared>) {
             ) else {
                 continue;
             };
+            let revision = number_after(&text, "\"revision\":").unwrap_or(0);
+            let is_final = text.contains("\"state\":\"final\"");
             last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
             // A window came: the connection works, the next drop starts afresh.
             backoff = Duration::from_millis(100);
-            if at < shared.measure_from.load(Ordering::Relaxed) || !got.insert(seq) {
+            if at < shared.measure_from.load(Ordering::Relaxed) {
+                continue;
+            }
+            if is_final && finals.insert(seq) {
+                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                *seen.finals.entry(seq).or_default() += 1;
+            }
+            if !got.insert((seq, revision)) {
                 continue;
             }
             let delay = (now_ms() - at).max(0) as u64;
             let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = seen.windows.entry(seq).or_default();
+            let entry = seen.windows.entry((seq, revision)).or_default();
             entry.0 += 1;
             entry.1 = entry.1.max(delay);
             if let Some(h) = seen.deliveries.as_mut() {
@@ -247,10 +285,13 @@ fn report(shared: &Shared, connect_seconds: f64) -> WsLoadReport {
     let connected = shared.connected.load(Ordering::Relaxed);
     let mut completion = Histogram::<u64>::new(3).expect("a histogram");
     let mut complete_windows = 0;
-    let mut per_window: Vec<(i64, u64, u64)> =
+    let mut per_window: Vec<((i64, i64), u64, u64)> =
         seen.windows.iter().map(|(&s, &(c, d))| (s, c, d)).collect();
     per_window.sort_unstable();
-    tracing::debug!(?per_window, "Per window: seq, clients, slowest delay (ms).");
+    tracing::debug!(
+        ?per_window,
+        "Per message: (seq, revision), clients, slowest delay (ms)."
+    );
     for &(clients, slowest) in seen.windows.values() {
         if clients == connected {
             complete_windows += 1;
@@ -275,7 +316,30 @@ fn report(shared: &Shared, connect_seconds: f64) -> WsLoadReport {
         complete_windows,
         reconnects: seen.reconnects,
         reconnect_max_ms: seen.reconnect_max_ms,
+        finals: seen.finals.len() as u64,
+        complete_finals: seen.finals.values().filter(|&&c| c == connected).count() as u64,
+        first_targets: seen.first_targets.clone(),
     }
+}
+
+/// With per-client registration: where client `index` is sent (its broadcaster and URL),
+/// by the first broadcaster that answers, starting from its own; `None` without it or when
+/// none answers.
+async fn where_to(shared: &Shared, index: usize) -> Option<(SocketAddr, String)> {
+    let bases = &shared.register_each;
+    let client_id = format!("wsload-{}-{index}", shared.run);
+    for k in 0..bases.len() {
+        let base = &bases[(index + k) % bases.len()];
+        let Ok(registration) = crate::register::register(base, &client_id).await else {
+            continue;
+        };
+        let url: tokio_tungstenite::tungstenite::http::Uri = registration.ws_url.parse().ok()?;
+        let target = format!("{}:{}", url.host()?, url.port_u16()?)
+            .parse()
+            .ok()?;
+        return Some((target, registration.ws_url));
+    }
+    None
 }
 
 /// The integer that follows `key` in `text`.
@@ -288,37 +352,65 @@ fn number_after(text: &str, key: &str) -> Option<i64> {
     rest[..end].parse().ok()
 }
 
-/// Writes a synthetic window (about 600 bytes as a frame) every `every` until `until`.
-fn feed(brokers: &str, topic: &str, every: Duration, until: Instant) {
+/// Writes synthetic windows (about 600 bytes as a frame) until `until`: a final every
+/// `every`, or with `updates`, an open update of the current window at that interval and each
+/// window's final once the next begins (revisions increasing).
+fn feed(
+    brokers: &str,
+    topic: &str,
+    (every, updates): (Duration, Option<Duration>),
+    until: Instant,
+) {
     let Ok(producer) = service::kafka::client_config(brokers)
         .set("linger.ms", "0")
         .create::<BaseProducer>()
     else {
         return;
     };
-    let emojis = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌"];
-    let mut next = Instant::now();
-    while Instant::now() < until {
-        let start = now_ms().div_euclid(2000) * 2000;
-        let totals = emojis.iter().enumerate().map(|(i, e)| EmojiTotals {
-            emoji: (*e).to_owned(),
-            count: 1000 + i as u64 * 137,
-            unique_users: 500 + i as u64 * 31,
-        });
-        let report = WindowReport::build(
-            start,
-            start + 2000,
-            12_000,
-            4_000,
-            totals,
-            &ReportConfig::default(),
-        );
-        let message = WindowMessage::final_of(report, start / 2000);
+    let send = |start: i64, state: WindowState, revision: u64| {
+        let mut message = WindowMessage::final_of(synthetic_window(start, revision), start / 2000);
+        message.state = state;
+        message.revision = revision;
         let payload = serde_json::to_vec(&message).expect("a window serializes");
         let key = start.to_string();
         let _ = producer.send(BaseRecord::to(topic).key(&key).payload(&payload));
         let _ = producer.flush(Duration::from_secs(5));
-        next += every;
+    };
+    let tick = updates.unwrap_or(every);
+    let mut next = Instant::now();
+    let (mut current, mut revision) = (None, 0);
+    while Instant::now() < until {
+        let start = now_ms().div_euclid(2000) * 2000;
+        if updates.is_none() {
+            send(start, WindowState::Final, 0);
+        } else {
+            if let Some(previous) = current.filter(|&p| p != start) {
+                revision += 1;
+                send(previous, WindowState::Final, revision);
+            }
+            current = Some(start);
+            revision += 1;
+            send(start, WindowState::Open, revision);
+        }
+        next += tick;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+}
+
+/// A window of 8 emojis and 12,000 events starting at `start`, its counts moved by `revision`.
+fn synthetic_window(start: i64, revision: u64) -> WindowReport {
+    let emojis = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌"];
+    let totals = emojis.iter().enumerate().map(|(i, e)| EmojiTotals {
+        emoji: (*e).to_owned(),
+        count: 1000 + i as u64 * 137 + revision,
+        unique_users: 500 + i as u64 * 31,
+    });
+    WindowReport::build(
+        start,
+        start + 2000,
+        12_000 + revision,
+        4_000,
+        totals,
+        &ReportConfig::default(),
+    )
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Fan-out benchmark: EmoStream's broadcaster beside Bun's server.publish and a plain Node `ws`
-# broadcaster, in one run, measured by one client tool (benches/fanout/clients.mjs, Node
-# `ws` clients in one process bound to 127.0.0.1 .. 127.0.0.16): per frame, the time from
-# the first client's arrival to the last's (completion) and from the server's send to the
-# last arrival; memory per connection with every client connected. Every server sends an
-# open update of the current 2 s window every 250 ms and each window's final (EmoStream's
-# come through Kafka, fed by `emostream wsload --feed-updates 250ms`). Then EmoStream at the
-# largest count with the project's own load tool (`emostream wsload`), and the kernel's own
-# share (benches/loopback_floor.py). Writes benches/reports/<date>-fanout/. Run through
+# Fan-out benchmark: EmoStream's broadcaster beside Bun's server.publish, a plain Node `ws`
+# broadcaster and warp's own ws() (benches/fanout/warp_ws.rs, for its memory), in one run,
+# measured by one client tool (benches/fanout/clients.mjs, Node `ws` clients in one process
+# bound to 127.0.0.1 .. 127.0.0.16): per frame, the time from the first client's arrival to
+# the last's (completion) and from the server's send to the last arrival; memory per
+# connection with every client connected. Every server sends an open update of the current
+# 2 s window every 250 ms and each window's final (EmoStream's come through Kafka, fed by
+# `emostream wsload --feed-updates 250ms`). Then EmoStream at the largest count with the
+# project's own load tool (`emostream wsload`), and the kernel's own share
+# (benches/loopback_floor.py). Writes benches/reports/<date>-fanout/. Run through
 # scripts/with-broker.sh (make bench-fanout does). The peers are installed here, pinned
 # (benches/fanout/package.json).
 #
@@ -20,12 +21,12 @@ ulimit -n "$(ulimit -Hn)"
 
 counts=${COUNTS:-"1000 10000 19000"}
 seconds=${SECONDS_PER_RUN:-20}
-servers=${SERVERS:-"emostream bun node"}
+servers=${SERVERS:-"emostream bun node warp"}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fanout}
 bin=target/release/emostream
 peers=benches/fanout
 mkdir -p "$report/raw"
-cargo build --release --bin emostream
+cargo build --release --bin emostream --example warp_ws
 if [ ! -x "$peers/node_modules/.bin/bun" ] || [ ! -d "$peers/node_modules/ws" ]; then
   (cd "$peers" && npm install --no-audit --no-fund --silent)
 fi
@@ -90,6 +91,12 @@ for n in $counts; do
         "$bun" "$peers/bun-server.mjs" 0 > "$report/raw/bun-$n.port" 2> "$report/raw/bun-$n.log" &
         pid=$!
         measure bun "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/bun-$n.port")/ws"
+        ;;
+      warp)
+        echo "target/release/examples/warp_ws 0" >> "$report/commands.txt"
+        target/release/examples/warp_ws 0 > "$report/raw/warp-$n.port" 2> "$report/raw/warp-$n.log" &
+        pid=$!
+        measure warp "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/warp-$n.port")/ws"
         ;;
       node)
         echo "node $peers/node-server.mjs 0" >> "$report/commands.txt"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 report = Path(sys.argv[1])
 raw = report / "raw"
-SERVERS = [("emostream", "EmoStream"), ("bun", "Bun server.publish"), ("node", "Node ws")]
+SERVERS = [("emostream", "EmoStream"), ("bun", "Bun server.publish"), ("node", "Node ws"), ("warp", "warp ws()")]
 counts = sorted({int(p.name.split("-")[1].split(".")[0]) for p in raw.glob("*-*.memory.json")})
 
 lines = ["# Fan-out benchmark", "", (report / "machine.txt").read_text().strip().replace("\n", "  \n"), "",
@@ -36,7 +36,7 @@ largest = max(counts) if counts else 0
 lines += ["", f"Targets (2-core machine, clients on it) at {largest} clients:"]
 mine = rows.get((largest, "emostream"))
 if mine:
-    for key, label in SERVERS[1:]:
+    for key, label in SERVERS[1:3]:
         peer = rows.get((largest, key))
         if peer:
             lines.append(f"- completion below {label}'s: median {mine[0]['completion_p50_ms']} against {peer[0]['completion_p50_ms']} ms, "

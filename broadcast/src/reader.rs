@@ -3,19 +3,18 @@
 //! which owns every write; it ends when the client goes, breaks the protocol, or the shard
 //! lets the connection go.
 
-use std::sync::Arc;
+use std::io::Read;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use crate::fanout::{ClientHandle, FromClient};
+use crate::fanout::{ClientHandle, FromClient, Socket};
 use crate::wire::{Decoder, Incoming};
 
 /// Reads the client of `stream` (whose first bytes, read with the handshake, are `first`)
 /// until it goes or `gone` fires.
 pub async fn read_client(
-    stream: Arc<TcpStream>,
+    stream: Socket,
     first: Bytes,
     client: ClientHandle,
     mut gone: oneshot::Receiver<()>,
@@ -47,19 +46,21 @@ pub async fn read_client(
         tokio::select! {
             _ = &mut gone => return,
             ready = stream.readable() => {
-                if ready.is_err() {
+                let Ok(mut guard) = ready else {
                     client.send(FromClient::Gone);
                     return;
-                }
+                };
                 let mut buf = [0u8; 512];
-                match stream.try_read(&mut buf) {
-                    Ok(0) => {
+                match guard.try_io(|socket| socket.get_ref().read(&mut buf)) {
+                    Ok(Ok(0)) => {
                         client.send(FromClient::Gone);
                         return;
                     }
-                    Ok(n) => decoder.feed(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
+                    Ok(Ok(n)) => decoder.feed(&buf[..n]),
+                    // Not readable after all: the guard cleared the readiness, wait again.
+                    Err(_would_block) => {}
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) => {
                         client.send(FromClient::Gone);
                         return;
                     }

@@ -13,6 +13,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use model::now_ms;
 use service::http::Peer;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -120,7 +122,14 @@ pub(crate) fn upgrade(
             tracing::error!("An upgraded connection is not a TCP stream.");
             return;
         };
-        let stream = Arc::new(parts.io.into_inner());
+        // Registered for reading only (see the fan-out), non-blocking.
+        let Ok(std_stream) = parts.io.into_inner().into_std() else {
+            return;
+        };
+        let Ok(stream) = register_for_reading(std_stream) else {
+            return;
+        };
+        let stream = Arc::new(stream);
         let (gone, stopped) = tokio::sync::oneshot::channel();
         let client = state.fanout.join(Joined {
             stream: Arc::clone(&stream),
@@ -137,4 +146,15 @@ pub(crate) fn upgrade(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
+}
+
+/// Registers `socket` with the event loop for reading only (see [`crate::fanout`]).
+pub fn register_for_reading(
+    socket: std::net::TcpStream,
+) -> std::io::Result<AsyncFd<std::net::TcpStream>> {
+    // The safe registration is deprecated in favour of an unsafe one (which this workspace
+    // forbids); what the unsafe one asks holds here: the TcpStream owns its descriptor for
+    // the AsyncFd's whole life.
+    #[allow(deprecated)]
+    AsyncFd::with_interest(socket, Interest::READABLE)
 }

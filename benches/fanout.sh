@@ -25,6 +25,8 @@ servers=${SERVERS:-"emostream bun node warp"}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fanout}
 bin=target/release/emostream
 peers=benches/fanout
+# A report of the same name and day is made again from scratch.
+rm -rf "$report/raw"
 mkdir -p "$report/raw"
 cargo build --release --bin emostream --example warp_ws
 if [ ! -x "$peers/node_modules/.bin/bun" ] || [ ! -d "$peers/node_modules/ws" ]; then
@@ -42,6 +44,8 @@ bun=$peers/node_modules/.bin/bun
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) of a process so far, in clock ticks (10 ms).
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Waits for a JSON line with "port" in FILE; prints the port.
 port_of() {
@@ -62,10 +66,12 @@ measure() {
     > "$report/raw/$name-$n.json" 2> "$report/raw/$name-$n.clients.log" &
   local clients=$!
   for _ in $(seq 1 2400); do [ -s "$ready" ] && break; sleep 0.05; done
-  local connected_rss
+  local connected_rss cpu_before cpu_after
   connected_rss=$(rss "$pid")
+  cpu_before=$(cpu "$pid")
   wait "$clients"
-  echo "{\"before_kib\":$before,\"connected_kib\":$connected_rss,\"peak_kib\":$(hwm "$pid")}" > "$report/raw/$name-$n.memory.json"
+  cpu_after=$(cpu "$pid")
+  echo "{\"before_kib\":$before,\"connected_kib\":$connected_rss,\"peak_kib\":$(hwm "$pid"),\"cpu_ms\":$(( (cpu_after - cpu_before) * 10 ))}" > "$report/raw/$name-$n.memory.json"
 }
 
 for n in $counts; do
@@ -74,7 +80,7 @@ for n in $counts; do
       emostream)
         prefix=fanout-$$-$n
         "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-          --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/broadcast-$n.ready.json" \
+          --token-secret bench --max-connections-per-ip 0 ${BROADCAST_ARGS:-} --ready-file "$report/raw/broadcast-$n.ready.json" \
           > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
         pid=$!
         addr=$(ready_addr "$report/raw/broadcast-$n.ready.json" broadcast)

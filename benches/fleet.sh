@@ -27,6 +27,8 @@ kill_after=${KILL_AFTER:-20}
 feed_updates=${FEED_UPDATES:-}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fleet}
 bin=target/release/emostream
+# A report of the same name and day is made again from scratch.
+rm -rf "$report/raw"
 mkdir -p "$report/raw"
 cargo build --release --bin emostream
 {

@@ -15,9 +15,17 @@ lines = ["# Fan-out benchmark", "", (report / "machine.txt").read_text().strip()
          "each window's final. Completion: per frame, from the first client's arrival to the last's; send to last:",
          "from the server's send (`broadcast_at`; EmoStream's is when it took the message from Kafka) to the last",
          "arrival. Memory per connection: the server's resident memory with every client connected, minus before,",
-         "over the clients.", "",
-         "| clients | server | connected | frames (to every client) | completion p50 ms | p99 ms | max ms | send to last p50 ms | p99 ms | memory per connection | peak memory |",
-         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "over the clients. Server CPU per frame: its CPU time while the clients ran (their connections included)",
+         "over the frames they measured.", "",
+         "| clients | server | connected | frames (to every client) | completion p50 ms | p99 ms | max ms | send to last p50 ms | p99 ms | server CPU per frame | memory per connection | peak memory |",
+         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def cpu_per_frame(m, r):
+    """The server's CPU time over the measured run (connections included), per frame."""
+    if "cpu_ms" not in m or not r["frames"]:
+        return ""
+    return f"{m['cpu_ms'] / r['frames']:.0f} ms"
+
+
 rows = {}
 for n in counts:
     for key, label in SERVERS:
@@ -30,7 +38,7 @@ for n in counts:
         rows[(n, key)] = (r, m, per)
         lines.append(f"| {n} | {label} | {r['connected']} | {r['frames']} ({r['complete']}) | {r['completion_p50_ms']} | "
                      f"{r['completion_p99_ms']} | {r['completion_max_ms']} | {r['send_to_last_p50_ms']} | {r['send_to_last_p99_ms']} | "
-                     f"{per:.1f} KiB | {m['peak_kib'] / 1024:.0f} MiB |")
+                     f"{cpu_per_frame(m, r)} | {per:.1f} KiB | {m['peak_kib'] / 1024:.0f} MiB |")
 ok = lambda c: "met" if c else "NOT met"
 largest = max(counts) if counts else 0
 lines += ["", f"Targets (2-core machine, clients on it) at {largest} clients:"]

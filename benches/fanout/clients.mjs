@@ -22,15 +22,20 @@ const seconds = Number(args.seconds ?? 10);
 const sources = Number(args.sources ?? 8);
 const now = () => performance.timeOrigin + performance.now();
 
-async function urlFor(i) {
+// With --register, one registration gives the URL (and token) every client uses, as
+// `emostream wsload` does without --register-each.
+let registered = null;
+async function urlFor() {
   if (args.url) return args.url;
-  const response = await fetch(`${args.register}/register`, {
+  registered ??= fetch(`${args.register}/register`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ client_id: `bench-${i}` }),
+    body: JSON.stringify({ client_id: "bench" }),
+  }).then(async (response) => {
+    if (!response.ok) throw new Error(`register: ${response.status} ${await response.text()}`);
+    return (await response.json()).ws_url;
   });
-  if (!response.ok) throw new Error(`register: ${response.status} ${await response.text()}`);
-  return (await response.json()).ws_url;
+  return registered;
 }
 
 function numberAfter(buffer, key) {
@@ -70,7 +75,7 @@ function onMessage(data) {
 }
 
 function open(i) {
-  return urlFor(i).then(
+  return urlFor().then(
     (url) =>
       new Promise((resolve) => {
         const ws = new WebSocket(url, {

@@ -109,16 +109,24 @@ async fn schedule(frames: broadcast::Sender<String>) {
 }
 
 fn frame(seq: i64, revision: u64, state: &str) -> String {
-    let emojis: Vec<serde_json::Value> = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌"]
+    let emojis: Vec<String> = ["🔥", "😂", "👏", "❤️", "🎉", "😮", "💯", "🙌"]
         .iter()
         .enumerate()
         .map(|(i, emoji)| {
-            serde_json::json!({"emoji": emoji, "count": 1000 + i as u64 * 137 + revision,
-                "unique_users": 500 + i * 31, "scaled_count": 1, "share": 0.083333})
+            format!(
+                r#"{{"emoji":"{emoji}","count":{},"unique_users":{},"scaled_count":1,"share":0.083333}}"#,
+                1000 + i as u64 * 137 + revision,
+                500 + i * 31
+            )
         })
         .collect();
-    serde_json::json!({"type": "window", "window_start": seq * 2000, "window_end": seq * 2000 + 2000,
-        "events": 12000 + revision, "unique_users": 4000, "emojis": emojis, "seq": seq,
-        "state": state, "revision": revision, "broadcast_at": model::now_ms()})
-    .to_string()
+    // "type" first: the client tool tells window frames by their start.
+    format!(
+        r#"{{"type":"window","window_start":{},"window_end":{},"events":{},"unique_users":4000,"emojis":[{}],"seq":{seq},"state":"{state}","revision":{revision},"broadcast_at":{}}}"#,
+        seq * 2000,
+        seq * 2000 + 2000,
+        12000 + revision,
+        emojis.join(","),
+        model::now_ms()
+    )
 }

@@ -104,7 +104,8 @@ victim=${pids[0]}
 kill -KILL "$victim"
 killed_at=$(date +%s%3N)
 echo "{\"killed\":\"${bases[0]}\",\"killed_at_ms\":$killed_at}" > "$report/raw/kill.json"
-for load in "${loads[@]}"; do wait "$load" || true; done
+# Where the viewers are once they had time to come back (the loads still running).
+sleep "${SETTLE:-20}"
 {
   echo "{\"broadcasters\":["
   for i in $(seq 1 $((broadcasters - 1))); do
@@ -114,6 +115,7 @@ for load in "${loads[@]}"; do wait "$load" || true; done
   done
   echo "]}"
 } > "$report/raw/after.json"
+for load in "${loads[@]}"; do wait "$load" || true; done
 kill "$feeder" 2>/dev/null || true
 for pid in "${pids[@]:1}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true

@@ -42,10 +42,6 @@ bun=$peers/node_modules/.bin/bun
 } > "$report/machine.txt"
 : > "$report/commands.txt"
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-# CPU time (user + system) of a process so far, in clock ticks (10 ms).
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Waits for a JSON line with "port" in FILE; prints the port.
 port_of() {

@@ -52,7 +52,6 @@ for i in $(seq 1 "$broadcasters"); do
 done
 echo "$bin broadcast --listen 127.0.0.1:0 --cluster 1 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0  # x $broadcasters" >> "$report/commands.txt"
 register=$(IFS=,; echo "${bases[*]}")
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 before=()
 for pid in "${pids[@]}"; do before+=("$(rss "$pid")"); done
 # Every broadcaster has heard the others before viewers register (heartbeats every 2 s).
@@ -111,7 +110,7 @@ sleep "${SETTLE:-20}"
   for i in $(seq 1 $((broadcasters - 1))); do
     n=$(curl -s --max-time 2 "${bases[$i]}/metrics" | awk '/^broadcast_connections / {print $2}')
     [ "$i" -gt 1 ] && echo ","
-    echo "{\"addr\":\"${bases[$i]}\",\"connections\":${n:-0},\"rss_peak_kib\":$(awk '/VmHWM/ {print $2}' "/proc/${pids[$i]}/status")}"
+    echo "{\"addr\":\"${bases[$i]}\",\"connections\":${n:-0},\"rss_peak_kib\":$(hwm "${pids[$i]}")}"
   done
   echo "]}"
 } > "$report/raw/after.json"

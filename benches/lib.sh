@@ -26,3 +26,10 @@ print(ready[0] if isinstance(ready, list) else ready)' "$1" "$2"
   echo "error: $1 was never written" >&2
   return 1
 }
+
+# Resident memory of process PID now, and at its peak, in KiB.
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# CPU time (user + system) of process PID so far, in clock ticks (10 ms).
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -157,22 +157,25 @@ impl Fanout {
     /// Takes in a window message: kept in the ring, and sent to every client if newer than
     /// the one held. False for one dropped (see [`Hub::publish`]).
     pub fn publish(&self, frame: WindowFrame) -> bool {
-        let Some(frame) = self.hub.publish(frame) else {
-            return false;
-        };
-        for shard in &self.shards {
-            let _ = shard.send(Command::Window(Arc::clone(&frame)));
-        }
-        true
+        self.to_every_shard(self.hub.publish(frame), Command::Window)
     }
 
     /// Takes in a window of the longer size (see [`Hub::publish_summary`]).
     pub fn publish_summary(&self, frame: WindowFrame) -> bool {
-        let Some(frame) = self.hub.publish_summary(frame) else {
+        self.to_every_shard(self.hub.publish_summary(frame), Command::Summary)
+    }
+
+    /// Sends `frame`, if the hub took it, to every shard as `command`; whether it did.
+    fn to_every_shard(
+        &self,
+        frame: Option<Arc<WindowFrame>>,
+        command: fn(Arc<WindowFrame>) -> Command,
+    ) -> bool {
+        let Some(frame) = frame else {
             return false;
         };
         for shard in &self.shards {
-            let _ = shard.send(Command::Summary(Arc::clone(&frame)));
+            let _ = shard.send(command(Arc::clone(&frame)));
         }
         true
     }
@@ -609,10 +612,20 @@ fn write_queue(conn: &mut Conn, metrics: &BroadcastMetrics) -> Result<Flow, ()> 
 /// written out or let go.
 fn writer_of(socket: &Socket) -> Option<AsyncFd<std::net::TcpStream>> {
     let duplicate = socket.get_ref().try_clone().ok()?;
+    register(duplicate, tokio::io::Interest::WRITABLE).ok()
+}
+
+/// Registers `socket` with the event loop for `interest` only: a client's socket for
+/// reading ([`Socket`]), a parked one's duplicate for writing.
+pub fn register(
+    socket: std::net::TcpStream,
+    interest: tokio::io::Interest,
+) -> std::io::Result<AsyncFd<std::net::TcpStream>> {
     // The safe registration is deprecated in favour of an unsafe one (which this workspace
-    // forbids); what the unsafe one asks holds: the duplicate owns its descriptor.
+    // forbids); what the unsafe one asks holds here: the TcpStream owns its descriptor for
+    // the AsyncFd's whole life.
     #[allow(deprecated)]
-    AsyncFd::with_interest(duplicate, tokio::io::Interest::WRITABLE).ok()
+    AsyncFd::with_interest(socket, interest)
 }
 
 fn delivered(frame: &WindowFrame, sending: Sending, metrics: &BroadcastMetrics) {

@@ -14,13 +14,12 @@ use hyper_util::rt::TokioIo;
 use model::now_ms;
 use service::http::Peer;
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::fanout::Joined;
+use crate::fanout::{Joined, register};
 use crate::reader::read_client;
 use crate::routes::{json_error, text};
 use crate::server::State;
@@ -126,7 +125,7 @@ pub(crate) fn upgrade(
         let Ok(std_stream) = parts.io.into_inner().into_std() else {
             return;
         };
-        let Ok(stream) = register_for_reading(std_stream) else {
+        let Ok(stream) = register(std_stream, Interest::READABLE) else {
             return;
         };
         let stream = Arc::new(stream);
@@ -146,15 +145,4 @@ pub(crate) fn upgrade(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
-}
-
-/// Registers `socket` with the event loop for reading only (see [`crate::fanout`]).
-pub fn register_for_reading(
-    socket: std::net::TcpStream,
-) -> std::io::Result<AsyncFd<std::net::TcpStream>> {
-    // The safe registration is deprecated in favour of an unsafe one (which this workspace
-    // forbids); what the unsafe one asks holds here: the TcpStream owns its descriptor for
-    // the AsyncFd's whole life.
-    #[allow(deprecated)]
-    AsyncFd::with_interest(socket, Interest::READABLE)
 }

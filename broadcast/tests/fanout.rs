@@ -73,8 +73,10 @@ async fn join(setup: &Setup, receive_buffer: Option<u32>) -> Client {
             .set_send_buffer_size(4096)
             .unwrap();
     }
-    let stream =
-        Arc::new(broadcast::upgrade::register_for_reading(server.into_std().unwrap()).unwrap());
+    let stream = Arc::new(
+        broadcast::fanout::register(server.into_std().unwrap(), tokio::io::Interest::READABLE)
+            .unwrap(),
+    );
     let (gone, stopped) = tokio::sync::oneshot::channel();
     let handle = setup.fanout.join(Joined {
         stream: Arc::clone(&stream),

@@ -16,9 +16,10 @@
 //! frame to every client. Only while a socket is parked does a duplicate of its descriptor
 //! wait for it to be writable.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +30,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use model::client::ClientMessage;
 use service::Shutdown;
+use service::metrics::LocalHistogram;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
@@ -77,15 +79,18 @@ pub enum FromClient {
 }
 
 enum Command {
-    Join(u64, Joined),
+    Join(ConnId, Joined),
     Window(Arc<WindowFrame>),
     Summary(Arc<WindowFrame>),
-    Client(u64, FromClient),
+    Client(ConnId, FromClient),
 }
 
 /// The fan-out of one broadcaster: its hub and its shards.
 pub struct Fanout {
     hub: Arc<Hub>,
+    /// Held from the hub's numbering of a message to its hand-over to every shard: each shard
+    /// gets the messages in the hub's order.
+    publishing: std::sync::Mutex<()>,
     shards: Vec<mpsc::UnboundedSender<Command>>,
     next_id: AtomicU64,
     next_shard: AtomicUsize,
@@ -102,7 +107,7 @@ impl std::fmt::Debug for Fanout {
 /// A connection as its reader knows it: where to hand what it reads.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
-    id: u64,
+    id: ConnId,
     shard: mpsc::UnboundedSender<Command>,
 }
 
@@ -129,20 +134,14 @@ impl Fanout {
         let shards = (0..count)
             .map(|_| {
                 let (to_shard, commands) = mpsc::unbounded_channel();
-                let shard = Shard {
-                    config: config.clone(),
-                    hub: Arc::clone(&hub),
-                    metrics: Arc::clone(&metrics),
-                    conns: HashMap::new(),
-                    waiting: FuturesUnordered::new(),
-                    ping: wire::ping(),
-                };
+                let shard = Shard::new(config.clone(), Arc::clone(&hub), Arc::clone(&metrics));
                 tokio::spawn(shard.run(commands, shutdown.clone()));
                 to_shard
             })
             .collect();
         Arc::new(Fanout {
             hub,
+            publishing: std::sync::Mutex::new(()),
             shards,
             next_id: AtomicU64::new(0),
             next_shard: AtomicUsize::new(0),
@@ -157,6 +156,7 @@ impl Fanout {
     /// Takes in a window message: kept in the ring, and sent to every client if newer than
     /// the one held. False for one dropped (see [`Hub::publish`]).
     pub fn publish(&self, frame: WindowFrame) -> bool {
+        let _order = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         self.to_every_shard(self.hub.publish(frame), Command::Window)
     }
 
@@ -183,7 +183,10 @@ impl Fanout {
     /// Hands a new connection to a shard (in turn): it gets `hello`, the snapshot and the
     /// summaries, then every message. The handle is for its reader.
     pub fn join(&self, joined: Joined) -> ClientHandle {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = ConnId {
+            fd: joined.stream.as_raw_fd(),
+            serial: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
         let shard =
             &self.shards[self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len()];
         let _ = shard.send(Command::Join(id, joined));
@@ -217,7 +220,17 @@ impl Out {
     }
 }
 
+/// A connection's key in its shard: its descriptor first, so that a pass over every
+/// connection goes through the kernel's descriptor table and socket memory in order (in hash
+/// order, each write missed the caches and the TLB more), then a serial number, unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConnId {
+    fd: RawFd,
+    serial: u64,
+}
+
 struct Conn {
+    id: ConnId,
     stream: Socket,
     /// Dropped with the connection: the reader ends.
     _gone: oneshot::Sender<()>,
@@ -232,7 +245,12 @@ struct Conn {
     /// While a wait for the socket to be writable is on: dropped with the connection, it
     /// ends the wait (and closes the duplicate descriptor the wait holds).
     waiting: Option<oneshot::Sender<()>>,
-    sent: Sent,
+    /// The `order` of the last live message offered to it, or of the last message the hub
+    /// had when the snapshot was taken: anything up to it was sent or covered.
+    seen: u64,
+    /// After a `resume`: the hub's last `order` then, and the `last_seq` asked for. Live
+    /// messages up to that order of windows after that `seq` were covered by the resume.
+    resumed: Option<(u64, i64)>,
     /// Closing: why, once the close frame is out.
     closing: Option<Disconnect>,
 }
@@ -243,19 +261,39 @@ enum Flow {
     Done(Disconnect),
 }
 
+/// What a shard's work on one connection needs besides the connection.
+struct Ctx<'a> {
+    config: &'a FanoutConfig,
+    waiting: &'a mut FuturesUnordered<Writable>,
+    tally: &'a mut Tally,
+}
+
 struct Shard {
     config: FanoutConfig,
     hub: Arc<Hub>,
     metrics: Arc<BroadcastMetrics>,
-    conns: HashMap<u64, Conn>,
+    conns: BTreeMap<ConnId, Conn>,
     /// The parked connections' waits for their sockets to be writable.
     waiting: FuturesUnordered<Writable>,
+    tally: Tally,
     ping: Bytes,
 }
 
-type Writable = Pin<Box<dyn Future<Output = u64> + Send>>;
+type Writable = Pin<Box<dyn Future<Output = ConnId> + Send>>;
 
 impl Shard {
+    fn new(config: FanoutConfig, hub: Arc<Hub>, metrics: Arc<BroadcastMetrics>) -> Self {
+        Shard {
+            tally: Tally::new(&metrics),
+            config,
+            hub,
+            metrics,
+            conns: BTreeMap::new(),
+            waiting: FuturesUnordered::new(),
+            ping: wire::ping(),
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut shutdown: Shutdown) {
         let mut ping = tokio::time::interval(self.config.ping_interval);
         ping.tick().await;
@@ -274,21 +312,19 @@ impl Shard {
                     }
                 }
                 Some(id) = self.waiting.next(), if !self.waiting.is_empty() => {
-                    if let Some(conn) = self.conns.get_mut(&id) {
+                    self.on(id, |conn, cx| {
                         conn.waiting = None;
-                    }
-                    self.flush(id);
+                        conn.flush(cx)
+                    });
                 }
                 _ = ping.tick() => {
-                    let ids: Vec<u64> = self.conns.keys().copied().collect();
-                    for id in ids {
-                        let ping = Out::Bytes(self.ping.clone());
-                        self.push(id, ping);
-                    }
+                    let ping = self.ping.clone();
+                    self.on_every(|conn, cx| conn.push(Out::Bytes(ping.clone()), cx));
                 }
                 _ = check.tick() => self.drop_stalled(),
                 () = shutdown.wait() => break,
             }
+            self.tally.add_to(&self.metrics);
         }
         self.stop().await;
     }
@@ -297,34 +333,70 @@ impl Shard {
         match command {
             Command::Join(id, joined) => self.join(id, joined),
             Command::Window(frame) => {
-                let ids: Vec<u64> = self.conns.keys().copied().collect();
-                for id in ids {
-                    self.offer(id, &frame, Sending::Live);
-                }
+                self.on_every(|conn, cx| conn.offer(&frame, Sending::Live, cx));
             }
             Command::Summary(frame) => {
                 // A summary missed by a slow client is not worth queueing: the next comes a
                 // minute later.
-                let ids: Vec<u64> = self.conns.keys().copied().collect();
-                for id in ids {
-                    if self
-                        .conns
-                        .get(&id)
-                        .is_some_and(|c| c.queue.is_empty() && c.closing.is_none())
-                    {
-                        self.push(id, Out::Bytes(frame.wire.clone()));
+                self.on_every(|conn, cx| {
+                    if conn.queue.is_empty() && conn.closing.is_none() {
+                        conn.push(Out::Bytes(frame.wire.clone()), cx)
+                    } else {
+                        Ok(())
                     }
-                }
+                });
             }
             Command::Client(id, event) => self.client_event(id, event),
         }
     }
 
-    fn join(&mut self, id: u64, joined: Joined) {
+    /// Runs `work` on connection `id`, if it is still there; lets it go if that says so.
+    fn on(&mut self, id: ConnId, work: impl FnOnce(&mut Conn, &mut Ctx) -> Result<(), Disconnect>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut cx = Ctx {
+            config: &self.config,
+            waiting: &mut self.waiting,
+            tally: &mut self.tally,
+        };
+        if let Err(why) = work(conn, &mut cx) {
+            self.remove(id, why);
+        }
+    }
+
+    /// Runs `work` on every connection, in one pass; lets go of those it says to.
+    fn on_every(&mut self, mut work: impl FnMut(&mut Conn, &mut Ctx) -> Result<(), Disconnect>) {
+        let mut cx = Ctx {
+            config: &self.config,
+            waiting: &mut self.waiting,
+            tally: &mut self.tally,
+        };
+        let mut gone = Vec::new();
+        for conn in self.conns.values_mut() {
+            if let Err(why) = work(conn, &mut cx) {
+                gone.push((conn.id, why));
+            }
+        }
+        for (id, why) in gone {
+            self.remove(id, why);
+        }
+    }
+
+    fn join(&mut self, id: ConnId, joined: Joined) {
         self.metrics.connections.add(1);
+        // The snapshot: the latest message of each window still in the ring.
+        let snapshot = self.hub.since(i64::MIN);
+        let summaries = self.hub.summaries();
+        let hello = hello(
+            self.config.cluster,
+            self.config.epoch,
+            snapshot.frames.len(),
+        );
         self.conns.insert(
             id,
             Conn {
+                id,
                 stream: joined.stream,
                 _gone: joined.gone,
                 queue: VecDeque::new(),
@@ -332,41 +404,39 @@ impl Shard {
                 pending: 0,
                 stalled_since: None,
                 waiting: None,
-                sent: Sent::default(),
+                seen: snapshot.upto,
+                resumed: None,
                 closing: None,
             },
         );
-        // The snapshot: the latest message of each window still in the ring.
-        let snapshot = self.hub.since(i64::MIN);
-        self.push(
-            id,
-            Out::Bytes(hello(
-                self.config.cluster,
-                self.config.epoch,
-                snapshot.len(),
-            )),
-        );
-        for frame in &snapshot {
-            self.offer(id, frame, Sending::History);
-        }
-        for summary in self.hub.summaries() {
-            self.push(id, Out::Bytes(summary.wire.clone()));
-        }
+        // Queued first and written together: one system call for the whole greeting.
+        self.on(id, |conn, cx| {
+            conn.enqueue(Out::Bytes(hello), cx)?;
+            for frame in snapshot.frames {
+                conn.enqueue(Out::Window(frame, Sending::History), cx)?;
+            }
+            for summary in summaries {
+                conn.enqueue(Out::Bytes(summary.wire.clone()), cx)?;
+            }
+            conn.flush(cx)
+        });
     }
 
-    fn client_event(&mut self, id: u64, event: FromClient) {
+    fn client_event(&mut self, id: ConnId, event: FromClient) {
         match event {
             FromClient::Message(Incoming::Text(text)) => match ClientMessage::parse(&text) {
                 Ok(ClientMessage::Resume { last_seq }) => {
                     // What the client asks for, whatever it was sent before.
-                    let frames = self.hub.since(last_seq);
-                    self.push(id, Out::Bytes(resumed(frames.len())));
-                    for frame in frames {
-                        if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.sent.record(&frame);
+                    let held = self.hub.since(last_seq);
+                    self.on(id, |conn, cx| {
+                        conn.resumed = Some((held.upto, last_seq));
+                        let waiting = !conn.queue.is_empty();
+                        conn.enqueue(Out::Bytes(resumed(held.frames.len())), cx)?;
+                        for frame in held.frames {
+                            conn.enqueue(Out::Window(frame, Sending::History), cx)?;
                         }
-                        self.push(id, Out::Window(frame, Sending::History));
-                    }
+                        if waiting { Ok(()) } else { conn.flush(cx) }
+                    });
                 }
                 Err(_) => self.close(
                     id,
@@ -382,7 +452,9 @@ impl Shard {
                 Disconnect::InvalidMessage,
             ),
             FromClient::Message(Incoming::Ping(payload)) => {
-                self.push(id, Out::Bytes(wire::pong(&payload)));
+                self.on(id, |conn, cx| {
+                    conn.push(Out::Bytes(wire::pong(&payload)), cx)
+                });
             }
             FromClient::Message(Incoming::Pong) => {}
             FromClient::Message(Incoming::Close(code)) => {
@@ -401,121 +473,25 @@ impl Shard {
         }
     }
 
-    /// Offers a window frame to a connection: sent unless it had this revision or a newer
-    /// one; while the connection waits, it replaces an older message of the same window
-    /// still queued, in its place.
-    fn offer(&mut self, id: u64, frame: &Arc<WindowFrame>, sending: Sending) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.closing.is_some() || !conn.sent.is_new(frame) {
-            return;
-        }
-        conn.sent.record(frame);
-        let written = conn.written;
-        let queued = conn.queue.iter_mut().enumerate().find(|(i, out)| {
-            matches!(out, Out::Window(f, _) if f.seq == frame.seq) && !(*i == 0 && written > 0)
-        });
-        if let Some((_, out)) = queued {
-            conn.pending = conn.pending - out.bytes().len() + frame.wire.len();
-            *out = Out::Window(Arc::clone(frame), sending);
-            self.metrics.frames_skipped.add(1);
-            return;
-        }
-        self.push(id, Out::Window(Arc::clone(frame), sending));
-    }
-
-    /// Queues `out` for a connection and writes what the socket takes.
-    fn push(&mut self, id: u64, out: Out) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        // Most sockets take a frame at once: written without queueing it.
-        let mut already = 0;
-        if conn.queue.is_empty() && conn.closing.is_none() {
-            match conn.stream.get_ref().write(out.bytes()) {
-                Ok(n) if n == out.bytes().len() => {
-                    if let Out::Window(frame, sending) = &out {
-                        delivered(frame, *sending, &self.metrics);
-                    }
-                    return;
-                }
-                Ok(n) if n > 0 => {
-                    already = n;
-                    conn.written = n;
-                    conn.stalled_since = None;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                _ => return self.remove(id, Disconnect::ClientGone),
-            }
-        }
-        conn.pending += out.bytes().len() - already;
-        conn.queue.push_back(out);
-        if conn.pending > self.config.max_pending && conn.closing.is_none() {
-            self.metrics.frames_skipped.add(conn.queue.len() as u64);
-            return self.remove_with_close(id, 4001, "too far behind", Disconnect::TooFarBehind);
-        }
-        if conn.queue.len() == 1 {
-            self.flush(id);
-        }
-    }
-
-    /// Writes a connection's queue until it is empty or the socket would block; then it is
-    /// parked: a duplicate of its descriptor, registered for writing only while it waits,
-    /// says when the socket takes more.
-    fn flush(&mut self, id: u64) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        match write_queue(conn, &self.metrics) {
-            Ok(Flow::Open) => {
-                if conn.queue.is_empty() {
-                    conn.stalled_since = None;
-                    // An idle connection holds no queue.
-                    conn.queue = VecDeque::new();
-                } else if conn.waiting.is_none() {
-                    conn.stalled_since.get_or_insert_with(Instant::now);
-                    let Some(writer) = writer_of(&conn.stream) else {
-                        return self.remove(id, Disconnect::ClientGone);
-                    };
-                    let (cancel, cancelled) = oneshot::channel::<()>();
-                    conn.waiting = Some(cancel);
-                    self.waiting.push(Box::pin(async move {
-                        tokio::select! {
-                            _ = writer.writable() => {}
-                            _ = cancelled => {}
-                        }
-                        id
-                    }));
-                }
-            }
-            Ok(Flow::Done(why)) => self.remove(id, why),
-            Err(()) => self.remove(id, Disconnect::ClientGone),
-        }
-    }
-
     /// Starts closing a connection with `code`: nothing more is queued after the close frame,
     /// and it is let go once that is out.
-    fn close(&mut self, id: u64, code: u16, reason: &str, why: Disconnect) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if conn.closing.is_some() {
-            return;
-        }
-        conn.closing = Some(why);
-        self.push(id, Out::Bytes(wire::close(code, reason)));
+    fn close(&mut self, id: ConnId, code: u16, reason: &str, why: Disconnect) {
+        self.on(id, |conn, cx| {
+            if conn.closing.is_some() {
+                return Ok(());
+            }
+            conn.push(Out::Bytes(wire::close(code, reason)), cx)?;
+            conn.closing = Some(why);
+            // Let go once the close frame is out: now, or when the queue is written.
+            if conn.queue.is_empty() {
+                Err(why)
+            } else {
+                Ok(())
+            }
+        });
     }
 
-    /// Lets a connection go at once, with a close frame if the socket takes it now.
-    fn remove_with_close(&mut self, id: u64, code: u16, reason: &str, why: Disconnect) {
-        if let Some(conn) = self.conns.get(&id) {
-            let _ = conn.stream.get_ref().write(&wire::close(code, reason));
-        }
-        self.remove(id, why);
-    }
-
-    fn remove(&mut self, id: u64, why: Disconnect) {
+    fn remove(&mut self, id: ConnId, why: Disconnect) {
         if self.conns.remove(&id).is_some() {
             self.metrics.disconnected(why);
             self.metrics.connections.add(-1);
@@ -526,85 +502,222 @@ impl Shard {
     /// closing ones that did not take their close frame within a second.
     fn drop_stalled(&mut self) {
         let now = Instant::now();
-        let stalled: Vec<(u64, bool)> = self
+        let stalled: Vec<(ConnId, Option<Disconnect>)> = self
             .conns
-            .iter()
-            .filter_map(|(&id, c)| {
+            .values()
+            .filter_map(|c| {
                 let since = c.stalled_since?;
                 let limit = if c.closing.is_some() {
                     Duration::from_secs(1)
                 } else {
                     self.config.write_timeout
                 };
-                (now.duration_since(since) >= limit).then_some((id, c.closing.is_some()))
+                (now.duration_since(since) >= limit).then_some((c.id, c.closing))
             })
             .collect();
         for (id, closing) in stalled {
-            if closing {
-                let why = self
-                    .conns
-                    .get(&id)
-                    .and_then(|c| c.closing)
-                    .unwrap_or(Disconnect::ClientGone);
+            if let Some(why) = closing {
                 self.remove(id, why);
             } else {
-                self.remove_with_close(id, 4002, "not reading", Disconnect::NotReading);
+                if let Some(conn) = self.conns.get(&id) {
+                    conn.last_word(4002, "not reading");
+                }
+                self.remove(id, Disconnect::NotReading);
             }
         }
     }
 
     /// On shutdown: every client gets 1001, within a second, and is let go.
     async fn stop(mut self) {
-        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.close(id, 1001, "broadcaster stopping", Disconnect::Shutdown);
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while !self.conns.is_empty() && !self.waiting.is_empty() {
             match tokio::time::timeout_at(deadline, self.waiting.next()).await {
-                Ok(Some(id)) => {
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.waiting = None;
-                    }
-                    self.flush(id);
-                }
+                Ok(Some(id)) => self.on(id, |conn, cx| {
+                    conn.waiting = None;
+                    conn.flush(cx)
+                }),
                 _ => break,
             }
         }
-        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.remove(id, Disconnect::Shutdown);
         }
+        self.tally.add_to(&self.metrics);
     }
 }
 
-/// Writes the queue of `conn` without blocking; `Done` once a close frame is out, `Err` when
-/// the socket failed.
-fn write_queue(conn: &mut Conn, metrics: &BroadcastMetrics) -> Result<Flow, ()> {
-    while let Some(front) = conn.queue.front() {
-        let bytes = front.bytes();
-        match conn.stream.get_ref().write(&bytes[conn.written..]) {
-            Ok(0) => return Err(()),
-            Ok(n) => {
-                conn.written += n;
-                conn.pending -= n;
-                conn.stalled_since = None;
-                if conn.written < bytes.len() {
-                    continue;
-                }
-                conn.written = 0;
-                if let Some(Out::Window(frame, sending)) = conn.queue.pop_front() {
-                    delivered(&frame, sending, metrics);
-                }
+impl Conn {
+    /// Offers a window frame: sent unless the connection had it (or a newer message of its
+    /// window) already; while the connection waits, it replaces an older message of the
+    /// same window still queued, in its place.
+    fn offer(
+        &mut self,
+        frame: &Arc<WindowFrame>,
+        sending: Sending,
+        cx: &mut Ctx,
+    ) -> Result<(), Disconnect> {
+        if self.closing.is_some() || !self.wants(frame) {
+            return Ok(());
+        }
+        self.seen = frame.order;
+        if !self.queue.is_empty() {
+            let written = self.written;
+            let queued = self.queue.iter_mut().enumerate().find(|(i, out)| {
+                matches!(out, Out::Window(f, _) if f.seq == frame.seq) && !(*i == 0 && written > 0)
+            });
+            if let Some((_, out)) = queued {
+                self.pending = self.pending - out.bytes().len() + frame.wire.len();
+                *out = Out::Window(Arc::clone(frame), sending);
+                cx.tally.skipped += 1;
+                return Ok(());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flow::Open),
-            Err(_) => return Err(()),
+        }
+        self.push(Out::Window(Arc::clone(frame), sending), cx)
+    }
+
+    /// Whether a live message is new to this connection: the hub numbers them in the order
+    /// every shard gets them, and each is newer than any before it of its window.
+    fn wants(&mut self, frame: &WindowFrame) -> bool {
+        if frame.order <= self.seen {
+            return false;
+        }
+        match self.resumed {
+            Some((upto, after)) if frame.order <= upto => frame.seq <= after,
+            Some(_) => {
+                self.resumed = None;
+                true
+            }
+            None => true,
         }
     }
-    Ok(match conn.closing {
-        Some(why) => Flow::Done(why),
-        None => Flow::Open,
-    })
+
+    /// Queues `out` and writes what the socket takes; most sockets take it at once, and it is
+    /// written without being queued.
+    fn push(&mut self, out: Out, cx: &mut Ctx) -> Result<(), Disconnect> {
+        if !self.queue.is_empty() || self.closing.is_some() {
+            return self.enqueue(out, cx);
+        }
+        let bytes = out.bytes();
+        match self.stream.get_ref().write(bytes) {
+            Ok(n) if n == bytes.len() => {
+                cx.tally.delivered(&out);
+                Ok(())
+            }
+            Ok(n) if n > 0 => {
+                self.enqueue(out, cx)?;
+                self.written = n;
+                self.pending -= n;
+                self.flush(cx)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.enqueue(out, cx)?;
+                self.flush(cx)
+            }
+            _ => Err(Disconnect::ClientGone),
+        }
+    }
+
+    /// Queues `out` behind what the connection waits for (written once the socket takes
+    /// more, see [`Conn::flush`]); past the pending limit the connection is let go (4001).
+    fn enqueue(&mut self, out: Out, cx: &mut Ctx) -> Result<(), Disconnect> {
+        if self.closing.is_some() {
+            // Nothing goes after the close frame.
+            return Ok(());
+        }
+        self.pending += out.bytes().len();
+        self.queue.push_back(out);
+        if self.pending > cx.config.max_pending {
+            cx.tally.skipped += self.queue.len() as u64;
+            self.last_word(4001, "too far behind");
+            return Err(Disconnect::TooFarBehind);
+        }
+        Ok(())
+    }
+
+    /// Writes the queue until it is empty or the socket would block; then the connection is
+    /// parked: a duplicate of its descriptor, registered for writing only while it waits,
+    /// says when the socket takes more.
+    fn flush(&mut self, cx: &mut Ctx) -> Result<(), Disconnect> {
+        match self.write_queue(cx.tally) {
+            Ok(Flow::Open) => {
+                if self.queue.is_empty() {
+                    self.stalled_since = None;
+                    // An idle connection holds no queue.
+                    self.queue = VecDeque::new();
+                } else if self.waiting.is_none() {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    let writer = writer_of(&self.stream).ok_or(Disconnect::ClientGone)?;
+                    let (cancel, cancelled) = oneshot::channel::<()>();
+                    self.waiting = Some(cancel);
+                    let id = self.id;
+                    cx.waiting.push(Box::pin(async move {
+                        tokio::select! {
+                            _ = writer.writable() => {}
+                            _ = cancelled => {}
+                        }
+                        id
+                    }));
+                }
+                Ok(())
+            }
+            Ok(Flow::Done(why)) => Err(why),
+            Err(()) => Err(Disconnect::ClientGone),
+        }
+    }
+
+    /// Writes the queue without blocking, many messages in one call; `Done` once a close
+    /// frame is out, `Err` when the socket failed.
+    fn write_queue(&mut self, tally: &mut Tally) -> Result<Flow, ()> {
+        while !self.queue.is_empty() {
+            let result = {
+                let mut slices = [std::io::IoSlice::new(&[]); 64];
+                let mut count = 0;
+                for (slice, out) in slices.iter_mut().zip(&self.queue) {
+                    let skip = if count == 0 { self.written } else { 0 };
+                    *slice = std::io::IoSlice::new(&out.bytes()[skip..]);
+                    count += 1;
+                }
+                self.stream.get_ref().write_vectored(&slices[..count])
+            };
+            let mut taken = match result {
+                Ok(0) => return Err(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Flow::Open),
+                Err(_) => return Err(()),
+            };
+            self.pending -= taken;
+            self.stalled_since = None;
+            while let Some(front) = self.queue.front() {
+                let rest = front.bytes().len() - self.written;
+                if taken < rest {
+                    self.written += taken;
+                    break;
+                }
+                taken -= rest;
+                self.written = 0;
+                if let Some(out) = self.queue.pop_front() {
+                    tally.delivered(&out);
+                }
+            }
+        }
+        Ok(match self.closing {
+            Some(why) => Flow::Done(why),
+            None => Flow::Open,
+        })
+    }
+
+    /// A close frame for a connection let go at once, if the socket takes it now and no
+    /// frame is half written (its rest would come first).
+    fn last_word(&self, code: u16, reason: &str) {
+        if self.written == 0 {
+            let _ = self.stream.get_ref().write(&wire::close(code, reason));
+        }
+    }
 }
 
 /// A duplicate of a parked socket's descriptor, registered for writing only (the socket's
@@ -628,49 +741,54 @@ pub fn register(
     AsyncFd::with_interest(socket, interest)
 }
 
-fn delivered(frame: &WindowFrame, sending: Sending, metrics: &BroadcastMetrics) {
-    metrics.frames_sent.add(1);
-    if sending == Sending::History {
-        return;
+/// What a shard delivered since it last added it to the broadcaster's metrics: counted
+/// without atomics in the loop over the sockets, added once per wake-up.
+struct Tally {
+    sent: u64,
+    skipped: u64,
+    fan_out: LocalHistogram,
+    record_to_client: LocalHistogram,
+}
+
+impl Tally {
+    fn new(metrics: &BroadcastMetrics) -> Self {
+        Tally {
+            sent: 0,
+            skipped: 0,
+            fan_out: metrics.fan_out_seconds.local(),
+            record_to_client: metrics.record_to_client_seconds.local(),
+        }
     }
-    metrics
-        .fan_out_seconds
-        .observe(frame.arrived.elapsed().as_secs_f64());
-    if let Some(written_ms) = frame.kafka_timestamp {
+
+    /// Counts `out` as written in full.
+    fn delivered(&mut self, out: &Out) {
+        let Out::Window(frame, sending) = out else {
+            return;
+        };
+        self.sent += 1;
+        if *sending == Sending::History {
+            return;
+        }
+        let fan_out = frame.arrived.elapsed().as_secs_f64();
+        self.fan_out.observe(fan_out);
+        if let Some(written_ms) = frame.kafka_timestamp {
+            let before = (frame.arrived_ms - written_ms).max(0) as f64 / 1e3;
+            self.record_to_client.observe(before + fan_out);
+        }
+    }
+
+    fn add_to(&mut self, metrics: &BroadcastMetrics) {
+        if self.sent > 0 {
+            metrics.frames_sent.add(std::mem::take(&mut self.sent));
+        }
+        if self.skipped > 0 {
+            metrics
+                .frames_skipped
+                .add(std::mem::take(&mut self.skipped));
+        }
+        metrics.fan_out_seconds.absorb(&mut self.fan_out);
         metrics
             .record_to_client_seconds
-            .observe((model::now_ms() - written_ms).max(0) as f64 / 1e3);
-    }
-}
-
-/// The windows a connection was sent, by `seq` and revision, so it gets each message once and
-/// never an older revision after a newer one. The oldest are forgotten past [`Sent::KEPT`]
-/// windows, and count as sent.
-#[derive(Debug, Default)]
-struct Sent {
-    revisions: BTreeMap<i64, u64>,
-    /// Windows at or below this were forgotten.
-    floor: Option<i64>,
-}
-
-impl Sent {
-    /// How many windows are remembered (more than the ring holds at 2 s windows).
-    const KEPT: usize = 64;
-
-    fn is_new(&self, frame: &WindowFrame) -> bool {
-        self.floor.is_none_or(|floor| frame.seq > floor)
-            && self
-                .revisions
-                .get(&frame.seq)
-                .is_none_or(|&revision| frame.revision > revision)
-    }
-
-    fn record(&mut self, frame: &WindowFrame) {
-        self.revisions.insert(frame.seq, frame.revision);
-        while self.revisions.len() > Self::KEPT {
-            if let Some((seq, _)) = self.revisions.pop_first() {
-                self.floor = Some(seq);
-            }
-        }
+            .absorb(&mut self.record_to_client);
     }
 }

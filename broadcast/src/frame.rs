@@ -19,6 +19,11 @@ pub struct WindowFrame {
     pub kafka_timestamp: Option<i64>,
     /// When the broadcaster took the window from Kafka.
     pub arrived: std::time::Instant,
+    /// The same, UTC milliseconds.
+    pub arrived_ms: i64,
+    /// Its place among the messages the hub took in (see [`crate::hub::Hub::publish`]):
+    /// 0 until the hub takes it.
+    pub order: u64,
     /// `{"type":"window", ...WindowReport fields..., "seq": K}` as a complete WebSocket
     /// text frame, written as it is to every socket.
     pub wire: Bytes,
@@ -60,6 +65,8 @@ impl WindowFrame {
             window_end: message.report.window_end,
             kafka_timestamp,
             arrived: std::time::Instant::now(),
+            arrived_ms: now_ms,
+            order: 0,
             wire: wire::text(&json),
         }
     }

@@ -8,11 +8,30 @@ use std::sync::{Arc, Mutex};
 
 use crate::frame::WindowFrame;
 
+/// The latest message of each recent window, in `seq` order, and the order of the last
+/// message taken in.
+#[derive(Debug, Default)]
+struct Ring {
+    frames: VecDeque<Arc<WindowFrame>>,
+    last_order: u64,
+}
+
+/// What a connection is sent from the ring (the snapshot, a resume): the latest message of
+/// each window asked for, and the order of the last message the hub had taken in then, which
+/// these cover.
+#[derive(Debug)]
+pub struct Held {
+    /// The windows, in `seq` order.
+    pub frames: Vec<Arc<WindowFrame>>,
+    /// Every message of these windows up to this order is one of `frames` or older.
+    pub upto: u64,
+}
+
 /// Shared by the consumers and every shard.
 #[derive(Debug)]
 pub struct Hub {
     ring_millis: i64,
-    recent: Mutex<VecDeque<Arc<WindowFrame>>>,
+    recent: Mutex<Ring>,
     summary_count: usize,
     summaries: Mutex<BTreeMap<i64, Arc<WindowFrame>>>,
 }
@@ -22,7 +41,7 @@ impl Hub {
     pub fn new(ring_millis: i64) -> Self {
         Hub {
             ring_millis,
-            recent: Mutex::new(VecDeque::new()),
+            recent: Mutex::new(Ring::default()),
             summary_count: 60,
             summaries: Mutex::new(BTreeMap::new()),
         }
@@ -57,45 +76,56 @@ impl Hub {
     }
 
     /// Takes in a window message: the ring keeps the latest revision of each window, in
-    /// `seq` order; a message newer than the one held is returned, to send to every
-    /// connection. One held already (the same `seq`, no higher revision: a republished
-    /// window) or older than the ring is dropped (`None`). With open updates, a window's final
-    /// may follow a newer window's update, so any window of the ring may be replaced.
-    pub fn publish(&self, frame: WindowFrame) -> Option<Arc<WindowFrame>> {
-        let frame = Arc::new(frame);
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            match recent.binary_search_by_key(&frame.seq, |held| held.seq) {
-                Ok(i) if recent[i].revision >= frame.revision => return None,
-                Ok(i) => recent[i] = Arc::clone(&frame),
-                Err(i) => {
-                    let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
-                    if i == 0 && frame.window_end < newest_end.saturating_sub(self.ring_millis) {
-                        return None;
-                    }
-                    recent.insert(i, Arc::clone(&frame));
+    /// `seq` order; a message newer than the one held is returned, numbered with the next
+    /// `order`, to send to every connection. One held already (the same `seq`, no higher
+    /// revision: a republished window) or older than the ring is dropped (`None`). With open
+    /// updates, a window's final may follow a newer window's update, so any window of the
+    /// ring may be replaced.
+    pub fn publish(&self, mut frame: WindowFrame) -> Option<Arc<WindowFrame>> {
+        let mut ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = &mut ring.frames;
+        let at = match recent.binary_search_by_key(&frame.seq, |held| held.seq) {
+            Ok(i) if recent[i].revision >= frame.revision => return None,
+            Ok(i) => Ok(i),
+            Err(i) => {
+                let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
+                if i == 0 && frame.window_end < newest_end.saturating_sub(self.ring_millis) {
+                    return None;
                 }
+                Err(i)
             }
-            let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
-            while recent
-                .front()
-                .is_some_and(|first| first.window_end < newest_end - self.ring_millis)
-            {
-                recent.pop_front();
-            }
+        };
+        ring.last_order += 1;
+        frame.order = ring.last_order;
+        let frame = Arc::new(frame);
+        let recent = &mut ring.frames;
+        match at {
+            Ok(i) => recent[i] = Arc::clone(&frame),
+            Err(i) => recent.insert(i, Arc::clone(&frame)),
+        }
+        let newest_end = recent.back().map_or(i64::MIN, |last| last.window_end);
+        while recent
+            .front()
+            .is_some_and(|first| first.window_end < newest_end - self.ring_millis)
+        {
+            recent.pop_front();
         }
         Some(frame)
     }
 
     /// The windows after `last_seq` still in the ring, the latest message of each, in `seq`
     /// order (`i64::MIN`: the whole ring, the snapshot a new connection gets).
-    pub fn since(&self, last_seq: i64) -> Vec<Arc<WindowFrame>> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
-            .iter()
-            .filter(|f| f.seq > last_seq)
-            .cloned()
-            .collect()
+    pub fn since(&self, last_seq: i64) -> Held {
+        let ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        Held {
+            frames: ring
+                .frames
+                .iter()
+                .filter(|f| f.seq > last_seq)
+                .cloned()
+                .collect(),
+            upto: ring.last_order,
+        }
     }
 }
 
@@ -127,11 +157,11 @@ mod tests {
             !hub.publish_is_new(frame(99)),
             "a republished window is dropped"
         );
-        assert_eq!(hub.since(i64::MIN).last().unwrap().seq, 99);
-        let since: Vec<i64> = hub.since(95).iter().map(|f| f.seq).collect();
+        assert_eq!(hub.since(i64::MIN).frames.last().unwrap().seq, 99);
+        let since: Vec<i64> = hub.since(95).frames.iter().map(|f| f.seq).collect();
         assert_eq!(since, [96, 97, 98, 99]);
         assert_eq!(
-            hub.since(-1).len(),
+            hub.since(-1).frames.len(),
             31,
             "60 s of 2 s windows, plus the newest"
         );
@@ -158,9 +188,39 @@ mod tests {
             !hub.publish_is_new(revision(5, 1)),
             "an older revision is dropped"
         );
-        let held: Vec<(i64, u64)> = hub.since(0).iter().map(|f| (f.seq, f.revision)).collect();
+        let held: Vec<(i64, u64)> = hub
+            .since(0)
+            .frames
+            .iter()
+            .map(|f| (f.seq, f.revision))
+            .collect();
         assert_eq!(held, [(5, 2), (6, 1)]);
-        assert_eq!(hub.since(i64::MIN).last().unwrap().seq, 6);
+        assert_eq!(hub.since(i64::MIN).frames.last().unwrap().seq, 6);
+    }
+
+    #[test]
+    fn messages_taken_in_are_numbered_in_order_and_the_ring_says_up_to_which() {
+        let hub = Hub::new(60_000);
+        let orders: Vec<Option<u64>> = [
+            revision(5, 1),
+            revision(6, 1),
+            revision(5, 1),
+            revision(5, 2),
+        ]
+        .into_iter()
+        .map(|frame| hub.publish(frame).map(|f| f.order))
+        .collect();
+        assert_eq!(
+            orders,
+            [Some(1), Some(2), None, Some(3)],
+            "a dropped one takes no number"
+        );
+        let held = hub.since(5);
+        assert_eq!(
+            held.upto, 3,
+            "the last number given, whatever the windows asked for"
+        );
+        assert_eq!(held.frames.iter().map(|f| f.order).collect::<Vec<_>>(), [2]);
     }
 
     #[test]

@@ -407,3 +407,82 @@ async fn resume_pings_and_closes_work() {
     .await
     .expect("both connections let go");
 }
+
+/// Clients joining while messages flow get the snapshot, then each later message once, and
+/// never an older revision of a window after a newer: the hub's numbering tells a shard which
+/// live messages a client's snapshot already covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_joining_while_messages_flow_get_each_once_in_order() {
+    let setup = Arc::new(setup(config()).await);
+    let publisher = {
+        let setup = Arc::clone(&setup);
+        tokio::spawn(async move {
+            for seq in 1..=40 {
+                for revision in 1..=2 {
+                    let state = if revision == 2 {
+                        WindowState::Final
+                    } else {
+                        WindowState::Open
+                    };
+                    assert!(setup.fanout.publish(window(seq, revision, state, 300)));
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(join(&setup, None).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    publisher.await.unwrap();
+    for client in &mut clients {
+        let got: Vec<(i64, u64)> = windows_until(client, 40, 2)
+            .await
+            .into_iter()
+            .map(|(seq, revision, _)| (seq, revision))
+            .collect();
+        let mut newest = std::collections::HashMap::new();
+        for &(seq, revision) in &got {
+            let before = newest.insert(seq, revision);
+            assert!(
+                before.is_none_or(|b| b < revision),
+                "{seq} at {revision} after {before:?}: {got:?}"
+            );
+        }
+        let first = got[0].0;
+        for seq in first..=40 {
+            assert_eq!(newest.get(&seq), Some(&2), "the final of {seq}: {got:?}");
+        }
+    }
+}
+
+/// After a resume, the live messages the resume covered are not sent again; a correction
+/// of a window before the one resumed from still comes, and so does every later message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_resume_each_later_message_comes_once() {
+    let setup = setup(config()).await;
+    for seq in 1..=5 {
+        setup
+            .fanout
+            .publish(window(seq, 1, WindowState::Final, 100));
+    }
+    let mut client = join(&setup, None).await;
+    windows_until(&mut client, 5, 1).await;
+    client
+        .send(Message::Text(r#"{"type":"resume","last_seq":3}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut client).await["type"], "resumed");
+    assert_eq!(windows_until(&mut client, 5, 1).await.len(), 2);
+    setup.fanout.publish(window(2, 2, WindowState::Final, 100));
+    setup.fanout.publish(window(6, 1, WindowState::Final, 100));
+    setup.fanout.publish(window(5, 2, WindowState::Final, 100));
+    let got: Vec<(i64, u64)> = windows_until(&mut client, 5, 2)
+        .await
+        .into_iter()
+        .map(|(seq, revision, _)| (seq, revision))
+        .collect();
+    assert_eq!(got, [(2, 2), (6, 1), (5, 2)]);
+}

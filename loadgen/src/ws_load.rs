@@ -93,6 +93,40 @@ struct Seen {
     reconnect_max_ms: u64,
 }
 
+impl Seen {
+    fn new() -> Self {
+        Seen {
+            deliveries: Histogram::new(3).ok(),
+            ..Seen::default()
+        }
+    }
+
+    /// Adds what another part saw.
+    fn merge(&mut self, other: &Seen) {
+        for (&key, &(clients, slowest)) in &other.windows {
+            let entry = self.windows.entry(key).or_default();
+            entry.0 += clients;
+            entry.1 = entry.1.max(slowest);
+        }
+        for (&seq, &clients) in &other.finals {
+            *self.finals.entry(seq).or_default() += clients;
+        }
+        for (target, &clients) in &other.first_targets {
+            *self.first_targets.entry(target.clone()).or_default() += clients;
+        }
+        if let (Some(mine), Some(theirs)) = (self.deliveries.as_mut(), &other.deliveries) {
+            let _ = mine.add(theirs);
+        }
+        self.reconnects += other.reconnects;
+        self.reconnect_max_ms = self.reconnect_max_ms.max(other.reconnect_max_ms);
+    }
+}
+
+/// What the clients saw is kept in this many parts, each client writing to one: one lock
+/// taken by 19,000 clients for every window would make the tool, not the broadcaster, the
+/// slowest part of the fan-out it measures.
+const SEEN_PARTS: usize = 64;
+
 /// Connects one client from `source` to `target`.
 async fn connect(
     source: IpAddr,
@@ -122,7 +156,8 @@ struct Shared {
     register_each: Vec<String>,
     /// Names this run's clients apart from another run's.
     run: i64,
-    seen: Mutex<Seen>,
+    /// Client `i` writes to part `i % SEEN_PARTS`.
+    seen: Vec<Mutex<Seen>>,
     connected: AtomicU64,
     failed: AtomicU64,
     /// Frames of windows the broadcaster had before every client was connected (the
@@ -148,10 +183,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
         target,
         register_each: config.register_each.clone(),
         run: now_ms(),
-        seen: Mutex::new(Seen {
-            deliveries: Histogram::new(3).ok(),
-            ..Seen::default()
-        }),
+        seen: (0..SEEN_PARTS).map(|_| Mutex::new(Seen::new())).collect(),
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         measure_from: AtomicI64::new(i64::MAX),
@@ -193,6 +225,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
 /// again with backoff and resumes from the last window it got; each window counts once.
 // Long: one connection's life (connect, resume, read, back off) in one loop with its state.
 async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
+    let seen_part = &shared.seen[index % SEEN_PARTS];
     let mut got = std::collections::HashSet::new();
     let mut finals = std::collections::HashSet::new();
     let mut last_seq = None;
@@ -218,11 +251,11 @@ async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
         match dropped_at.take() {
             None => {
                 shared.connected.fetch_add(1, Ordering::Relaxed);
-                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = seen_part.lock().unwrap_or_else(|e| e.into_inner());
                 *seen.first_targets.entry(target.to_string()).or_default() += 1;
             }
             Some(at) => {
-                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = seen_part.lock().unwrap_or_else(|e| e.into_inner());
                 seen.reconnects += 1;
                 seen.reconnect_max_ms = seen.reconnect_max_ms.max(at.elapsed().as_millis() as u64);
             }
@@ -247,7 +280,7 @@ async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
                 continue;
             };
             let revision = number_after(&text, "\"revision\":").unwrap_or(0);
-            let is_final = text.contains("\"state\":\"final\"");
+            let is_final = find_key(&text, "\"state\":\"final\"").is_some();
             last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
             // A window came: the connection works, the next drop starts afresh.
             backoff = Duration::from_millis(100);
@@ -255,14 +288,14 @@ async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
                 continue;
             }
             if is_final && finals.insert(seq) {
-                let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = seen_part.lock().unwrap_or_else(|e| e.into_inner());
                 *seen.finals.entry(seq).or_default() += 1;
             }
             if !got.insert((seq, revision)) {
                 continue;
             }
             let delay = (now_ms() - at).max(0) as u64;
-            let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = seen_part.lock().unwrap_or_else(|e| e.into_inner());
             let entry = seen.windows.entry((seq, revision)).or_default();
             entry.0 += 1;
             entry.1 = entry.1.max(delay);
@@ -281,7 +314,10 @@ async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
 /// The report of a run: completion per window (the slowest client's delay) and delivery
 /// per frame.
 fn report(shared: &Shared, connect_seconds: f64) -> WsLoadReport {
-    let seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = Seen::new();
+    for part in &shared.seen {
+        seen.merge(&part.lock().unwrap_or_else(|e| e.into_inner()));
+    }
     let connected = shared.connected.load(Ordering::Relaxed);
     let mut completion = Histogram::<u64>::new(3).expect("a histogram");
     let mut complete_windows = 0;
@@ -342,14 +378,29 @@ async fn where_to(shared: &Shared, index: usize) -> Option<(SocketAddr, String)>
     None
 }
 
+/// Where `key` is in `text`: the broadcaster writes `seq`, `state`, `revision` and
+/// `broadcast_at` last, so the end is searched first (a load tool that scans every frame
+/// whole takes the CPU the broadcaster it measures needs).
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    const TAIL: usize = 160;
+    let (bytes, key) = (text.as_bytes(), key.as_bytes());
+    let find = |from: usize| {
+        bytes[from..]
+            .windows(key.len())
+            .position(|w| w == key)
+            .map(|i| from + i)
+    };
+    find(bytes.len().saturating_sub(TAIL)).or_else(|| find(0))
+}
+
 /// The integer that follows `key` in `text`.
 fn number_after(text: &str, key: &str) -> Option<i64> {
-    let start = text.find(key)? + key.len();
-    let rest = &text[start..];
+    let rest = &text.as_bytes()[find_key(text, key)? + key.len()..];
     let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || *c == b'-'))
         .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// Writes synthetic windows (about 600 bytes as a frame) until `until`: a final every
@@ -413,4 +464,30 @@ fn synthetic_window(start: i64, revision: u64) -> WindowReport {
         totals,
         &ReportConfig::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_wherever_their_key_is() {
+        let emojis = r#"{"emoji":"🔥","count":1001,"unique_users":500}"#.repeat(20);
+        let text = format!(
+            r#"{{"type":"window","events":12,"emojis":[{emojis}],"seq":898053004,"state":"final","revision":7,"broadcast_at":1796106009051}}"#
+        );
+        assert_eq!(number_after(&text, "\"seq\":"), Some(898_053_004));
+        assert_eq!(number_after(&text, "\"revision\":"), Some(7));
+        assert_eq!(
+            number_after(&text, "\"broadcast_at\":"),
+            Some(1_796_106_009_051)
+        );
+        assert_eq!(
+            number_after(&text, "\"events\":"),
+            Some(12),
+            "far from the end too"
+        );
+        assert!(find_key(&text, "\"state\":\"final\"").is_some());
+        assert_eq!(number_after(&text, "\"nothing\":"), None);
+    }
 }

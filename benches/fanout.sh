@@ -12,6 +12,13 @@
 # scripts/with-broker.sh (make bench-fanout does). The peers are installed here, pinned
 # (benches/fanout/package.json).
 #
+# This machine is shared and its speed drifts from minute to minute, so each count runs in
+# ROUNDS rounds (default 3), every server once per round, in an order that turns from round
+# to round; the summary gives each server's median over the rounds and how many rounds it
+# beat each peer in. EmoStream runs twice per round: with its default (a shard per core) and
+# with one shard (`emostream-1`), which leaves the other core to the clients. warp `ws()` is
+# there for its memory and runs in the first round only.
+#
 # One process holds at most 20,000 open files here (hard limit): the largest count is 19,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +28,8 @@ ulimit -n "$(ulimit -Hn)"
 
 counts=${COUNTS:-"1000 10000 19000"}
 seconds=${SECONDS_PER_RUN:-20}
-servers=${SERVERS:-"emostream bun node warp"}
+servers=${SERVERS:-"emostream emostream-1 bun node warp"}
+rounds=${ROUNDS:-3}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fanout}
 bin=target/release/emostream
 peers=benches/fanout
@@ -52,7 +60,8 @@ port_of() {
   echo "no port in $1" >&2; return 1
 }
 
-# measure NAME N PID CLIENT-ARGS...: the clients against the server PID; memory and results.
+# measure NAME N PID CLIENT-ARGS...: the clients against the server PID; memory and results
+# (NAME is the server and the round: bun-r2).
 measure() {
   local name=$1 n=$2 pid=$3; shift 3
   local ready=$report/raw/$name-$n.ready before
@@ -70,66 +79,92 @@ measure() {
   echo "{\"before_kib\":$before,\"connected_kib\":$connected_rss,\"peak_kib\":$(hwm "$pid"),\"cpu_ms\":$(( (cpu_after - cpu_before) * 10 ))}" > "$report/raw/$name-$n.memory.json"
 }
 
+# run_server SERVER N ROUND: one server, its clients, measured.
+run_server() {
+  local server=$1 n=$2 round=$3 pid
+  local name=$server-r$round
+  case $server in
+    emostream|emostream-1)
+      local prefix=fanout-$$-$n-$round-$server args=${BROADCAST_ARGS:-}
+      [ "$server" = emostream-1 ] && args="$args --shards 1"
+      # shellcheck disable=SC2086 # the arguments are words
+      "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
+        --token-secret bench --max-connections-per-ip 0 $args --ready-file "$report/raw/$name-$n.ready.json" \
+        > /dev/null 2> "$report/raw/$name-$n.server.log" &
+      pid=$!
+      local addr
+      addr=$(ready_addr "$report/raw/$name-$n.ready.json" broadcast)
+      echo "$bin broadcast --listen 127.0.0.1:0 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0 $args" >> "$report/commands.txt"
+      echo "$bin wsload --register http://$addr --clients 1 --duration 600s --feed-topic ${prefix}1 --feed-updates 250ms" >> "$report/commands.txt"
+      "$bin" wsload --register "http://$addr" --clients 1 --duration 600s --feed-topic "${prefix}1" \
+        --feed-updates 250ms --brokers "$EMOSTREAM_BROKERS" > /dev/null 2> "$report/raw/$name-$n.feed.log" &
+      local feeder=$!
+      measure "$name" "$n" "$pid" --register "http://$addr"
+      kill "$feeder" 2>/dev/null || true; wait "$feeder" 2>/dev/null || true
+      ;;
+    bun)
+      echo "$bun $peers/bun-server.mjs 0" >> "$report/commands.txt"
+      "$bun" "$peers/bun-server.mjs" 0 > "$report/raw/$name-$n.port" 2> "$report/raw/$name-$n.server.log" &
+      pid=$!
+      measure "$name" "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/$name-$n.port")/ws"
+      ;;
+    warp)
+      echo "target/release/examples/warp_ws 0" >> "$report/commands.txt"
+      target/release/examples/warp_ws 0 > "$report/raw/$name-$n.port" 2> "$report/raw/$name-$n.server.log" &
+      pid=$!
+      measure "$name" "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/$name-$n.port")/ws"
+      ;;
+    node)
+      echo "node $peers/node-server.mjs 0" >> "$report/commands.txt"
+      node "$peers/node-server.mjs" 0 > "$report/raw/$name-$n.port" 2> "$report/raw/$name-$n.server.log" &
+      pid=$!
+      measure "$name" "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/$name-$n.port")/ws"
+      ;;
+  esac
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+read -ra order <<< "$servers"
 for n in $counts; do
-  for server in $servers; do
-    case $server in
-      emostream)
-        prefix=fanout-$$-$n
-        "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-          --token-secret bench --max-connections-per-ip 0 ${BROADCAST_ARGS:-} --ready-file "$report/raw/broadcast-$n.ready.json" \
-          > "$report/raw/broadcast-$n.out" 2> "$report/raw/broadcast-$n.log" &
-        pid=$!
-        addr=$(ready_addr "$report/raw/broadcast-$n.ready.json" broadcast)
-        echo "$bin broadcast --listen 127.0.0.1:0 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0" >> "$report/commands.txt"
-        echo "$bin wsload --register http://$addr --clients 1 --duration 600s --feed-topic ${prefix}1 --feed-updates 250ms" >> "$report/commands.txt"
-        "$bin" wsload --register "http://$addr" --clients 1 --duration 600s --feed-topic "${prefix}1" \
-          --feed-updates 250ms --brokers "$EMOSTREAM_BROKERS" > /dev/null 2> "$report/raw/feed-$n.log" &
-        feeder=$!
-        measure emostream "$n" "$pid" --register "http://$addr"
-        kill "$feeder" 2>/dev/null || true; wait "$feeder" 2>/dev/null || true
-        ;;
-      bun)
-        echo "$bun $peers/bun-server.mjs 0" >> "$report/commands.txt"
-        "$bun" "$peers/bun-server.mjs" 0 > "$report/raw/bun-$n.port" 2> "$report/raw/bun-$n.log" &
-        pid=$!
-        measure bun "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/bun-$n.port")/ws"
-        ;;
-      warp)
-        echo "target/release/examples/warp_ws 0" >> "$report/commands.txt"
-        target/release/examples/warp_ws 0 > "$report/raw/warp-$n.port" 2> "$report/raw/warp-$n.log" &
-        pid=$!
-        measure warp "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/warp-$n.port")/ws"
-        ;;
-      node)
-        echo "node $peers/node-server.mjs 0" >> "$report/commands.txt"
-        node "$peers/node-server.mjs" 0 > "$report/raw/node-$n.port" 2> "$report/raw/node-$n.log" &
-        pid=$!
-        measure node "$n" "$pid" --url "ws://127.0.0.1:$(port_of "$report/raw/node-$n.port")/ws"
-        ;;
-    esac
+  for round in $(seq 1 "$rounds"); do
+    # Each round starts one server further on: none always runs first or last.
+    for i in "${!order[@]}"; do
+      server=${order[$(( (i + round - 1) % ${#order[@]} ))]}
+      if [ "$server" = warp ] && [ "$round" -gt 1 ]; then continue; fi
+      echo "$(date -u +%T) $server, $n clients, round $round" >&2
+      run_server "$server" "$n" "$round"
+    done
+  done
+done
+
+# EmoStream with the project's own load tool at the largest count, both ways, each round.
+largest=$(echo "$counts" | tr ' ' '\n' | sort -n | tail -1)
+for round in $(seq 1 "$rounds"); do
+  for variant in emostream emostream-1; do
+    prefix=fanout-$$-own-$round-$variant
+    args=${BROADCAST_ARGS:-}
+    [ "$variant" = emostream-1 ] && args="$args --shards 1"
+    # shellcheck disable=SC2086 # the arguments are words
+    "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
+      --token-secret bench --max-connections-per-ip 0 $args --ready-file "$report/raw/own-$variant-r$round.ready.json" \
+      > /dev/null 2> "$report/raw/own-$variant-r$round.server.log" &
+    pid=$!
+    addr=$(ready_addr "$report/raw/own-$variant-r$round.ready.json" broadcast)
+    cmd="$bin wsload --register http://$addr --clients $largest --sources 127.0.0.1,...,127.0.0.16 --duration ${seconds}s --feed-topic ${prefix}1 --feed-updates 250ms"
+    echo "$cmd" >> "$report/commands.txt"
+    echo "$(date -u +%T) wsload against $variant, $largest clients, round $round" >&2
+    "$bin" wsload --register "http://$addr" --clients "$largest" \
+      --sources "$(seq -s, -f '127.0.0.%g' 1 16)" --duration "${seconds}s" --feed-topic "${prefix}1" \
+      --feed-updates 250ms --brokers "$EMOSTREAM_BROKERS" \
+      --summary-json "$report/raw/own-$variant-$largest-r$round.json" \
+      2> "$report/raw/own-$variant-r$round.log"
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   done
 done
 
-# EmoStream with the project's own load tool at the largest count.
-largest=$(echo "$counts" | tr ' ' '\n' | sort -n | tail -1)
-prefix=fanout-$$-own
-"$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-  --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/broadcast-own.ready.json" \
-  > /dev/null 2> "$report/raw/broadcast-own.log" &
-pid=$!
-addr=$(ready_addr "$report/raw/broadcast-own.ready.json" broadcast)
-cmd="$bin wsload --register http://$addr --clients $largest --sources 127.0.0.1,...,127.0.0.16 --duration ${seconds}s --feed-topic ${prefix}1 --feed-updates 250ms"
-echo "$cmd" >> "$report/commands.txt"
-"$bin" wsload --register "http://$addr" --clients "$largest" \
-  --sources "$(seq -s, -f '127.0.0.%g' 1 16)" --duration "${seconds}s" --feed-topic "${prefix}1" \
-  --feed-updates 250ms --brokers "$EMOSTREAM_BROKERS" --summary-json "$report/raw/own-$largest.json" \
-  2> "$report/raw/own-$largest.log"
-kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-
 # The kernel's share alone: raw writes to loopback sockets, no WebSocket, no event loop.
-echo "python3 benches/loopback_floor.py 9000 600" >> "$report/commands.txt"
-python3 benches/loopback_floor.py 9000 600 > "$report/raw/loopback-floor.json"
+echo "python3 benches/loopback_floor.py 9000 900" >> "$report/commands.txt"
+python3 benches/loopback_floor.py 9000 900 > "$report/raw/loopback-floor.json"
 
 python3 benches/summarize_fanout.py "$report"
 echo "report: $report/summary.md"

@@ -122,6 +122,10 @@ impl Seen {
     }
 }
 
+/// How long the clients go on reading after the run's duration, for the windows taken in
+/// before its end to reach every one of them.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// What the clients saw is kept in this many parts, each client writing to one: one lock
 /// taken by 19,000 clients for every window would make the tool, not the broadcaster, the
 /// slowest part of the fan-out it measures.
@@ -163,6 +167,9 @@ struct Shared {
     /// Frames of windows the broadcaster had before every client was connected (the
     /// snapshot on connect) are not fan-out: only windows taken in after that are measured.
     measure_from: AtomicI64,
+    /// Nor are windows taken in after the run's duration: the run ends a drain later, so each
+    /// measured one had time to reach every client.
+    measure_until: AtomicI64,
     /// Connections being opened at once, at most.
     gate: tokio::sync::Semaphore,
 }
@@ -187,6 +194,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         measure_from: AtomicI64::new(i64::MAX),
+        measure_until: AtomicI64::new(i64::MAX),
         gate: tokio::sync::Semaphore::new(256),
     });
     let started = Instant::now();
@@ -204,7 +212,11 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let connect_seconds = started.elapsed().as_secs_f64();
-    shared.measure_from.store(now_ms(), Ordering::Relaxed);
+    let from = now_ms();
+    shared.measure_from.store(from, Ordering::Relaxed);
+    shared
+        .measure_until
+        .store(from + config.duration.as_millis() as i64, Ordering::Relaxed);
     let feeder = config.feed.clone().map(|(brokers, topic)| {
         let (every, updates) = (config.feed_every, config.feed_updates);
         let until = Instant::now() + config.duration;
@@ -214,7 +226,7 @@ pub async fn run_ws_load(config: WsLoadConfig) -> WsLoadReport {
     if let Some(f) = feeder {
         let _ = f.join();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(DRAIN).await;
     for task in &tasks {
         task.abort();
     }
@@ -284,7 +296,9 @@ async fn client(index: usize, source: IpAddr, shared: Arc<Shared>) {
             last_seq = Some(last_seq.map_or(seq, |l: i64| l.max(seq)));
             // A window came: the connection works, the next drop starts afresh.
             backoff = Duration::from_millis(100);
-            if at < shared.measure_from.load(Ordering::Relaxed) {
+            if at < shared.measure_from.load(Ordering::Relaxed)
+                || at > shared.measure_until.load(Ordering::Relaxed)
+            {
                 continue;
             }
             if is_final && finals.insert(seq) {

@@ -21,6 +21,9 @@ broadcasters=${BROADCASTERS:-6}
 viewers=${VIEWERS:-100000}
 seconds=${SECONDS_PER_RUN:-60}
 kill_after=${KILL_AFTER:-20}
+# Six broadcasters on two cores: one shard each (a shard per core each would be twelve
+# threads taking turns on two cores).
+shards=${SHARDS:-1}
 # Finals only by default (one window every 2 s): at 100,000 viewers the kernel alone needs
 # about half a second of CPU per frame here (see the fan-out report's floor), so 4 frames a
 # second would be over the machine's two cores. FEED_UPDATES=250ms feeds open updates too.
@@ -43,18 +46,18 @@ pids=()
 bases=()
 for i in $(seq 1 "$broadcasters"); do
   "$bin" broadcast --listen 127.0.0.1:0 --cluster 1 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
-    --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/broadcast-$i.ready.json" \
+    --token-secret bench --max-connections-per-ip 0 --shards "$shards" --ready-file "$report/raw/broadcast-$i.ready.json" \
     > /dev/null 2> "$report/raw/broadcast-$i.log" &
   pids+=($!)
 done
 for i in $(seq 1 "$broadcasters"); do
   bases+=("http://$(ready_addr "$report/raw/broadcast-$i.ready.json" broadcast)")
 done
-echo "$bin broadcast --listen 127.0.0.1:0 --cluster 1 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0  # x $broadcasters" >> "$report/commands.txt"
+echo "$bin broadcast --listen 127.0.0.1:0 --cluster 1 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0 --shards $shards  # x $broadcasters" >> "$report/commands.txt"
 register=$(IFS=,; echo "${bases[*]}")
 before=()
 for pid in "${pids[@]}"; do before+=("$(rss "$pid")"); done
-# Every broadcaster has heard the others before viewers register (heartbeats every 2 s).
+# Every broadcaster has heard the others before viewers register (heartbeats every 500 ms).
 sleep 5
 
 feed_args=(--feed-topic "${prefix}1" --brokers "$EMOSTREAM_BROKERS")

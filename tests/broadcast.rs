@@ -673,3 +673,79 @@ async fn the_load_tool_reconnects_to_a_restarted_broadcaster_and_misses_no_windo
     );
     drop(restarted);
 }
+
+/// CPU time of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: state, then 10 fields, then utime and stime.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A broadcaster out of file descriptors waits between accepts instead of spinning on the
+/// listener (which stays readable), and serves again once connections end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_open_file_limit_the_broadcaster_waits_instead_of_spinning() {
+    let cluster = Cluster::start("fdlimit", &[], &[]);
+    let pid = cluster.service.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = (open + 10).to_string();
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit failed");
+    let addr = cluster.service.ready.broadcast[0].clone();
+    // More connections than descriptors left: the rest wait in the listen backlog.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Until every descriptor is taken.
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+        < open + 10
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "descriptors never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_ticks(pid) - before;
+    // A loop retrying the accept at once takes a whole core: about 200 ticks in 2 s.
+    assert!(
+        spent < 60,
+        "{spent} ticks of CPU in 2 s at the open-file limit"
+    );
+    drop(idle);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let health = tokio::task::block_in_place(|| {
+            ureq::get(&format!("http://{addr}/health"))
+                .config()
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .call()
+                .map(|r| r.status().as_u16())
+        });
+        if health.as_ref().is_ok_and(|&s| s == 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving again: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

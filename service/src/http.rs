@@ -35,6 +35,20 @@ pub struct ServeLimits {
     pub refused: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// How long the accept loop waits after a failed accept (no descriptor left, say).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Logs a failed accept, at most once every 10 s.
+fn refusing(error: &std::io::Error, last_warned: &mut Option<std::time::Instant>) {
+    if last_warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+        tracing::warn!(
+            %error,
+            "Cannot accept connections (at the open-file limit?); trying again every 50 ms."
+        );
+        *last_warned = Some(std::time::Instant::now());
+    }
+}
+
 /// Serves `routes` (`warp::service(filter)`) on `listener` until `signal`, then waits up to
 /// 10 s for the connections still open.
 pub async fn serve<S>(
@@ -53,11 +67,20 @@ pub async fn serve<S>(
         .max_connections
         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(_) => continue,
+                Err(error) => {
+                    // Out of descriptors (or memory): the listener stays readable, and trying
+                    // again at once would spin a core until a connection ends. Wait a little.
+                    refusing(&error, &mut last_warned);
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                        () = signal.wait() => break,
+                    }
+                }
             },
             () = signal.wait() => break,
         };

@@ -832,6 +832,10 @@ pub struct BroadcastFlags {
     /// WebSocket connections one source address may hold at once (429 past it); 0: no limit.
     #[arg(long, default_value = "1000", env = "EMOSTREAM_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: usize,
+    /// WebSocket clients served at once (503 past it, and registration sends none here); 0:
+    /// the open-file limit less 256.
+    #[arg(long, default_value = "0", env = "EMOSTREAM_MAX_CLIENTS")]
+    pub max_clients: usize,
 }
 
 impl BroadcastFlags {
@@ -856,6 +860,7 @@ impl BroadcastFlags {
                 .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
             max_connections_per_ip: self.max_connections_per_ip,
+            max_clients: self.max_clients,
             ring: self.ring,
             max_pending: self.max_pending.get(),
             write_timeout: self.write_timeout,

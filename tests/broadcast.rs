@@ -515,16 +515,7 @@ async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
     // Once one leaves, its place is free again.
     tool.close(None).await.unwrap();
     let _ = close_code(&mut tool).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut again = loop {
-        match tokio_tungstenite::connect_async(request(None)).await {
-            Ok((client, _)) => break client,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(error) => panic!("the place was not freed: {error}"),
-        }
-    };
+    let mut again = connect_once_free(|| request(None)).await;
     assert_eq!(next_json(&mut again).await["type"], "hello");
 }
 
@@ -747,5 +738,52 @@ async fn at_the_open_file_limit_the_broadcaster_waits_instead_of_spinning() {
             "not serving again: {health:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A broadcaster at `--max-clients` refuses the next handshake with 503, and its place is
+/// free again once a client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_broadcaster_refuses_with_503_until_a_client_leaves() {
+    use tokio_tungstenite::tungstenite::Error;
+    let cluster = Cluster::start("full", &[window(1, 1)], &["--max-clients", "2"]);
+    let url = cluster.client_url("viewer");
+    let mut first = connect(&url).await;
+    let mut second = connect(&url).await;
+    for client in [&mut first, &mut second] {
+        assert_eq!(next_json(client).await["type"], "hello");
+    }
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("--max-clients"), "{body}");
+        }
+        Ok(_) => panic!("a third client was let in"),
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+    }
+    second.close(None).await.unwrap();
+    let _ = close_code(&mut second).await;
+    let mut third = connect_once_free(|| url.as_str()).await;
+    assert_eq!(next_json(&mut third).await["type"], "hello");
+}
+
+/// Connects with the handshake `request` makes once a place is free (a client that left has
+/// given its place back), within [`WAIT`].
+async fn connect_once_free<R>(
+    request: impl Fn() -> R,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match tokio_tungstenite::connect_async(request()).await {
+            Ok((client, _)) => return client,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(error) => panic!("the place was not freed: {error}"),
+        }
     }
 }

@@ -47,6 +47,10 @@ pub struct BroadcastConfig {
     pub ws_origins: Vec<String>,
     /// WebSocket connections one source address may hold at once; 0: no limit.
     pub max_connections_per_ip: usize,
+    /// WebSocket clients served at once: past it a handshake is refused (503) and
+    /// registration sends no client here. 0: the open-file limit, less 256 descriptors for
+    /// the rest.
+    pub max_clients: usize,
     /// The emojis accepted: the page shows a button for each.
     pub emojis: Arc<EmojiSet>,
 }
@@ -72,6 +76,7 @@ impl BroadcastConfig {
             summary_topic: None,
             ws_origins: Vec::new(),
             max_connections_per_ip: 1000,
+            max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),
         }
     }

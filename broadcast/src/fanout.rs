@@ -651,17 +651,27 @@ impl Conn {
                     self.queue = VecDeque::new();
                 } else if self.waiting.is_none() {
                     self.stalled_since.get_or_insert_with(Instant::now);
-                    let writer = writer_of(&self.stream).ok_or(Disconnect::ClientGone)?;
                     let (cancel, cancelled) = oneshot::channel::<()>();
                     self.waiting = Some(cancel);
                     let id = self.id;
-                    cx.waiting.push(Box::pin(async move {
-                        tokio::select! {
-                            _ = writer.writable() => {}
-                            _ = cancelled => {}
-                        }
-                        id
-                    }));
+                    match writer_of(&self.stream) {
+                        Some(writer) => cx.waiting.push(Box::pin(async move {
+                            tokio::select! {
+                                _ = writer.writable() => {}
+                                _ = cancelled => {}
+                            }
+                            id
+                        })),
+                        // No descriptor left for the duplicate (at the open-file limit): the
+                        // socket is tried again shortly instead.
+                        None => cx.waiting.push(Box::pin(async move {
+                            tokio::select! {
+                                () = tokio::time::sleep(RETRY_WITHOUT_DUPLICATE) => {}
+                                _ = cancelled => {}
+                            }
+                            id
+                        })),
+                    }
                 }
                 Ok(())
             }
@@ -719,6 +729,9 @@ impl Conn {
         }
     }
 }
+
+/// How soon a parked socket is tried again when no duplicate of its descriptor could be made.
+const RETRY_WITHOUT_DUPLICATE: Duration = Duration::from_millis(10);
 
 /// A duplicate of a parked socket's descriptor, registered for writing only (the socket's
 /// own registration is for reading): dropped, with its registration, once the socket is

@@ -6,7 +6,9 @@
 //! evenly (a broadcaster's share of 100,000 varies by about 1%), and when one leaves only its
 //! own clients move, spread evenly over the rest. (Picking the least loaded by the announced
 //! counts sent every broadcaster's registrations to the same one until the next
-//! announcement: 14% from even with six.) One silent for two seconds is out of assignment.
+//! announcement: 14% from even with six.) A broadcaster announces how many clients it takes;
+//! one full, by its announcement and what this one sent it since, is passed over for the next
+//! in the client's order. One silent for two seconds is out of assignment.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -39,12 +41,25 @@ pub struct Heartbeat {
     pub ws_url: String,
     /// Its open connections.
     pub connections: i64,
+    /// The clients it takes at most (0: not announced, no limit).
+    #[serde(default)]
+    pub capacity: i64,
 }
 
 #[derive(Debug)]
 struct Member {
     heartbeat: Heartbeat,
     last_seen: Instant,
+    /// Clients this broadcaster sent it since its last announcement.
+    assigned_since: i64,
+}
+
+impl Member {
+    /// Whether it has room for one more client, as far as this broadcaster knows.
+    fn has_room(&self) -> bool {
+        self.heartbeat.capacity <= 0
+            || self.heartbeat.connections + self.assigned_since < self.heartbeat.capacity
+    }
 }
 
 /// The live broadcasters.
@@ -62,6 +77,7 @@ impl Registry {
             Member {
                 heartbeat,
                 last_seen: Instant::now(),
+                assigned_since: 0,
             },
         );
     }
@@ -85,15 +101,21 @@ impl Registry {
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
         let hash = hasher.hash_one(client_id);
         let cluster = clusters[(hash % clusters.len() as u64) as usize];
-        let member = members
-            .values()
+        // The first in the client's order with room; all full: the first (it refuses the
+        // handshake, and the client registers again).
+        let mut ranked: Vec<&mut Member> = members
+            .values_mut()
             .filter(|m| m.heartbeat.cluster == cluster && m.last_seen.elapsed() < LIVENESS)
-            .max_by_key(|m| {
-                (
-                    hasher.hash_one((client_id, &m.heartbeat.id)),
-                    &m.heartbeat.id,
-                )
-            })?;
+            .collect();
+        ranked.sort_by_cached_key(|m| {
+            std::cmp::Reverse((
+                hasher.hash_one((client_id, &m.heartbeat.id)),
+                m.heartbeat.id.clone(),
+            ))
+        });
+        let at = ranked.iter().position(|m| m.has_room()).unwrap_or(0);
+        let member = ranked.into_iter().nth(at)?;
+        member.assigned_since += 1;
         Some((cluster, member.heartbeat.ws_url.clone()))
     }
 }
@@ -170,6 +192,7 @@ mod tests {
             cluster,
             ws_url: format!("ws://{id}/ws"),
             connections,
+            capacity: 0,
         }
     }
 
@@ -238,6 +261,32 @@ mod tests {
             let share = n as f64 / moved as f64;
             assert!((share - 0.2).abs() < 0.03, "{url} took {n} of {moved}");
         }
+    }
+
+    #[test]
+    fn a_full_broadcaster_gets_no_more_clients_until_it_has_room() {
+        let registry = Registry::default();
+        let with_capacity = |id, connections| Heartbeat {
+            capacity: 100,
+            ..beat(id, 1, connections)
+        };
+        registry.heard(with_capacity("full", 100));
+        registry.heard(with_capacity("room", 95));
+        let sent: Vec<String> = (0..20)
+            .map(|i| registry.choose(&format!("c{i}")).unwrap().1)
+            .collect();
+        assert!(
+            sent[..5].iter().all(|u| u.contains("room")),
+            "the first five to the one with room: {sent:?}"
+        );
+        // Both full now, as far as this one counted: clients go by their own order, and
+        // the one announcing fewer clients gets them again.
+        assert!(sent.iter().any(|u| u.contains("full")), "{sent:?}");
+        registry.heard(with_capacity("full", 40));
+        let again: Vec<String> = (0..20)
+            .map(|i| registry.choose(&format!("d{i}")).unwrap().1)
+            .collect();
+        assert!(again.iter().all(|u| u.contains("full")), "{again:?}");
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub(crate) struct State {
     pub(crate) ws_origins: Vec<String>,
     pub(crate) max_per_ip: usize,
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    /// WebSocket clients served at once, at most.
+    pub(crate) max_clients: usize,
+    /// WebSocket clients served now (handshakes accepted, not yet ended).
+    pub(crate) clients: Arc<std::sync::atomic::AtomicUsize>,
     /// The largest message a client may send.
     pub(crate) max_inbound: usize,
     pub(crate) registry: Arc<Registry>,
@@ -91,7 +95,8 @@ pub async fn start(
         Arc::clone(&metrics),
         shutdown.clone(),
     );
-    let feeds = start_feeds(&config, addr, epoch, &fanout, &metrics, &stop).await?;
+    let capacity = clients_capacity(config.max_clients);
+    let feeds = start_feeds(&config, addr, epoch, capacity, &fanout, &metrics, &stop).await?;
     let state = Arc::new(State {
         cluster: config.cluster,
         metrics: Arc::clone(&metrics),
@@ -99,6 +104,8 @@ pub async fn start(
         ws_origins: config.ws_origins.clone(),
         max_per_ip: config.max_connections_per_ip,
         per_ip: Arc::default(),
+        max_clients: capacity,
+        clients: Arc::default(),
         max_inbound: config.max_inbound,
         registry: Arc::clone(&feeds.registry),
         signer: TokenSigner::new(config.token_secret.clone()),
@@ -115,12 +122,35 @@ pub async fn start(
     })
 }
 
+/// Descriptors kept for everything but clients: the listener, Kafka's connections, HTTP
+/// requests, the duplicates of parked sockets.
+const RESERVED_FILES: usize = 256;
+
+/// The clients a broadcaster takes: `configured`, or (0) its open-file limit less
+/// [`RESERVED_FILES`].
+fn clients_capacity(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    open_file_limit().map_or(usize::MAX, |limit| {
+        limit.saturating_sub(RESERVED_FILES).max(1)
+    })
+}
+
+/// This process's soft limit of open files (`None`: unlimited or unknown).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Creates the topics when missing and starts the threads that read them.
 // Long: the three feeding threads each take their own clones of the shared state.
 async fn start_feeds(
     config: &BroadcastConfig,
     addr: SocketAddr,
     epoch: i64,
+    capacity: usize,
     fanout: &Arc<Fanout>,
     metrics: &Arc<BroadcastMetrics>,
     stop: &Arc<AtomicBool>,
@@ -159,6 +189,7 @@ async fn start_feeds(
         cluster: config.cluster,
         ws_url: format!("ws://{addr}/ws"),
         connections: 0,
+        capacity: i64::try_from(capacity).unwrap_or(i64::MAX),
     };
     let (brokers, topic) = (config.brokers.clone(), config.registry_topic.clone());
     let (heard, own_metrics, registry_stop) =

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -24,14 +25,17 @@ use crate::reader::read_client;
 use crate::routes::{json_error, text};
 use crate::server::State;
 
-/// Holds one of an address's connection slots; gives it back when dropped.
+/// Holds a client's place and one of its address's connection slots; gives both back when
+/// dropped.
 struct Slot {
     ip: IpAddr,
     per_ip: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    clients: Arc<AtomicUsize>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.clients.fetch_sub(1, Ordering::Relaxed);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -42,18 +46,38 @@ impl Drop for Slot {
     }
 }
 
-/// A connection slot for `ip`, unless it holds `max` already (0: no limit).
-fn take_slot(state: &State, ip: IpAddr) -> Option<Slot> {
+/// Why a handshake gets no slot.
+enum NoSlot {
+    /// The broadcaster serves its `max_clients` already.
+    Full,
+    /// The address holds its `max_per_ip` already.
+    Address,
+}
+
+/// A place for a client from `ip`, unless the broadcaster is full or the address holds
+/// `max_per_ip` already (0: no limit).
+fn take_slot(state: &State, ip: IpAddr) -> Result<Slot, NoSlot> {
     let mut per_ip = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
     let held = per_ip.entry(ip).or_default();
     if state.max_per_ip > 0 && *held >= state.max_per_ip {
-        return None;
+        return Err(NoSlot::Address);
+    }
+    if state.clients.fetch_add(1, Ordering::Relaxed) >= state.max_clients {
+        state.clients.fetch_sub(1, Ordering::Relaxed);
+        return Err(NoSlot::Full);
     }
     *held += 1;
-    Some(Slot {
+    Ok(Slot {
         ip,
         per_ip: Arc::clone(&state.per_ip),
+        clients: Arc::clone(&state.clients),
     })
+}
+
+/// Counts a refused handshake and answers it with `status` and `message`.
+fn refuse(state: &State, status: StatusCode, message: &str) -> Response {
+    state.metrics.refused.add(1);
+    json_error(status, message)
 }
 
 /// Checks and upgrades a WebSocket handshake.
@@ -67,8 +91,7 @@ pub(crate) fn upgrade(
 ) -> Response {
     let token = query.split('&').find_map(|kv| kv.strip_prefix("token="));
     if let Err(error) = state.signer.verify(token, state.cluster, now_ms()) {
-        state.metrics.refused.add(1);
-        return json_error(StatusCode::UNAUTHORIZED, &error.to_string());
+        return refuse(&state, StatusCode::UNAUTHORIZED, &error.to_string());
     }
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -94,22 +117,35 @@ pub(crate) fn upgrade(
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin))
     {
-        state.metrics.refused.add(1);
-        return json_error(
+        return refuse(
+            &state,
             StatusCode::FORBIDDEN,
             &format!("origin {origin} may not connect: not in the broadcaster's --ws-origins"),
         );
     }
     let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-    let Some(slot) = take_slot(&state, ip) else {
-        state.metrics.refused.add(1);
-        return json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "too many WebSocket connections from {ip}: at most {} at once",
-                state.max_per_ip
-            ),
-        );
+    let slot = match take_slot(&state, ip) {
+        Ok(slot) => slot,
+        Err(NoSlot::Address) => {
+            return refuse(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many WebSocket connections from {ip}: at most {} at once",
+                    state.max_per_ip
+                ),
+            );
+        }
+        Err(NoSlot::Full) => {
+            return refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "this broadcaster is full ({} clients, --max-clients): register again to be sent to another",
+                    state.max_clients
+                ),
+            );
+        }
     };
     let accept = derive_accept_key(key.as_bytes());
     tokio::spawn(async move {

@@ -248,9 +248,10 @@ struct Conn {
     /// The `order` of the last live message offered to it, or of the last message the hub
     /// had when the snapshot was taken: anything up to it was sent or covered.
     seen: u64,
-    /// After a `resume`: the hub's last `order` then, and the `last_seq` asked for. Live
-    /// messages up to that order of windows after that `seq` were covered by the resume.
-    resumed: Option<(u64, i64)>,
+    /// After each `resume` still in effect: the hub's last `order` then, and the `last_seq`
+    /// asked for. Live messages up to that order of windows after that `seq` were covered by
+    /// that resume.
+    resumed: Vec<(u64, i64)>,
     /// Closing: why, once the close frame is out.
     closing: Option<Disconnect>,
 }
@@ -405,7 +406,7 @@ impl Shard {
                 stalled_since: None,
                 waiting: None,
                 seen: snapshot.upto,
-                resumed: None,
+                resumed: Vec::new(),
                 closing: None,
             },
         );
@@ -429,11 +430,15 @@ impl Shard {
                     // What the client asks for, whatever it was sent before.
                     let held = self.hub.since(last_seq);
                     self.on(id, |conn, cx| {
-                        conn.resumed = Some((held.upto, last_seq));
+                        conn.resumed.push((held.upto, last_seq));
                         let waiting = !conn.queue.is_empty();
                         conn.enqueue(Out::Bytes(resumed(held.frames.len())), cx)?;
                         for frame in held.frames {
-                            conn.enqueue(Out::Window(frame, Sending::History), cx)?;
+                            // A window still queued is replaced in its place, not sent twice.
+                            match conn.replace_queued(&frame, Sending::History, cx) {
+                                Some(done) => done?,
+                                None => conn.enqueue(Out::Window(frame, Sending::History), cx)?,
+                            }
                         }
                         if waiting { Ok(()) } else { conn.flush(cx) }
                     });
@@ -565,19 +570,32 @@ impl Conn {
             return Ok(());
         }
         self.seen = frame.order;
-        if !self.queue.is_empty() {
-            let written = self.written;
-            let queued = self.queue.iter_mut().enumerate().find(|(i, out)| {
-                matches!(out, Out::Window(f, _) if f.seq == frame.seq) && !(*i == 0 && written > 0)
-            });
-            if let Some((_, out)) = queued {
-                self.pending = self.pending - out.bytes().len() + frame.wire.len();
-                *out = Out::Window(Arc::clone(frame), sending);
-                cx.tally.skipped += 1;
-                return Ok(());
-            }
+        match self.replace_queued(frame, sending, cx) {
+            Some(done) => done,
+            None => self.push(Out::Window(Arc::clone(frame), sending), cx),
         }
-        self.push(Out::Window(Arc::clone(frame), sending), cx)
+    }
+
+    /// When a message of `frame`'s window waits in the queue (not the partly written front):
+    /// `frame` takes its place if it is as new or newer, else it is dropped; `None` when none
+    /// waits.
+    fn replace_queued(
+        &mut self,
+        frame: &Arc<WindowFrame>,
+        sending: Sending,
+        cx: &mut Ctx,
+    ) -> Option<Result<(), Disconnect>> {
+        let written = self.written;
+        let (_, out) = self.queue.iter_mut().enumerate().find(|(i, out)| {
+            matches!(out, Out::Window(f, _) if f.seq == frame.seq) && !(*i == 0 && written > 0)
+        })?;
+        cx.tally.skipped += 1;
+        if matches!(out, Out::Window(f, _) if f.revision > frame.revision) {
+            return Some(Ok(()));
+        }
+        self.pending = self.pending - out.bytes().len() + frame.wire.len();
+        *out = Out::Window(Arc::clone(frame), sending);
+        Some(self.within_limit(cx))
     }
 
     /// Whether a live message is new to this connection: the hub numbers them in the order
@@ -586,14 +604,8 @@ impl Conn {
         if frame.order <= self.seen {
             return false;
         }
-        match self.resumed {
-            Some((upto, after)) if frame.order <= upto => frame.seq <= after,
-            Some(_) => {
-                self.resumed = None;
-                true
-            }
-            None => true,
-        }
+        self.resumed.retain(|&(upto, _)| frame.order <= upto);
+        !self.resumed.iter().any(|&(_, after)| frame.seq > after)
     }
 
     /// Queues `out` and writes what the socket takes; most sockets take it at once, and it is
@@ -609,9 +621,12 @@ impl Conn {
                 Ok(())
             }
             Ok(n) if n > 0 => {
-                self.enqueue(out, cx)?;
+                // Its first n bytes are out: counted as written before the limit is checked,
+                // so no close frame goes in the middle of it.
+                self.pending += bytes.len() - n;
                 self.written = n;
-                self.pending -= n;
+                self.queue.push_back(out);
+                self.within_limit(cx)?;
                 self.flush(cx)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -631,6 +646,11 @@ impl Conn {
         }
         self.pending += out.bytes().len();
         self.queue.push_back(out);
+        self.within_limit(cx)
+    }
+
+    /// Lets the connection go (4001) when what it has still to get passes the pending limit.
+    fn within_limit(&mut self, cx: &mut Ctx) -> Result<(), Disconnect> {
         if self.pending > cx.config.max_pending {
             cx.tally.skipped += self.queue.len() as u64;
             self.last_word(4001, "too far behind");

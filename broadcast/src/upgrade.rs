@@ -58,15 +58,16 @@ enum NoSlot {
 /// `max_per_ip` already (0: no limit).
 fn take_slot(state: &State, ip: IpAddr) -> Result<Slot, NoSlot> {
     let mut per_ip = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-    let held = per_ip.entry(ip).or_default();
-    if state.max_per_ip > 0 && *held >= state.max_per_ip {
+    let held = per_ip.get(&ip).copied().unwrap_or(0);
+    if state.max_per_ip > 0 && held >= state.max_per_ip {
         return Err(NoSlot::Address);
     }
     if state.clients.fetch_add(1, Ordering::Relaxed) >= state.max_clients {
         state.clients.fetch_sub(1, Ordering::Relaxed);
         return Err(NoSlot::Full);
     }
-    *held += 1;
+    // An entry only for an address holding a slot: a refused one leaves none behind.
+    *per_ip.entry(ip).or_default() += 1;
     Ok(Slot {
         ip,
         per_ip: Arc::clone(&state.per_ip),

@@ -38,6 +38,13 @@ pub struct ServeLimits {
 /// How long the accept loop waits after a failed accept (no descriptor left, say).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
+/// Whether a failed accept ran out of something the process or the system has to give back
+/// first: descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), Linux's numbers.
+fn out_of_resources(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(24 | 23 | 105 | 12))
+        || error.kind() == std::io::ErrorKind::OutOfMemory
+}
+
 /// Logs a failed accept, at most once every 10 s.
 fn refusing(error: &std::io::Error, last_warned: &mut Option<std::time::Instant>) {
     if last_warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
@@ -72,6 +79,8 @@ pub async fn serve<S>(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                // A connection that went before it was taken: the next one, at once.
+                Err(error) if !out_of_resources(&error) => continue,
                 Err(error) => {
                     // Out of descriptors (or memory): the listener stays readable, and trying
                     // again at once would spin a core until a connection ends. Wait a little.

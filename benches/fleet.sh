@@ -77,10 +77,15 @@ for i in $(seq 1 "$broadcasters"); do
   loads+=($!)
 done
 
+# The open connections BASE reports, or 0 when it does not answer within 5 s (busy).
+connections_of() {
+  curl -s --max-time 5 "$1/metrics" 2>/dev/null | awk '/^broadcast_connections / {print $2}' || true
+}
+
 connections() {
   local total=0 n
   for base in "${bases[@]}"; do
-    n=$(curl -s --max-time 5 "$base/metrics" 2>/dev/null | awk '/^broadcast_connections / {print $2}' || true)
+    n=$(connections_of "$base")
     total=$((total + ${n:-0}))
   done
   echo "$total"
@@ -94,7 +99,7 @@ connected_at=$(date +%s)
 {
   echo "{\"connect_seconds\":$((connected_at - started)),\"broadcasters\":["
   for i in $(seq 0 $((broadcasters - 1))); do
-    n=$(curl -s --max-time 5 "${bases[$i]}/metrics" 2>/dev/null | awk '/^broadcast_connections / {print $2}' || true)
+    n=$(connections_of "${bases[$i]}")
     [ "$i" -gt 0 ] && echo ","
     echo "{\"addr\":\"${bases[$i]}\",\"connections\":${n:-0},\"rss_before_kib\":${before[$i]},\"rss_connected_kib\":$(rss "${pids[$i]}")}"
   done
@@ -111,7 +116,7 @@ sleep "${SETTLE:-20}"
 {
   echo "{\"broadcasters\":["
   for i in $(seq 1 $((broadcasters - 1))); do
-    n=$(curl -s --max-time 5 "${bases[$i]}/metrics" 2>/dev/null | awk '/^broadcast_connections / {print $2}' || true)
+    n=$(connections_of "${bases[$i]}")
     [ "$i" -gt 1 ] && echo ","
     echo "{\"addr\":\"${bases[$i]}\",\"connections\":${n:-0},\"rss_peak_kib\":$(hwm "${pids[$i]}")}"
   done

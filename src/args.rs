@@ -107,7 +107,7 @@ impl ClusterArgs {
 #[command(rename_all = "kebab-case")]
 pub struct LatenessArg {
     /// How far behind the newest event of a partition an event may be and still count.
-    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_LATENESS")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_LATENESS, value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_LATENESS")]
     pub lateness: Duration,
 }
 
@@ -127,14 +127,14 @@ pub struct EmojisArg {
 pub struct WindowArgs {
     /// Tumbling window size, like 2s or 500ms; several, like 2s,60s, are computed in the same
     /// run from the same input (the first is the live one, broadcast to the clusters).
-    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, allow_hyphen_values = true, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
     pub window: Vec<Duration>,
     /// The lateness.
     #[command(flatten)]
     pub lateness: LatenessArg,
     /// After a window is final, how much later (past the lateness) an event may still come
     /// and amend it: a revised window with the corrected totals. 0 makes it a late record.
-    #[arg(long, default_value = WindowSpec::DEFAULT_ALLOWED_LATENESS, value_parser = parse_duration, env = "EMOSTREAM_ALLOWED_LATENESS")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_ALLOWED_LATENESS, value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_ALLOWED_LATENESS")]
     pub allowed_lateness: Duration,
     /// Each SCALE emojis of a type count as one in scaled_count.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1000", env = "EMOSTREAM_SCALE")]
@@ -345,13 +345,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "2026-11-22T10:00:00Z", value_parser = parse_start, env = "EMOSTREAM_GENERATE_START")]
     pub start: i64,
     /// Largest network delay of an ordinary event.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "EMOSTREAM_DISORDER")]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_DISORDER")]
     pub disorder: Duration,
     /// Share of events that arrive late, after --late-delay.
     #[arg(long, default_value = "0", env = "EMOSTREAM_LATE_FRACTION")]
     pub late_fraction: f64,
     /// Delay of a late event.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_LATE_DELAY")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_LATE_DELAY")]
     pub late_delay: Duration,
     /// Seed of the generator: the same seed gives the same log.
     #[arg(long, default_value = "1", env = "EMOSTREAM_SEED")]
@@ -400,7 +400,7 @@ pub struct IngestFlags {
     #[arg(long, default_value = "127.0.0.1:5000", env = "EMOSTREAM_LISTEN")]
     pub listen: SocketAddr,
     /// How long the producer gathers a batch (latency against throughput).
-    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_LINGER")]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_LINGER")]
     pub linger: Duration,
     /// Events handed to the producer and not yet acknowledged, at most; past it, 503.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "500000", env = "EMOSTREAM_QUEUE_CAPACITY")]
@@ -409,10 +409,10 @@ pub struct IngestFlags {
     #[arg(long, value_parser = parse_at_least_one::<NonZeroU64>, default_value = "1048576", env = "EMOSTREAM_MAX_BODY")]
     pub max_body: NonZeroU64,
     /// Largest distance of an event's timestamp from the server clock.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_SKEW")]
+    #[arg(long, default_value = "10m", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_MAX_SKEW")]
     pub max_skew: Duration,
     /// How long `?ack=true` waits for the broker before answering 503.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_ACK_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_ACK_TIMEOUT")]
     pub ack_timeout: Duration,
     /// Allowed CORS origins, comma-separated; empty allows any origin.
     #[arg(long, value_delimiter = ',', env = "EMOSTREAM_CORS_ORIGINS")]
@@ -441,10 +441,10 @@ pub struct IngestFlags {
     pub ingest_token_file: Option<PathBuf>,
     /// A connection must send a request's headers within this, else it is closed (also the
     /// keep-alive timeout).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EMOSTREAM_HEADER_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_HEADER_TIMEOUT")]
     pub header_timeout: Duration,
     /// A request, body included, must arrive and be answered within this; past it, 408.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EMOSTREAM_REQUEST_TIMEOUT")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
     /// HTTP connections open at once, at most; past it, new ones are closed at once.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
@@ -530,10 +530,10 @@ pub struct DataflowFlags {
     #[command(flatten)]
     pub windows: WindowArgs,
     /// A partition without new data this long stops holding windows back.
-    #[arg(long, default_value = "4s", value_parser = parse_duration, env = "EMOSTREAM_IDLE_TIMEOUT")]
+    #[arg(long, default_value = "4s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
     /// Events stamped further ahead of the wall clock are invalid.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "EMOSTREAM_MAX_FUTURE")]
+    #[arg(long, default_value = "10m", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_MAX_FUTURE")]
     pub max_future: Duration,
     /// Number of cluster topics (cluster1 ... clusterN).
     #[arg(long, default_value = "3", env = "EMOSTREAM_CLUSTERS")]
@@ -560,7 +560,7 @@ pub struct DataflowFlags {
     /// How often the live size's open windows that changed are published to the cluster
     /// topics with the exact totals read so far ("state": "open"); 0 publishes finals only.
     /// The timely engine makes them (the differential one publishes finals).
-    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EMOSTREAM_UPDATES")]
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_UPDATES")]
     pub updates: Duration,
     /// Publish the open updates to the windows topic too (it carries finals only otherwise).
     #[arg(long, env = "EMOSTREAM_UPDATES_TO_WINDOWS_TOPIC")]
@@ -713,7 +713,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "10000/s", value_parser = parse_rate, env = "EMOSTREAM_RATE")]
     pub rate: f64,
     /// How long to offer the traffic.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
+    #[arg(long, default_value = "60s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_DURATION")]
     pub duration: Duration,
     /// `steady`, or `match`: wickets bring five times the rate for a few seconds.
     #[arg(long, value_enum, default_value = "steady", env = "EMOSTREAM_PROFILE")]
@@ -722,7 +722,7 @@ pub struct SimulateArgs {
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_BATCH")]
     pub batch: NonZeroUsize,
     /// Largest network delay between a tap and its sending (events arrive out of order).
-    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "EMOSTREAM_JITTER")]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_JITTER")]
     pub jitter: Duration,
     /// Outstanding HTTP requests at most; past it requests are counted as overloaded.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "20000", env = "EMOSTREAM_MAX_IN_FLIGHT")]
@@ -754,10 +754,10 @@ pub struct SimulateArgs {
     pub lateness: LatenessArg,
     /// The dataflow's window size, like 2s (of a list like 2s,60s, the first: the live one
     /// the viewers get). With --watch, each tap is matched to the window of its timestamp.
-    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
+    #[arg(long, default_value = WindowSpec::DEFAULT_SIZE, value_parser = parse_duration, allow_hyphen_values = true, value_delimiter = ',', env = "EMOSTREAM_WINDOW")]
     pub window: Vec<Duration>,
     /// After the traffic, how long to wait at most for the windows that cover it.
-    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "EMOSTREAM_DRAIN")]
+    #[arg(long, default_value = "15s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_DRAIN")]
     pub drain: Duration,
     /// Threads of the simulator.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "1", env = "EMOSTREAM_CLIENT_THREADS")]
@@ -790,7 +790,7 @@ impl SimulateArgs {
 #[command(rename_all = "kebab-case")]
 pub struct BroadcastFlags {
     /// How much of the past a resuming client can get back.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EMOSTREAM_RING")]
+    #[arg(long, default_value = "60s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_RING")]
     pub ring: Duration,
     /// Bytes a client may have still to get before it is disconnected (close code 4001);
     /// while its socket is full it gets the newest message of each window, superseded
@@ -799,7 +799,7 @@ pub struct BroadcastFlags {
     pub max_pending: NonZeroUsize,
     /// A client that takes no byte for this long while it has some to get is disconnected
     /// (close code 4002).
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EMOSTREAM_WRITE_TIMEOUT")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
     /// Shards of the fan-out, each writing every message to its share of the connections
     /// without blocking; 0: one per core.
@@ -809,7 +809,7 @@ pub struct BroadcastFlags {
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "4096", env = "EMOSTREAM_MAX_INBOUND")]
     pub max_inbound: NonZeroUsize,
     /// Interval of keepalive pings.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_PING_INTERVAL")]
+    #[arg(long, default_value = "20s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_PING_INTERVAL")]
     pub ping_interval: Duration,
     /// Secret that signs connection tokens; every broadcaster of a deployment shares it.
     /// Required by `broadcast`; `up` makes one when none is given.
@@ -931,14 +931,14 @@ pub struct WsLoadArgs {
     )]
     pub sources: Vec<std::net::IpAddr>,
     /// How long to listen once all are connected.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "EMOSTREAM_DURATION")]
+    #[arg(long, default_value = "20s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_DURATION")]
     pub duration: Duration,
     /// Feed a synthetic window every 2 s into this cluster topic.
     #[arg(long, env = "EMOSTREAM_FEED_TOPIC")]
     pub feed_topic: Option<String>,
     /// Feed like a live dataflow instead: an open update of the current window at this
     /// interval (like 250ms), and each window's final once the next begins.
-    #[arg(long, value_parser = parse_duration, env = "EMOSTREAM_FEED_UPDATES")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_FEED_UPDATES")]
     pub feed_updates: Option<Duration>,
     /// Brokers for --feed-topic.
     #[arg(long, env = "EMOSTREAM_BROKERS")]

@@ -25,7 +25,7 @@ const EXIT_REJECTED: u8 = 2;
 const EXIT_RETRYABLE: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| exit_on(error));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -63,6 +63,21 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Prints a bad command line's error and exits; a missing broker also says how to get one.
+fn exit_on(error: clap::Error) -> ! {
+    let missing_brokers = error.kind() == clap::error::ErrorKind::MissingRequiredArgument
+        && error.to_string().contains("--brokers");
+    if !missing_brokers {
+        error.exit()
+    }
+    let _ = error.print();
+    eprintln!(
+        "\nNo Kafka broker named: `make up` starts one on this machine and runs the system on \
+         it; --brokers HOST:PORT (or EMOSTREAM_BROKERS) names one that runs already."
+    );
+    std::process::exit(EXIT_REJECTED.into())
 }
 
 /// Whether the error, or one of its causes, says that running again may help.

@@ -503,6 +503,9 @@ fn every_flag_the_readme_names_exists() {
         "--workspace",
         "--data",
         "--header",
+        // Locust's.
+        "--headless",
+        "--host",
     ];
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
@@ -570,6 +573,63 @@ fn a_wrong_broker_address_is_named_within_seconds() {
     assert!(
         took < std::time::Duration::from_secs(10),
         "{took:?}: {text}"
+    );
+}
+
+#[test]
+fn a_negative_duration_is_refused_by_name() {
+    let run = emostream(&["replay", "data/sample.csv", "--lateness", "-1s"]);
+    let text = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{text}");
+    assert!(text.contains("'-1s' for '--lateness"), "{text}");
+    assert!(text.contains("cannot be negative"), "{text}");
+    assert!(
+        !text.contains("-- -1"),
+        "no hint to pass it after `--`: {text}"
+    );
+}
+
+#[test]
+fn up_without_a_broker_says_how_to_get_one() {
+    let run = Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .env_remove("EMOSTREAM_BROKERS")
+        .output()
+        .unwrap();
+    let text = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{text}");
+    assert!(text.contains("--brokers"), "{text}");
+    assert!(text.contains("`make up` starts one"), "{text}");
+    assert!(text.contains("EMOSTREAM_BROKERS"), "{text}");
+}
+
+#[test]
+fn the_bundled_sample_is_what_the_readme_command_makes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let command = readme
+        .split('`')
+        .find(|c| c.starts_with("emostream generate") && c.contains("data/sample.csv"))
+        .expect("the README names the command that made data/sample.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sample.csv");
+    let args: Vec<&str> = command
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            if a == "data/sample.csv" {
+                path(&out)
+            } else {
+                a
+            }
+        })
+        .collect();
+    run_ok(&args);
+    let made = std::fs::read(&out).unwrap();
+    let bundled = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.csv")).unwrap();
+    assert!(
+        made == bundled,
+        "`{command}` no longer makes data/sample.csv"
     );
 }
 

@@ -53,6 +53,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
+    if text.starts_with('-') {
+        return Err(err("a duration cannot be negative"));
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| err("missing unit (ms, s, m or h)"))?;
@@ -118,5 +121,9 @@ mod tests {
         assert!(parse_duration("12").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1.2.3s").is_err());
+        assert_eq!(
+            parse_duration("-1s").unwrap_err().to_string(),
+            "invalid duration \"-1s\": a duration cannot be negative"
+        );
     }
 }

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "Installing Chromium (Debian package)." >&2
+if ! command -v chromium >/dev/null 2>&1 || [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+  echo "Installing Chromium and the colour emoji font (Debian packages)." >&2
   apt-get update -qq >&2
   apt-get install -y -qq chromium fonts-noto-color-emoji >&2
 fi

@@ -16,6 +16,10 @@ use crate::upgrade::upgrade;
 /// The live page and its script, served from the binary (no build step, no CDN).
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
+/// The timeline's charting library, vendored unchanged (web/vendor/README).
+const UPLOT_JS: &str = include_str!("../web/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../web/vendor/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("../web/vendor/uPlot.LICENSE");
 
 /// Every route of a broadcaster; anything else is a 404 naming the routes.
 pub(crate) fn routes(state: Arc<State>) -> BoxedFilter<(Response,)> {
@@ -29,6 +33,17 @@ pub(crate) fn routes(state: Arc<State>) -> BoxedFilter<(Response,)> {
     let app = warp::get()
         .and(warp::path!("app.js"))
         .map(|| text(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS));
+    let vendor = warp::get()
+        .and(warp::path!("vendor" / String))
+        .and_then(|file: String| async move {
+            match file.as_str() {
+                "uPlot.iife.min.js" => Ok(("text/javascript; charset=utf-8", UPLOT_JS)),
+                "uPlot.min.css" => Ok(("text/css; charset=utf-8", UPLOT_CSS)),
+                "uPlot.LICENSE" => Ok(("text/plain; charset=utf-8", UPLOT_LICENSE)),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .map(|(content_type, body)| text(StatusCode::OK, content_type, body));
     let config = warp::get()
         .and(warp::path!("config.js"))
         .and(with_state.clone())
@@ -63,6 +78,8 @@ pub(crate) fn routes(state: Arc<State>) -> BoxedFilter<(Response,)> {
         )
     });
     page.or(app)
+        .unify()
+        .or(vendor)
         .unify()
         .or(config)
         .unify()

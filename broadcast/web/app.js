@@ -230,20 +230,55 @@ function drawChart(report) {
   }
 }
 
-// The canvas's size in device pixels, from a ResizeObserver (drawing never reads layout).
-let timelineSize = null;
+// The timeline: uPlot (vendored, served by the binary), bars per window over the last
+// TIMELINE_WINDOWS windows up to the newest, a window without a message drawn as zero.
+const timelinePlot = new uPlot({
+  width: 360,
+  height: 120,
+  legend: { show: false },
+  cursor: { show: false },
+  // Window starts in seconds, labelled in UTC like the header.
+  tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+  scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
+  axes: [
+    { stroke: TIMELINE_COLOURS.axis, grid: { show: false }, ticks: { stroke: TIMELINE_COLOURS.axis, size: 4 },
+      font: "10px system-ui, sans-serif", size: AXIS_HEIGHT + 6, space: 56,
+      values: (u, splits) => splits.map((s) => new Date(s * 1000).toISOString().slice(11, 19)) },
+    { stroke: TIMELINE_COLOURS.axis, grid: { stroke: "#2a2a36" }, ticks: { show: false },
+      font: "10px system-ui, sans-serif", size: 36, space: 24 },
+  ],
+  series: [
+    {},
+    { fill: () => (series === "summary" ? TIMELINE_COLOURS.summary : TIMELINE_COLOURS.final),
+      paths: uPlot.paths.bars({ size: [0.9, Infinity], align: 1 }), points: { show: false }, width: 0 },
+    { fill: () => (series === "summary" ? TIMELINE_COLOURS.openSummary : TIMELINE_COLOURS.open),
+      paths: uPlot.paths.bars({ size: [0.9, Infinity], align: 1 }), points: { show: false }, width: 0 },
+    { paths: () => null,
+      points: { show: true, size: 5, width: 0, fill: TIMELINE_COLOURS.revised, stroke: TIMELINE_COLOURS.revised } },
+  ],
+}, [[], [], [], []], timeline);
+
+// The plot follows its box's size (drawing never reads layout).
 new ResizeObserver(([entry]) => {
-  const box = entry.devicePixelContentBoxSize?.[0];
-  const ratio = window.devicePixelRatio || 1;
-  timelineSize = box
-    ? { width: box.inlineSize, height: box.blockSize, ratio }
-    : { width: Math.round(entry.contentRect.width * ratio), height: Math.round(entry.contentRect.height * ratio), ratio };
-  redrawTimeline();
+  const { width, height } = entry.contentRect;
+  if (width > 0 && height > 0) timelinePlot.setSize({ width: Math.round(width), height: Math.round(height) });
 }).observe(timeline);
 
-/** Windows between axis labels: a round number putting them at least `gap` px apart. */
-function labelEvery(step, gap) {
-  return [1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((k) => k * step >= gap) ?? 600;
+/** The timeline's columns: every window of the last TIMELINE_WINDOWS up to the newest. */
+function timelineData(shown) {
+  const xs = [], finals = [], opens = [], marks = [];
+  if (shown.length === 0) return [xs, finals, opens, marks];
+  const { seq: newest, size } = shown[shown.length - 1];
+  const bySeq = new Map(shown.map((w) => [w.seq, w]));
+  for (let seq = newest - TIMELINE_WINDOWS + 1; seq <= newest; seq++) {
+    const w = bySeq.get(seq);
+    const open = w?.state === "open";
+    xs.push((seq * size) / 1000);
+    finals.push(open ? null : (w?.events ?? 0));
+    opens.push(open ? w.events : null);
+    marks.push(w?.revised ? w.events : null);
+  }
+  return [xs, finals, opens, marks];
 }
 
 function drawTimeline() {
@@ -251,56 +286,9 @@ function drawTimeline() {
   timeline.dataset.series = series;
   timeline.dataset.points = String(shown.length);
   timeline.dataset.total = String(shown.reduce((n, w) => n + w.events, 0));
-  if (timelineSize && (timeline.width !== timelineSize.width || timeline.height !== timelineSize.height)) {
-    timeline.width = timelineSize.width;
-    timeline.height = timelineSize.height;
-  }
-  const ratio = timelineSize?.ratio ?? 1;
-  const ctx = timeline.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  const width = timeline.width / ratio;
-  const height = timeline.height / ratio;
-  ctx.clearRect(0, 0, width, height);
-  const plot = height - AXIS_HEIGHT;
-  const step = width / TIMELINE_WINDOWS;
-  const newest = shown.length > 0 ? shown[shown.length - 1].seq : 0;
-  const max = Math.max(1, ...shown.map((w) => w.events));
-  const colours = series === "summary"
-    ? { final: TIMELINE_COLOURS.summary, open: TIMELINE_COLOURS.openSummary }
-    : TIMELINE_COLOURS;
-  // Bars by seq from the newest at the right edge, so a missing window leaves a gap.
-  const x = (seq) => width - (newest - seq + 1) * step;
-  for (const w of shown) {
-    const h = Math.max(1, (plot - 6) * (w.events / max));
-    ctx.fillStyle = w.state === "open" ? colours.open : colours.final;
-    ctx.fillRect(x(w.seq), plot - h, Math.max(1, step - 1), h);
-    if (w.revised) {
-      ctx.fillStyle = TIMELINE_COLOURS.revised;
-      ctx.beginPath();
-      ctx.arc(x(w.seq) + step / 2, Math.max(3, plot - h - 5), 2.5, 0, 2 * Math.PI);
-      ctx.fill();
-    }
-  }
-  drawAxis(ctx, shown, x, step, plot, width);
-}
-
-/** The time axis: a baseline, and a tick and the UTC start time every few windows. */
-function drawAxis(ctx, shown, x, step, plot, width) {
-  ctx.fillStyle = TIMELINE_COLOURS.axis;
-  ctx.fillRect(0, plot, width, 1);
-  if (shown.length === 0) return;
-  const every = labelEvery(step, 56);
-  ctx.font = "10px system-ui, sans-serif";
-  ctx.textBaseline = "top";
-  ctx.textAlign = "center";
-  // A window's seq is its start over its size.
-  const { seq: newest, size } = shown[shown.length - 1];
-  for (let seq = newest - (newest % every); x(seq) >= 0; seq -= every) {
-    const at = x(seq);
-    ctx.fillRect(at, plot, 1, 4);
-    const label = new Date(seq * size).toISOString().slice(11, 19);
-    if (at > 20 && at < width - 20) ctx.fillText(label, at, plot + 3);
-  }
+  const data = timelineData(shown);
+  timeline.dataset.columns = String(data[0].length);
+  timelinePlot.setData(data);
 }
 
 // ---- Messages ----

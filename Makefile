@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-micro chaos fuzz replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit second-broker browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-micro chaos fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -16,7 +16,7 @@ replay-sample: build
 	$(BIN) replay $(SAMPLE)
 
 ## test: formatting, lints and the whole test suite
-test: toolchain fmt clippy unit browser notebooks
+test: toolchain fmt clippy unit second-broker browser notebooks
 
 build:
 	$(CARGO) build --release --bin emostream
@@ -43,6 +43,15 @@ browser:
 unit:
 	scripts/with-broker.sh $(CARGO) test --workspace --features emostream/broker-tests --lib --bins --tests
 	$(CARGO) test --workspace --doc
+
+## second-broker: the live exactness, dataflow restart and broker outage tests again on a
+## second Kafka-protocol broker (noida-db, installed from tests/requirements.txt)
+second-broker:
+	env -u EMOSTREAM_BROKERS EMOSTREAM_BROKER_KIND=noida scripts/with-broker.sh \
+	  $(CARGO) test --features emostream/broker-tests --test live_windows --test live_restarts --test outage -- \
+	  events_posted_over_http_come_out_as_exact_windows_on_every_topic \
+	  a_dataflow_killed_and_restarted_publishes_the_same_windows \
+	  a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself
 
 ## notebooks: run the notebooks top to bottom, headless, on the recorded reports
 notebooks:

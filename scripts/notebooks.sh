@@ -1,19 +1,12 @@
 #!/usr/bin/env bash
 # Runs the notebooks top to bottom, headless, in a virtual environment made from
-# notebooks/requirements.txt (once per version of that file, under ~/.cache/emostream).
+# notebooks/requirements.txt (scripts/python-env.sh).
 # Figures go to target/notebooks/figures, or to EMOSTREAM_FIGURES (make figures: the
 # committed notebooks/figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cache=${EMOSTREAM_CACHE:-$HOME/.cache/emostream}
-venv=$cache/venv-notebooks-$(sha256sum notebooks/requirements.txt | cut -c1-12)
-if [ ! -x "$venv/bin/python" ]; then
-  echo "Creating the notebooks' virtual environment in $venv." >&2
-  python3 -m venv "$venv.tmp"
-  "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check -r notebooks/requirements.txt
-  mv "$venv.tmp" "$venv"
-fi
+venv=$(scripts/python-env.sh notebooks/requirements.txt notebooks)
 
 # The replay output the match timeline plots: a generated match through the dataflow.
 bin=${EMOSTREAM_BIN:-target/debug/emostream}

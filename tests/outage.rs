@@ -21,7 +21,8 @@ use common::traffic::{Phase, send};
 use common::{chaos_long, expected_csv_of, metric, record_figures, wait_for, windows_csv};
 use model::WindowSize;
 
-/// A tansu broker of this test's own, on sqlite storage in `dir`.
+/// A broker of this test's own in `dir`, of the kind `EMOSTREAM_BROKER_KIND` names, keeping
+/// its data across a restart (tansu on sqlite storage; noida-db writes it out when stopped).
 struct Broker {
     dir: PathBuf,
     address: String,

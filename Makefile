@@ -48,7 +48,7 @@ unit:
 ## second Kafka-protocol broker (noida-db, installed from tests/requirements.txt)
 second-broker:
 	env -u EMOSTREAM_BROKERS EMOSTREAM_BROKER_KIND=noida scripts/with-broker.sh \
-	  $(CARGO) test --features emostream/broker-tests --test live_windows --test live_restarts --test outage -- \
+	  $(CARGO) test --workspace --features emostream/broker-tests --test live_windows --test live_restarts --test outage -- \
 	  events_posted_over_http_come_out_as_exact_windows_on_every_topic \
 	  a_dataflow_killed_and_restarted_publishes_the_same_windows \
 	  a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself

@@ -153,15 +153,16 @@ pub fn up(args: UpArgs) -> Result<()> {
                 }
                 broadcasters.push(broadcast::start(config, shutdown.clone()).await?);
             }
+            // The page first: it is what a new user opens.
+            for (i, b) in broadcasters.iter().enumerate() {
+                println!("page: http://{}/   (cluster {})", b.addr, i + 1);
+            }
             println!("EmoStream is up.");
             println!(
                 "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
                 ingest.addr
             );
             println!("  dataflow: http://{}/metrics", live.addr);
-            for (i, b) in broadcasters.iter().enumerate() {
-                println!("  page:     http://{}/   (cluster {})", b.addr, i + 1);
-            }
             for (i, b) in broadcasters.iter().enumerate() {
                 println!(
                     "  cluster {}: ws://{}/ws   (GET /health, /metrics)",

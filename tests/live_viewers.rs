@@ -2,9 +2,77 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
 use common::kafka::*;
 use common::pipeline::*;
 use common::{path, run_ok};
+
+/// `emostream up` prints each broadcaster's page first, and the page is there.
+#[test]
+fn up_prints_each_page_first_and_serves_it_there() {
+    let pipeline = Pipeline::new("banner");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--broadcast-listen",
+            "127.0.0.1:0",
+            "--token-secret",
+            "banner",
+        ])
+        .args(["--registry-topic", &unique("banner-registry")])
+        .args(pipeline.dataflow_args())
+        .env("EMOSTREAM_BROKERS", brokers())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(up.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|l| !l.starts_with("Press Ctrl-C"))
+        .collect();
+    // The pages, fetched while `up` runs; then it is stopped, and the lines checked.
+    let pages: Vec<(String, Option<String>)> = lines
+        .iter()
+        .take(2)
+        .map(|line| {
+            let url = line
+                .strip_prefix("page: ")
+                .and_then(|rest| rest.split_whitespace().next());
+            let body = url.and_then(|url| {
+                let mut answer = agent().get(url).call().ok()?;
+                answer.body_mut().read_to_string().ok()
+            });
+            (line.clone(), body)
+        })
+        .collect();
+    let _ = up.kill();
+    let _ = up.wait();
+    for (i, (line, body)) in pages.iter().enumerate() {
+        assert!(
+            line.starts_with("page: http://") && line.ends_with(&format!("(cluster {})", i + 1)),
+            "a page line first for each cluster: {lines:?}"
+        );
+        assert!(
+            body.as_deref()
+                .is_some_and(|b| b.contains("<title>EmoStream")),
+            "{line} serves the page"
+        );
+    }
+    assert_eq!(
+        lines.get(2).map(String::as_str),
+        Some("EmoStream is up."),
+        "{lines:?}"
+    );
+}
 
 #[test]
 fn simulated_viewers_measure_every_window_of_simulated_traffic() {

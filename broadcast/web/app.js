@@ -230,16 +230,21 @@ function drawChart(report) {
   }
 }
 
-// The timeline: uPlot (vendored, served by the binary), bars per window over the last
-// TIMELINE_WINDOWS windows up to the newest, a window without a message drawn as zero.
+// The timeline: uPlot (vendored, served by the binary), a bar per window from the oldest held
+// (at most TIMELINE_WINDOWS before the newest) to the newest, a window without a message
+// drawn as zero.
+let timelineHalf = 1; // half a window, s
 const timelinePlot = new uPlot({
   width: 360,
   height: 120,
   legend: { show: false },
   cursor: { show: false },
-  // Window starts in seconds, labelled in UTC like the header.
-  tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-  scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
+  // Each window's bar spans its time: centred on its middle, the scale half a window wider
+  // on each side (seconds, labelled in UTC like the header).
+  scales: {
+    x: { time: true, range: (u, min, max) => [min - timelineHalf, max + timelineHalf] },
+    y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] },
+  },
   axes: [
     { stroke: TIMELINE_COLOURS.axis, grid: { show: false }, ticks: { stroke: TIMELINE_COLOURS.axis, size: 4 },
       font: "10px system-ui, sans-serif", size: AXIS_HEIGHT + 6, space: 56,
@@ -250,9 +255,9 @@ const timelinePlot = new uPlot({
   series: [
     {},
     { fill: () => (series === "summary" ? TIMELINE_COLOURS.summary : TIMELINE_COLOURS.final),
-      paths: uPlot.paths.bars({ size: [0.9, Infinity], align: 1 }), points: { show: false }, width: 0 },
+      paths: uPlot.paths.bars({ size: [0.9, Infinity] }), points: { show: false }, width: 0 },
     { fill: () => (series === "summary" ? TIMELINE_COLOURS.openSummary : TIMELINE_COLOURS.open),
-      paths: uPlot.paths.bars({ size: [0.9, Infinity], align: 1 }), points: { show: false }, width: 0 },
+      paths: uPlot.paths.bars({ size: [0.9, Infinity] }), points: { show: false }, width: 0 },
     { paths: () => null,
       points: { show: true, size: 5, width: 0, fill: TIMELINE_COLOURS.revised, stroke: TIMELINE_COLOURS.revised } },
   ],
@@ -264,16 +269,19 @@ new ResizeObserver(([entry]) => {
   if (width > 0 && height > 0) timelinePlot.setSize({ width: Math.round(width), height: Math.round(height) });
 }).observe(timeline);
 
-/** The timeline's columns: every window of the last TIMELINE_WINDOWS up to the newest. */
+/** The timeline's columns: every window from the oldest held to the newest (held windows are
+ * sorted by seq), at each window's middle. */
 function timelineData(shown) {
   const xs = [], finals = [], opens = [], marks = [];
   if (shown.length === 0) return [xs, finals, opens, marks];
   const { seq: newest, size } = shown[shown.length - 1];
+  const oldest = Math.max(newest - TIMELINE_WINDOWS + 1, shown[0].seq);
+  timelineHalf = size / 2000;
   const bySeq = new Map(shown.map((w) => [w.seq, w]));
-  for (let seq = newest - TIMELINE_WINDOWS + 1; seq <= newest; seq++) {
+  for (let seq = oldest; seq <= newest; seq++) {
     const w = bySeq.get(seq);
     const open = w?.state === "open";
-    xs.push((seq * size) / 1000);
+    xs.push((seq * size) / 1000 + timelineHalf);
     finals.push(open ? null : (w?.events ?? 0));
     opens.push(open ? w.events : null);
     marks.push(w?.revised ? w.events : null);

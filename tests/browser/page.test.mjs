@@ -212,6 +212,15 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     }
     await page.getByRole("button", { name: "live" }).click();
     assert.equal(await page.locator("#timeline").getAttribute("data-series"), "live");
+    // The timeline is drawn by uPlot, served by the broadcaster (no CDN): a column per window
+    // from the oldest held to the newest, a window without a message among them as zero.
+    const drawn = await page.locator("#timeline").evaluate((t) => ({
+      columns: Number(t.dataset.columns), points: Number(t.dataset.points), canvas: t.querySelector(".uplot canvas") !== null,
+    }));
+    assert.ok(drawn.canvas && drawn.points >= 1 && drawn.columns >= drawn.points, JSON.stringify(drawn));
+    const library = await page.request.get(`${url}vendor/uPlot.iife.min.js`);
+    assert.equal(library.status(), 200);
+    assert.match(await library.text(), /uPlot/);
 
     await page.screenshot({ path: "target/page.png" });
     assert.deepEqual(errors, [], "no errors in the browser console");

@@ -279,7 +279,7 @@ pub struct RecordArgs {
     pub from: FromArg,
     /// When to stop: after a duration (like 90m), or `end`: at the end of the topic as it was
     /// when the recording started.
-    #[arg(long, default_value = "end", value_parser = parse_until, env = "EMOSTREAM_UNTIL")]
+    #[arg(long, default_value = "end", value_parser = parse_until, allow_hyphen_values = true, env = "EMOSTREAM_UNTIL")]
     pub until: loadgen::recording::Until,
 }
 

@@ -67,8 +67,13 @@ fn main() -> ExitCode {
 
 /// Prints a bad command line's error and exits; a missing broker also says how to get one.
 fn exit_on(error: clap::Error) -> ! {
+    // The missing arguments are the error's context (its usage line names every required one).
     let missing_brokers = error.kind() == clap::error::ErrorKind::MissingRequiredArgument
-        && error.to_string().contains("--brokers");
+        && matches!(
+            error.get(clap::error::ContextKind::InvalidArg),
+            Some(clap::error::ContextValue::Strings(missing))
+                if missing.iter().any(|m| m.starts_with("--brokers"))
+        );
     if !missing_brokers {
         error.exit()
     }

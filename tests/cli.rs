@@ -601,6 +601,15 @@ fn up_without_a_broker_says_how_to_get_one() {
     assert!(text.contains("--brokers"), "{text}");
     assert!(text.contains("`make up` starts one"), "{text}");
     assert!(text.contains("EMOSTREAM_BROKERS"), "{text}");
+    // Another missing argument of a command that has its broker says nothing of brokers.
+    let run = Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(["record", "--topic", "t"])
+        .env("EMOSTREAM_BROKERS", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let text = stderr(&run);
+    assert!(text.contains("--out"), "{text}");
+    assert!(!text.contains("No Kafka broker named"), "{text}");
 }
 
 #[test]

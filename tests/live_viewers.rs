@@ -34,15 +34,26 @@ fn up_prints_each_page_first_and_serves_it_there() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines: Vec<String> = BufReader::new(up.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap)
-        .take_while(|l| !l.starts_with("Press Ctrl-C"))
-        .collect();
+    // Its banner, up to "Press Ctrl-C", read on a thread: a silent `up` fails, not hangs.
+    let stdout = up.stdout.take().unwrap();
+    let (sender, banner) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("Press Ctrl-C"))
+            .collect();
+        let _ = sender.send(lines);
+    });
+    let lines = banner.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let _ = up.kill();
+        panic!("up printed no banner within {WAIT:?}")
+    });
+    let clusters = pipeline.clusters as usize;
     // The pages, fetched while `up` runs; then it is stopped, and the lines checked.
     let pages: Vec<(String, Option<String>)> = lines
         .iter()
-        .take(2)
+        .take(clusters)
         .map(|line| {
             let url = line
                 .strip_prefix("page: ")
@@ -68,7 +79,7 @@ fn up_prints_each_page_first_and_serves_it_there() {
         );
     }
     assert_eq!(
-        lines.get(2).map(String::as_str),
+        lines.get(clusters).map(String::as_str),
         Some("EmoStream is up."),
         "{lines:?}"
     );

@@ -53,6 +53,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
+    if text.starts_with("--") {
+        return Err(err("the value is missing (this is the next flag)"));
+    }
     if text.starts_with('-') {
         return Err(err("a duration cannot be negative"));
     }
@@ -124,6 +127,10 @@ mod tests {
         assert_eq!(
             parse_duration("-1s").unwrap_err().to_string(),
             "invalid duration \"-1s\": a duration cannot be negative"
+        );
+        assert_eq!(
+            parse_duration("--seed").unwrap_err().to_string(),
+            "invalid duration \"--seed\": the value is missing (this is the next flag)"
         );
     }
 }

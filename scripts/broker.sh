@@ -73,8 +73,15 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# DIR made absolute: noida-db's own commands find the server by its data directory.
+absolute() {
+  mkdir -p "$1"
+  (cd "$1" && pwd)
+}
+
 start() {
-  local dir=${1:-target/broker}
+  local dir
+  dir=$(absolute "${1:-target/broker}")
   install
   mkdir -p "$dir"
   local port
@@ -106,18 +113,23 @@ start() {
 
 stop() {
   local dir=${1:-target/broker}
+  [ -d "$dir" ] || return 0
+  dir=$(absolute "$dir")
   if [ -f "$dir/broker.pid" ]; then
     local pid
     pid=$(cat "$dir/broker.pid")
     if [ "$(cat "$dir/kind" 2>/dev/null)" = noida ]; then
-      # Its own stop saves the data and closes the port; then the process ends at once. (A
-      # signal alone leaves the save to the exit, which can outlast the wait below: the outage
-      # test lost its last acknowledged events so in 3 of 4 runs, none in 6 since.)
-      "$(noida_binary)" stop kafka --data-dir "$dir/data" > /dev/null 2>&1 || true
+      # Its own stop closes the port and saves the data ("data saved"); then the process
+      # ends. (A signal alone leaves the save to the exit, which could outlast the
+      # wait below: the outage test lost its last acknowledged events so in 3 of 4 runs, none
+      # in 6 since.)
+      if ! "$(noida_binary)" stop kafka --data-dir "$dir/data" >> "$dir/broker.log" 2>&1; then
+        echo "warning: noida-db did not stop its kafka service (see $dir/broker.log)" >&2
+      fi
     fi
     kill "$pid" 2>/dev/null || true
-    # Gone within 5 s, or killed: its port must be free for a restart.
-    for _ in $(seq 1 50); do
+    # Gone within 10 s, or killed: its port must be free for a restart.
+    for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
@@ -136,7 +148,7 @@ case "${1:-}" in
   stop) stop "${2:-}" ;;
   restart)
     dir=${2:-target/broker}
-    kind=$(cat "$dir/kind")
+    kind=$(cat "$dir/kind" 2>/dev/null || echo tansu)
     if [ -f "$dir/storage" ]; then
       EMOSTREAM_BROKER_STORAGE=$(cat "$dir/storage")
       export EMOSTREAM_BROKER_STORAGE

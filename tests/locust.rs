@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::kafka::*;
-use common::metric;
 use common::pipeline::*;
+use common::{metric, wait_for};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -78,10 +78,25 @@ fn locust_taps_for_a_few_seconds_without_a_failure_and_the_topic_holds_every_acc
     };
     assert!(column("Request Count") > 50, "Locust tapped: {stats}");
     assert_eq!(column("Failure Count"), 0, "no failed request: {log}");
-    // Every event the ingest accepted is in the topic, once.
+    let batches = stats
+        .lines()
+        .find(|l| l.contains("/emoji (batch)"))
+        .and_then(|l| {
+            l.split(',')
+                .nth(header.iter().position(|h| *h == "Request Count")?)
+        })
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(batches.is_some_and(|n| n > 0), "batches were sent: {stats}");
+    // Every event the ingest accepted is in the topic, once: once the ingest has delivered
+    // all it accepted (requests cut off at Locust's end included), the topic to its end.
     let base = ingest.url();
-    let accepted = metric(&base, "ingest_events_accepted_total") as usize;
     assert_eq!(metric(&base, "ingest_requests_total{status=\"401\"}"), 0.0);
+    let mut accepted = 0;
+    wait_for(WAIT, "the ingest to deliver what it accepted", || {
+        accepted = metric(&base, "ingest_events_accepted_total") as usize;
+        metric(&base, "ingest_queue_depth") == 0.0
+            && metric(&base, "ingest_events_delivered_total") as usize == accepted
+    });
     let events = read_until(&pipeline.events, WAIT, |p| p.len() >= accepted);
     assert_eq!(
         events.len(),

@@ -83,7 +83,6 @@ start() {
   local dir
   dir=$(absolute "${1:-target/broker}")
   install
-  mkdir -p "$dir"
   local port
   if [ -n "${2:-}" ]; then
     port=${2##*:}

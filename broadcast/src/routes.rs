@@ -121,12 +121,8 @@ pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     )
 }
 
-/// A response with `body`.
-pub(crate) fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<String>,
-) -> Response {
-    let reply = warp::reply::with_header(body.into(), header::CONTENT_TYPE, content_type);
+/// A response with `body` (a `&'static str`, the page and the library, is sent without a copy).
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: impl Reply) -> Response {
+    let reply = warp::reply::with_header(body, header::CONTENT_TYPE, content_type);
     warp::reply::with_status(reply, status).into_response()
 }

@@ -192,6 +192,9 @@ pub struct ReplayArgs {
     /// Windows.
     #[command(flatten)]
     pub windows: WindowArgs,
+    /// The emojis accepted: rows of others are rejected, as the live dataflow rejects them.
+    #[command(flatten)]
+    pub emojis: EmojisArg,
     /// Write the window rows to this file instead of stdout: each window's last revision,
     /// once no amendment can change it.
     #[arg(long, env = "EMOSTREAM_OUT")]
@@ -305,6 +308,7 @@ impl ReplayArgs {
             revisions_out: self.revisions_out.clone(),
             late_out: self.late_out.clone(),
             rejects_out: self.rejects_out.clone(),
+            emojis: std::sync::Arc::new(self.emojis.emojis.clone()),
             strict: self.strict,
             block_bytes: self.block_bytes.get(),
         })

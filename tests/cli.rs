@@ -131,6 +131,8 @@ fn bad_rows_are_rejected_with_line_and_reason_and_counted() {
     let out = emostream(&[
         "replay",
         path(&log),
+        "--emojis",
+        "🔥,a,b,c,x",
         "--out",
         path(&windows),
         "--rejects-out",
@@ -200,6 +202,8 @@ fn strict_stops_at_the_first_rejected_row_with_exit_code_2() {
     let out = emostream(&[
         "replay",
         path(&log),
+        "--emojis",
+        "a,b,c",
         "--strict",
         "--out",
         path(&dir.path().join("w.csv")),
@@ -210,6 +214,25 @@ fn strict_stops_at_the_first_rejected_row_with_exit_code_2() {
         message.contains(":3: invalid timestamp \"12:61\""),
         "{message}"
     );
+}
+
+/// Replay decides like the live dataflow: a row whose emoji `--emojis` does not name is
+/// rejected with the reason, not counted.
+#[test]
+fn replay_rejects_the_emojis_the_deployment_does_not_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("spam.csv");
+    std::fs::write(&log, "user_id,emoji_type,timestamp\nu1,🔥,0\nu2,XX,1\n").unwrap();
+    let rejects = dir.path().join("rejects.csv");
+    let out = emostream(&["replay", path(&log), "--rejects-out", path(&rejects)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let windows = String::from_utf8_lossy(&out.stdout);
+    assert!(windows.contains(",🔥,1,1,1,1.000000"), "{windows}");
+    assert!(!windows.contains("XX"), "{windows}");
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    assert!(text.contains("3,emoji not allowed,\"u2,XX,1\""), "{text}");
+    let out = emostream(&["replay", path(&log), "--emojis", "🔥,XX"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(",XX,1,1,1,0.500000"));
 }
 
 #[test]
@@ -263,7 +286,7 @@ fn a_directory_is_read_as_its_csv_files() {
     std::fs::write(logs.join("1.csv"), "user_id,emoji_type,timestamp\nu1,a,0\n").unwrap();
     std::fs::write(logs.join("2.csv"), "user_id,emoji_type,timestamp\nu2,a,1\n").unwrap();
     std::fs::write(logs.join("notes.txt"), "not a log").unwrap();
-    let out = emostream(&["replay", path(&logs)]);
+    let out = emostream(&["replay", path(&logs), "--emojis", "a"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(",a,2,2,1,1.000000"));
 }
@@ -314,6 +337,8 @@ fn several_window_sizes_write_one_file_each() {
     let run = emostream(&[
         "replay",
         path(&log),
+        "--emojis",
+        "🔥,a,b,c,x",
         "--window",
         "2s,60s",
         "--out",
@@ -372,7 +397,14 @@ fn with_several_files_a_rejected_row_names_its_file() {
     )
     .unwrap();
     let rejects = dir.path().join("rejects.csv");
-    let out = emostream(&["replay", path(&logs), "--rejects-out", path(&rejects)]);
+    let out = emostream(&[
+        "replay",
+        path(&logs),
+        "--emojis",
+        "x",
+        "--rejects-out",
+        path(&rejects),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&rejects).unwrap();
     let b = logs.join("b.csv");
@@ -438,6 +470,8 @@ fn the_summary_points_to_what_was_left_out_and_where_each_size_went() {
     let run = emostream(&[
         "replay",
         path(&log),
+        "--emojis",
+        "🔥,a,b,c,x",
         "--window",
         "2s,60s",
         "--lateness",

@@ -211,6 +211,184 @@ fn every_service_stops_cleanly_within_10_s_of_sigterm() {
     );
 }
 
+/// SIGTERM to a dataflow of two workers and two window sizes while taps flow: it exits 0
+/// within 10 s, and no final or revision of either size went out for a window before its
+/// end plus the lateness by the wall clock (the size drained first kept its windows open
+/// while the other drained).
+#[test]
+fn sigterm_with_two_workers_and_two_sizes_closes_no_window_early() {
+    let pipeline = Pipeline::new("sigterm-sizes");
+    let dataflow = start_dataflow(&pipeline, &["-w", "2", "--window", "2s,60s"]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = feed_until(&pipeline.events, Arc::clone(&stop), 0);
+    let two = format!("{}-2s", pipeline.windows);
+    let sixty = format!("{}-60s", pipeline.windows);
+    // Running: the 2 s size has closed a window of the taps.
+    read_until(&two, WAIT, |p| !windows_by_start(p).is_empty());
+    let asked = Instant::now();
+    let status = dataflow.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the dataflow did not exit 0 within 10 s: {status:?}"
+    );
+    let exited_ms = now_ms();
+    let seconds = asked.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    for topic in [&two, &sixty] {
+        // Read to the ends of its partitions: the dataflow has exited.
+        let payloads = read_until(topic, WAIT, |_| true);
+        for p in &payloads {
+            let m: WindowMessage = serde_json::from_slice(p).unwrap();
+            if m.state == WindowState::Open {
+                continue;
+            }
+            assert!(
+                m.report.window_end + 1_000 <= exited_ms,
+                "{topic}: window {} went out as {:?} before its end plus the lateness (the dataflow exited at {exited_ms})",
+                m.report.window_start,
+                m.state
+            );
+        }
+    }
+    record_figures(
+        "sigterm-two-workers-two-sizes",
+        &serde_json::json!({ "seconds_to_exit_0": seconds }),
+    );
+}
+
+/// A second window size added across a restart (`--window 2s`, then `--window 2s,60s`, which
+/// renames the live size's windows topic) while taps flow: on the cluster topic, the last
+/// revision of every window, those published before the restart included, counts every tap
+/// stamped in it.
+#[test]
+fn a_size_added_across_a_restart_leaves_every_window_whole() {
+    let pipeline = Pipeline::new("size-added");
+    let dataflow = start_dataflow(&pipeline, &["--window", "2s"]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A little disorder, as over HTTP: some taps of a window come after the first taps of
+    // the next.
+    let feeder = feed_until(&pipeline.events, Arc::clone(&stop), 700);
+    read_until(&pipeline.windows, WAIT, |p| windows_by_start(p).len() >= 2);
+    let status = dataflow.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let cluster = &pipeline.cluster_topics()[0];
+    let before = read_until(cluster, WAIT, |_| true).len();
+    let restart_ms = now_ms();
+    let restarted = start_dataflow(&pipeline, &["--window", "2s,60s"]);
+    // What the viewers wait for: the restarted dataflow's first update, by the time its
+    // producer made it.
+    let records = read_records_until(cluster, WAIT, |r| r.len() > before);
+    let first_ms = records
+        .get(before)
+        .map(|r| r.0)
+        .expect("an update after the restart");
+    record_figures(
+        "restart-to-first-update",
+        &serde_json::json!({
+            "scenario": "SIGTERM, then started with a size added, 300 taps/s flowing",
+            "seconds": (first_ms - restart_ms) as f64 / 1e3,
+        }),
+    );
+    let two = format!("{}-2s", pipeline.windows);
+    read_until(&two, WAIT, |p| windows_by_start(p).len() >= 2);
+    stop.store(true, Ordering::Relaxed);
+    let sent = feeder.join().unwrap();
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    windows_through(&two, last);
+    let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+    for (_, _, ts) in &sent {
+        *want.entry(ts - ts.rem_euclid(2_000)).or_default() += 1;
+    }
+    let got: BTreeMap<i64, u64> = windows_through(cluster, last)
+        .into_iter()
+        .map(|(start, m)| (start, m.report.events))
+        .collect();
+    assert_eq!(
+        got, want,
+        "{cluster}: every window's last revision counts all its taps"
+    );
+    drop(restarted);
+}
+
+/// A restart with settings its checkpoints cannot be carried over to (another live window
+/// size, another events topic) refuses to start, naming the setting, both values and the way
+/// out, and publishes nothing.
+#[test]
+fn a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name() {
+    let pipeline = Pipeline::new("settings");
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let now = now_ms();
+    produce_events(
+        &producer(),
+        &pipeline.events,
+        &[("u".into(), "🔥".into(), now)],
+    );
+    windows_through(&pipeline.windows, now);
+    let status = dataflow.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let published = read_until(&pipeline.windows, WAIT, |_| true).len();
+    let brokers = brokers();
+    let other_events = format!("{}-other", pipeline.events);
+    for (flag, value, was) in [
+        ("--window", "5s", "2s"),
+        (
+            "--events-topic",
+            other_events.as_str(),
+            pipeline.events.as_str(),
+        ),
+    ] {
+        let mut args: Vec<String> = vec!["dataflow".into(), "--brokers".into(), brokers.clone()];
+        args.extend(pipeline.dataflow_args());
+        match args.iter().position(|a| a == flag) {
+            Some(at) => args[at + 1] = value.to_owned(),
+            None => args.extend([flag.to_owned(), value.to_owned()]),
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = common::emostream(&args);
+        let text = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {text}");
+        assert!(
+            text.contains(&format!("were made with {flag} {was}, not {value}"))
+                && text.contains("a new --group"),
+            "{flag}: {text}"
+        );
+    }
+    assert_eq!(
+        read_until(&pipeline.windows, WAIT, |_| true).len(),
+        published
+    );
+}
+
+/// Produces 300 taps a second into `topic`, on a thread, stamped with the wall clock less up
+/// to `disorder_ms`, until `stop`; what it sent.
+fn feed_until(
+    topic: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    disorder_ms: i64,
+) -> std::thread::JoinHandle<Vec<(String, String, i64)>> {
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let producer = producer();
+        let mut sent = Vec::new();
+        let mut round = 0i64;
+        while !stop.load(Ordering::Relaxed) {
+            let now = now_ms();
+            let batch: Vec<(String, String, i64)> = (0..30i64)
+                .map(|i| {
+                    let user = format!("u{}", (round * 30 + i) % 307);
+                    (user, "🔥".to_owned(), now - (i * 37) % disorder_ms.max(1))
+                })
+                .collect();
+            produce_events(&producer, &topic, &batch);
+            sent.extend(batch);
+            round += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent
+    })
+}
+
 /// A backfill of past taps (half a minute of them, ending 2 s ago) with a lateness longer than
 /// their span keeps many windows open at once; the dataflow is killed while it reads it and
 /// started again at once. Every window must equal the reference: nothing counted twice,
@@ -424,10 +602,10 @@ fn killed_backfill_round(seed: u64) {
     }
 }
 
-/// The late records of `topic` (read until there are `expected` of them, or `wait`), once
-/// each (by partition, offset and size), counted per window start and emoji.
+/// The late records of `topic` (read until there are `expected` of them, or `wait`), each
+/// asserted once (by partition, offset and size), counted per window start and emoji.
 fn late_by_window(topic: &str, expected: usize, wait: Duration) -> BTreeMap<(i64, String), i64> {
-    let records = read_until(topic, wait, |p| once_each(p).len() >= expected);
+    let records = read_until(topic, wait, |p| p.len() >= expected);
     let mut counts = BTreeMap::new();
     for record in once_each(&records) {
         let ts = model::parse_timestamp(record["timestamp"].as_str().unwrap()).unwrap();
@@ -439,20 +617,71 @@ fn late_by_window(topic: &str, expected: usize, wait: Duration) -> BTreeMap<(i64
     counts
 }
 
-/// Late records, once per partition, offset and size.
+/// Late records, asserting that each event (partition, offset) is reported once per size.
 fn once_each(payloads: &[Vec<u8>]) -> Vec<serde_json::Value> {
-    let mut seen = std::collections::HashSet::new();
-    payloads
+    let mut seen = std::collections::HashMap::new();
+    let records: Vec<serde_json::Value> = payloads
         .iter()
         .map(|p| serde_json::from_slice::<serde_json::Value>(p).unwrap())
-        .filter(|r| {
-            seen.insert((
-                r["partition"].as_i64(),
-                r["offset"].as_i64(),
-                r["window"].as_str().map(str::to_owned),
-            ))
-        })
-        .collect()
+        .collect();
+    for r in &records {
+        let key = (
+            r["partition"].as_i64(),
+            r["offset"].as_i64(),
+            r["window"].as_str().map(str::to_owned),
+        );
+        if let Some(before) = seen.insert(key, r) {
+            panic!("reported twice: {before} and {r}");
+        }
+    }
+    records
+}
+
+/// Taps stamped 5 minutes in the past (late by far), each followed within half a second by a
+/// stop of the dataflow (SIGTERM, SIGTERM, then SIGKILL) and a restart, which reads the tap
+/// again (the window step it was reported at is not committed yet): each is reported once.
+#[test]
+fn a_late_tap_is_reported_once_across_stops_right_after_it() {
+    let pipeline = Pipeline::new("late-once");
+    let producer = producer();
+    let mut dataflow = start_dataflow(&pipeline, &[]);
+    // A tap on time, and its window out.
+    let on_time = |user: &str| {
+        let now = now_ms();
+        produce_events(
+            &producer,
+            &pipeline.events,
+            &[(user.into(), "🔥".into(), now)],
+        );
+        windows_through(&pipeline.windows, now);
+    };
+    // First: the watermark is past, so the taps after it stamped 5 minutes ago are late.
+    on_time("first");
+    for (k, kill) in [false, false, true].into_iter().enumerate() {
+        let tap = (format!("late{k}"), "🔥".to_owned(), now_ms() - 300_000);
+        produce_events(&producer, &pipeline.events, &[tap]);
+        // The stop comes within half a second of the tap (the scenario, not a wait for a
+        // condition): before or just after its late record is out, and before the window
+        // step it was reported at is committed.
+        std::thread::sleep(Duration::from_millis(300));
+        if kill {
+            dataflow.kill();
+        } else {
+            let status = dataflow.terminate(Duration::from_secs(10));
+            assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        }
+        dataflow = start_dataflow(&pipeline, &[]);
+    }
+    // Last, read after the three: once its window is out, all three were read again.
+    on_time("last");
+    let records = once_each(&read_until(&pipeline.late, WAIT, |_| true));
+    let mut users: Vec<&str> = records
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+    users.sort_unstable();
+    assert_eq!(users, ["late0", "late1", "late2"]);
+    drop(dataflow);
 }
 
 /// With `--updates`, a dataflow killed while a window is open and started again goes on with

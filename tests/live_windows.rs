@@ -568,3 +568,132 @@ fn an_allowed_late_event_revises_its_final_window_and_a_later_one_is_late() {
             && metric(&base, "dataflow_late_events_total{window=\"2s\"}") == 1.0
     });
 }
+
+/// A viewer whose clock runs `ahead_ms` fast taps once; then other viewers tap, stamped with
+/// the server's clock, four times a second for 10 s, on an events topic of `partitions`
+/// partitions. Every later tap counts in its own window and none is late; the fast tap
+/// counts once, at the time the ingest took it (its stamp is further ahead than the
+/// lateness), not minutes from now.
+fn a_clock_ahead_delays_nobody(name: &str, partitions: i32, ahead_ms: i64) {
+    let pipeline = Pipeline::new(name);
+    create_topic(&pipeline.events, partitions);
+    let ingest = start_ingest(&pipeline, &[]);
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let size = WindowSize::default();
+    let tap = |user: &str, emoji: &str, ts: i64| {
+        let (status, body, _) = post(
+            &agent,
+            &url,
+            "application/json",
+            &event_json(user, emoji, ts),
+        );
+        assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
+    };
+    let before = now_ms();
+    tap("fast", "🎉", before + ahead_ms);
+    let after = now_ms();
+    let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut last = 0;
+    for i in 0..40 {
+        last = now_ms();
+        tap(&format!("u{i}"), "🔥", last);
+        *want.entry(size.start_of(last)).or_default() += 1;
+        // The traffic's pace, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let windows = windows_through(&pipeline.windows, last);
+    let counted = |emoji: &str| -> BTreeMap<i64, u64> {
+        windows
+            .iter()
+            .filter_map(|(start, m)| {
+                let e = m.report.emojis.iter().find(|e| e.emoji == emoji)?;
+                Some((*start, e.count))
+            })
+            .collect()
+    };
+    assert_eq!(
+        counted("🔥"),
+        want,
+        "{name}: every later tap counts in its window"
+    );
+    let fast = counted("🎉");
+    assert_eq!(
+        fast.values().sum::<u64>(),
+        1,
+        "{name}: the fast tap counts once"
+    );
+    let (&at, _) = fast.iter().next().unwrap();
+    assert!(
+        (size.start_of(before)..=size.start_of(after)).contains(&at),
+        "{name}: the fast tap counts when it arrived, not at its stamp"
+    );
+    let late = metric(&dataflow.url(), "dataflow_late_events_total{window=\"2s\"}");
+    assert_eq!(late, 0.0, "{name}: no tap is late");
+}
+
+#[test]
+fn a_viewer_five_minutes_ahead_makes_nobody_late() {
+    a_clock_ahead_delays_nobody("ahead-5m", 1, 300_000);
+}
+
+#[test]
+fn a_viewer_five_minutes_ahead_makes_nobody_late_on_four_partitions() {
+    a_clock_ahead_delays_nobody("ahead-5m-4p", 4, 300_000);
+}
+
+#[test]
+fn a_viewer_fifteen_seconds_ahead_makes_nobody_late() {
+    a_clock_ahead_delays_nobody("ahead-15s", 1, 15_000);
+}
+
+/// The events topic grown from 2 to 4 partitions while taps flow, without a restart: the
+/// dataflow (two workers) reads the new partitions within seconds, and every tap counts in
+/// its window, none late. It needs a broker that grows topics: noida-db (`make
+/// second-broker`); on tansu, which refuses CreatePartitions, it says so and stops there.
+#[test]
+fn partitions_added_while_taps_flow_are_read_and_every_tap_counted() {
+    let pipeline = Pipeline::new("grown");
+    create_topic(&pipeline.events, 2);
+    let dataflow = start_dataflow(&pipeline, &["-w", "2"]);
+    let mut sent = Vec::new();
+    let mut tap_for = |producer: &rdkafka::producer::BaseProducer, partitions, seconds| {
+        for round in 0..seconds * 10 {
+            let now = now_ms();
+            let batch: Vec<(String, String, i64)> = (0..30)
+                .map(|i| (format!("u{}", (round * 30 + i) % 211), "🔥".to_owned(), now))
+                .collect();
+            produce_to(producer, &pipeline.events, &batch, Some(partitions));
+            sent.extend(batch);
+            // The traffic's pace, not a wait for a condition.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    tap_for(&producer(), 2, 2);
+    if let Err(refused) = grow_topic(&pipeline.events, 4) {
+        eprintln!("This broker cannot grow a topic ({refused}): the test needs one that can.");
+        return;
+    }
+    // A producer made now knows the new partitions.
+    tap_for(&producer(), 4, 6);
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    let got: BTreeMap<i64, u64> = windows_through(&pipeline.windows, last)
+        .into_iter()
+        .map(|(start, m)| (start, m.report.events))
+        .collect();
+    let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+    for (_, _, ts) in &sent {
+        *want.entry(WindowSize::default().start_of(*ts)).or_default() += 1;
+    }
+    assert_eq!(
+        got, want,
+        "every tap, on the old partitions and the new, in its window"
+    );
+    let base = dataflow.url();
+    assert_eq!(
+        metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
+        0.0
+    );
+    assert_eq!(metric(&base, "dataflow_partitions_reading"), 4.0);
+}

@@ -29,6 +29,11 @@ pub enum Failure {
         #[source]
         source: KafkaError,
     },
+    /// A stop could not publish every closed window in time (the broker away or slow).
+    #[error(
+        "the stop did not publish every closed window within {0:?}: the offsets committed are behind what was published, so a restart reads the rest again"
+    )]
+    StopTimeout(std::time::Duration),
 }
 
 impl Failure {
@@ -54,6 +59,7 @@ impl Failure {
     pub fn is_retryable(&self) -> bool {
         match self {
             Failure::Io { .. } => false,
+            Failure::StopTimeout(_) => true,
             Failure::Kafka { source, .. } => service::kafka::is_retryable(source),
         }
     }

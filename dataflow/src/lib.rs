@@ -19,6 +19,8 @@
 //! - [`cluster`]: workers, processes and hostfiles.
 //! - [`control`]: progress, strict stop and failures shared by a process's workers.
 //! - [`failure`]: `Failure`, what stops a run, and whether running again may help.
+//! - [`fate`]: `Rules`, the one decision of an event's validity, time and fate, live and replayed.
+//! - [`recovery`]: what a restart reads back to go on where an earlier run stopped.
 //! - [`reference`]: a plain single-threaded aggregator, the oracle of the tests.
 //! - [`live`]: `run_live`, the dataflow between Kafka topics.
 //! - [`server`]: `start`, the live dataflow as a service: workers, admin server, stop.
@@ -28,10 +30,12 @@ pub mod accumulator;
 pub mod cluster;
 pub mod control;
 pub mod failure;
+pub mod fate;
 pub mod live;
 pub mod metrics;
 pub mod operators;
 pub mod record;
+pub mod recovery;
 pub mod reference;
 pub mod replay;
 pub mod server;

@@ -22,7 +22,7 @@ pub struct DataflowMetrics {
     pub windows: Counter,
     /// Updates of open windows published.
     pub open_updates: Counter,
-    /// Events past their partition's watermark within the allowed lateness (amendments).
+    /// Events of closed windows within the allowed lateness (amendments).
     pub amends: Counter,
     /// Revisions of final windows published.
     pub revisions: Counter,
@@ -30,6 +30,8 @@ pub struct DataflowMetrics {
     pub emit_delay_seconds: Histogram,
     /// Producers replaced because the broker refused their records.
     pub producer_replacements: Counter,
+    /// Checkpoints the broker refused or did not take in time (windows stay open meanwhile).
+    pub checkpoint_failures: Counter,
     /// Partitions being read (one per partition and window size), once the readers are set.
     pub partitions_reading: Gauge,
 }
@@ -55,6 +57,7 @@ impl DataflowMetrics {
             revisions: Counter::default(),
             emit_delay_seconds: Histogram::default(),
             producer_replacements: Counter::default(),
+            checkpoint_failures: Counter::default(),
             partitions_reading: Gauge::default(),
         }
     }
@@ -200,7 +203,7 @@ impl RenderMetrics for DataflowMetrics {
         )
         .counter(
             "dataflow_amends_total",
-            "Events past their partition's watermark, within the allowed lateness: they amend their window.",
+            "Events of closed windows within the allowed lateness: they amend their window.",
             self.amends.get(),
         )
         .counter(
@@ -212,6 +215,11 @@ impl RenderMetrics for DataflowMetrics {
             "dataflow_producer_replacements_total",
             "Producers replaced because the broker refused their records.",
             self.producer_replacements.get(),
+        )
+        .counter(
+            "dataflow_checkpoint_failures_total",
+            "Checkpoints the broker refused or did not take in time: no window closes until one is written.",
+            self.checkpoint_failures.get(),
         )
         .histogram(
             "dataflow_emit_delay_seconds",

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use model::emojis::EmojiSet;
 use model::log::LogWriter;
 use model::report::WindowState;
 use model::{ReportConfig, WindowReport, WindowSize, WindowSpec};
@@ -20,6 +21,7 @@ use timely::worker::Worker;
 use crate::cluster::ClusterConfig;
 use crate::control::RunControl;
 use crate::failure::Failure;
+use crate::fate::Rules;
 use crate::operators::{CountConfig, CountWindows, Engine, Keep};
 use crate::record::{RejectedRow, SideRecord, SourceStats, WindowUpdate};
 use crate::sink::{RejectCsvWriter, WindowCsvWriter};
@@ -49,6 +51,8 @@ pub struct ReplayConfig {
     pub late_out: Option<PathBuf>,
     /// Rejected rows go here, if set.
     pub rejects_out: Option<PathBuf>,
+    /// Rows of other emojis are rejected, as the live dataflow rejects them.
+    pub emojis: Arc<EmojiSet>,
     /// Stop at the first rejected row.
     pub strict: bool,
     /// Block size for sharing files among workers.
@@ -69,6 +73,7 @@ impl ReplayConfig {
             revisions_out: None,
             late_out: None,
             rejects_out: None,
+            emojis: Arc::new(EmojiSet::default()),
             strict: false,
             block_bytes: crate::source::blocks::DEFAULT_BLOCK_BYTES,
         }
@@ -448,8 +453,12 @@ fn run_worker(
     let source = LogSourceConfig {
         files,
         block_bytes: config.block_bytes,
-        window: config.windows.live(),
-        windows: config.windows.clone(),
+        rules: Rules {
+            window: config.windows.live(),
+            windows: config.windows.clone(),
+            emojis: Arc::clone(&config.emojis),
+            max_future_ms: i64::MAX,
+        },
         max_ahead_ms: (60_000i64).max(16 * config.windows.live().millis()),
         send_late: config.late_out.is_some(),
         send_rejects: config.rejects_out.is_some(),
@@ -459,7 +468,10 @@ fn run_worker(
     // are exactly those of a run with that size alone.
     for (index, &size) in config.windows.sizes().iter().enumerate().skip(1) {
         let source = LogSourceConfig {
-            window: size,
+            rules: Rules {
+                window: size,
+                ..source.rules.clone()
+            },
             max_ahead_ms: (60_000i64).max(16 * size.millis()),
             send_rejects: false,
             primary: false,

@@ -3,12 +3,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use service::Shutdown;
 
 use crate::control::RunControl;
+use crate::failure::Failure;
 use crate::live::{LiveConfig, LiveError, prepare, run_live};
 use crate::metrics::DataflowMetrics;
+
+/// How long a stop may take to publish what is closed before it gives up on that (a
+/// publisher notices within a second, so the process ends within 10 s of the signal).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// A running live dataflow.
 pub struct RunningDataflow {
@@ -61,9 +67,17 @@ impl RunningDataflow {
             }
         }
         self.control.request_stop();
-        self.task
-            .await
-            .map_err(|e| LiveError::Panicked(e.to_string()))??;
+        // Draining waits for the broker to take what is closed; a broker away must not keep
+        // the process from stopping. What is committed is behind what is published either
+        // way, so a restart reads again what the stop left.
+        let ended = match tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                self.control.fail(Failure::StopTimeout(STOP_TIMEOUT));
+                self.task.await
+            }
+        };
+        ended.map_err(|e| LiveError::Panicked(e.to_string()))??;
         tracing::info!("Dataflow stopped: closed windows published, offsets committed.");
         Ok(())
     }

@@ -155,7 +155,8 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// Produces events to the events topic, keyed by `user_id`, stamped with their event time.
+/// Produces events to the events topic, keyed by `user_id`, each record stamped with the time
+/// the event was taken (its own time is in the payload).
 pub struct EventProducer {
     producer: RwLock<Arc<ThreadedProducer<DeliveryContext>>>,
     config: IngestConfig,
@@ -213,6 +214,9 @@ impl EventProducer {
                 config.delivery_timeout.as_millis().to_string(),
             )
             .set("compression.type", "lz4")
+            // Partitions added to the events topic take taps within seconds (librdkafka's
+            // default is five minutes).
+            .set("topic.metadata.refresh.interval.ms", "5000")
             .create_with_context(context)
             .map_err(ProduceError::Create)
     }
@@ -279,13 +283,16 @@ impl EventProducer {
         let producer = self.current();
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
+        // The record's timestamp is when the event was taken: the dataflow counts an event
+        // stamped further ahead of it than the lateness at this time (a client's clock ahead).
+        let received = model::now_ms();
         for event in events {
             payload.clear();
             serde_json::to_writer(&mut payload, event).expect("an event serializes to JSON");
             let record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&delivery))
                 .key(event.user_id.as_str())
                 .payload(payload.as_slice())
-                .timestamp(event.timestamp);
+                .timestamp(received);
             if let Err((error, record)) = producer.send(record) {
                 // The queue is larger than our room, so this is a producer in a fatal state:
                 // counted like a failed delivery (so the producer gets replaced), a kept event
@@ -303,7 +310,7 @@ impl EventProducer {
                         .push(Unsent {
                             key: event.user_id.as_bytes().to_vec(),
                             payload: payload.clone(),
-                            timestamp: Some(event.timestamp),
+                            timestamp: Some(received),
                             delivery: record.delivery_opaque,
                         });
                 } else {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 pub use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, ToBytes};
@@ -36,6 +36,16 @@ pub enum TopicError {
         /// The broker's answer.
         code: RDKafkaErrorCode,
     },
+    /// A topic could not be given more partitions.
+    #[error("cannot grow topic \"{topic}\" to {partitions} partitions: {code}")]
+    Grow {
+        /// The topic.
+        topic: String,
+        /// The partitions it should have.
+        partitions: i32,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
 }
 
 impl TopicError {
@@ -44,7 +54,9 @@ impl TopicError {
         match self {
             TopicError::Brokers(_) => false,
             TopicError::Admin { source, .. } => is_retryable(source),
-            TopicError::Create { code, .. } => is_retryable_code(*code),
+            TopicError::Create { code, .. } | TopicError::Grow { code, .. } => {
+                is_retryable_code(*code)
+            }
         }
     }
 }
@@ -161,6 +173,33 @@ pub async fn ensure_topics(
             Err((topic, code)) => return Err(TopicError::Create { topic, code }),
         }
     }
+    Ok(())
+}
+
+/// Gives `topic` `partitions` partitions in all (it has fewer).
+pub async fn grow_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), TopicError> {
+    let admin_error = |source| TopicError::Admin {
+        brokers: brokers.to_owned(),
+        source,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(brokers).create().map_err(admin_error)?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let grow = NewPartitions::new(topic, partitions as usize);
+    let results = admin
+        .create_partitions([&grow], &options)
+        .await
+        .map_err(admin_error)?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            return Err(TopicError::Grow {
+                topic,
+                partitions,
+                code,
+            });
+        }
+    }
+    tracing::info!(%topic, partitions, "Grew topic.");
     Ok(())
 }
 

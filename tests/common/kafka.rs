@@ -106,12 +106,26 @@ pub fn producer() -> BaseProducer {
 
 /// Writes JSON events `(user, emoji, timestamp ms)` to `topic`, keyed by user, and flushes.
 pub fn produce_events(producer: &BaseProducer, topic: &str, events: &[(String, String, i64)]) {
-    for (user, emoji, ts) in events {
+    produce_to(producer, topic, events, None);
+}
+
+/// Writes JSON events `(user, emoji, timestamp ms)` to `topic`, keyed by user, the `i`th to
+/// partition `i % partitions` if given (else where the key goes), and flushes.
+pub fn produce_to(
+    producer: &BaseProducer,
+    topic: &str,
+    events: &[(String, String, i64)],
+    partitions: Option<i32>,
+) {
+    for (i, (user, emoji, ts)) in events.iter().enumerate() {
         let payload =
             serde_json::json!({"user_id": user, "emoji_type": emoji, "timestamp": ts}).to_string();
-        let record = BaseRecord::to(topic)
+        let mut record = BaseRecord::to(topic)
             .key(user.as_str())
             .payload(payload.as_str());
+        if let Some(partitions) = partitions {
+            record = record.partition(i as i32 % partitions);
+        }
         if let Err((error, _)) = service::kafka::send_waiting(
             |r| producer.send(r),
             || producer.poll(Duration::from_millis(1)),
@@ -293,4 +307,18 @@ pub fn create_topic(topic: &str, partitions: i32) {
     })
     .join()
     .unwrap();
+}
+
+/// Gives `topic` `partitions` partitions in all; the broker's refusal as text (tansu cannot
+/// grow a topic).
+pub fn grow_topic(topic: &str, partitions: i32) -> Result<(), String> {
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(service::kafka::grow_topic(&brokers(), &topic, partitions))
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
 }

@@ -177,13 +177,18 @@ fn send(producer: &BaseProducer<Failures>, r: &Outgoing, index: usize) -> Result
 }
 
 /// Waits until everything sent is acknowledged or failed (the broker may be away a while),
-/// saying so every 5 s.
+/// saying so every 5 s; a failure of the run ends the wait.
 fn flush(producer: &BaseProducer<Failures>, control: &RunControl) {
-    while !service::kafka::wait_delivered(producer, Duration::from_secs(5)) {
-        tracing::warn!(
-            in_flight = producer.in_flight_count(),
-            "Publishing is waiting for the broker."
-        );
+    // In slices of a second, so that a failure (a stop that timed out) is seen at once.
+    let mut waited = 0;
+    while !service::kafka::wait_delivered(producer, Duration::from_secs(1)) {
+        waited += 1;
+        if waited % 5 == 0 {
+            tracing::warn!(
+                in_flight = producer.in_flight_count(),
+                "Publishing is waiting for the broker."
+            );
+        }
         if control.failure().is_some() {
             return;
         }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use compact_str::CompactString;
+use model::EventError;
 use model::log::{LogColumns, RowError};
-use model::{WindowSize, WindowSpec};
 use timely::dataflow::{ProbeHandle, Scope};
 
 use super::blocks::{Line, LineCounter, read_block};
@@ -21,6 +21,7 @@ use super::outputs::{Sessions, SourceCaps, SourceStreams, source_outputs};
 use super::watermark::Watermark;
 use crate::control::RunControl;
 use crate::failure::Failure;
+use crate::fate::{Fate, Rules};
 use crate::record::{Amend, LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
 
 /// Longest part of a rejected row kept in its report.
@@ -33,10 +34,10 @@ pub struct LogSourceConfig {
     pub files: Arc<Vec<LogFile>>,
     /// Block size in bytes.
     pub block_bytes: u64,
-    /// This dataflow's window size, one of `windows`.
-    pub window: WindowSize,
-    /// The run's window sizes and their lateness.
-    pub windows: WindowSpec,
+    /// This dataflow's window size, the run's sizes and lateness, and the allowed emojis:
+    /// what decides each row's fate (a log says nothing of when events arrived, so its own
+    /// times are the clock).
+    pub rules: Rules,
     /// How far (event time, ms) a worker may run ahead of the slowest one.
     pub max_ahead_ms: i64,
     /// Send late events on the side output (they are always counted).
@@ -144,7 +145,7 @@ impl Reader {
                     columns,
                     next_block: first,
                     blocks,
-                    watermark: Watermark::new(config.windows.lateness_ms()),
+                    watermark: Watermark::new(config.rules.windows.lateness_ms()),
                     lines: LineCounter::default(),
                 }),
                 Err(e) => control.fail(Failure::io("open", log.path.display(), e)),
@@ -169,7 +170,7 @@ impl Reader {
         if self.control.stopped() {
             self.partitions.clear();
         }
-        let window = self.config.window;
+        let window = self.config.rules.window;
         let Some(p) =
             (0..self.partitions.len()).min_by_key(|&i| self.partitions[i].watermark.hold(window))
         else {
@@ -226,6 +227,14 @@ impl Reader {
             ..
         } = self;
         let now = caps.time();
+        // Windows close on the least watermark of the worker's partitions.
+        let others = partitions
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != p)
+            .map(|(_, other)| other.watermark.value().unwrap_or(i64::MIN))
+            .min()
+            .unwrap_or(i64::MAX);
         let Partition {
             file_index,
             file,
@@ -256,37 +265,45 @@ impl Reader {
                     )
                 })
             };
+            // A log says nothing of when its events arrived: no clock to be ahead of.
+            let decoded = decoded.and_then(|(user, emoji, timestamp)| {
+                match config.rules.check(&emoji, timestamp, None) {
+                    Ok(()) => Ok((user, emoji, timestamp)),
+                    Err(_) => Err(RowError::Event(EventError::not_allowed(&emoji))),
+                }
+            });
             match decoded {
                 Ok((user, emoji, timestamp)) => {
-                    let start = config.window.start_of(timestamp);
-                    let on_time = watermark.observe(timestamp, config.window);
-                    let amendable = !on_time
-                        && config.windows.amends(
-                            config.window.end_of(start),
-                            watermark.value().unwrap_or(i64::MIN).max(now),
-                        );
-                    if on_time {
-                        stats.on_time += 1;
-                        push_tap(by_window, start, Tap { user, emoji });
-                    } else if amendable && start >= now {
-                        // Past the partition's watermark, but this source still holds the
-                        // window: it counts in the window's final.
-                        stats.amends += 1;
-                        push_tap(by_window, start, Tap { user, emoji });
-                    } else if amendable {
-                        stats.amends += 1;
-                        amends.push(Amend {
-                            window_start: start,
-                            tap: Tap { user, emoji },
-                        });
-                    } else {
-                        stats.late += 1;
-                        if config.send_late {
-                            side.push(SideRecord::Late(LateEvent {
-                                user,
-                                emoji,
-                                timestamp,
-                            }));
+                    let start = config.rules.window.start_of(timestamp);
+                    watermark.observe(timestamp);
+                    let closes_on = others.min(watermark.value().unwrap_or(i64::MIN));
+                    match config.rules.fate(timestamp, closes_on) {
+                        Fate::Count => {
+                            stats.on_time += 1;
+                            push_tap(by_window, start, Tap { user, emoji });
+                        }
+                        Fate::Amend if start >= now => {
+                            // Past the watermark, but this source still holds the window:
+                            // it counts in the window's final.
+                            stats.amends += 1;
+                            push_tap(by_window, start, Tap { user, emoji });
+                        }
+                        Fate::Amend => {
+                            stats.amends += 1;
+                            amends.push(Amend {
+                                window_start: start,
+                                tap: Tap { user, emoji },
+                            });
+                        }
+                        Fate::Late => {
+                            stats.late += 1;
+                            if config.send_late {
+                                side.push(SideRecord::Late(LateEvent {
+                                    user,
+                                    emoji,
+                                    timestamp,
+                                }));
+                            }
                         }
                     }
                 }

@@ -2,8 +2,9 @@
 
 use model::WindowSize;
 
-/// `max timestamp seen - lateness` of one partition. A window is closed for the partition
-/// once the watermark has reached its end; an event of a closed window is late.
+/// `max timestamp seen - lateness` of one partition: the partition may still add to the
+/// windows that end after it. Whether an event is late is not judged here but against the
+/// windows its source has closed (`fate`).
 #[derive(Debug, Clone, Copy)]
 pub struct Watermark {
     lateness_ms: i64,
@@ -19,12 +20,10 @@ impl Watermark {
         }
     }
 
-    /// Records an event time; true if its window is still open for this partition.
+    /// Records an event time.
     #[inline]
-    pub fn observe(&mut self, timestamp_ms: i64, size: WindowSize) -> bool {
-        let max = self.max_seen.map_or(timestamp_ms, |m| m.max(timestamp_ms));
-        self.max_seen = Some(max);
-        size.end_of(size.start_of(timestamp_ms)) > max - self.lateness_ms
+    pub fn observe(&mut self, timestamp_ms: i64) {
+        self.max_seen = Some(self.max_seen.map_or(timestamp_ms, |m| m.max(timestamp_ms)));
     }
 
     /// A partition resumed from a checkpoint whose largest timestamp was `max_seen`.
@@ -56,31 +55,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn late_once_the_watermark_passes_the_window_end() {
+    fn holds_the_window_of_the_largest_time_less_the_lateness() {
         let size = WindowSize::from_millis(2000).unwrap();
         let mut w = Watermark::new(1000);
         assert_eq!(w.hold(size), i64::MIN);
-        assert!(w.observe(5000, size));
+        w.observe(5000);
         assert_eq!(w.value(), Some(4000));
         assert_eq!(w.hold(size), 4000);
-        // [2000, 4000) closed at watermark 4000; [4000, 6000) still open.
-        assert!(!w.observe(3999, size));
-        assert!(w.observe(4000, size));
-        assert!(w.observe(6999, size));
-        // Watermark 5999: [4000, 6000) still open.
-        assert!(w.observe(4001, size));
-        assert!(w.observe(7000, size));
-        // Watermark 6000: closed.
-        assert!(!w.observe(5999, size));
+        // An earlier time moves nothing back.
+        w.observe(3999);
+        assert_eq!(w.hold(size), 4000);
+        w.observe(7000);
+        assert_eq!((w.value(), w.hold(size)), (Some(6000), 6000));
     }
 
     #[test]
     fn holds_before_1970() {
         let size = WindowSize::from_millis(2000).unwrap();
         let mut w = Watermark::new(0);
-        assert!(w.observe(-1, size));
+        w.observe(-1);
         assert_eq!(w.hold(size), -2000);
-        assert!(w.observe(-2000, size));
-        assert!(!w.observe(-2001, size));
+        w.observe(-2001);
+        assert_eq!(w.hold(size), -2000);
     }
 }

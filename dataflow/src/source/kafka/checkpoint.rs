@@ -23,11 +23,16 @@
 //! later (final and revised messages carry their time in a header), and reports it late
 //! otherwise (the window's totals, to amend, are not rebuilt).
 //!
-//! The text is `2;MAX_SEEN;CLOSED_BEFORE;W:L,W:L,...;W:T:L,...` with `W` a closed window and
-//! `T` a time as the number of windows before `CLOSED_BEFORE`, `L` an offset minus the
-//! committed offset: first each closed window's last counted offset, then each amended
-//! window's last amending offset per time. A bare number (the format before) is the largest
-//! timestamp alone.
+//! A late or invalid record is published once: the checkpoint names where the late topic's
+//! partitions ended before the event at its offset was read, and a restart reads the late
+//! topic from there, so it knows which events read again were reported already (`reported`).
+//!
+//! The text is `3;SETTINGS;MAX_SEEN;CLOSED_BEFORE;PUBLISHED_BEFORE;P,P,...;W:L,...;W:T:L,...`
+//! with `SETTINGS` what the state was made with (`Settings`), `PUBLISHED_BEFORE` the time
+//! before which every window was published, `P` the late topic's positions, `W` a closed window and `T` a time as the number of windows before
+//! `CLOSED_BEFORE`, `L` an offset minus the committed offset: first each closed window's last
+//! counted offset, then each amended window's last amending offset per time. Version `2;`
+//! (before) has no positions; a bare number (older) is the largest timestamp alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -54,6 +59,8 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // Every partition is read to a known end: no fetch needs to wait for more.
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(Quiet)
         .map_err(kafka("create a consumer for"))?;
     let partitions = service::kafka::partitions_of(&consumer, topic).map_err(kafka("find"))?;
@@ -152,6 +159,67 @@ pub(crate) struct Checkpoint {
     pub last_counted: BTreeMap<i64, i64>,
     /// Per amended window and the time its amendments went out at: the last offset amending it.
     pub amended: BTreeMap<(i64, i64), i64>,
+    /// Per partition of the late topic, where it ended before the event at the offset was
+    /// read: the late and invalid records of that event and later ones are at or after it
+    /// (empty: not known).
+    pub late_from: Vec<i64>,
+    /// The settings the state was made with (`None`: a checkpoint of a version before).
+    pub settings: Option<Settings>,
+    /// Every window starting before this was published when the checkpoint was written.
+    pub published_before: Option<i64>,
+}
+
+/// The settings a checkpoint's state was made with: a restart with other settings carries
+/// the state over where it can, and otherwise refuses to start (see `recovery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The events topic the offsets are of.
+    pub events_topic: String,
+    /// Its partitions.
+    pub partitions: i32,
+    /// The window size, ms (closed windows are written relative to it).
+    pub window_ms: i64,
+    /// Where the windows were published.
+    pub windows_topic: String,
+}
+
+impl Settings {
+    /// `EVENTS/PARTITIONS/WINDOW_MS/WINDOWS` (a topic name has no `/` or `;`).
+    fn encode(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.events_topic, self.partitions, self.window_ms, self.windows_topic
+        )
+    }
+
+    fn decode(text: &str) -> Option<Settings> {
+        let mut fields = text.split('/');
+        let settings = Settings {
+            events_topic: fields.next()?.to_owned(),
+            partitions: fields.next()?.parse().ok()?,
+            window_ms: fields.next()?.parse().ok()?,
+            windows_topic: fields.next()?.to_owned(),
+        };
+        fields.next().is_none().then_some(settings)
+    }
+}
+
+/// The latest time before which the newest checkpoints of `checkpoints` say every window was
+/// published, if any says.
+pub fn recorded_published_before(checkpoints: &Checkpoints, size: WindowSize) -> Option<i64> {
+    checkpoints
+        .values()
+        .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).published_before)
+        .max()
+}
+
+/// The settings the newest checkpoints of `checkpoints` were made with (the most partitions
+/// any names), if any names them.
+pub fn recorded_settings(checkpoints: &Checkpoints, size: WindowSize) -> Option<Settings> {
+    checkpoints
+        .values()
+        .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).settings)
+        .max_by_key(|s| s.partitions)
 }
 
 impl Checkpoint {
@@ -160,10 +228,17 @@ impl Checkpoint {
     /// is before `offset` are left out (those events are not read again); past `limit`, the
     /// oldest windows are left out too: a restart reports their events late.
     fn encode(&self, offset: i64, size: WindowSize, limit: usize) -> (String, Option<i64>) {
+        let late_from: Vec<String> = self.late_from.iter().map(i64::to_string).collect();
+        let number = |n: Option<i64>| n.map_or(String::new(), |n| n.to_string());
         let mut text = format!(
-            "2;{};{}",
-            self.max_seen.map_or(String::new(), |m| m.to_string()),
-            self.closed_before.map_or(String::new(), |c| c.to_string())
+            "3;{};{};{};{};{}",
+            self.settings
+                .as_ref()
+                .map_or(String::new(), Settings::encode),
+            number(self.max_seen),
+            number(self.closed_before),
+            number(self.published_before),
+            late_from.join(",")
         );
         let Some(closed_before) = self.closed_before else {
             return (text, None);
@@ -207,15 +282,40 @@ impl Checkpoint {
     /// The state committed with `offset`, from its metadata `text` (empty when unreadable).
     pub fn decode(text: &str, offset: i64, size: WindowSize) -> Checkpoint {
         let number = |s: &str| s.parse::<i64>().ok();
-        let Some(rest) = text.strip_prefix("2;") else {
-            return Checkpoint {
-                max_seen: number(text),
-                ..Checkpoint::default()
-            };
+        let (rest, version) = match (text.strip_prefix("3;"), text.strip_prefix("2;")) {
+            (Some(rest), _) => (rest, 3),
+            (None, Some(rest)) => (rest, 2),
+            (None, None) => {
+                return Checkpoint {
+                    max_seen: number(text),
+                    ..Checkpoint::default()
+                };
+            }
         };
-        let mut fields = rest.splitn(4, ';');
+        let mut fields = rest.splitn(if version == 3 { 7 } else { 4 }, ';');
+        let settings = if version == 3 {
+            fields.next().and_then(Settings::decode)
+        } else {
+            None
+        };
         let max_seen = fields.next().and_then(number);
         let closed_before = fields.next().and_then(number);
+        let published_before = if version == 3 {
+            fields.next().and_then(number)
+        } else {
+            None
+        };
+        let late_from = if version == 3 {
+            let positions = fields.next().unwrap_or_default();
+            let parsed: Option<Vec<i64>> = positions
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(number)
+                .collect();
+            parsed.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let mut last_counted = BTreeMap::new();
         if let (Some(closed_before), Some(entries)) = (closed_before, fields.next()) {
             for entry in entries.split(',').filter(|e| !e.is_empty()) {
@@ -247,6 +347,9 @@ impl Checkpoint {
             closed_before,
             last_counted,
             amended,
+            late_from,
+            settings,
+            published_before,
         }
     }
 }
@@ -266,9 +369,20 @@ mod tests {
                 (1_700_000_000_000, 130),
             ]),
             amended: BTreeMap::default(),
+            late_from: vec![7, 0, 12],
+            settings: Some(Settings {
+                events_topic: "emoji-events".into(),
+                partitions: 4,
+                window_ms: 2000,
+                windows_topic: "emoji-windows-2s".into(),
+            }),
+            published_before: Some(1_699_999_998_000),
         };
         let text = checkpoint.encode(100, size, RECORD_MAX_LEN).0;
-        assert_eq!(text, "2;1700000003000;1700000002000;1:30;");
+        assert_eq!(
+            text,
+            "3;emoji-events/4/2000/emoji-windows-2s;1700000003000;1700000002000;1699999998000;7,0,12;1:30;"
+        );
         let read = Checkpoint::decode(&text, 100, size);
         assert_eq!(read.max_seen, checkpoint.max_seen);
         assert_eq!(read.closed_before, checkpoint.closed_before);
@@ -276,6 +390,13 @@ mod tests {
             read.last_counted,
             BTreeMap::from([(1_700_000_000_000, 130)])
         );
+        assert_eq!(read.late_from, [7, 0, 12]);
+        assert_eq!(read.settings, checkpoint.settings);
+        assert_eq!(read.published_before, checkpoint.published_before);
+        // The format before had no late-topic positions.
+        let before = Checkpoint::decode("2;1700000003000;1700000002000;1:30;", 100, size);
+        assert_eq!(before.last_counted, read.last_counted);
+        assert!(before.late_from.is_empty());
     }
 
     #[test]
@@ -290,9 +411,12 @@ mod tests {
                 ((1_700_000_000_000, 1_700_000_010_000), 150),
                 ((1_699_999_990_000, 1_700_000_004_000), 99), // before the offset: left out
             ]),
+            late_from: Vec::new(),
+            settings: None,
+            published_before: None,
         };
         let text = checkpoint.encode(100, size, RECORD_MAX_LEN).0;
-        assert_eq!(text, "2;1700000013000;1700000010000;;5:0:50,5:1:40");
+        assert_eq!(text, "3;;1700000013000;1700000010000;;;;5:0:50,5:1:40");
         let read = Checkpoint::decode(&text, 100, size);
         let kept: BTreeMap<_, _> = checkpoint
             .amended
@@ -329,6 +453,9 @@ mod tests {
             closed_before: Some(10_000_000),
             last_counted: (0..5_000).map(|w| (w * 2_000, 1_000_000 + w)).collect(),
             amended: BTreeMap::default(),
+            late_from: Vec::new(),
+            settings: None,
+            published_before: None,
         };
         let (record, left_out) = checkpoint.record_text(0, size);
         assert_eq!(left_out, None);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
@@ -16,6 +16,9 @@ impl KafkaReader {
     /// Commits, for each partition, the offset before which everything is published.
     pub(super) fn commit_published(&mut self, published: &ProbeHandle<i64>, sync: bool) {
         let frontier = published.with_frontier(|f| f.first().copied().unwrap_or(i64::MAX));
+        if frontier < i64::MAX {
+            self.published_frontier = self.published_frontier.max(frontier);
+        }
         let due = sync || self.last_commit.elapsed() >= Duration::from_secs(1);
         if frontier <= self.committed_frontier || !due {
             return;
@@ -33,16 +36,32 @@ impl KafkaReader {
     /// state as if windows before `closed_before` were closed. True once the checkpoints
     /// are written.
     pub(super) fn commit(&mut self, closed_before: i64) -> bool {
+        self.commit_partitions(closed_before, |_| true)
+    }
+
+    /// Like [`commit`](Self::commit), for the partitions `which` picks only.
+    pub(super) fn commit_partitions(
+        &mut self,
+        closed_before: i64,
+        which: impl Fn(i32) -> bool,
+    ) -> bool {
         // With the brokers out of reach, waiting for a checkpoint would only stall the worker.
         if self.consumer.context().reachable_since().is_none() {
             return false;
         }
-        let size = self.config.window;
+        let size = self.config.rules.window;
         let mut offsets = TopicPartitionList::new();
-        for p in &mut self.partitions {
-            let (offset, max_seen) = match p.pending.values().min_by_key(|(o, _)| *o) {
-                Some(&(offset, max_seen)) => (offset, max_seen),
-                None => (p.next_offset, p.watermark.max_seen()),
+        for p in self.partitions.iter_mut().filter(|p| which(p.id)) {
+            let (offset, max_seen, late_from) = match p.pending.values().min_by_key(|g| g.offset) {
+                Some(guard) => (guard.offset, guard.max_seen, guard.late_from.clone()),
+                None => {
+                    // Not before where it resumed (what it reads again before that, only for
+                    // the watermark, an earlier run handled).
+                    let next = p.next_offset.max(p.resume_offset);
+                    let ends = self.ends.late_ends();
+                    let late_from = self.config.reported.late_from(p.id, next, ends);
+                    (next, p.watermark.max_seen(), late_from)
+                }
             };
             // What is before the offset is not read again.
             p.last_counted.retain(|_, last| *last >= offset);
@@ -50,9 +69,13 @@ impl KafkaReader {
             let closed_before = closed_before.max(p.closed_before);
             let mut checkpoint = Checkpoint {
                 max_seen,
-                closed_before: Some(closed_before),
+                // None before any window closed (as with no checkpoint at all).
+                closed_before: (closed_before > i64::MIN).then_some(closed_before),
                 last_counted: p.last_counted.clone(),
                 amended: p.amended.clone(),
+                late_from,
+                settings: Some(self.settings.clone()),
+                published_before: Some(self.published_frontier),
             };
             for (&window, &last) in p.open_last.range(..closed_before) {
                 note_last_counted(&mut checkpoint.last_counted, window, last);
@@ -70,8 +93,7 @@ impl KafkaReader {
                 .partition(p.id)
                 .payload(&payload);
             if let Err((error, _)) = self.checkpoints.send(record) {
-                tracing::warn!(%error, "Cannot write a checkpoint; will try again.");
-                return false;
+                return self.checkpoint_failed(&error.to_string());
             }
             let mut elem = offsets.add_partition(&self.config.topic, p.id);
             if elem.set_offset(Offset::Offset(offset)).is_ok() {
@@ -81,10 +103,13 @@ impl KafkaReader {
         if offsets.count() == 0 {
             return true;
         }
-        // The checkpoints are the state a restart trusts: wait for them.
+        // The checkpoints are the state a restart trusts: wait for them, and for the broker
+        // to have taken every one.
         if !service::kafka::wait_delivered(&self.checkpoints, Duration::from_secs(5)) {
-            tracing::warn!("Cannot write the checkpoints within 5 s; will try again.");
-            return false;
+            return self.checkpoint_failed("not taken within 5 s");
+        }
+        if let Some(error) = self.checkpoints.context().take_refusal() {
+            return self.checkpoint_failed(&error.to_string());
         }
         // The group's offsets, for the tools that watch its lag.
         if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
@@ -92,6 +117,18 @@ impl KafkaReader {
         }
         self.last_commit = Instant::now();
         true
+    }
+
+    /// Notes a checkpoint that was not written (a log line and the metric, from here only);
+    /// false, what a commit then returns.
+    fn checkpoint_failed(&self, reason: &str) -> bool {
+        self.metrics.checkpoint_failures.add(1);
+        tracing::warn!(
+            topic = %self.config.checkpoint_topic,
+            %reason,
+            "A checkpoint was not written: no window closes until one is; trying again."
+        );
+        false
     }
 
     /// Before windows before `hold` close: commits that they do, with the last offset

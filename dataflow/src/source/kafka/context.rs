@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientContext;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -21,6 +22,36 @@ impl ClientContext for Quiet {
 }
 
 impl ConsumerContext for Quiet {}
+
+/// The checkpoint producer's context: keeps the first delivery the broker refused, so a
+/// checkpoint it did not take never counts as written.
+#[derive(Default)]
+pub(super) struct CheckpointDelivery {
+    refused: std::sync::Mutex<Option<KafkaError>>,
+}
+
+impl CheckpointDelivery {
+    /// The first refusal since the last call, if any.
+    pub(super) fn take_refusal(&self) -> Option<KafkaError> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+impl ClientContext for CheckpointDelivery {}
+
+impl ProducerContext for CheckpointDelivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            refused.get_or_insert_with(|| error.clone());
+        }
+    }
+}
 
 /// How often the client reports its statistics (high watermarks, brokers' states), ms.
 pub(super) const STATS_INTERVAL_MS: u64 = 500;

@@ -35,7 +35,9 @@
 //! - `commit`: the commit protocol behind what is published, and the drain on a stop.
 //! - `checkpoint`: the state committed with each offset, so a restart decides as the run
 //!   before it did.
-//! - `end_probe`: the thread that asks the broker for the partitions' ends.
+//! - `reported`: the late and invalid records an earlier run published, read back.
+//! - `end_probe`: the thread that asks the broker for the partitions' ends and count.
+//! - `growth`: partitions added to the events topic while the dataflow runs.
 //! - `context`: the client's statistics and whether the brokers answer.
 //! - `decode`: a message into an event, or the reason it is invalid.
 
@@ -44,28 +46,32 @@ mod commit;
 mod context;
 mod decode;
 mod end_probe;
+mod growth;
 mod progress;
 mod reader;
+mod reported;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::emojis::EmojiSet;
-use model::{WindowSize, WindowSpec};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::{ProbeHandle, Scope};
 
 use service::metrics::Counter;
 
 use crate::control::RunControl;
+use crate::fate::Rules;
 use crate::metrics::DataflowMetrics;
 use crate::record::LateEvent;
 use crate::source::outputs::{SourceStreams, source_outputs};
 use reader::KafkaReader;
 
-pub use checkpoint::{Checkpoints, read_checkpoints};
+pub use checkpoint::{
+    Checkpoints, Settings, read_checkpoints, recorded_published_before, recorded_settings,
+};
+pub use reported::{Reported, read_reported};
 
 /// Where to start reading when the dataflow starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,20 +96,18 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// Partitions of the topic.
     pub partitions: i32,
-    /// This dataflow's window size, one of `windows`.
-    pub window: WindowSize,
-    /// The run's window sizes and their lateness.
-    pub windows: WindowSpec,
+    /// This dataflow's window size, the run's sizes and lateness, the allowed emojis and how
+    /// far ahead of the clock a stamp may be: what decides each event's fate.
+    pub rules: Rules,
     /// A partition without data this long stops holding windows back.
     pub idle_timeout: Duration,
-    /// Events further ahead of the wall clock than this are invalid, ms.
-    pub max_future_ms: i64,
-    /// Events of other emojis are invalid.
-    pub emojis: Arc<EmojiSet>,
     /// Where to start.
     pub start: StartFrom,
     /// Windows starting before this were published by an earlier run.
     pub published_before: i64,
+    /// Partitions from this one on were not read by the run that published them (the events
+    /// topic grew since): their events of published windows are late, not already counted.
+    pub new_partitions_from: i32,
     /// Per window recently published final or revised: the latest dataflow time of its
     /// messages (from their time header), to tell which amendments an earlier run published.
     pub published_times: Arc<BTreeMap<i64, i64>>,
@@ -119,6 +123,13 @@ pub struct KafkaSourceConfig {
     pub checkpoints: Checkpoints,
     /// Where checkpoints go.
     pub checkpoint_topic: String,
+    /// Where late and invalid records go.
+    pub late_topic: String,
+    /// Where this size's windows go (named in the checkpoints).
+    pub windows_topic: String,
+    /// The late and invalid records an earlier run published for the events read again,
+    /// and where the late topic ended when they were read back.
+    pub reported: Arc<Reported>,
     /// Counts this size's late events (each size has its own, served with the live size's
     /// metrics).
     pub late: Arc<Counter>,
@@ -191,20 +202,21 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                 }
             };
             move |sessions| {
-                let Some(active) = reader.as_mut() else {
+                // A drained source keeps its capabilities until its dataflow is dropped: were
+                // they released, every open window would close and go out as a final before
+                // its end (another size, or another worker, may still be stepping).
+                let Some(active) = reader.as_mut().filter(|_| !drained.get()) else {
                     return;
                 };
                 if control.failure().is_some() {
                     // A publisher that failed may have let its input pass unpublished:
                     // nothing more is committed (a restart reads again from the last commit).
                     drained.set(true);
-                    reader = None;
                     return;
                 }
                 if control.stopped() {
                     if active.drain(&sources, &published) {
                         drained.set(true);
-                        reader = None;
                     } else {
                         activator.activate_after(Duration::from_millis(5));
                     }

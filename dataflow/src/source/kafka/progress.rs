@@ -22,7 +22,7 @@ impl KafkaReader {
 
     /// Moves the capabilities to the earliest window a partition may still add to.
     pub(super) fn advance(&mut self, now: Instant, wall_ms: i64) {
-        let window = self.config.window;
+        let window = self.config.rules.window;
         let idle_timeout = self.config.idle_timeout;
         let reachable_since = self.consumer.context().reachable_since();
         // An answer about the end counts for the idle timeout, and at least for a second (a
@@ -30,22 +30,29 @@ impl KafkaReader {
         let recent = now
             .checked_sub(idle_timeout.max(Duration::from_secs(1)))
             .unwrap_or(now);
-        let active = self.partitions.iter().enumerate().filter(|(i, p)| {
+        let active = self.partitions.iter().filter(|p| {
             let idle = reachable_since.is_some_and(|since| {
                 now.duration_since(p.last_message.max(since)) >= idle_timeout
                     && (p.at_end.is_some_and(|at| at >= since)
-                        || self.ends.read_to_end(*i, p.next_offset, since.max(recent)))
+                        || self
+                            .ends
+                            .read_to_end(p.id, p.next_offset, since.max(recent)))
             });
             !idle
         });
         // A window never closes before its end plus the lateness by the wall clock: an idle
         // partition's watermark follows the clock no further than that, and no partition's
         // (even one with events stamped ahead of the clock) goes past it.
-        let by_clock = window.start_of(wall_ms - self.config.windows.lateness_ms());
-        let hold = active
-            .map(|(_, p)| p.watermark.hold(window))
+        let by_clock = wall_ms - self.config.rules.windows.lateness_ms();
+        let watermark = active
+            .map(|p| p.watermark.value().unwrap_or(i64::MIN))
             .min()
-            .map_or(by_clock, |hold| hold.min(by_clock));
+            .map_or(by_clock, |w| w.min(by_clock));
+        let hold = if watermark == i64::MIN {
+            i64::MIN
+        } else {
+            window.start_of(watermark)
+        };
         for p in &self.partitions {
             self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
         }
@@ -55,6 +62,9 @@ impl KafkaReader {
             } else {
                 self.last_close_failure = Some(now);
             }
+        }
+        if hold == self.caps.time() {
+            self.watermark = self.watermark.max(watermark);
         }
     }
 }

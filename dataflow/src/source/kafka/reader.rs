@@ -13,12 +13,13 @@ use rdkafka::message::Message;
 use rdkafka::producer::BaseProducer;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::checkpoint::Checkpoint;
-use super::context::{STATS_INTERVAL_MS, SourceContext};
+use super::checkpoint::{Checkpoint, Settings};
+use super::context::{CheckpointDelivery, STATS_INTERVAL_MS, SourceContext};
 use super::decode::decode;
 use super::end_probe::EndProbe;
-use super::{KafkaSourceConfig, LiveSide, StartFrom};
+use super::{KafkaSourceConfig, LiveSide, Reported, StartFrom};
 use crate::failure::Failure;
+use crate::fate::Fate;
 use crate::metrics::DataflowMetrics;
 use crate::record::{Amend, LateEvent, Tap};
 use crate::source::outputs::{Sessions, SourceCaps};
@@ -35,8 +36,8 @@ pub(super) struct Partition {
     /// When the client last said it was at the partition's end (after the last message).
     pub(super) at_end: Option<Instant>,
     /// Per guard time (a window start, or the time late records went out at): the first
-    /// offset that needs it published, and the largest timestamp seen before that offset.
-    pub(super) pending: BTreeMap<i64, (i64, Option<i64>)>,
+    /// offset that needs it published, with the state before it.
+    pub(super) pending: BTreeMap<i64, Guard>,
     /// Per open window: the last offset counted in it.
     pub(super) open_last: BTreeMap<i64, i64>,
     /// Per closed window: the last offset counted in it (restored on a restart).
@@ -51,6 +52,33 @@ pub(super) struct Partition {
 }
 
 impl Partition {
+    /// Partition `id`, read from `next_offset`, handled by an earlier run before
+    /// `resume_offset`, with the state `checkpoint` (the default for a partition read from its
+    /// start).
+    pub(super) fn new(
+        id: i32,
+        (next_offset, resume_offset): (i64, i64),
+        checkpoint: Checkpoint,
+        config: &KafkaSourceConfig,
+    ) -> Self {
+        Partition {
+            id,
+            resume_offset,
+            watermark: Watermark::restored(config.rules.windows.lateness_ms(), checkpoint.max_seen),
+            next_offset,
+            last_message: Instant::now(),
+            at_end: None,
+            pending: BTreeMap::new(),
+            open_last: BTreeMap::new(),
+            // A published window was closed, whatever the checkpoint says.
+            closed_before: checkpoint
+                .closed_before
+                .map_or(i64::MIN, |c| c.max(config.published_before)),
+            last_counted: checkpoint.last_counted,
+            amended: checkpoint.amended,
+        }
+    }
+
     /// Whether the event at `offset` of the window starting at `start`, read again, amended
     /// the window in a run before, and the windows topic holds that window's message of the
     /// time the amendment went out at (or a later one).
@@ -73,17 +101,30 @@ impl Partition {
 
 pub(super) struct KafkaReader {
     pub(super) config: KafkaSourceConfig,
+    /// This worker's index and the number of workers: it reads the partitions `p` with
+    /// `p % peers == index`.
+    pub(super) worker: (usize, usize),
+    /// The partitions of the events topic this worker knows of.
+    pub(super) known_partitions: i32,
     pub(super) consumer: BaseConsumer<SourceContext>,
     /// Writes the checkpoints.
-    pub(super) checkpoints: BaseProducer,
+    pub(super) checkpoints: BaseProducer<CheckpointDelivery>,
+    /// What the checkpoints say the state was made with.
+    pub(super) settings: Settings,
     pub(super) ends: Arc<EndProbe>,
     pub(super) partitions: Vec<Partition>,
     pub(super) caps: SourceCaps,
+    /// The watermark this worker's windows close on: the least of its active partitions'
+    /// watermarks, never past the wall clock less the lateness; the capabilities are at its
+    /// window.
+    pub(super) watermark: i64,
     pub(super) metrics: Arc<DataflowMetrics>,
     pub(super) by_window: Vec<(i64, Vec<Tap>)>,
     pub(super) amends: Vec<Amend>,
     pub(super) side: Vec<LiveSide>,
     pub(super) committed_frontier: i64,
+    /// Every window before this was published (the published probe's frontier, last seen).
+    pub(super) published_frontier: i64,
     pub(super) last_commit: Instant,
     pub(super) last_lag_check: Instant,
     /// When committing before closing windows last failed.
@@ -137,21 +178,27 @@ impl KafkaReader {
         };
         let mut assignment = TopicPartitionList::new();
         let mut partitions = Vec::new();
+        // Partitions without a checkpoint get one before anything is read (see below).
+        let mut fresh = Vec::new();
         for &p in &mine {
             let checkpoint = config
                 .checkpoints
                 .get(&p)
                 .filter(|_| config.start == StartFrom::Committed)
-                .map(|(o, text)| (*o, Checkpoint::decode(text, *o, config.window)));
+                .map(|(o, text)| (*o, Checkpoint::decode(text, *o, config.rules.window)));
             let resumed = checkpoint.or_else(|| {
                 let elem = committed.as_ref()?.find_partition(&config.topic, p)?;
                 match elem.offset() {
-                    Offset::Offset(o) => {
-                        Some((o, Checkpoint::decode(elem.metadata(), o, config.window)))
-                    }
+                    Offset::Offset(o) => Some((
+                        o,
+                        Checkpoint::decode(elem.metadata(), o, config.rules.window),
+                    )),
                     _ => None,
                 }
             });
+            if resumed.is_none() {
+                fresh.push(p);
+            }
             let (offset, checkpoint, resume_offset) = match (config.start, resumed) {
                 (_, Some((o, checkpoint))) => {
                     (Offset::Offset((o - config.rewind).max(0)), checkpoint, o)
@@ -168,25 +215,16 @@ impl KafkaReader {
             assignment
                 .add_partition_offset(&config.topic, p, offset)
                 .map_err(|e| Failure::kafka(format!("assign partition {p}"), e))?;
-            partitions.push(Partition {
-                id: p,
-                resume_offset,
-                watermark: Watermark::restored(config.windows.lateness_ms(), checkpoint.max_seen),
-                next_offset: match offset {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                },
-                last_message: Instant::now(),
-                at_end: None,
-                pending: BTreeMap::new(),
-                open_last: BTreeMap::new(),
-                // A published window was closed, whatever the checkpoint says.
-                closed_before: checkpoint
-                    .closed_before
-                    .map_or(i64::MIN, |c| c.max(config.published_before)),
-                last_counted: checkpoint.last_counted,
-                amended: checkpoint.amended,
-            });
+            let next_offset = match offset {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            partitions.push(Partition::new(
+                p,
+                (next_offset, resume_offset),
+                checkpoint,
+                &config,
+            ));
         }
         consumer.assign(&assignment).map_err(|e| {
             Failure::kafka(format!("assign partitions {mine:?} of {}", config.topic), e)
@@ -203,32 +241,50 @@ impl KafkaReader {
         if config.published_before > i64::MIN {
             caps.downgrade(config.published_before);
         }
-        let ends = EndProbe::start(&config, &mine)?;
+        let ends = EndProbe::start(&config, (index, peers))?;
         metrics.partitions_reading.add(mine.len() as i64);
-        // One round of checkpoints in flight at a time (each is waited for), so they land in
-        // order without an idempotent producer, whose state a restarted broker may refuse.
-        let checkpoints: BaseProducer = service::kafka::client_config(&config.brokers)
-            .set("acks", "all")
-            .set("linger.ms", "0")
-            .set("max.in.flight.requests.per.connection", "1")
-            .create()
-            .map_err(|e| Failure::kafka("create the checkpoint producer", e))?;
-        Ok(KafkaReader {
+        let checkpoints = super::growth::checkpoint_producer(&config.brokers)?;
+        let config_published_before = config.published_before;
+        let settings = Settings {
+            events_topic: config.topic.clone(),
+            partitions: config.partitions,
+            window_ms: config.rules.window.millis(),
+            windows_topic: config.windows_topic.clone(),
+        };
+        let mut reader = KafkaReader {
+            worker: (index, peers),
+            known_partitions: config.partitions,
+            settings,
             config,
             consumer,
             checkpoints,
             ends,
             partitions,
+            watermark: caps.time(),
             caps,
             metrics,
             by_window: Vec::new(),
             amends: Vec::new(),
             side: Vec::new(),
             committed_frontier: i64::MIN,
+            published_frontier: config_published_before,
             last_commit: Instant::now(),
             last_lag_check: Instant::now(),
             last_close_failure: None,
-        })
+        };
+        // A partition without a checkpoint gets one at where it starts, before a late record
+        // of it can go out: a restart then knows where in the late topic to look for those
+        // it must not report again.
+        if !fresh.is_empty() && !reader.commit_partitions(i64::MIN, |p| fresh.contains(&p)) {
+            return Err(Failure::kafka(
+                format!(
+                    "write the first checkpoints to {}",
+                    reader.config.checkpoint_topic
+                ),
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
+            ));
+        }
+        Ok(reader)
     }
 
     /// Polls what is there (without waiting), emits it, and advances the capabilities.
@@ -257,22 +313,27 @@ impl KafkaReader {
             got += 1;
             let (p, offset) = (message.partition(), message.offset());
 
-            let default_ts = message.timestamp().to_millis().unwrap_or(wall_ms);
+            // The record's timestamp is when the ingest took the event (or the broker stored
+            // it), never later than now.
+            let received = message
+                .timestamp()
+                .to_millis()
+                .unwrap_or(wall_ms)
+                .min(wall_ms);
             let Some(i) = self.partitions.iter().position(|x| x.id == p) else {
                 continue;
             };
             let payload = message.payload().unwrap_or_default();
-            let outcome = decode(
-                payload,
-                default_ts,
-                wall_ms,
-                self.config.max_future_ms,
-                &self.config.emojis,
-            )
-            .map_err(|reason| {
-                let raw = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
-                (reason.to_string(), raw)
-            });
+            let rules = &self.config.rules;
+            let outcome = decode(payload, received, wall_ms, rules)
+                .map(|(user, emoji, stamped)| {
+                    (user, emoji, rules.event_time(stamped, Some(received)))
+                })
+                .map_err(|reason| {
+                    let raw =
+                        String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+                    (reason.to_string(), raw)
+                });
             drop(message);
             self.route(i, offset, outcome, now);
         }
@@ -286,6 +347,9 @@ impl KafkaReader {
         if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
             self.last_lag_check = now;
             self.measure_lag();
+        }
+        if self.ends.partitions() > self.known_partitions {
+            self.read_new_partitions();
         }
         got > 0
     }
@@ -312,7 +376,7 @@ impl KafkaReader {
         outcome: Result<(CompactString, CompactString, i64), (String, String)>,
         now: Instant,
     ) {
-        let window = self.config.window;
+        let window = self.config.rules.window;
         let cap_time = self.caps.time();
         let partition = &mut self.partitions[i];
         partition.next_offset = offset + 1;
@@ -323,7 +387,7 @@ impl KafkaReader {
         if offset < partition.resume_offset {
             // Read again after a restart: an earlier run counted or reported it.
             if let Ok((_, _, timestamp)) = outcome {
-                partition.watermark.observe(timestamp, window);
+                partition.watermark.observe(timestamp);
             }
             return;
         }
@@ -332,10 +396,13 @@ impl KafkaReader {
             Err(_) if !self.config.report_invalid => return,
             Err((reason, raw)) => {
                 self.metrics.invalid.add(1);
-                partition
-                    .pending
-                    .entry(cap_time)
-                    .or_insert((offset, max_before));
+                if self.config.reported.was_reported(partition.id, offset) {
+                    return;
+                }
+                let (ends, reported) = (&self.ends, &self.config.reported);
+                partition.pending.entry(cap_time).or_insert_with(|| {
+                    Guard::new((partition.id, offset), max_before, ends, reported)
+                });
                 self.side.push(LiveSide::Invalid {
                     reason,
                     raw,
@@ -346,17 +413,7 @@ impl KafkaReader {
             }
         };
         let start = window.start_of(timestamp);
-        let on_time = partition.watermark.observe(timestamp, window);
-        // Within the allowed lateness of the partition's watermark, or of the source's
-        // progress if further (an idle partition's watermark lags behind the clock).
-        let amendable = self.config.windows.amends(
-            window.end_of(start),
-            partition
-                .watermark
-                .value()
-                .unwrap_or(i64::MIN)
-                .max(cap_time),
-        );
+        partition.watermark.observe(timestamp);
         let route = if start < partition.closed_before {
             // An earlier run closed the window: decide as it did, from its checkpoint.
             let counted = partition
@@ -372,37 +429,36 @@ impl KafkaReader {
             } else if partition.published_amendment(start, offset, &self.config.published_times) {
                 // It amended the window in a revision an earlier run published.
                 return;
-            } else if !on_time {
-                Route::Late("the partition's watermark had passed the window's end")
             } else {
                 // An earlier run closed the window before reading this event, or amended it
                 // without publishing the revision (its totals, to amend, went with it).
                 Route::Late("the window had already closed before a restart")
             }
         } else if start < self.config.published_before {
-            // Published by an earlier run.
-            return;
-        } else if !on_time && !amendable {
-            Route::Late("the partition's watermark had passed the window's end")
-        } else if start >= cap_time {
-            // On time, or within the allowed lateness while this source still holds the
-            // window: it counts in the window's final.
-            if !on_time {
-                self.metrics.amends.add(1);
+            if partition.id < self.config.new_partitions_from {
+                // Published by an earlier run.
+                return;
             }
-            Route::Window
-        } else if amendable {
-            self.metrics.amends.add(1);
-            Route::Amend
+            // A partition the runs that published the window did not read.
+            Route::Late("its window was published before its partition was read")
         } else {
-            Route::Late("the window had already closed")
+            match self.config.rules.fate(timestamp, self.watermark) {
+                Fate::Count => Route::Window,
+                // Past the watermark, but this source still holds the window back.
+                Fate::Amend if start >= cap_time => Route::Window,
+                Fate::Amend => {
+                    self.metrics.amends.add(1);
+                    Route::Amend
+                }
+                Fate::Late => Route::Late("the window had already closed"),
+            }
         };
+        let (ends, reported) = (&self.ends, &self.config.reported);
         match route {
             Route::Amend => {
-                partition
-                    .pending
-                    .entry(cap_time)
-                    .or_insert((offset, max_before));
+                partition.pending.entry(cap_time).or_insert_with(|| {
+                    Guard::new((partition.id, offset), max_before, ends, reported)
+                });
                 let last = partition.amended.entry((start, cap_time)).or_insert(offset);
                 *last = (*last).max(offset);
                 self.amends.push(Amend {
@@ -410,12 +466,14 @@ impl KafkaReader {
                     tap: Tap { user, emoji },
                 });
             }
+            Route::Late(_) if self.config.reported.was_reported(partition.id, offset) => {
+                // An earlier run published this very record.
+            }
             Route::Late(reason) => {
                 self.config.late.add(1);
-                partition
-                    .pending
-                    .entry(cap_time)
-                    .or_insert((offset, max_before));
+                partition.pending.entry(cap_time).or_insert_with(|| {
+                    Guard::new((partition.id, offset), max_before, ends, reported)
+                });
                 self.side.push(LiveSide::Late {
                     event: LateEvent {
                         user,
@@ -428,16 +486,42 @@ impl KafkaReader {
                 });
             }
             Route::Window => {
-                partition
-                    .pending
-                    .entry(start)
-                    .or_insert((offset, max_before));
+                partition.pending.entry(start).or_insert_with(|| {
+                    Guard::new((partition.id, offset), max_before, ends, reported)
+                });
                 partition.open_last.insert(start, offset);
                 match self.by_window.iter_mut().rev().find(|(s, _)| *s == start) {
                     Some((_, batch)) => batch.push(Tap { user, emoji }),
                     None => self.by_window.push((start, vec![Tap { user, emoji }])),
                 }
             }
+        }
+    }
+}
+
+/// What a commit at an offset needs to know of the state before it.
+#[derive(Debug, Clone)]
+pub(super) struct Guard {
+    /// The offset.
+    pub(super) offset: i64,
+    /// The largest timestamp seen before it.
+    pub(super) max_seen: Option<i64>,
+    /// Where the late topic's partitions ended before it was read: every late or invalid
+    /// record of it or a later offset is at or after these (see `reported`).
+    pub(super) late_from: Vec<i64>,
+}
+
+impl Guard {
+    fn new(
+        (partition, offset): (i32, i64),
+        max_seen: Option<i64>,
+        ends: &EndProbe,
+        reported: &Reported,
+    ) -> Self {
+        Guard {
+            offset,
+            max_seen,
+            late_from: reported.late_from(partition, offset, ends.late_ends()),
         }
     }
 }

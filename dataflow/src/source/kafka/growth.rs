@@ -1,0 +1,106 @@
+//! Partitions added to the events topic while the dataflow runs: each worker reads its new
+//! ones from their start within seconds of their creation (the end probe watches the topic's
+//! partitions), and the checkpoint topic grows with the events topic first, so that their
+//! checkpoints can be written (until they are, no window closes).
+
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::BaseProducer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::checkpoint::Checkpoint;
+use super::context::CheckpointDelivery;
+use super::reader::{KafkaReader, Partition};
+use crate::failure::Failure;
+
+impl KafkaReader {
+    /// Takes the partitions the end probe found beyond those known: grows the checkpoint
+    /// topic, assigns this worker's new ones from their start and checkpoints them there.
+    pub(super) fn read_new_partitions(&mut self) {
+        let partitions = self.ends.partitions();
+        let topic = self.config.checkpoint_topic.clone();
+        if let Err(error) = self.grow_checkpoint_topic(partitions) {
+            tracing::warn!(%topic, partitions, %error, "Cannot grow the checkpoint topic with the events topic; trying again.");
+            return;
+        }
+        let (index, peers) = self.worker;
+        let new: Vec<i32> = (self.known_partitions..partitions)
+            .filter(|p| *p as usize % peers == index)
+            .collect();
+        self.known_partitions = partitions;
+        if new.is_empty() {
+            return;
+        }
+        // The assignment is replaced whole: the partitions read already go on from the next
+        // offset to handle.
+        let mut assignment = TopicPartitionList::new();
+        for p in &self.partitions {
+            let _ = assignment.add_partition_offset(
+                &self.config.topic,
+                p.id,
+                Offset::Offset(p.next_offset),
+            );
+        }
+        for &p in &new {
+            let _ = assignment.add_partition_offset(&self.config.topic, p, Offset::Beginning);
+            let partition = Partition::new(p, (0, 0), Checkpoint::default(), &self.config);
+            self.partitions.push(partition);
+        }
+        if let Err(error) = self.consumer.assign(&assignment) {
+            self.partitions.retain(|p| !new.contains(&p.id));
+            self.known_partitions = new[0];
+            tracing::warn!(%error, partitions = ?new, "Cannot assign the partitions added to the events topic; trying again.");
+            return;
+        }
+        self.metrics.partitions_reading.add(new.len() as i64);
+        tracing::info!(worker = index, partitions = ?new, "Reading the partitions added to the events topic from their start.");
+        // Checkpointed before anything of them is read, as at the start.
+        self.commit_partitions(i64::MIN, |p| new.contains(&p));
+    }
+
+    /// Gives the checkpoint topic `partitions` partitions (another worker may have done it),
+    /// and a checkpoint producer that knows them.
+    fn grow_checkpoint_topic(&mut self, partitions: i32) -> Result<(), Failure> {
+        let topic = &self.config.checkpoint_topic;
+        let has = service::kafka::partitions_of(&self.consumer, topic)
+            .map_err(|e| Failure::kafka(format!("read the metadata of {topic}"), e))?;
+        if (has.len() as i32) < partitions {
+            let grown = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::io("start", "a runtime to grow the checkpoint topic", e))?
+                .block_on(service::kafka::grow_topic(
+                    &self.config.brokers,
+                    topic,
+                    partitions,
+                ));
+            if let Err(error) = grown {
+                // Grown meanwhile by another worker, or refused.
+                let again = service::kafka::partitions_of(&self.consumer, topic)
+                    .map_err(|e| Failure::kafka(format!("read the metadata of {topic}"), e))?;
+                if (again.len() as i32) < partitions {
+                    return Err(Failure::kafka(
+                        error.to_string(),
+                        rdkafka::error::KafkaError::AdminOpCreation(error.to_string()),
+                    ));
+                }
+            }
+        }
+        // A producer that knew the topic before would refuse its new partitions until it
+        // refreshes its metadata (minutes).
+        self.checkpoints = checkpoint_producer(&self.config.brokers)?;
+        Ok(())
+    }
+}
+
+/// The producer of checkpoints: each waited for, one round in flight at a time, so they land
+/// in order without an idempotent producer, whose state a restarted broker may refuse.
+pub(super) fn checkpoint_producer(
+    brokers: &str,
+) -> Result<BaseProducer<CheckpointDelivery>, Failure> {
+    service::kafka::client_config(brokers)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create_with_context(CheckpointDelivery::default())
+        .map_err(|e| Failure::kafka("create the checkpoint producer", e))
+}

@@ -214,6 +214,9 @@ fn strict_stops_at_the_first_rejected_row_with_exit_code_2() {
         message.contains(":3: invalid timestamp \"12:61\""),
         "{message}"
     );
+    // Stopped there: the window of the rows around it is not written.
+    let windows = std::fs::read_to_string(dir.path().join("w.csv")).unwrap_or_default();
+    assert!(windows.lines().count() <= 1, "{windows}");
 }
 
 /// Replay decides like the live dataflow: a row whose emoji `--emojis` does not name is

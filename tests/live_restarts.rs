@@ -360,6 +360,48 @@ fn a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name() {
     );
 }
 
+/// Taps flowing (300 a second, a little disorder) into a dataflow of two workers and two
+/// window sizes, killed with SIGKILL at random moments and started again at once: every
+/// window of both sizes counts exactly the taps stamped in it. `EMOSTREAM_SEED` replays a
+/// run.
+#[test]
+fn a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once() {
+    let seed = std::env::var("EMOSTREAM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_ms() as u64);
+    eprintln!("run with EMOSTREAM_SEED={seed}");
+    let mut rng = loadgen::random::SplitMix64::new(seed);
+    let pipeline = Pipeline::new("kill-sizes");
+    let args = ["-w", "2", "--window", "2s,10s"];
+    let mut victim = start_dataflow(&pipeline, &args);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = feed_until(&pipeline.events, Arc::clone(&stop), 300);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1_000 + rng.below(4_000)));
+        victim.kill();
+        victim = start_dataflow(&pipeline, &args);
+    }
+    std::thread::sleep(Duration::from_millis(1_000 + rng.below(2_000)));
+    stop.store(true, Ordering::Relaxed);
+    let sent = feeder.join().unwrap();
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    for (label, millis) in [("2s", 2_000), ("10s", 10_000)] {
+        let size = model::WindowSize::from_millis(millis).unwrap();
+        let topic = format!("{}-{label}", pipeline.windows);
+        let got: BTreeMap<i64, u64> = windows_of_size_through(&topic, last, size, WAIT)
+            .into_iter()
+            .map(|(start, m)| (start, m.report.events))
+            .collect();
+        let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+        for (_, _, ts) in &sent {
+            *want.entry(size.start_of(*ts)).or_default() += 1;
+        }
+        assert_eq!(got, want, "seed {seed}: {topic}, every window exact");
+    }
+    drop(victim);
+}
+
 /// Produces 300 taps a second into `topic`, on a thread, stamped with the wall clock less up
 /// to `disorder_ms`, until `stop`; what it sent.
 fn feed_until(

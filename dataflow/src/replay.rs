@@ -425,7 +425,12 @@ fn write_windows<'scope>(
                 }
             }
         });
-        let released = size.release(frontier.frontier().first().copied());
+        // A strict run stops at its first rejected row: the windows its stop closes are not
+        // results.
+        let released = match control.first_reject() {
+            Some(_) => Ok(()),
+            None => size.release(frontier.frontier().first().copied()),
+        };
         if let Some(e) = failed.or(released.err()) {
             control.fail(Failure::io("write", "the window rows", e.into()));
         }

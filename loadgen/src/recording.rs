@@ -106,11 +106,22 @@ pub struct RecordReport {
     pub skipped: u64,
 }
 
-/// Records arrive per partition; they are written in the order the broker took them in
-/// (record timestamp), merged over the partitions with a bounded buffer.
-const MERGE_BUFFER: usize = 10_000;
+/// Records arrive per partition; they are written in the order they were taken in (record
+/// timestamp), merged over the partitions: a partition with this many records waiting is
+/// paused until half of them are written, so the merge never runs out of room and never
+/// writes out of order.
+const PARTITION_BUFFER: usize = 10_000;
 
-/// Writes the events of a topic to a CSV log, in the order the broker took them in.
+/// A partition read to its end, while recording for a duration, holds back no record taken
+/// this long before it was found at its end (a record still on its way was taken after).
+const IN_FLIGHT_MS: i64 = 5_000;
+
+/// A record read, not yet written: when it was taken, user, emoji, its own timestamp.
+type Waiting = (i64, String, String, i64);
+
+/// Writes the events of a topic to a CSV log, each message once (by partition and offset,
+/// whatever the broker repeats), in the order they were taken in, with the time each was
+/// taken (`received`): what replay needs to decide as the live dataflow did.
 // Long: one pass over the topic: assignment at explicit offsets, the merge of the partitions in broker order and the end detection share their state.
 pub fn record(
     config: &RecordConfig,
@@ -153,13 +164,15 @@ pub fn record(
     consumer.assign(&assignment).map_err(kafka)?;
 
     let file = File::create(&config.out).map_err(io(&config.out))?;
-    let mut log = LogWriter::new(BufWriter::new(file)).map_err(io(&config.out))?;
+    let mut log = LogWriter::recording(BufWriter::new(file)).map_err(io(&config.out))?;
     let mut report = RecordReport::default();
     // Per partition: the end when the recording started, the next offset, whether a fetch
     // came back empty there; and the records read, not yet written, as (broker time, user,
     // emoji, ts).
-    let mut queues: Vec<VecDeque<(i64, String, String, i64)>> =
-        vec![VecDeque::new(); partitions.len()];
+    let mut queues: Vec<VecDeque<Waiting>> = vec![VecDeque::new(); partitions.len()];
+    // Per partition: paused for a full buffer; when it was last found at its end (wall ms).
+    let mut paused = vec![false; partitions.len()];
+    let mut at_end_since = vec![i64::MIN; partitions.len()];
     let index = |p: i32| partitions.iter().position(|&q| q == p);
     let started = Instant::now();
     loop {
@@ -179,6 +192,7 @@ pub fn record(
                 // At the end once past where the topic ended when the recording started.
                 if let Some(i) = index(p) {
                     ends[i].2 = ends[i].1 >= ends[i].0;
+                    at_end_since[i] = now_ms();
                 }
                 continue;
             }
@@ -187,8 +201,13 @@ pub fn record(
         let Some(i) = index(message.partition()) else {
             continue;
         };
+        if message.offset() < ends[i].1 {
+            // Already written (a broker may hand a record batch again, or from its start).
+            continue;
+        }
         ends[i].1 = message.offset() + 1;
         ends[i].2 = false;
+        at_end_since[i] = i64::MIN;
         let event = message
             .payload()
             .ok_or_else(|| "no payload".to_owned())
@@ -204,27 +223,37 @@ pub fn record(
             Ok(event) => {
                 let at = message.timestamp().to_millis().unwrap_or(event.timestamp);
                 queues[i].push_back((at, event.user_id, event.emoji_type, event.timestamp));
+                if queues[i].len() >= PARTITION_BUFFER && !paused[i] {
+                    paused[i] = true;
+                    set_paused(&consumer, &config.topic, partitions[i], true).map_err(kafka)?;
+                }
             }
             Err(reason) => {
                 report.skipped += 1;
                 tracing::warn!(partition = message.partition(), offset = message.offset(), %reason, "Not an event; skipped.");
             }
         }
-        // Write while every partition that may still bring records has one waiting, or the
-        // buffer is full: the earliest head first.
-        loop {
-            let buffered: usize = queues.iter().map(VecDeque::len).sum();
-            let waiting = queues.iter().zip(&ends).any(|(q, &(_, _, at_end))| {
-                q.is_empty() && !(at_end && matches!(config.until, Until::End))
+        // Write the earliest record while it is before anything a partition may still bring:
+        // every partition has one waiting, is at its end for good, or (recording for a
+        // duration) was at its end since after it was taken.
+        while let Some((q, head)) = earliest(&queues) {
+            let blocked = queues.iter().enumerate().any(|(j, waiting)| {
+                let done = ends[j].2 && matches!(config.until, Until::End);
+                let quiet = ends[j].2 && head < at_end_since[j].saturating_sub(IN_FLIGHT_MS);
+                waiting.is_empty() && !done && !quiet
             });
-            if buffered == 0 || (waiting && buffered < MERGE_BUFFER) {
+            if blocked {
                 break;
             }
-            write_earliest(&mut queues, &mut log, &mut report, &config.out)?;
+            write_from(&mut queues[q], &mut log, &mut report, &config.out)?;
+            if paused[q] && queues[q].len() <= PARTITION_BUFFER / 2 {
+                paused[q] = false;
+                set_paused(&consumer, &config.topic, partitions[q], false).map_err(kafka)?;
+            }
         }
     }
-    while queues.iter().any(|q| !q.is_empty()) {
-        write_earliest(&mut queues, &mut log, &mut report, &config.out)?;
+    while let Some((q, _)) = earliest(&queues) {
+        write_from(&mut queues[q], &mut log, &mut report, &config.out)?;
     }
     log.flush().map_err(io(&config.out))?;
     Ok(report)
@@ -248,24 +277,44 @@ impl rdkafka::ClientContext for EndsQuietly {
 
 impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
 
-fn write_earliest<W: Write>(
-    queues: &mut [VecDeque<(i64, String, String, i64)>],
+/// The queue whose head was taken first, and when (ties: the lower partition).
+fn earliest(queues: &[VecDeque<Waiting>]) -> Option<(usize, i64)> {
+    queues
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| q.front().map(|head| (i, head.0)))
+        .min_by_key(|&(i, at)| (at, i))
+}
+
+/// Writes the head of `queue`.
+fn write_from<W: Write>(
+    queue: &mut VecDeque<Waiting>,
     log: &mut LogWriter<W>,
     report: &mut RecordReport,
     path: &Path,
 ) -> Result<(), RecordingError> {
-    let Some(q) = queues
-        .iter_mut()
-        .filter(|q| !q.is_empty())
-        .min_by_key(|q| q.front().map(|e| e.0))
-    else {
-        return Ok(());
-    };
-    if let Some((_, user, emoji, ts)) = q.pop_front() {
-        log.write_event(&user, &emoji, ts).map_err(io(path))?;
+    if let Some((at, user, emoji, ts)) = queue.pop_front() {
+        log.write_received(&user, &emoji, ts, Some(at))
+            .map_err(io(path))?;
         report.events += 1;
     }
     Ok(())
+}
+
+/// Pauses or resumes fetching partition `p` of `topic`.
+fn set_paused<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+    pause: bool,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, p);
+    if pause {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    }
 }
 
 /// How to put logs back into the events topic.

@@ -12,6 +12,11 @@ use crate::timestamp::write_rfc3339_millis;
 /// The header written by EmoStream for event logs.
 pub const LOG_HEADER: &str = "user_id,emoji_type,timestamp";
 
+/// The optional column of a recording: when the event was taken (its Kafka record's
+/// timestamp), which replay uses as the live dataflow does (a stamp further ahead of it than
+/// the lateness counts at it).
+pub const RECEIVED_COLUMN: &str = "received";
+
 /// Why a log header cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
@@ -60,6 +65,8 @@ pub struct LogColumns {
     user_id: usize,
     emoji_type: usize,
     timestamp: usize,
+    /// The `received` column, if the log has one.
+    received: Option<usize>,
     fields: usize,
 }
 
@@ -89,6 +96,7 @@ impl LogColumns {
             user_id: find(Field::UserId)?,
             emoji_type: find(Field::EmojiType)?,
             timestamp: find(Field::Timestamp)?,
+            received: names.iter().position(|n| n.trim() == RECEIVED_COLUMN),
             fields: names.len(),
         })
     }
@@ -100,6 +108,17 @@ impl LogColumns {
         &self,
         line: &[u8],
         accept: impl FnOnce(&str, &str, i64) -> R,
+    ) -> Result<R, RowError> {
+        self.decode_received(line, |user, emoji, ts, _| accept(user, emoji, ts))
+    }
+
+    /// Like [`decode`](Self::decode), with the time the event was received too, where the
+    /// log has a `received` column (UTC milliseconds; an empty field is none).
+    #[inline]
+    pub fn decode_received<R>(
+        &self,
+        line: &[u8],
+        accept: impl FnOnce(&str, &str, i64, Option<i64>) -> R,
     ) -> Result<R, RowError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text =
@@ -119,7 +138,8 @@ impl LogColumns {
             &fields[self.emoji_type],
             &fields[self.timestamp],
         )?;
-        Ok(accept(user, emoji, ts))
+        let received = parse_received(self.received.map(|i| fields[i].as_ref()))?;
+        Ok(accept(user, emoji, ts, received))
     }
 
     /// The common case: no quotes, so fields are the text between commas.
@@ -127,9 +147,9 @@ impl LogColumns {
     fn decode_plain<R>(
         &self,
         text: &str,
-        accept: impl FnOnce(&str, &str, i64) -> R,
+        accept: impl FnOnce(&str, &str, i64, Option<i64>) -> R,
     ) -> Result<R, RowError> {
-        let (mut user, mut emoji, mut ts) = ("", "", "");
+        let (mut user, mut emoji, mut ts, mut received) = ("", "", "", None);
         let mut found = 0;
         for (i, field) in text.split(',').enumerate() {
             if i == self.user_id {
@@ -138,6 +158,8 @@ impl LogColumns {
                 emoji = field;
             } else if i == self.timestamp {
                 ts = field;
+            } else if Some(i) == self.received {
+                received = Some(field);
             }
             found = i + 1;
         }
@@ -148,7 +170,17 @@ impl LogColumns {
             });
         }
         let (user, emoji, ts) = validate_fields(user, emoji, ts)?;
-        Ok(accept(user, emoji, ts))
+        Ok(accept(user, emoji, ts, parse_received(received)?))
+    }
+}
+
+/// The `received` field: none where the log has no such column or the field is empty.
+fn parse_received(field: Option<&str>) -> Result<Option<i64>, RowError> {
+    match field.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(text) => Ok(Some(
+            crate::parse_timestamp(text).map_err(|e| RowError::Event(e.into()))?,
+        )),
+        None => Ok(None),
     }
 }
 
@@ -217,6 +249,8 @@ fn split_fields(text: &str) -> Result<Vec<Cow<'_, str>>, RowError> {
 pub struct LogWriter<W: Write> {
     out: W,
     line: String,
+    /// Whether rows have the `received` column.
+    received: bool,
 }
 
 impl<W: Write> LogWriter<W> {
@@ -226,17 +260,46 @@ impl<W: Write> LogWriter<W> {
         Ok(LogWriter {
             out,
             line: String::with_capacity(64),
+            received: false,
+        })
+    }
+
+    /// Writes the header of a recording, with the `received` column, to `out`.
+    pub fn recording(mut out: W) -> io::Result<Self> {
+        writeln!(out, "{LOG_HEADER},{RECEIVED_COLUMN}")?;
+        Ok(LogWriter {
+            out,
+            line: String::with_capacity(80),
+            received: true,
         })
     }
 
     /// Writes one event: user, emoji, timestamp (UTC milliseconds, written as RFC 3339).
     pub fn write_event(&mut self, user: &str, emoji: &str, timestamp_ms: i64) -> io::Result<()> {
+        self.write_received(user, emoji, timestamp_ms, None)
+    }
+
+    /// Writes one event with the time it was received (a recording's rows; written empty
+    /// where unknown, left out by a writer without the column).
+    pub fn write_received(
+        &mut self,
+        user: &str,
+        emoji: &str,
+        timestamp_ms: i64,
+        received_ms: Option<i64>,
+    ) -> io::Result<()> {
         self.line.clear();
         push_field(&mut self.line, user);
         self.line.push(',');
         push_field(&mut self.line, emoji);
         self.line.push(',');
         write_rfc3339_millis(&mut self.line, timestamp_ms);
+        if self.received {
+            self.line.push(',');
+            if let Some(received) = received_ms {
+                write_rfc3339_millis(&mut self.line, received);
+            }
+        }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
     }
@@ -272,6 +335,34 @@ fn push_field(line: &mut String, field: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_reads_back_with_the_time_each_event_was_received() {
+        let mut log = LogWriter::recording(Vec::new()).unwrap();
+        log.write_received("u1", "🔥", 1_000, Some(1_500)).unwrap();
+        log.write_received("u2", "😂", 2_000, None).unwrap();
+        let text = String::from_utf8(log.into_inner().unwrap()).unwrap();
+        let mut lines = text.lines();
+        let cols = LogColumns::from_header(lines.next().unwrap().as_bytes()).unwrap();
+        let rows: Vec<_> = lines
+            .map(|l| {
+                cols.decode_received(l.as_bytes(), |u, e, t, r| {
+                    (u.to_owned(), e.to_owned(), t, r)
+                })
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("u1".into(), "🔥".into(), 1_000, Some(1_500)),
+                ("u2".into(), "😂".into(), 2_000, None)
+            ]
+        );
+        // A log without the column has no received times.
+        let plain = LogColumns::from_header(LOG_HEADER.as_bytes()).unwrap();
+        assert_eq!(plain.decode_received(b"u,e,5", |_, _, _, r| r), Ok(None));
+    }
 
     fn decode(cols: &LogColumns, line: &str) -> Result<(String, String, i64), RowError> {
         cols.decode(line.as_bytes(), |u, e, t| (u.to_owned(), e.to_owned(), t))

@@ -257,18 +257,21 @@ impl Reader {
             let decoded = if line.too_long {
                 Err(RowError::TooLong(super::blocks::MAX_LINE_BYTES))
             } else {
-                columns.decode(line.bytes, |user, emoji, timestamp| {
+                columns.decode_received(line.bytes, |user, emoji, timestamp, received| {
                     (
                         CompactString::new(user),
                         CompactString::new(emoji),
                         timestamp,
+                        received,
                     )
                 })
             };
-            // A log says nothing of when its events arrived: no clock to be ahead of.
-            let decoded = decoded.and_then(|(user, emoji, timestamp)| {
+            // A recording says when each event was received: a stamp further ahead of that
+            // than the lateness counts at it, as live. A log that does not say has no clock
+            // to be ahead of: its own times are the clock.
+            let decoded = decoded.and_then(|(user, emoji, timestamp, received)| {
                 match config.rules.check(&emoji, timestamp, None) {
-                    Ok(()) => Ok((user, emoji, timestamp)),
+                    Ok(()) => Ok((user, emoji, config.rules.event_time(timestamp, received))),
                     Err(_) => Err(RowError::Event(EventError::not_allowed(&emoji))),
                 }
             });

@@ -536,7 +536,8 @@ pub struct DataflowFlags {
     /// A partition without new data this long stops holding windows back.
     #[arg(long, default_value = "4s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
-    /// Events stamped further ahead of the wall clock are invalid.
+    /// Events stamped further ahead of the time they were received (the Kafka record's
+    /// timestamp) are invalid.
     #[arg(long, default_value = "10m", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_MAX_FUTURE")]
     pub max_future: Duration,
     /// Number of cluster topics (cluster1 ... clusterN).

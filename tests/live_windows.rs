@@ -138,7 +138,7 @@ fn a_lull_closes_pending_windows_and_a_far_future_event_disturbs_nothing() {
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     // One each, in the order of their partitions.
     let has = |needle: &str| reasons.iter().filter(|r| r.contains(needle)).count() == 1;
-    assert!(has("ahead of the wall clock"), "{reasons:?}");
+    assert!(has("ahead of the time it was received"), "{reasons:?}");
     assert!(
         has(r#"emoji "<b>BUY NOW</b>" is not allowed"#),
         "{reasons:?}"

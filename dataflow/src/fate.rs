@@ -19,6 +19,10 @@ use std::sync::Arc;
 use model::emojis::EmojiSet;
 use model::{WindowSize, WindowSpec};
 
+/// How far ahead of the time it was received an event may be stamped and still be valid,
+/// by default (`--max-future`).
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 600_000;
+
 /// The rules an event is judged by.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -39,7 +43,7 @@ pub enum InvalidEvent {
     #[error("emoji {0:?} is not allowed (--emojis)")]
     NotAllowed(String),
     /// The timestamp is too far ahead of the clock.
-    #[error("timestamp {} is more than {ahead_ms} ms ahead of the wall clock", model::format_rfc3339_millis(*.timestamp))]
+    #[error("timestamp {} is more than {ahead_ms} ms ahead of the time it was received", model::format_rfc3339_millis(*.timestamp))]
     Future {
         /// The event's timestamp, UTC milliseconds.
         timestamp: i64,
@@ -60,8 +64,8 @@ pub enum Fate {
 }
 
 impl Rules {
-    /// Checks an event's emoji and stamp; `clock` is the time it is judged at (the wall
-    /// clock live; in a replay, the time the log says it was received, if it says).
+    /// Checks an event's emoji and stamp; `clock` is the time it was received (the Kafka
+    /// record's timestamp live; in a replay, the recording's `received`, if it says).
     ///
     /// # Examples
     ///

@@ -57,7 +57,7 @@ pub struct LiveConfig {
     pub windows: WindowSpec,
     /// A partition without data this long stops holding windows back.
     pub idle_timeout: Duration,
-    /// Events further ahead of the wall clock are invalid.
+    /// Events stamped further ahead of the time they were received are invalid.
     pub max_future: Duration,
     /// Events of other emojis are invalid (a producer that bypasses the ingest).
     pub emojis: Arc<EmojiSet>,
@@ -288,7 +288,9 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
         }
     }
     let config = config.clone();
-    tokio::task::spawn_blocking(move || crate::recovery::read_back(&config))
+    // The partitions the checkpoint topic was grown to: more, added since, the workers find
+    // as they run.
+    tokio::task::spawn_blocking(move || crate::recovery::read_back(&config, events_partitions))
         .await
         .map_err(|e| LiveError::Panicked(e.to_string()))?
 }

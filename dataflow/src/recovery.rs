@@ -39,16 +39,17 @@ use crate::source::kafka::{
 };
 
 /// Reads back what earlier runs published and checkpointed, completing a publication a kill
-/// cut short; what the workers start from.
-pub(crate) fn read_back(config: &LiveConfig) -> Result<Prepared, LiveError> {
+/// cut short; what the workers start from, with the events topic's `partitions`.
+pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared, LiveError> {
     let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
         .set("group.id", format!("{}-inspect", config.group))
         .set("enable.auto.commit", "false")
         // Every read here ends at a known offset: no fetch needs to wait for more.
         .set("fetch.wait.max.ms", "10")
+        // A range retention has cut: what is left of it.
+        .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
-    let partitions = partitions_of(&consumer, &config.events_topic)?.len() as i32;
     let mut published_before = Vec::new();
     let mut published_times = Vec::new();
     let mut checkpoints = Vec::new();

@@ -462,7 +462,7 @@ fn run_worker(
             window: config.windows.live(),
             windows: config.windows.clone(),
             emojis: Arc::clone(&config.emojis),
-            max_future_ms: i64::MAX,
+            max_future_ms: crate::fate::DEFAULT_MAX_FUTURE_MS,
         },
         max_ahead_ms: (60_000i64).max(16 * config.windows.live().millis()),
         send_late: config.late_out.is_some(),

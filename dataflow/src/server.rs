@@ -74,7 +74,12 @@ impl RunningDataflow {
             Ok(ended) => ended,
             Err(_) => {
                 self.control.fail(Failure::StopTimeout(STOP_TIMEOUT));
-                self.task.await
+                // The workers notice within a second; one stuck in a blocking call is left
+                // behind (the process ends).
+                match tokio::time::timeout(Duration::from_secs(2), &mut self.task).await {
+                    Ok(ended) => ended,
+                    Err(_) => Ok(Err(LiveError::Failed(Failure::StopTimeout(STOP_TIMEOUT)))),
+                }
             }
         };
         ended.map_err(|e| LiveError::Panicked(e.to_string()))??;

@@ -112,8 +112,9 @@ pub struct RecordReport {
 /// writes out of order.
 const PARTITION_BUFFER: usize = 10_000;
 
-/// A partition read to its end, while recording for a duration, holds back no record taken
-/// this long before it was found at its end (a record still on its way was taken after).
+/// A partition read to its end (and nothing read since), while recording for a duration,
+/// holds back no record taken this long before now (a record still on its way to it was
+/// taken after).
 const IN_FLIGHT_MS: i64 = 5_000;
 
 /// A record read, not yet written: when it was taken, user, emoji, its own timestamp.
@@ -170,9 +171,8 @@ pub fn record(
     // came back empty there; and the records read, not yet written, as (broker time, user,
     // emoji, ts).
     let mut queues: Vec<VecDeque<Waiting>> = vec![VecDeque::new(); partitions.len()];
-    // Per partition: paused for a full buffer; when it was last found at its end (wall ms).
+    // Per partition: paused for a full buffer.
     let mut paused = vec![false; partitions.len()];
-    let mut at_end_since = vec![i64::MIN; partitions.len()];
     let index = |p: i32| partitions.iter().position(|&q| q == p);
     let started = Instant::now();
     loop {
@@ -183,63 +183,65 @@ pub fn record(
         if done || stop() {
             break;
         }
-        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = match result {
-            Ok(message) => message,
-            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
-                // At the end once past where the topic ended when the recording started.
-                if let Some(i) = index(p) {
-                    ends[i].2 = ends[i].1 >= ends[i].0;
-                    at_end_since[i] = now_ms();
+        // A poll that brings nothing still lets time settle what waits.
+        'read: {
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                break 'read;
+            };
+            let message = match result {
+                Ok(message) => message,
+                Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                    // At the end once past where the topic ended when the recording started.
+                    if let Some(i) = index(p) {
+                        ends[i].2 = ends[i].1 >= ends[i].0;
+                    }
+                    break 'read;
                 }
-                continue;
+                Err(e) => return Err(kafka(e)),
+            };
+            let Some(i) = index(message.partition()) else {
+                break 'read;
+            };
+            if message.offset() < ends[i].1 {
+                // Already written (a broker may hand a record batch again, or from its start).
+                break 'read;
             }
-            Err(e) => return Err(kafka(e)),
-        };
-        let Some(i) = index(message.partition()) else {
-            continue;
-        };
-        if message.offset() < ends[i].1 {
-            // Already written (a broker may hand a record batch again, or from its start).
-            continue;
-        }
-        ends[i].1 = message.offset() + 1;
-        ends[i].2 = false;
-        at_end_since[i] = i64::MIN;
-        let event = message
-            .payload()
-            .ok_or_else(|| "no payload".to_owned())
-            .and_then(|p| {
-                serde_json::from_slice::<model::event::RawEvent>(p).map_err(|e| e.to_string())
-            })
-            .and_then(|raw| {
-                // A record without a timestamp was stamped by the broker when it took it.
-                let broker_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
-                raw.validate(broker_ms).map_err(|e| e.to_string())
-            });
-        match event {
-            Ok(event) => {
-                let at = message.timestamp().to_millis().unwrap_or(event.timestamp);
-                queues[i].push_back((at, event.user_id, event.emoji_type, event.timestamp));
-                if queues[i].len() >= PARTITION_BUFFER && !paused[i] {
-                    paused[i] = true;
-                    set_paused(&consumer, &config.topic, partitions[i], true).map_err(kafka)?;
+            ends[i].1 = message.offset() + 1;
+            ends[i].2 = false;
+            let event = message
+                .payload()
+                .ok_or_else(|| "no payload".to_owned())
+                .and_then(|p| {
+                    serde_json::from_slice::<model::event::RawEvent>(p).map_err(|e| e.to_string())
+                })
+                .and_then(|raw| {
+                    // A record without a timestamp was stamped by the broker when it took it.
+                    let broker_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
+                    raw.validate(broker_ms).map_err(|e| e.to_string())
+                });
+            match event {
+                Ok(event) => {
+                    let at = message.timestamp().to_millis().unwrap_or(event.timestamp);
+                    queues[i].push_back((at, event.user_id, event.emoji_type, event.timestamp));
+                    if queues[i].len() >= PARTITION_BUFFER && !paused[i] {
+                        paused[i] = true;
+                        set_paused(&consumer, &config.topic, partitions[i], true).map_err(kafka)?;
+                    }
                 }
-            }
-            Err(reason) => {
-                report.skipped += 1;
-                tracing::warn!(partition = message.partition(), offset = message.offset(), %reason, "Not an event; skipped.");
+                Err(reason) => {
+                    report.skipped += 1;
+                    tracing::warn!(partition = message.partition(), offset = message.offset(), %reason, "Not an event; skipped.");
+                }
             }
         }
         // Write the earliest record while it is before anything a partition may still bring:
         // every partition has one waiting, is at its end for good, or (recording for a
-        // duration) was at its end since after it was taken.
+        // duration) is at its end and the record was taken long enough ago.
+        let settled = now_ms() - IN_FLIGHT_MS;
         while let Some((q, head)) = earliest(&queues) {
             let blocked = queues.iter().enumerate().any(|(j, waiting)| {
                 let done = ends[j].2 && matches!(config.until, Until::End);
-                let quiet = ends[j].2 && head < at_end_since[j].saturating_sub(IN_FLIGHT_MS);
+                let quiet = ends[j].2 && head < settled;
                 waiting.is_empty() && !done && !quiet
             });
             if blocked {

@@ -57,6 +57,9 @@ pub enum RowError {
     /// A field is invalid.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// The event breaks a rule of the run (judged outside the codec).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Where the event fields are in a log's rows.

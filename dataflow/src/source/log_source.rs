@@ -21,7 +21,7 @@ use super::outputs::{Sessions, SourceCaps, SourceStreams, source_outputs};
 use super::watermark::Watermark;
 use crate::control::RunControl;
 use crate::failure::Failure;
-use crate::fate::{Fate, Rules};
+use crate::fate::{Fate, InvalidEvent, Rules};
 use crate::record::{Amend, LateEvent, RejectedRow, SideRecord, SourceStats, Tap};
 
 /// Longest part of a rejected row kept in its report.
@@ -270,9 +270,12 @@ impl Reader {
             // than the lateness counts at it, as live. A log that does not say has no clock
             // to be ahead of: its own times are the clock.
             let decoded = decoded.and_then(|(user, emoji, timestamp, received)| {
-                match config.rules.check(&emoji, timestamp, None) {
+                match config.rules.check(&emoji, timestamp, received) {
                     Ok(()) => Ok((user, emoji, config.rules.event_time(timestamp, received))),
-                    Err(_) => Err(RowError::Event(EventError::not_allowed(&emoji))),
+                    Err(InvalidEvent::NotAllowed(_)) => {
+                        Err(RowError::Event(EventError::not_allowed(&emoji)))
+                    }
+                    Err(refused) => Err(RowError::Refused(refused.to_string())),
                 }
             });
             match decoded {

@@ -21,7 +21,7 @@ pub enum InvalidEvent {
 }
 
 /// Decodes a message into (user, emoji, timestamp), or the reason it is invalid; `clock`
-/// is the wall clock, ms.
+/// is when it was received, ms.
 pub(super) fn decode(
     payload: &[u8],
     default_ts: i64,

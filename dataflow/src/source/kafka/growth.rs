@@ -30,20 +30,29 @@ impl KafkaReader {
         if new.is_empty() {
             return;
         }
+        for &p in &new {
+            let mut partition = Partition::new(p, (0, 0), Checkpoint::default(), &self.config);
+            // No run that published windows read it.
+            partition.unread_by_publishers = true;
+            self.partitions.push(partition);
+        }
+        // Checkpointed before anything of them is read, as at the start; read only then.
+        self.settings.partitions = partitions;
+        if !self.commit_partitions(i64::MIN, |p| new.contains(&p)) {
+            self.partitions.retain(|p| !new.contains(&p.id));
+            self.known_partitions = new[0];
+            return;
+        }
         // The assignment is replaced whole: the partitions read already go on from the next
         // offset to handle.
         let mut assignment = TopicPartitionList::new();
         for p in &self.partitions {
-            let _ = assignment.add_partition_offset(
-                &self.config.topic,
-                p.id,
-                Offset::Offset(p.next_offset),
-            );
-        }
-        for &p in &new {
-            let _ = assignment.add_partition_offset(&self.config.topic, p, Offset::Beginning);
-            let partition = Partition::new(p, (0, 0), Checkpoint::default(), &self.config);
-            self.partitions.push(partition);
+            let offset = if new.contains(&p.id) {
+                Offset::Beginning
+            } else {
+                Offset::Offset(p.next_offset)
+            };
+            let _ = assignment.add_partition_offset(&self.config.topic, p.id, offset);
         }
         if let Err(error) = self.consumer.assign(&assignment) {
             self.partitions.retain(|p| !new.contains(&p.id));
@@ -53,8 +62,6 @@ impl KafkaReader {
         }
         self.metrics.partitions_reading.add(new.len() as i64);
         tracing::info!(worker = index, partitions = ?new, "Reading the partitions added to the events topic from their start.");
-        // Checkpointed before anything of them is read, as at the start.
-        self.commit_partitions(i64::MIN, |p| new.contains(&p));
     }
 
     /// Gives the checkpoint topic `partitions` partitions (another worker may have done it),

@@ -49,6 +49,9 @@ pub(super) struct Partition {
     /// Windows before this were closed by an earlier run (`i64::MIN`: none known): an event
     /// read again counts in one only if that run counted it.
     pub(super) closed_before: i64,
+    /// No run that published windows read this partition (the events topic grew since): its
+    /// events of published windows are late, not counted already.
+    pub(super) unread_by_publishers: bool,
 }
 
 impl Partition {
@@ -76,6 +79,7 @@ impl Partition {
                 .map_or(i64::MIN, |c| c.max(config.published_before)),
             last_counted: checkpoint.last_counted,
             amended: checkpoint.amended,
+            unread_by_publishers: id >= config.new_partitions_from,
         }
     }
 
@@ -325,7 +329,8 @@ impl KafkaReader {
             };
             let payload = message.payload().unwrap_or_default();
             let rules = &self.config.rules;
-            let outcome = decode(payload, received, wall_ms, rules)
+            // Judged at the time it was received, so that reading it again decides alike.
+            let outcome = decode(payload, received, received, rules)
                 .map(|(user, emoji, stamped)| {
                     (user, emoji, rules.event_time(stamped, Some(received)))
                 })
@@ -435,7 +440,7 @@ impl KafkaReader {
                 Route::Late("the window had already closed before a restart")
             }
         } else if start < self.config.published_before {
-            if partition.id < self.config.new_partitions_from {
+            if !partition.unread_by_publishers {
                 // Published by an earlier run.
                 return;
             }

@@ -109,6 +109,8 @@ pub fn read_reported(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "10")
+        // A position retention has removed: what is left of the topic from there.
+        .set("auto.offset.reset", "earliest")
         .create_with_context(Quiet)
         .map_err(kafka("create a consumer for"))?;
     let partitions = service::kafka::partitions_of(&consumer, late_topic).map_err(kafka("find"))?;
@@ -164,16 +166,20 @@ pub fn read_reported(
     }
     consumer.assign(&assignment).map_err(kafka("assign"))?;
     let label = size.label();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // However long the read, as long as it goes on: a stall of 30 s is a failure.
+    let mut deadline = Instant::now() + Duration::from_secs(30);
     while !to_read.is_empty() {
         if Instant::now() > deadline {
             return Err(Failure::kafka(
-                format!("read the late records in {late_topic} within 30 s"),
+                format!("read the late records in {late_topic}: nothing came for 30 s"),
                 KafkaError::NoMessageReceived,
             ));
         }
         let message = match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                deadline = Instant::now() + Duration::from_secs(30);
+                message
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 to_read.remove(&p);
                 continue;

@@ -19,12 +19,13 @@
 //! reads again exactly what it needs and decides every event it reads again as the run
 //! before it did: counted once, or late once, never both, never neither.
 //!
-//! An event past its partition's watermark but within the allowed lateness of its window
-//! counts in the window's final while this worker still holds the window, and otherwise
-//! amends it: it goes out on the amendments output at the source's time, and its window is
-//! published again, revised, at that time. A restart does not rebuild the totals of windows
-//! an earlier run closed: an amendment of one of them is a late record, unless the earlier
-//! run published it (the windows topic has a message of its window at its time or later).
+//! An event's fate is `fate::Rules`' (judged against the watermark this worker's windows
+//! close on, at the time the event was received): one of a window still held counts in its
+//! final, one within the allowed lateness of a closed window amends it: it goes out on the
+//! amendments output at the source's time, and its window is published again, revised, at
+//! that time. A restart does not rebuild the totals of windows an earlier run closed: an
+//! amendment of one of them is a late record, unless the earlier run published it (the
+//! windows topic has a message of its window at its time or later).
 
 //!
 //! # Layout

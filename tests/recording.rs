@@ -17,6 +17,12 @@ fn to_kafka(log: &Path, topic: &str, extra: &[&str]) {
     run_ok(&args);
 }
 
+/// `emostream record` of the whole of `topic` into `out`.
+fn record_whole(topic: &str, out: &Path) {
+    let args = ["record", "--topic", topic, "--out", path(out)];
+    run_ok(&[&args[..], &["--from", "earliest", "--until", "end"]].concat());
+}
+
 /// The events of a log, sorted: (user, emoji, timestamp ms).
 fn events_of(log: &Path) -> Vec<(String, String, i64)> {
     let mut reader = csv::Reader::from_path(log).expect("a log");
@@ -43,17 +49,7 @@ fn record_then_replay_gives_back_the_same_events() {
         let topic = unique(&format!("recorded-{round}"));
         to_kafka(&log, &topic, &["--speed", "0", "--keep-timestamps"]);
         let recorded = dir.path().join(format!("recorded-{round}.csv"));
-        run_ok(&[
-            "record",
-            "--topic",
-            &topic,
-            "--out",
-            path(&recorded),
-            "--from",
-            "earliest",
-            "--until",
-            "end",
-        ]);
+        record_whole(&topic, &recorded);
         let got = events_of(&recorded);
         assert_eq!(got.len(), want.len(), "round {round}: events recorded");
         assert_eq!(got, want, "round {round}");
@@ -147,17 +143,7 @@ fn a_live_run_recorded_and_replayed_gives_the_live_windows() {
     }
     let live = windows_through(&pipeline.windows, last);
     let recorded = dir.path().join("match.csv");
-    run_ok(&[
-        "record",
-        "--topic",
-        &pipeline.events,
-        "--out",
-        path(&recorded),
-        "--from",
-        "earliest",
-        "--until",
-        "end",
-    ]);
+    record_whole(&pipeline.events, &recorded);
     let replayed = dir.path().join("windows.csv");
     run_ok(&["replay", path(&recorded), "--out", path(&replayed)]);
     let replayed = std::fs::read_to_string(&replayed).unwrap();

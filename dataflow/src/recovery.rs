@@ -40,6 +40,8 @@ use crate::source::kafka::{
 
 /// Reads back what earlier runs published and checkpointed, completing a publication a kill
 /// cut short; what the workers start from, with the events topic's `partitions`.
+// Long: per window size, the settings check decides which windows topic is read back, and
+// the checkpoints and late records read after it belong to the same size.
 pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared, LiveError> {
     let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
         .set("group.id", format!("{}-inspect", config.group))

@@ -93,6 +93,8 @@ struct LateRecord {
 
 /// Reads back from `late_topic` the records of the events read again after `checkpoints`:
 /// late records of windows of `size`, and invalid ones too if `invalid_too`.
+// Long: one pass over the late topic: the positions the checkpoints name, the assignment and
+// the read to each partition's end share their state.
 pub fn read_reported(
     brokers: &str,
     late_topic: &str,

@@ -38,12 +38,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use model::WindowSize;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::Quiet;
+use super::context::read_back_consumer;
 use crate::failure::Failure;
 
 /// Per partition of the events topic: the offset to resume from and its checkpoint text.
@@ -55,14 +55,7 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         let action = format!("{action} the checkpoints in {topic}");
         move |e| Failure::kafka(action, e)
     };
-    let consumer: BaseConsumer<Quiet> = service::kafka::client_config(brokers)
-        .set("group.id", format!("{topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // Every partition is read to a known end: no fetch needs to wait for more.
-        .set("fetch.wait.max.ms", "10")
-        .create_with_context(Quiet)
-        .map_err(kafka("create a consumer for"))?;
+    let consumer = read_back_consumer(brokers, topic).map_err(kafka("create a consumer for"))?;
     let partitions = service::kafka::partitions_of(&consumer, topic).map_err(kafka("find"))?;
     let mut assignment = TopicPartitionList::new();
     let mut at_end = std::collections::HashSet::new();

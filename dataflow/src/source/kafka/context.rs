@@ -23,6 +23,21 @@ impl ClientContext for Quiet {
 
 impl ConsumerContext for Quiet {}
 
+/// A consumer that reads partitions of `topic` to their ends (checkpoints, late records): no
+/// fetch waits for more, a position retention removed reads what is left from there.
+pub(super) fn read_back_consumer(
+    brokers: &str,
+    topic: &str,
+) -> Result<rdkafka::consumer::BaseConsumer<Quiet>, KafkaError> {
+    service::kafka::client_config(brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(Quiet)
+}
+
 /// The checkpoint producer's context: keeps the first delivery the broker refused, so a
 /// checkpoint it did not take never counts as written.
 #[derive(Default)]

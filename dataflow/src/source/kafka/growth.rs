@@ -23,10 +23,12 @@ impl KafkaReader {
             return;
         }
         let (index, peers) = self.worker;
-        let new: Vec<i32> = (self.known_partitions..partitions)
+        let before = self.settings.partitions;
+        let new: Vec<i32> = (before..partitions)
             .filter(|p| *p as usize % peers == index)
             .collect();
-        self.known_partitions = partitions;
+        // What the checkpoints name from now on (the new ones' first among them).
+        self.settings.partitions = partitions;
         if new.is_empty() {
             return;
         }
@@ -37,10 +39,9 @@ impl KafkaReader {
             self.partitions.push(partition);
         }
         // Checkpointed before anything of them is read, as at the start; read only then.
-        self.settings.partitions = partitions;
         if !self.commit_partitions(i64::MIN, |p| new.contains(&p)) {
             self.partitions.retain(|p| !new.contains(&p.id));
-            self.known_partitions = new[0];
+            self.settings.partitions = before;
             return;
         }
         // The assignment is replaced whole: the partitions read already go on from the next
@@ -56,7 +57,7 @@ impl KafkaReader {
         }
         if let Err(error) = self.consumer.assign(&assignment) {
             self.partitions.retain(|p| !new.contains(&p.id));
-            self.known_partitions = new[0];
+            self.settings.partitions = before;
             tracing::warn!(%error, partitions = ?new, "Cannot assign the partitions added to the events topic; trying again.");
             return;
         }

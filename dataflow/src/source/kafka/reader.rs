@@ -108,12 +108,11 @@ pub(super) struct KafkaReader {
     /// This worker's index and the number of workers: it reads the partitions `p` with
     /// `p % peers == index`.
     pub(super) worker: (usize, usize),
-    /// The partitions of the events topic this worker knows of.
-    pub(super) known_partitions: i32,
     pub(super) consumer: BaseConsumer<SourceContext>,
     /// Writes the checkpoints.
     pub(super) checkpoints: BaseProducer<CheckpointDelivery>,
-    /// What the checkpoints say the state was made with.
+    /// What the checkpoints say the state was made with (the partitions of the events topic
+    /// this worker knows of among them).
     pub(super) settings: Settings,
     pub(super) ends: Arc<EndProbe>,
     pub(super) partitions: Vec<Partition>,
@@ -257,7 +256,6 @@ impl KafkaReader {
         };
         let mut reader = KafkaReader {
             worker: (index, peers),
-            known_partitions: config.partitions,
             settings,
             config,
             consumer,
@@ -353,7 +351,7 @@ impl KafkaReader {
             self.last_lag_check = now;
             self.measure_lag();
         }
-        if self.ends.partitions() > self.known_partitions {
+        if self.ends.partitions() > self.settings.partitions {
             self.read_new_partitions();
         }
         got > 0

@@ -12,14 +12,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use model::WindowSize;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use super::checkpoint::{Checkpoint, Checkpoints};
-use super::context::Quiet;
+use super::context::read_back_consumer;
 use crate::failure::Failure;
 
 /// The late and invalid records an earlier run published for events a restart reads again.
@@ -106,15 +106,8 @@ pub fn read_reported(
         let action = format!("{action} the late records in {late_topic}");
         move |e| Failure::kafka(action, e)
     };
-    let consumer: BaseConsumer<Quiet> = service::kafka::client_config(brokers)
-        .set("group.id", format!("{late_topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10")
-        // A position retention has removed: what is left of the topic from there.
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(Quiet)
-        .map_err(kafka("create a consumer for"))?;
+    let consumer =
+        read_back_consumer(brokers, late_topic).map_err(kafka("create a consumer for"))?;
     let partitions = service::kafka::partitions_of(&consumer, late_topic).map_err(kafka("find"))?;
     let mut ends = Vec::new();
     for &p in &partitions {

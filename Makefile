@@ -47,7 +47,7 @@ unit:
 ## second-broker: the live exactness, dataflow restart, exactness-under-faults and broker
 ## outage tests again on a second Kafka-protocol broker (noida-db, from tests/requirements.txt)
 SECOND_BROKER_TESTS := $(CARGO) test --workspace --features emostream/broker-tests \
-	--test live_windows --test live_restarts --test outage -- --exact \
+	--test live_windows --test live_restarts --test outage --test recording -- --exact \
 	events_posted_over_http_come_out_as_exact_windows_on_every_topic \
 	a_viewer_five_minutes_ahead_makes_nobody_late \
 	a_viewer_five_minutes_ahead_makes_nobody_late_on_four_partitions \
@@ -58,8 +58,12 @@ SECOND_BROKER_TESTS := $(CARGO) test --workspace --features emostream/broker-tes
 	a_size_added_across_a_restart_leaves_every_window_whole \
 	a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name \
 	sigterm_with_two_workers_and_two_sizes_closes_no_window_early \
+	a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once \
+	published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late \
+	a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind \
+	a_live_run_recorded_and_replayed_gives_the_live_windows \
 	a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself
-SECOND_BROKER_COUNT := 11
+SECOND_BROKER_COUNT := 15
 second-broker:
 	@# A renamed test would leave the run with fewer to do: every one must be found.
 	@found=$$($(SECOND_BROKER_TESTS) --list 2>/dev/null | grep -c ': test$$'); \

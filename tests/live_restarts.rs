@@ -338,16 +338,8 @@ fn a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name() {
             pipeline.events.as_str(),
         ),
     ] {
-        let mut args: Vec<String> = vec!["dataflow".into(), "--brokers".into(), brokers.clone()];
-        args.extend(pipeline.dataflow_args());
-        match args.iter().position(|a| a == flag) {
-            Some(at) => args[at + 1] = value.to_owned(),
-            None => args.extend([flag.to_owned(), value.to_owned()]),
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = common::emostream(&args);
-        let text = common::stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{flag}: {text}");
+        let (code, text) = run_dataflow_with(&brokers, &pipeline, flag, value);
+        assert_eq!(code, Some(1), "{flag}: {text}");
         assert!(
             text.contains(&format!("were made with {flag} {was}, not {value}"))
                 && text.contains("a new --group"),
@@ -357,6 +349,115 @@ fn a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name() {
     assert_eq!(
         read_until(&pipeline.windows, WAIT, |_| true).len(),
         published
+    );
+}
+
+/// Runs the dataflow of `pipeline` with `flag` set to `value`, expecting it to refuse to
+/// start: its exit status (it is killed if it still runs after 30 s) and what it wrote to
+/// stderr.
+fn run_dataflow_with(
+    brokers: &str,
+    pipeline: &Pipeline,
+    flag: &str,
+    value: &str,
+) -> (Option<i32>, String) {
+    let mut args: Vec<String> = vec!["dataflow".into(), "--brokers".into(), brokers.to_owned()];
+    args.extend(pipeline.dataflow_args());
+    match args.iter().position(|a| a == flag) {
+        Some(at) => args[at + 1] = value.to_owned(),
+        None => args.extend([flag.to_owned(), value.to_owned()]),
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_emostream"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(log.path()).unwrap())
+}
+
+/// Windows were published, and a start would not know which of their events were counted
+/// (`--start earliest`, or a group without checkpoints): refused by name, nothing published.
+/// `--start latest` goes on: an event of a published window it reads is a late record, not
+/// dropped.
+#[test]
+fn published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late() {
+    let pipeline = Pipeline::new("unaccounted");
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let producer = producer();
+    let then = now_ms();
+    produce_events(
+        &producer,
+        &pipeline.events,
+        &[("before".into(), "🔥".into(), then)],
+    );
+    windows_through(&pipeline.windows, then);
+    let status = dataflow.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let published = read_until(&pipeline.windows, WAIT, |_| true).len();
+    let brokers = brokers();
+    let other_group = format!("{}-other", pipeline.group);
+    for (flag, value, why) in [
+        ("--start", "earliest", "--start earliest would count again"),
+        ("--group", other_group.as_str(), "no checkpoint in"),
+    ] {
+        let (code, text) = run_dataflow_with(&brokers, &pipeline, flag, value);
+        assert_eq!(code, Some(1), "{flag} {value}: {text}");
+        assert!(
+            text.contains(&format!("the windows topic {}", pipeline.windows))
+                && text.contains(why)
+                && text.contains("--start latest"),
+            "{flag} {value}: {text}"
+        );
+    }
+    assert_eq!(
+        read_until(&pipeline.windows, WAIT, |_| true).len(),
+        published,
+        "a refused start publishes nothing"
+    );
+    let latest = start_dataflow(&pipeline, &["--start", "latest"]);
+    let base = latest.url();
+    wait_for(WAIT, "the readers positioned", || {
+        metric(&base, "dataflow_partitions_reading") >= 1.0
+    });
+    let now = now_ms();
+    produce_events(
+        &producer,
+        &pipeline.events,
+        &[
+            ("old".into(), "😂".into(), then + 1),
+            ("new".into(), "🔥".into(), now),
+        ],
+    );
+    let windows = windows_through(&pipeline.windows, now);
+    let size = model::WindowSize::from_millis(2000).unwrap();
+    assert_eq!(windows[&size.start_of(now)].report.events, 1);
+    let late = once_each(&read_until(&pipeline.late, WAIT, |p| !p.is_empty()));
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(late[0]["user_id"], "old");
+    assert!(
+        late[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("published before any run read it")),
+        "{late:?}"
+    );
+    assert_eq!(
+        metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
+        1.0
     );
 }
 

@@ -697,3 +697,74 @@ fn partitions_added_while_taps_flow_are_read_and_every_tap_counted() {
     );
     assert_eq!(metric(&base, "dataflow_partitions_reading"), 4.0);
 }
+
+/// A backfill whose partitions are far apart in event time (one 5 minutes behind the other,
+/// and still being written to): the one ahead is paused while the one behind is read, as
+/// replay bounds its read-ahead, instead of opening windows 5 minutes ahead; once the one
+/// behind is read, the other goes on, and every event counts in its window.
+#[test]
+fn a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind() {
+    let pipeline = Pipeline::new("read-ahead");
+    create_topic(&pipeline.events, 2);
+    let producer = producer();
+    let now = now_ms();
+    let behind = now - 300_000;
+    // Alternately to partitions 0 (behind) and 1 (ahead).
+    let mut sent: Vec<(String, String, i64)> = (0..20)
+        .flat_map(|i| {
+            [
+                (format!("slow{i}"), "🔥".to_owned(), behind + i),
+                (format!("fast{i}"), "😂".to_owned(), now + i),
+            ]
+        })
+        .collect();
+    produce_to(&producer, &pipeline.events, &sent, Some(2));
+    let dataflow = start_dataflow(&pipeline, &[]);
+    let base = dataflow.url();
+    // Partition 0 keeps getting events 5 minutes old, so it is never idle.
+    let mut k = 0;
+    let mut trickle = |sent: &mut Vec<(String, String, i64)>, ahead: Option<i64>| {
+        k += 1;
+        let mut taps = vec![(format!("trickle{k}"), "🔥".to_owned(), behind + 20 + k)];
+        taps.extend(ahead.map(|ts| (format!("more{k}"), "😂".to_owned(), ts)));
+        produce_to(&producer, &pipeline.events, &taps, Some(2));
+        sent.extend(taps);
+    };
+    wait_for(WAIT, "the partition ahead paused", || {
+        trickle(&mut sent, None);
+        metric(&base, "dataflow_partitions_paused") >= 1.0
+    });
+    let consumed = |p: i32| {
+        metric(
+            &base,
+            &format!("dataflow_events_consumed_total{{partition=\"{p}\"}}"),
+        )
+    };
+    let (behind_read, ahead_read) = (consumed(0), consumed(1));
+    // More events ahead, while partition 0 goes on being read: they wait.
+    for i in 0..10 {
+        trickle(&mut sent, Some(now + 20 + i));
+    }
+    wait_for(WAIT, "partition 0 read on", || {
+        trickle(&mut sent, None);
+        consumed(0) >= behind_read + 10.0
+    });
+    assert_eq!(
+        consumed(1),
+        ahead_read,
+        "nothing more of the partition ahead read"
+    );
+    let last = now + 29;
+    // Each partition in event-time order: every event counts in its window.
+    let size = WindowSize::from_millis(2000).unwrap();
+    let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+    for (_, _, ts) in &sent {
+        *want.entry(size.start_of(*ts)).or_default() += 1;
+    }
+    let got: BTreeMap<i64, u64> = windows_through(&pipeline.windows, last)
+        .into_iter()
+        .map(|(start, m)| (start, m.report.events))
+        .collect();
+    assert_eq!(got, want, "every event in its window");
+    assert_eq!(metric(&base, "dataflow_partitions_paused"), 0.0);
+}

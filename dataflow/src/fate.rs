@@ -64,6 +64,13 @@ pub enum Fate {
 }
 
 impl Rules {
+    /// How far (event time, ms) a source reads ahead of the slowest source of its dataflow,
+    /// so that the open windows stay few however skewed a backfill is: a minute, or 16
+    /// windows.
+    pub fn read_ahead_ms(&self) -> i64 {
+        60_000i64.max(16 * self.window.millis())
+    }
+
     /// Checks an event's emoji and stamp; `clock` is the time it was received (the Kafka
     /// record's timestamp live; in a replay, the recording's `received`, if it says).
     ///

@@ -171,6 +171,18 @@ pub enum LiveError {
         /// Its value now.
         now: String,
     },
+    /// Windows were published that the run's state does not account for.
+    #[error(
+        "the windows topic {topic} holds windows before {before} that {why}: publish to a new --windows-topic to count the events topic again, or start with --start latest to count only what comes now (events of the published windows then go to the late topic)"
+    )]
+    Unaccounted {
+        /// The windows topic.
+        topic: String,
+        /// Every window before this time was published.
+        before: String,
+        /// Why the state does not account for them.
+        why: String,
+    },
     /// The newest windows of a topic did not arrive in time.
     #[error("cannot read the last windows of {0} within 30 s")]
     LastWindows(String),
@@ -203,7 +215,8 @@ impl LiveError {
             LiveError::Admin(_)
             | LiveError::Panicked(_)
             | LiveError::StoppedByItself
-            | LiveError::Settings { .. } => false,
+            | LiveError::Settings { .. }
+            | LiveError::Unaccounted { .. } => false,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct DataflowMetrics {
     pub checkpoint_failures: Counter,
     /// Partitions being read (one per partition and window size), once the readers are set.
     pub partitions_reading: Gauge,
+    /// Partitions paused because they are read too far ahead of the slowest.
+    pub partitions_paused: Gauge,
 }
 
 impl DataflowMetrics {
@@ -59,6 +61,7 @@ impl DataflowMetrics {
             producer_replacements: Counter::default(),
             checkpoint_failures: Counter::default(),
             partitions_reading: Gauge::default(),
+            partitions_paused: Gauge::default(),
         }
     }
 
@@ -173,6 +176,11 @@ impl RenderMetrics for DataflowMetrics {
             "dataflow_partitions_reading",
             "Partitions being read (one per partition and window size), once positioned.",
             self.partitions_reading.get(),
+        );
+        e.gauge(
+            "dataflow_partitions_paused",
+            "Partitions paused (one per partition and window size): read further ahead of the slowest than the read-ahead.",
+            self.partitions_paused.get(),
         );
         e.family(
             "dataflow_late_events_total",

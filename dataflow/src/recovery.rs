@@ -71,7 +71,12 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
         if let Some(recorded) = &recorded {
             check_settings(config, size, partitions, recorded)?;
         }
-        new_partitions_from.push(recorded.as_ref().map_or(i32::MAX, |r| r.partitions));
+        // Partitions from this one on were read by no run that published windows: all of them
+        // when the run starts at the end (what it skips, no earlier run read either).
+        new_partitions_from.push(match config.start {
+            StartFrom::Latest => 0,
+            _ => recorded.as_ref().map_or(i32::MAX, |r| r.partitions),
+        });
         let topic = match recorded.map(|r| r.windows_topic) {
             Some(before) if before != current && partitions_of(&consumer, &before).is_ok() => {
                 tracing::info!(before = %before, now = %current, "The windows were published to another topic: the restart reads back what was published there and publishes to the new one.");
@@ -102,6 +107,9 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
             .map(|start| start + size.millis())
             .max(recorded_published_before(&checkpoint, size))
             .unwrap_or(i64::MIN);
+        if before > i64::MIN {
+            check_accounted(config, size, partitions, &topic, before, &checkpoint)?;
+        }
         published_before.push(before);
         // The live size reports the invalid events.
         let late = read_reported(
@@ -164,6 +172,51 @@ fn check_settings(
         tracing::info!(before = recorded.partitions, now = partitions, topic = %config.events_topic, "The events topic has more partitions than when the checkpoints were written: the new ones are read from their start.");
     }
     Ok(())
+}
+
+/// Refuses to start where windows were published (before `before`, on `topic`) that no
+/// checkpoint accounts for: the run could not tell which of their events were counted.
+fn check_accounted(
+    config: &LiveConfig,
+    size: WindowSize,
+    partitions: i32,
+    topic: &str,
+    before: i64,
+    checkpoints: &Checkpoints,
+) -> Result<(), LiveError> {
+    let refuse = |why: String| LiveError::Unaccounted {
+        topic: topic.to_owned(),
+        before: model::format_rfc3339_millis(before),
+        why,
+    };
+    match config.start {
+        StartFrom::Earliest => Err(refuse(format!(
+            "--start earliest would count again what group {} counted",
+            config.group
+        ))),
+        // Those it reads are of the windows after the published ones, or late records.
+        StartFrom::Latest => Ok(()),
+        StartFrom::Committed => {
+            // The partitions the checkpoints knew of (each got one before it was read).
+            let known = match recorded_settings(checkpoints, size) {
+                Some(recorded) => recorded.partitions.min(partitions),
+                None if checkpoints.is_empty() => partitions,
+                // Made by a version that did not name its settings.
+                None => 0,
+            };
+            let missing: Vec<i32> = (0..known)
+                .filter(|p| !checkpoints.contains_key(p))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(refuse(format!(
+                "no checkpoint in {} accounts for (none for partitions {missing:?} of {}: a new --group, or its checkpoints deleted)",
+                config.checkpoint_topic_for(size),
+                config.events_topic
+            )))
+        }
+    }
 }
 
 /// The partitions of `topic`.

@@ -464,7 +464,6 @@ fn run_worker(
             emojis: Arc::clone(&config.emojis),
             max_future_ms: crate::fate::DEFAULT_MAX_FUTURE_MS,
         },
-        max_ahead_ms: (60_000i64).max(16 * config.windows.live().millis()),
         send_late: config.late_out.is_some(),
         send_rejects: config.rejects_out.is_some(),
         primary: true,
@@ -477,7 +476,6 @@ fn run_worker(
                 window: size,
                 ..source.rules.clone()
             },
-            max_ahead_ms: (60_000i64).max(16 * size.millis()),
             send_rejects: false,
             primary: false,
             ..source.clone()

@@ -2,7 +2,7 @@
 //!
 //! Each worker reads every `peers`-th block of every file; its blocks of one file form one
 //! partition with its own watermark. A worker advances its partition with the lowest
-//! watermark first, and pauses while it is more than `max_ahead` of event time ahead of
+//! watermark first, and pauses while it is more than the read-ahead (`Rules::read_ahead_ms`) ahead of
 //! the slowest worker, so open windows stay few however long the log is.
 
 use std::fs::File;
@@ -38,8 +38,6 @@ pub struct LogSourceConfig {
     /// what decides each row's fate (a log says nothing of when events arrived, so its own
     /// times are the clock).
     pub rules: Rules,
-    /// How far (event time, ms) a worker may run ahead of the slowest one.
-    pub max_ahead_ms: i64,
     /// Send late events on the side output (they are always counted).
     pub send_late: bool,
     /// Send rejected rows on the side output (they are always counted).
@@ -181,7 +179,7 @@ impl Reader {
             return Step::Done;
         };
         let hold = self.partitions[p].watermark.hold(window);
-        if slowest.is_some_and(|s| hold > s.saturating_add(self.config.max_ahead_ms)) {
+        if slowest.is_some_and(|s| hold > s.saturating_add(self.config.rules.read_ahead_ms())) {
             return Step::Wait;
         }
         if let Err(e) = self.read_next_block(p) {

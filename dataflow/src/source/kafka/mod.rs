@@ -1,7 +1,8 @@
 //! `read_kafka`: a timely source that consumes the events topic, each worker the partitions
 //! `p` with `p % peers == index`, polling without blocking the worker.
 //!
-//! Each partition keeps a watermark. A partition without new data for the idle timeout stops
+//! Each partition keeps a watermark, and pauses while its windows are further ahead of the
+//! slowest source's than the read-ahead (`Rules::read_ahead_ms`), as replay does. A partition without new data for the idle timeout stops
 //! holding windows back: its watermark follows the wall clock minus the lateness, so windows
 //! close during lulls and at the end of a stream, each once the wall clock has passed its end
 //! plus the lateness, never before (a long window is not cut short by a lull). Idle also means
@@ -223,7 +224,8 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                     }
                     return;
                 }
-                let got = active.step(sessions);
+                let slowest = sources.with_frontier(|f| f.first().copied());
+                let got = active.step(sessions, slowest);
                 active.commit_published(&published, false);
                 if got {
                     activator.activate();

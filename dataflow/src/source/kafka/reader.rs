@@ -52,6 +52,8 @@ pub(super) struct Partition {
     /// No run that published windows read this partition (the events topic grew since): its
     /// events of published windows are late, not counted already.
     pub(super) unread_by_publishers: bool,
+    /// Paused: its windows are too far ahead of the slowest source's.
+    pub(super) paused: bool,
 }
 
 impl Partition {
@@ -80,6 +82,7 @@ impl Partition {
             last_counted: checkpoint.last_counted,
             amended: checkpoint.amended,
             unread_by_publishers: id >= config.new_partitions_from,
+            paused: false,
         }
     }
 
@@ -289,9 +292,14 @@ impl KafkaReader {
         Ok(reader)
     }
 
-    /// Polls what is there (without waiting), emits it, and advances the capabilities.
+    /// Polls what is there (without waiting), emits it, and advances the capabilities;
+    /// `slowest` is the earliest window any source of the dataflow may still add to.
     /// Returns whether any message came.
-    pub(super) fn step(&mut self, sessions: &mut Sessions<'_, LiveSide>) -> bool {
+    pub(super) fn step(
+        &mut self,
+        sessions: &mut Sessions<'_, LiveSide>,
+        slowest: Option<i64>,
+    ) -> bool {
         let now = Instant::now();
         let wall_ms = model::now_ms();
         let mut got = 0;
@@ -347,6 +355,7 @@ impl KafkaReader {
             &mut self.side,
         );
         self.advance(now, wall_ms);
+        self.bound_read_ahead(slowest);
         if now.duration_since(self.last_lag_check) >= Duration::from_millis(LAG_INTERVAL_MS) {
             self.last_lag_check = now;
             self.measure_lag();
@@ -355,6 +364,51 @@ impl KafkaReader {
             self.read_new_partitions();
         }
         got > 0
+    }
+
+    /// Pauses the partitions whose windows are further ahead of `slowest` than the
+    /// read-ahead, and resumes those back within it (the slowest source's own partitions
+    /// are never ahead of it: reading goes on).
+    fn bound_read_ahead(&mut self, slowest: Option<i64>) {
+        // Until the first progress is known, nothing to be ahead of.
+        let Some(slowest) = slowest.filter(|s| *s > i64::MIN) else {
+            return;
+        };
+        let (window, limit) = (
+            self.config.rules.window,
+            slowest.saturating_add(self.config.rules.read_ahead_ms()),
+        );
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for p in &mut self.partitions {
+            let ahead = p.watermark.hold(window) > limit;
+            if ahead != p.paused {
+                p.paused = ahead;
+                let list = if ahead { &mut pause } else { &mut resume };
+                list.add_partition(&self.config.topic, p.id);
+            }
+        }
+        for (list, paused) in [(pause, true), (resume, false)] {
+            if list.count() == 0 {
+                continue;
+            }
+            let done = if paused {
+                self.consumer.pause(&list)
+            } else {
+                self.consumer.resume(&list)
+            };
+            let which: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            match done {
+                Ok(()) => {
+                    self.metrics
+                        .partitions_paused
+                        .add(if paused { 1 } else { -1 } * which.len() as i64);
+                    tracing::debug!(partitions = ?which, paused, slowest = %model::format_rfc3339_millis(slowest), "Read-ahead bound.");
+                }
+                Err(error) => {
+                    tracing::warn!(partitions = ?which, paused, %error, "Cannot pause or resume partitions.")
+                }
+            }
+        }
     }
 
     /// Records, per partition, how many messages are not read yet, from the high watermarks
@@ -442,8 +496,9 @@ impl KafkaReader {
                 // Published by an earlier run.
                 return;
             }
-            // A partition the runs that published the window did not read.
-            Route::Late("its window was published before its partition was read")
+            // A partition the runs that published the window did not read (it was added
+            // since, or this run started at its end).
+            Route::Late("its window was published before any run read it")
         } else {
             match self.config.rules.fate(timestamp, self.watermark) {
                 Fate::Count => Route::Window,

@@ -503,6 +503,77 @@ fn a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once() {
     drop(victim);
 }
 
+/// A second dataflow started with the group of one still running, under load (a double
+/// start, or a replacement for one that hangs): the one started last takes the partitions
+/// over; the first stops within seconds with an error naming the other, and what it wrote
+/// meanwhile is no partition's state: with the second killed and a third started, every
+/// window of both sizes counts exactly the taps stamped in it.
+#[test]
+fn a_second_dataflow_of_a_group_takes_over_and_the_first_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("takeover");
+    let args = ["-w", "2", "--window", "2s,10s"];
+    let log = dir.path().join("first.log");
+    let mut first = start_dataflow_logged(&pipeline, &args, &log);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = feed_until(&pipeline.events, Arc::clone(&stop), 300);
+    windows_of_size_through(
+        &format!("{}-2s", pipeline.windows),
+        now_ms(),
+        model::WindowSize::from_millis(2_000).unwrap(),
+        WAIT,
+    );
+    let started = Instant::now();
+    let second = start_dataflow(&pipeline, &args);
+    let status = first.wait_exit(Duration::from_secs(15));
+    eprintln!(
+        "the first stopped {:?} after the second was started",
+        started.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("another dataflow of this group") && text.contains("took over partition"),
+        "{text}"
+    );
+    // The second goes on, and is killed while taps flow; a third takes up from the
+    // checkpoints.
+    windows_of_size_through(
+        &format!("{}-2s", pipeline.windows),
+        now_ms(),
+        model::WindowSize::from_millis(2_000).unwrap(),
+        WAIT,
+    );
+    second.kill();
+    let third = start_dataflow(&pipeline, &args);
+    windows_of_size_through(
+        &format!("{}-2s", pipeline.windows),
+        now_ms(),
+        model::WindowSize::from_millis(2_000).unwrap(),
+        WAIT,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = feeder.join().unwrap();
+    let last = sent.iter().map(|e| e.2).max().unwrap();
+    for (label, millis) in [("2s", 2_000), ("10s", 10_000)] {
+        let size = model::WindowSize::from_millis(millis).unwrap();
+        let topic = format!("{}-{label}", pipeline.windows);
+        let got: BTreeMap<i64, u64> = windows_of_size_through(&topic, last, size, WAIT)
+            .into_iter()
+            .map(|(start, m)| (start, m.report.events))
+            .collect();
+        let mut want: BTreeMap<i64, u64> = BTreeMap::new();
+        for (_, _, ts) in &sent {
+            *want.entry(size.start_of(*ts)).or_default() += 1;
+        }
+        assert_eq!(got, want, "{topic}, every window exact");
+    }
+    assert_eq!(
+        metric(&third.url(), "dataflow_late_events_total{window=\"2s\"}"),
+        0.0
+    );
+}
+
 /// Produces 300 taps a second into `topic`, on a thread, stamped with the wall clock less up
 /// to `disorder_ms`, until `stop`; what it sent.
 fn feed_until(

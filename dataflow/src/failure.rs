@@ -34,6 +34,20 @@ pub enum Failure {
         "the stop did not publish every closed window within {0:?}: the offsets committed are behind what was published, so a restart reads the rest again"
     )]
     StopTimeout(std::time::Duration),
+    /// Another dataflow of the group started and took partitions over.
+    #[error(
+        "another dataflow of this group (run {by}) took over partition {partition} of {topic}: a group is run by one dataflow at a time, the one started last, so this one (run {run}) stops; stop one of them, or give the other its own --group"
+    )]
+    TakenOver {
+        /// The checkpoint topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The run that took it over.
+        by: String,
+        /// This run.
+        run: String,
+    },
 }
 
 impl Failure {
@@ -58,7 +72,7 @@ impl Failure {
     /// a refused configuration.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Failure::Io { .. } => false,
+            Failure::Io { .. } | Failure::TakenOver { .. } => false,
             Failure::StopTimeout(_) => true,
             Failure::Kafka { source, .. } => service::kafka::is_retryable(source),
         }

@@ -16,6 +16,16 @@ pub const REGISTRY_TOPIC: &str = "emoji-broadcasters";
 /// restarted dataflow learns from it which corrections an earlier run published.
 pub const TIME_HEADER: &str = "emostream-time";
 
+/// The header naming the dataflow run that wrote a checkpoint (which run owns a partition).
+pub const RUN_HEADER: &str = "emostream-run";
+
+/// The header of a checkpoint that claims its partition for its run (a run's first).
+pub const CLAIM_HEADER: &str = "emostream-claim";
+
+/// The header of an event record that names it (the ingest's run and a sequence number), so
+/// that the ingest can tell whether the broker stored an event before it sends it again.
+pub const EVENT_ID_HEADER: &str = "emostream-id";
+
 /// Default number of emojis of a type that count as one in `scaled_count`.
 pub const DEFAULT_SCALE: u64 = 1_000;
 

@@ -131,6 +131,19 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// This process's run: what the records it writes are told apart by (the process id and
+/// when it started), the same for every call.
+pub fn run_id() -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos:x}", std::process::id())
+    })
+    .clone()
+}
+
 /// Client settings common to every EmoStream Kafka client.
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();

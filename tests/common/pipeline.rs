@@ -70,6 +70,11 @@ pub fn start_dataflow_with_env(
     Service::start_with_env(&dataflow_command(pipeline, extra), env)
 }
 
+/// Starts `emostream dataflow` over the topics of `pipeline`, logging at info into `log`.
+pub fn start_dataflow_logged(pipeline: &Pipeline, extra: &[&str], log: &Path) -> Service {
+    Service::start_logged(&dataflow_command(pipeline, extra), "info", log)
+}
+
 fn dataflow_command(pipeline: &Pipeline, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "dataflow",

@@ -38,9 +38,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use model::WindowSize;
+use model::names::{CLAIM_HEADER, RUN_HEADER};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::read_back_consumer;
@@ -49,7 +50,8 @@ use crate::failure::Failure;
 /// Per partition of the events topic: the offset to resume from and its checkpoint text.
 pub type Checkpoints = HashMap<i32, (i64, String)>;
 
-/// The newest checkpoint of every partition in `topic`: each partition's last record.
+/// The newest checkpoint of every partition in `topic`: each partition's last record that
+/// counts (see [`Owners`]), among its last [`OWNER_TAIL`].
 pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failure> {
     let kafka = |action: &str| {
         let action = format!("{action} the checkpoints in {topic}");
@@ -67,13 +69,15 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
             at_end.insert(p);
             continue;
         }
-        // The last record is the partition's state: the ones before it are not read.
+        // The last records tell which run owns the partition, and its last one is the
+        // partition's state: the ones before them are not read.
         assignment
-            .add_partition_offset(topic, p, Offset::Offset(high - 1))
+            .add_partition_offset(topic, p, Offset::Offset((high - OWNER_TAIL).max(low)))
             .map_err(kafka("assign"))?;
     }
     consumer.assign(&assignment).map_err(kafka("assign"))?;
     let mut newest = Checkpoints::new();
+    let mut owners = Owners::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while at_end.len() < partitions.len() {
         if Instant::now() > deadline {
@@ -84,6 +88,10 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
+                if !owners.counts(message.partition(), run_of(&message)) {
+                    tracing::info!(%topic, partition = message.partition(), offset = message.offset(), run = run_of(&message).0, "A checkpoint of a dataflow another one had taken over from; skipped.");
+                    continue;
+                }
                 let text = std::str::from_utf8(message.payload().unwrap_or_default()).ok();
                 let parsed = text.and_then(|t| {
                     let (offset, state) = t.split_once(';')?;
@@ -109,6 +117,91 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         }
     }
     Ok(newest)
+}
+
+/// This process's run: its checkpoints carry it (as a [`RUN_HEADER`]), to tell them from
+/// those of another dataflow of the same group.
+pub(super) fn this_run() -> &'static str {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(service::kafka::run_id)
+}
+
+/// How many of the last records of each checkpoint partition a restart reads to tell which
+/// run owns it: far more than a dataflow taken over from writes before it stops.
+pub const OWNER_TAIL: i64 = 1000;
+
+/// The headers of a checkpoint of this run: the run, and whether the checkpoint claims its
+/// partition.
+pub(super) fn run_headers(claim: bool) -> OwnedHeaders {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: RUN_HEADER,
+        value: Some(this_run()),
+    });
+    if claim {
+        headers.insert(Header {
+            key: CLAIM_HEADER,
+            value: Some("claim"),
+        })
+    } else {
+        headers
+    }
+}
+
+/// The run that wrote a checkpoint record (empty for a version that did not name it), and
+/// whether the record claims its partition.
+pub(super) fn run_of(message: &impl Message) -> (&str, bool) {
+    let Some(headers) = message.headers() else {
+        return ("", false);
+    };
+    let run = headers
+        .iter()
+        .find(|h| h.key == RUN_HEADER)
+        .and_then(|h| h.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .unwrap_or_default();
+    (run, headers.iter().any(|h| h.key == CLAIM_HEADER))
+}
+
+/// Which run's checkpoints count, per partition of the checkpoint topic, read in order. Each
+/// run claims its partitions with its first checkpoints, and a claim takes a partition over:
+/// a dataflow started with the group of one still running becomes the partitions' owner, and
+/// the one taken over from stops once it sees that; what it wrote in between, and whatever
+/// a run writes without having claimed since the owner did, is no partition's state.
+#[derive(Debug, Default)]
+pub(super) struct Owners {
+    owner: HashMap<i32, String>,
+    taken_from: std::collections::HashSet<(i32, String)>,
+}
+
+impl Owners {
+    /// Whether a record of `run` in `partition` (a claim, or not), read after the ones
+    /// before, counts. The first one read makes its run the owner.
+    pub(super) fn counts(&mut self, partition: i32, (run, claim): (&str, bool)) -> bool {
+        if self.taken_from.contains(&(partition, run.to_owned())) {
+            return false;
+        }
+        match self.owner.get(&partition) {
+            Some(owner) if owner == run => true,
+            Some(owner) if claim => {
+                self.taken_from.insert((partition, owner.clone()));
+                self.owner.insert(partition, run.to_owned());
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.owner.insert(partition, run.to_owned());
+                true
+            }
+        }
+    }
+
+    /// Whether `run` was taken over from in `partition`, and by which run.
+    pub(super) fn taken_over(&self, partition: i32, run: &str) -> Option<&str> {
+        self.taken_from
+            .contains(&(partition, run.to_owned()))
+            .then(|| self.owner.get(&partition).map(String::as_str))
+            .flatten()
+    }
 }
 
 /// Appends `;` and the `entries` (newest window first), comma-separated, as long as the text
@@ -350,6 +443,39 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_that_claimed_last_owns_a_partition_and_the_one_taken_over_from_never_again() {
+        let mut owners = Owners::default();
+        let (claim, write) = (true, false);
+        // An older version's records (no run), then run a claims and writes.
+        assert!(owners.counts(0, ("", write)));
+        assert!(owners.counts(0, ("a", claim)));
+        assert!(owners.counts(0, ("a", write)));
+        assert_eq!(owners.taken_over(0, "a"), None);
+        // b claims beside it; a writes on before it sees it was taken over from.
+        assert!(owners.counts(0, ("b", claim)));
+        assert!(!owners.counts(0, ("a", write)));
+        assert!(owners.counts(0, ("b", write)));
+        assert_eq!(owners.taken_over(0, "a"), Some("b"));
+        assert_eq!(owners.taken_over(0, "b"), None);
+        // Partitions are apart: a still owns partition 1.
+        assert!(owners.counts(1, ("a", write)));
+        assert_eq!(owners.taken_over(1, "a"), None);
+        // A reader that starts between a's writes and b's claim: a owns until b claims.
+        let mut late_reader = Owners::default();
+        assert!(late_reader.counts(0, ("a", write)));
+        assert!(late_reader.counts(0, ("b", claim)));
+        assert!(!late_reader.counts(0, ("a", write)));
+        assert_eq!(late_reader.taken_over(0, "a"), Some("b"));
+        // A run that writes without having claimed since the owner did never counts.
+        assert!(!late_reader.counts(0, ("c", write)));
+        assert_eq!(late_reader.taken_over(0, "b"), None);
+        // And c after b, claiming.
+        assert!(owners.counts(0, ("c", claim)));
+        assert!(!owners.counts(0, ("b", write)));
+        assert_eq!(owners.taken_over(0, "b"), Some("c"));
+    }
 
     #[test]
     fn a_checkpoint_reads_back_what_was_written() {

@@ -9,7 +9,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, run_headers};
 use super::reader::KafkaReader;
 
 impl KafkaReader {
@@ -36,17 +36,20 @@ impl KafkaReader {
     /// state as if windows before `closed_before` were closed. True once the checkpoints
     /// are written.
     pub(super) fn commit(&mut self, closed_before: i64) -> bool {
-        self.commit_partitions(closed_before, |_| true)
+        self.commit_partitions(closed_before, |_| true, false)
     }
 
-    /// Like [`commit`](Self::commit), for the partitions `which` picks only.
+    /// Like [`commit`](Self::commit), for the partitions `which` picks only; with `claim`,
+    /// the checkpoints claim their partitions for this run (see `checkpoint::Owners`).
     pub(super) fn commit_partitions(
         &mut self,
         closed_before: i64,
         which: impl Fn(i32) -> bool,
+        claim: bool,
     ) -> bool {
-        // With the brokers out of reach, waiting for a checkpoint would only stall the worker.
-        if self.consumer.context().reachable_since().is_none() {
+        // With the brokers out of reach, waiting for a checkpoint would only stall the worker;
+        // taken over by another dataflow of the group, it writes none any more.
+        if self.consumer.context().reachable_since().is_none() || self.ends.taken_over().is_some() {
             return false;
         }
         let size = self.config.rules.window;
@@ -91,7 +94,8 @@ impl KafkaReader {
             let payload = format!("{offset};{text}");
             let record = BaseRecord::<(), str>::to(&self.config.checkpoint_topic)
                 .partition(p.id)
-                .payload(&payload);
+                .payload(&payload)
+                .headers(run_headers(claim));
             if let Err((error, _)) = self.checkpoints.send(record) {
                 return self.checkpoint_failed(&error.to_string());
             }

@@ -1,5 +1,6 @@
 //! `EndProbe`: the ends of a worker's partitions, and how many partitions the events topic
-//! has, asked of the broker on a thread of its own.
+//! has, asked of the broker on a thread of its own; and whether another dataflow of the
+//! group took this worker's partitions over (its checkpoint partitions, watched).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
@@ -7,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSourceConfig;
+use super::checkpoint::{Owners, run_of, this_run};
 use super::context::Quiet;
 use crate::failure::Failure;
 
@@ -25,6 +29,9 @@ pub(super) struct EndProbe {
     /// Per partition of the late topic: where it ended at the last answer (a record
     /// published later is at or after it).
     late: Vec<AtomicI64>,
+    /// The partition of this worker another dataflow of the group took over, and that
+    /// dataflow's run.
+    taken_over: Mutex<Option<(i32, String)>>,
 }
 
 impl EndProbe {
@@ -44,7 +51,11 @@ impl EndProbe {
                 .iter()
                 .map(|&end| AtomicI64::new(end))
                 .collect(),
+            taken_over: Mutex::new(None),
         });
+        let mine =
+            move |partitions: i32| (0..partitions).filter(move |p| *p as usize % peers == index);
+        let mut watch = Watch::start(config, mine(config.partitions))?;
         let client: BaseConsumer<Quiet> = service::kafka::client_config(&config.brokers)
             .create_with_context(Quiet)
             .map_err(|e| Failure::kafka("create the Kafka client for partition ends", e))?;
@@ -63,7 +74,13 @@ impl EndProbe {
                             .fetch_max(found.len() as i32, Ordering::Relaxed);
                     }
                     let partitions = probe.partitions.load(Ordering::Relaxed);
-                    for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+                    watch.grow(mine(partitions));
+                    if let Some(taken) = watch.read() {
+                        let mut taken_over =
+                            probe.taken_over.lock().unwrap_or_else(|e| e.into_inner());
+                        taken_over.get_or_insert(taken);
+                    }
+                    for p in mine(partitions) {
                         let asked = probe.created.elapsed().as_millis() as u64 + 1;
                         if let Ok((low, high)) = client.fetch_watermarks(&topic, p, wait) {
                             // An empty partition (or one emptied by retention) is read.
@@ -91,6 +108,15 @@ impl EndProbe {
         self.partitions.load(Ordering::Relaxed)
     }
 
+    /// The partition of this worker another dataflow of the group took over (it wrote a
+    /// checkpoint there after this one's), and that dataflow's run.
+    pub(super) fn taken_over(&self) -> Option<(i32, String)> {
+        self.taken_over
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Where each partition of the late topic ended at the last answer.
     pub(super) fn late_ends(&self) -> Vec<i64> {
         self.late
@@ -105,5 +131,78 @@ impl EndProbe {
         ends.get(&p).is_some_and(|&(end, asked)| {
             self.created + Duration::from_millis(asked - 1) >= since && end <= next_offset
         })
+    }
+}
+
+/// Reads a worker's checkpoint partitions from where they ended when it started, for a
+/// record of another run after this run's own (see `checkpoint::Owners`).
+struct Watch {
+    consumer: BaseConsumer<Quiet>,
+    topic: String,
+    /// The partitions watched: those of the events topic this worker knew of.
+    partitions: i32,
+    owners: Owners,
+}
+
+impl Watch {
+    fn start(config: &KafkaSourceConfig, mine: impl Iterator<Item = i32>) -> Result<Self, Failure> {
+        let topic = config.checkpoint_topic.clone();
+        let failed = |e| Failure::kafka(format!("watch the checkpoints in {topic}"), e);
+        let consumer: BaseConsumer<Quiet> = service::kafka::client_config(&config.brokers)
+            .set("group.id", format!("{topic}-watch"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(Quiet)
+            .map_err(failed)?;
+        let mut from = TopicPartitionList::new();
+        for p in mine {
+            // This run's first checkpoint (its claim) comes after where the partition ends now.
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(30))
+                .map_err(failed)?;
+            from.add_partition_offset(&topic, p, Offset::Offset(high))
+                .map_err(failed)?;
+        }
+        consumer.incremental_assign(&from).map_err(failed)?;
+        Ok(Watch {
+            consumer,
+            topic,
+            partitions: config.partitions,
+            owners: Owners::default(),
+        })
+    }
+
+    /// Watches the partitions added to the events topic too (from their start: this run
+    /// checkpoints them before it reads them).
+    fn grow(&mut self, mine: impl Iterator<Item = i32>) {
+        let mut added = TopicPartitionList::new();
+        let mut last = self.partitions;
+        for p in mine.filter(|p| *p >= self.partitions) {
+            let _ = added.add_partition_offset(&self.topic, p, Offset::Beginning);
+            last = last.max(p + 1);
+        }
+        if added.count() > 0 && self.consumer.incremental_assign(&added).is_ok() {
+            self.partitions = last;
+        }
+    }
+
+    /// Reads what was written since the last call; a partition another run took over from
+    /// this one, and that run.
+    fn read(&mut self) -> Option<(i32, String)> {
+        let ours = this_run();
+        for _ in 0..10_000 {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => {
+                    let p = message.partition();
+                    self.owners.counts(p, run_of(&message));
+                    if let Some(by) = self.owners.taken_over(p, ours) {
+                        return Some((p, by.to_owned()));
+                    }
+                }
+                Some(Err(_)) => {}
+                None => break,
+            }
+        }
+        None
     }
 }

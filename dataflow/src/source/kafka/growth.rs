@@ -39,7 +39,7 @@ impl KafkaReader {
             self.partitions.push(partition);
         }
         // Checkpointed before anything of them is read, as at the start; read only then.
-        if !self.commit_partitions(i64::MIN, |p| new.contains(&p)) {
+        if !self.commit_partitions(i64::MIN, |p| new.contains(&p), true) {
             self.partitions.retain(|p| !new.contains(&p.id));
             self.settings.partitions = before;
             return;

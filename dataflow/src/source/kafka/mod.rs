@@ -210,6 +210,12 @@ impl<'scope> ReadKafka<'scope> for Scope<'scope, i64> {
                 let Some(active) = reader.as_mut().filter(|_| !drained.get()) else {
                     return;
                 };
+                if let Some(failure) = active.taken_over() {
+                    // What it wrote since is no partition's state: it stops at once.
+                    control.fail(failure);
+                    drained.set(true);
+                    return;
+                }
                 if control.failure().is_some() {
                     // A publisher that failed may have let its input pass unpublished:
                     // nothing more is committed (a restart reads again from the last commit).

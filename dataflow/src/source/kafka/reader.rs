@@ -277,10 +277,15 @@ impl KafkaReader {
             last_lag_check: Instant::now(),
             last_close_failure: None,
         };
-        // A partition without a checkpoint gets one at where it starts, before a late record
-        // of it can go out: a restart then knows where in the late topic to look for those
-        // it must not report again.
-        if !fresh.is_empty() && !reader.commit_partitions(i64::MIN, |p| fresh.contains(&p)) {
+        // Every partition gets a checkpoint at where it starts, before anything of it is
+        // read: a partition without one, so that before a late record of it goes out, a
+        // restart knows where in the late topic to look for those it must not report again;
+        // and each one, to claim it from another dataflow of the group still running (see
+        // `checkpoint::Owners`), which then stops.
+        if !fresh.is_empty() {
+            tracing::debug!(worker = index, partitions = ?fresh, "Partitions without a checkpoint.");
+        }
+        if !mine.is_empty() && !reader.commit_partitions(i64::MIN, |p| mine.contains(&p), true) {
             return Err(Failure::kafka(
                 format!(
                     "write the first checkpoints to {}",
@@ -290,6 +295,17 @@ impl KafkaReader {
             ));
         }
         Ok(reader)
+    }
+
+    /// The failure of a worker another dataflow of the group took partitions over from.
+    pub(super) fn taken_over(&self) -> Option<Failure> {
+        let (partition, by) = self.ends.taken_over()?;
+        Some(Failure::TakenOver {
+            topic: self.config.checkpoint_topic.clone(),
+            partition,
+            by,
+            run: super::checkpoint::this_run().to_owned(),
+        })
     }
 
     /// Polls what is there (without waiting), emits it, and advances the capabilities;

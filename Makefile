@@ -62,8 +62,10 @@ SECOND_BROKER_TESTS := $(CARGO) test --workspace --features emostream/broker-tes
 	published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late \
 	a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind \
 	a_live_run_recorded_and_replayed_gives_the_live_windows \
-	a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself
-SECOND_BROKER_COUNT := 15
+	a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself \
+	a_broker_stalled_past_the_delivery_timeout_gets_every_event_once \
+	a_second_dataflow_of_a_group_takes_over_and_the_first_stops
+SECOND_BROKER_COUNT := 17
 second-broker:
 	@# A renamed test would leave the run with fewer to do: every one must be found.
 	@found=$$($(SECOND_BROKER_TESTS) --list 2>/dev/null | grep -c ': test$$'); \

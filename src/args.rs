@@ -418,6 +418,12 @@ pub struct IngestFlags {
     /// How long `?ack=true` waits for the broker before answering 503.
     #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_ACK_TIMEOUT")]
     pub ack_timeout: Duration,
+    /// How long the producer tries to deliver an event before it gives up on it; the event is
+    /// then looked for in the topic and, if it is not there, sent again on a new producer.
+    /// 0s (the default): never give up (the producer tries again itself, and the broker drops
+    /// what it stored already).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_DELIVERY_TIMEOUT")]
+    pub delivery_timeout: Duration,
     /// Allowed CORS origins, comma-separated; empty allows any origin.
     #[arg(long, value_delimiter = ',', env = "EMOSTREAM_CORS_ORIGINS")]
     pub cors_origins: Vec<String>,
@@ -495,6 +501,7 @@ impl IngestFlags {
             max_body: self.max_body.get(),
             max_skew: self.max_skew,
             ack_timeout: self.ack_timeout,
+            delivery_timeout: self.delivery_timeout,
             cors_origins: self
                 .cors_origins
                 .iter()

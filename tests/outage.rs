@@ -1,8 +1,9 @@
 //! A broker outage under load. A broker of its own, with durable storage, stops for a while
 //! and comes back at the same address: meanwhile the ingest answers 503 with Retry-After and
 //! never hangs; afterwards it heals by itself; every event acknowledged with `?ack=true` is
-//! counted exactly once in the windows, and windows plus late records account for every
-//! event in the topic. No service is restarted.
+//! counted exactly once in the windows, every event answered 202 is in the topic once, and
+//! windows plus late records account for every event in the topic. No service is restarted.
+//! And a broker that stalls past the delivery timeout: every event in the topic once.
 //!
 //! The outage lasts 8 s, 30 s in `make chaos` (`EMOSTREAM_OUTAGE_SECONDS` sets it).
 
@@ -30,9 +31,14 @@ struct Broker {
 
 impl Broker {
     fn script(action: &str, dir: &Path) -> String {
+        Broker::script_with(action, dir, "sqlite://tansu.db")
+    }
+
+    /// Runs `scripts/broker.sh ACTION DIR` with tansu's storage at `storage`.
+    fn script_with(action: &str, dir: &Path, storage: &str) -> String {
         let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker.sh"))
             .args([action, dir.to_str().unwrap()])
-            .env("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db")
+            .env("EMOSTREAM_BROKER_STORAGE", storage)
             .output()
             .expect("run scripts/broker.sh");
         assert!(
@@ -44,7 +50,12 @@ impl Broker {
     }
 
     fn start(dir: &Path) -> Self {
-        let address = Broker::script("start", dir);
+        Broker::start_with(dir, "sqlite://tansu.db")
+    }
+
+    /// A broker with tansu's storage at `storage`.
+    fn start_with(dir: &Path, storage: &str) -> Self {
+        let address = Broker::script_with("start", dir, storage);
         Broker {
             dir: dir.to_owned(),
             address,
@@ -194,6 +205,7 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         .iter()
         .filter(|u| in_topic.get(**u).is_some_and(|n| *n > 1))
         .count();
+    assert_eq!(repeated, 0, "events answered 202 in the topic twice");
 
     // Windows and late records account for every event in the topic; no acknowledged
     // event is late; the windows are exactly those of the on-time events.
@@ -303,4 +315,98 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         "ingest_producer_replacements": metric(&ingest.url(), "ingest_producer_replacements_total"),
     });
     record_figures("broker-outage", &figures);
+}
+
+/// A broker that stalls (SIGSTOP) for longer than the ingest's delivery timeout, then goes on
+/// (SIGCONT): the produce requests it held are stored when it wakes, though their deliveries
+/// timed out meanwhile. The ingest looks for such events in the topic before it sends them
+/// again: every event answered 202 is in the topic exactly once.
+#[test]
+fn a_broker_stalled_past_the_delivery_timeout_gets_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // In memory: tansu's sqlite storage does not survive a stall (its storage task fails
+    // after SIGCONT, and the broker answers nothing any more).
+    let broker = Broker::start_with(dir.path(), "memory://tansu/");
+    let brokers = broker.address.clone();
+    let pipeline = Pipeline::new("stall");
+    let ingest = start_ingest_on(
+        &brokers,
+        &pipeline,
+        &["--user-rate-limit", "0", "--delivery-timeout", "2s"],
+    );
+    let base = ingest.url();
+    let phase = Arc::new(Phase::default());
+    let loose = send(
+        format!("{base}/emoji"),
+        "loose",
+        false,
+        20,
+        Duration::from_millis(50),
+        Arc::clone(&phase),
+    );
+    wait_for(Duration::from_secs(30), "deliveries", || {
+        metric(&base, "ingest_events_delivered_total") > 0.0
+    });
+    let pid = std::fs::read_to_string(dir.path().join("broker.pid")).unwrap();
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let stalled = std::panic::catch_unwind(|| {
+        // Requests sent into the stalled broker time out one after the other.
+        wait_for(Duration::from_secs(30), "deliveries timed out", || {
+            metric(&base, "ingest_produce_errors_total") >= 300.0
+        })
+    });
+    signal("-CONT");
+    stalled.unwrap();
+    let delivered = metric(&base, "ingest_events_delivered_total");
+    wait_for(Duration::from_secs(60), "deliveries again", || {
+        metric(&base, "ingest_events_delivered_total") > delivered
+    });
+    phase.stop.store(true, Ordering::Relaxed);
+    let loose = loose.join().unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the ingest's queue to drain",
+        || metric(&base, "ingest_queue_depth") == 0.0,
+    );
+    let accepted = loose.accepted.len();
+    let topic = read_from(&brokers, &pipeline.events, Duration::from_secs(60), |r| {
+        r.len() >= accepted
+    });
+    let mut in_topic: HashMap<String, usize> = HashMap::new();
+    for r in &topic {
+        let e: model::EmojiEvent = serde_json::from_slice(&r.payload).unwrap();
+        *in_topic.entry(e.user_id).or_default() += 1;
+    }
+    let lost = loose
+        .accepted
+        .iter()
+        .filter(|u| !in_topic.contains_key(*u))
+        .count();
+    let twice: Vec<(&String, &usize)> = in_topic.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "accepted {accepted}, in the topic {}, lost {lost}, twice {}, resent {}, looked up {}",
+        topic.len(),
+        twice.len(),
+        metric(&base, "ingest_events_resent_total"),
+        metric(&base, "ingest_events_found_stored_total"),
+    );
+    assert_eq!(lost, 0, "events answered 202 missing from the topic");
+    assert!(
+        twice.is_empty(),
+        "events in the topic twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(
+        topic.len(),
+        accepted,
+        "the topic holds each accepted event once"
+    );
+    drop(ingest);
 }

@@ -37,7 +37,9 @@ pub struct IngestConfig {
     pub max_skew: Duration,
     /// How long `?ack=true` waits for the broker before answering 503.
     pub ack_timeout: Duration,
-    /// How long the producer keeps trying to deliver an event.
+    /// How long the producer keeps trying to deliver an event before it gives up on it (and
+    /// the event is looked for in the topic, then sent again on the newest producer); zero:
+    /// it never gives up (it tries again itself, and the broker drops the repeats).
     pub delivery_timeout: Duration,
     /// Allowed CORS origins; empty allows any origin.
     pub cors_origins: Vec<String>,
@@ -74,7 +76,7 @@ impl IngestConfig {
             emojis: Arc::new(EmojiSet::default()),
             max_skew: Duration::from_secs(600),
             ack_timeout: Duration::from_secs(10),
-            delivery_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::ZERO,
             cors_origins: Vec::new(),
             load_driver: None,
             user_rate_limit: 50.0,

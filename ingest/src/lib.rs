@@ -5,6 +5,8 @@
 //! - [`api`]: the routes: `POST /emoji`, `GET /health`, `GET /metrics`, CORS.
 //! - [`request`]: decoding and validating request bodies.
 //! - [`producer`]: the idempotent Kafka producer with a bounded number of events in flight.
+//! - `lookup`: whether events the broker may have stored are in the topic, before they are
+//!   sent again.
 //! - [`config`]: the service configuration, `IngestConfig`.
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`limits`]: token-bucket rate limits per user and per source IP.
@@ -15,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod limits;
 pub mod load_test;
+mod lookup;
 pub mod metrics;
 pub mod producer;
 pub mod request;

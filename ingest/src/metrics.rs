@@ -29,6 +29,8 @@ pub struct IngestMetrics {
     pub producer_replacements: Counter,
     /// Events sent again after the broker did not take them.
     pub events_resent: Counter,
+    /// Events whose delivery failed but which the topic holds (not sent again).
+    pub events_found_stored: Counter,
 }
 
 impl IngestMetrics {
@@ -86,6 +88,11 @@ impl RenderMetrics for IngestMetrics {
             "ingest_events_resent_total",
             "Events sent again after the broker did not take them.",
             self.events_resent.get(),
+        )
+        .counter(
+            "ingest_events_found_stored_total",
+            "Events whose delivery failed but which the events topic holds: not sent again.",
+            self.events_found_stored.get(),
         )
         .gauge(
             "ingest_queue_depth",

@@ -8,21 +8,29 @@
 //! [`STUCK_AFTER`] failed deliveries in a row, the next request gets a new producer (a new
 //! producer id), so the service recovers by itself.
 //!
-//! Events of a request answered 202 are kept until the broker has them: what the broker
-//! refuses, or does not take within the delivery timeout, or what a replaced producer still
-//! held, is sent again (on the newest producer), holding its room in the queue meanwhile. Events
-//! of a request waiting for its acknowledgement fail instead, and the request is answered 503.
+//! Events of a request answered 202 are kept until the broker has them. By default the
+//! producer never gives up on one: it tries again itself, as the same idempotent producer, so
+//! the broker drops a repeat of what it stored. What it does give up on (a delivery timeout
+//! set, a broker that refused, a replaced producer's events) goes out again on the newest
+//! producer, holding its room in the queue meanwhile, but only once the topic shows it is not
+//! there: every record carries an id ([`EVENT_ID_HEADER`]), and an event the broker may have
+//! stored (its request was sent) is looked for in its partition first ([`Lookup`]). So the
+//! ingest never writes an event twice. Events of a request waiting for its acknowledgement
+//! fail instead, and the request is answered 503.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use model::EmojiEvent;
+use model::names::EVENT_ID_HEADER;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::lookup::Lookup;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::IngestConfig;
@@ -60,6 +68,8 @@ pub struct Delivery {
     done: Notify,
     /// Events that fail are sent again rather than failed (the request was answered 202).
     keep: bool,
+    /// When the request's events were taken (their records' timestamp).
+    taken_at: i64,
 }
 
 impl Delivery {
@@ -97,11 +107,57 @@ impl Delivery {
 pub const STUCK_AFTER: usize = 50;
 
 /// An event the broker did not take, to be sent again.
-struct Unsent {
+pub(crate) struct Unsent {
     key: Vec<u8>,
     payload: Vec<u8>,
     timestamp: Option<i64>,
+    /// Its id (the [`EVENT_ID_HEADER`]).
+    pub(crate) id: Vec<u8>,
+    /// The partition it went to, and whether the broker may have stored it there (its
+    /// request was sent, and not answered with a refusal).
+    pub(crate) maybe_stored: Option<i32>,
+    /// When a lookup first did not find it (it goes out again once a lookup
+    /// [`CONFIRM_MISSING`] later does not either).
+    missing_since: Option<Instant>,
     delivery: Arc<Delivery>,
+}
+
+/// How long after a lookup that did not find an event a second one must not find it either
+/// before it is sent again: a broker that was stalled may still be storing requests it took
+/// before it answers a fetch.
+const CONFIRM_MISSING: Duration = Duration::from_millis(500);
+
+impl Unsent {
+    /// When it was taken (its record's timestamp).
+    pub(crate) fn taken_at(&self) -> Option<i64> {
+        self.timestamp
+    }
+}
+
+/// Whether an event whose delivery failed with `error`, in `partition`, may be stored: it
+/// had a partition, and the error is not one of those that say it never left the client.
+fn maybe_stored(error: &KafkaError, partition: i32) -> Option<i32> {
+    let never_sent = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::TimedOutQueue
+                | RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    );
+    (partition >= 0 && !never_sent).then_some(partition)
+}
+
+/// The id of the record `message`.
+pub(crate) fn id_of(message: &impl Message) -> Vec<u8> {
+    message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == EVENT_ID_HEADER))
+        .and_then(|h| h.value)
+        .unwrap_or_default()
+        .to_vec()
 }
 
 type UnsentQueue = Arc<Mutex<Vec<Unsent>>>;
@@ -142,7 +198,11 @@ impl ProducerContext for DeliveryContext {
                         .push(Unsent {
                             key: message.key().unwrap_or_default().to_vec(),
                             payload: message.payload().unwrap_or_default().to_vec(),
-                            timestamp: message.timestamp().to_millis(),
+                            // A failed delivery's record may not say.
+                            timestamp: message.timestamp().to_millis().or(Some(delivery.taken_at)),
+                            id: id_of(message),
+                            maybe_stored: maybe_stored(error, message.partition()),
+                            missing_since: None,
                             delivery,
                         });
                     return;
@@ -167,6 +227,11 @@ pub struct EventProducer {
     topic: String,
     room: Arc<Semaphore>,
     capacity: usize,
+    /// This process's run and the events sent so far: each record's id.
+    run: String,
+    sent: AtomicU64,
+    /// Looks for events the broker may have stored before they go out again.
+    lookup: Mutex<Lookup>,
 }
 
 impl EventProducer {
@@ -186,6 +251,9 @@ impl EventProducer {
             topic: config.topic.clone(),
             room,
             capacity: config.queue_capacity,
+            run: service::kafka::run_id(),
+            sent: AtomicU64::new(0),
+            lookup: Mutex::new(Lookup::new(&config.brokers, &config.topic)),
         })
     }
 
@@ -275,24 +343,36 @@ impl EventProducer {
             .map_err(|_| ProduceError::QueueFull(self.capacity - self.room.available_permits()))?;
         permits.forget();
         metrics.queue_depth.add(i64::from(n));
+        // The record's timestamp is when the event was taken: the dataflow counts an event
+        // stamped further ahead of it than the lateness at this time (a client's clock ahead).
+        let received = model::now_ms();
         let delivery = Arc::new(Delivery {
             remaining: AtomicUsize::new(events.len()),
             keep,
+            taken_at: received,
             ..Delivery::default()
         });
         let producer = self.current();
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
-        // The record's timestamp is when the event was taken: the dataflow counts an event
-        // stamped further ahead of it than the lateness at this time (a client's clock ahead).
-        let received = model::now_ms();
-        for event in events {
+        let first = self.sent.fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut id = String::with_capacity(self.run.len() + 21);
+        for (n, event) in (first..).zip(events) {
             payload.clear();
             serde_json::to_writer(&mut payload, event).expect("an event serializes to JSON");
+            id.clear();
+            {
+                use std::fmt::Write;
+                let _ = write!(id, "{}-{n}", self.run);
+            }
             let record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&delivery))
                 .key(event.user_id.as_str())
                 .payload(payload.as_slice())
-                .timestamp(received);
+                .timestamp(received)
+                .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: EVENT_ID_HEADER,
+                    value: Some(id.as_str()),
+                }));
             if let Err((error, record)) = producer.send(record) {
                 // The queue is larger than our room, so this is a producer in a fatal state:
                 // counted like a failed delivery (so the producer gets replaced), a kept event
@@ -311,6 +391,9 @@ impl EventProducer {
                             key: event.user_id.as_bytes().to_vec(),
                             payload: payload.clone(),
                             timestamp: Some(received),
+                            id: id.as_bytes().to_vec(),
+                            maybe_stored: None,
+                            missing_since: None,
                             delivery: record.delivery_opaque,
                         });
                 } else {
@@ -324,11 +407,55 @@ impl EventProducer {
         Ok(delivery)
     }
 
-    /// Sends again the kept events the broker did not take; returns how many.
+    /// Sends again the kept events the broker did not take (those it may have stored, once
+    /// the topic shows they are not there: this blocks on the broker); returns how many.
     pub fn resend_unsent(&self) -> usize {
         let unsent = std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()));
         if unsent.is_empty() {
             return 0;
+        }
+        let (maybe, mut unsent): (Vec<Unsent>, Vec<Unsent>) =
+            unsent.into_iter().partition(|u| u.maybe_stored.is_some());
+        if !maybe.is_empty() {
+            let found = self
+                .lookup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stored(&maybe);
+            match found {
+                Ok(stored) => {
+                    let mut again = Vec::new();
+                    for mut u in maybe {
+                        if stored.contains(&u.id) {
+                            // Stored after all: delivered.
+                            self.metrics.events_found_stored.add(1);
+                            self.metrics.events_delivered.add(1);
+                            self.room.add_permits(1);
+                            self.metrics.queue_depth.add(-1);
+                            u.delivery.settle(true);
+                        } else if u
+                            .missing_since
+                            .is_some_and(|since| since.elapsed() >= CONFIRM_MISSING)
+                        {
+                            unsent.push(u);
+                        } else {
+                            u.missing_since.get_or_insert_with(Instant::now);
+                            again.push(u);
+                        }
+                    }
+                    self.unsent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(again);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, events = maybe.len(), "Cannot look for undelivered events in the topic; trying again.");
+                    self.unsent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(maybe);
+                }
+            }
         }
         let producer = self.current();
         let mut back = Vec::new();
@@ -336,7 +463,11 @@ impl EventProducer {
         for u in unsent {
             let mut record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&u.delivery))
                 .key(u.key.as_slice())
-                .payload(u.payload.as_slice());
+                .payload(u.payload.as_slice())
+                .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: EVENT_ID_HEADER,
+                    value: Some(u.id.as_slice()),
+                }));
             if let Some(t) = u.timestamp {
                 record = record.timestamp(t);
             }

@@ -86,7 +86,9 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         })?;
     let metrics = Arc::new(IngestMetrics::default());
     let producer = EventProducer::new(&config, Arc::clone(&metrics))?;
-    let flush_timeout = config.delivery_timeout;
+    // A stop waits this long for the broker to take what is queued (the stop, all told,
+    // within 10 s).
+    let flush_timeout = Duration::from_secs(8);
     // A load test offers its traffic to this service, through its own HTTP API.
     let own = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -115,7 +117,9 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
             loop {
                 tokio::select! {
                     _ = every.tick() => {
-                        state.producer.resend_unsent();
+                        // Looking events up in the topic blocks on the broker.
+                        let state = Arc::clone(&state);
+                        let _ = tokio::task::spawn_blocking(move || state.producer.resend_unsent()).await;
                     }
                     _ = signal.wait() => return,
                 }

@@ -696,6 +696,20 @@ fn partitions_added_while_taps_flow_are_read_and_every_tap_counted() {
         0.0
     );
     assert_eq!(metric(&base, "dataflow_partitions_reading"), 4.0);
+    // The new partitions' metrics are served like the old ones'.
+    let consumed = |p: i32| {
+        metric(
+            &base,
+            &format!("dataflow_events_consumed_total{{partition=\"{p}\"}}"),
+        )
+    };
+    let all: f64 = (0..4).map(consumed).sum();
+    assert_eq!(
+        all as usize,
+        sent.len(),
+        "every tap consumed once, by partition"
+    );
+    assert!(consumed(2) > 0.0 && consumed(3) > 0.0);
 }
 
 /// A backfill whose partitions are far apart in event time (one 5 minutes behind the other,
@@ -766,5 +780,9 @@ fn a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind() {
         .map(|(start, m)| (start, m.report.events))
         .collect();
     assert_eq!(got, want, "every event in its window");
+    assert_eq!(
+        metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
+        0.0
+    );
     assert_eq!(metric(&base, "dataflow_partitions_paused"), 0.0);
 }

@@ -1,19 +1,27 @@
 //! The live dataflow's metrics, served on `--metrics-listen`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use service::admin::RenderMetrics;
 use service::metrics::{Counter, Gauge, Histogram, TextEncoder};
 
+/// The metrics of one partition of the events topic.
+#[derive(Debug, Default)]
+struct PartitionMetrics {
+    consumed: Counter,
+    watermark_ms: Gauge,
+    watermark_lag_ms: Gauge,
+    /// Whether the partition has a watermark (it has had data): without one, no sample.
+    watermark_known: AtomicBool,
+    consumer_lag: Gauge,
+}
+
 /// Counters of the live dataflow (labels: partition numbers only, a bounded set).
 #[derive(Debug)]
 pub struct DataflowMetrics {
-    consumed: Vec<Counter>,
-    watermark_ms: Vec<Gauge>,
-    watermark_lag_ms: Vec<Gauge>,
-    /// Whether a partition has a watermark (it has had data): without one, no sample.
-    watermark_known: Vec<std::sync::atomic::AtomicBool>,
-    consumer_lag: Vec<Gauge>,
+    /// Per partition of the events topic (more as the topic grows).
+    partitions: RwLock<Vec<PartitionMetrics>>,
     /// Late events, per window size (each size judges lateness by its own windows).
     late: Vec<(String, Arc<Counter>)>,
     /// Invalid messages.
@@ -43,11 +51,7 @@ impl DataflowMetrics {
     pub fn new(partitions: i32, sizes: &[String]) -> Self {
         let n = partitions.max(0) as usize;
         DataflowMetrics {
-            consumed: (0..n).map(|_| Counter::default()).collect(),
-            watermark_ms: (0..n).map(|_| Gauge::default()).collect(),
-            watermark_lag_ms: (0..n).map(|_| Gauge::default()).collect(),
-            watermark_known: (0..n).map(|_| Default::default()).collect(),
-            consumer_lag: (0..n).map(|_| Gauge::default()).collect(),
+            partitions: RwLock::new((0..n).map(|_| PartitionMetrics::default()).collect()),
             late: sizes
                 .iter()
                 .map(|size| (size.clone(), Arc::default()))
@@ -82,41 +86,48 @@ impl DataflowMetrics {
             .map_or(0, |(_, counter)| counter.get())
     }
 
+    /// Takes partitions up to `partitions` (the events topic grew).
+    pub fn grow(&self, partitions: i32) {
+        let mut all = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        let n = partitions.max(0) as usize;
+        if all.len() < n {
+            all.resize_with(n, PartitionMetrics::default);
+        }
+    }
+
+    /// What `f` makes of the metrics of `partition`, if they are kept.
+    #[inline]
+    fn with<T>(&self, partition: i32, f: impl FnOnce(&PartitionMetrics) -> T) -> Option<T> {
+        let all = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        all.get(usize::try_from(partition).ok()?).map(f)
+    }
+
     /// Counts one message consumed from `partition`.
     #[inline]
     pub fn consumed(&self, partition: i32) {
-        if let Some(c) = self.consumed.get(partition as usize) {
-            c.add(1);
-        }
+        self.with(partition, |m| m.consumed.add(1));
     }
 
     /// Events consumed from `partition` so far.
     pub fn consumed_from(&self, partition: i32) -> u64 {
-        self.consumed
-            .get(partition as usize)
-            .map_or(0, Counter::get)
+        self.with(partition, |m| m.consumed.get()).unwrap_or(0)
     }
 
     /// Records the watermark of `partition`.
     pub fn watermark(&self, partition: i32, watermark: Option<i64>, wall_ms: i64) {
-        if let (Some(w), Some(g), Some(lag)) = (
-            watermark,
-            self.watermark_ms.get(partition as usize),
-            self.watermark_lag_ms.get(partition as usize),
-        ) {
-            g.set(w);
-            lag.set(wall_ms - w);
-            if let Some(known) = self.watermark_known.get(partition as usize) {
-                known.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
+        let Some(w) = watermark else {
+            return;
+        };
+        self.with(partition, |m| {
+            m.watermark_ms.set(w);
+            m.watermark_lag_ms.set(wall_ms - w);
+            m.watermark_known.store(true, Ordering::Relaxed);
+        });
     }
 
     /// Records how many messages of `partition` are not read yet.
     pub fn consumer_lag(&self, partition: i32, lag: i64) {
-        if let Some(g) = self.consumer_lag.get(partition as usize) {
-            g.set(lag);
-        }
+        self.with(partition, |m| m.consumer_lag.set(lag));
     }
 }
 
@@ -133,44 +144,45 @@ impl RenderMetrics for DataflowMetrics {
                     }
                 }
             };
+        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        let each = |value: &dyn Fn(&PartitionMetrics) -> Option<i64>| -> Vec<Option<i64>> {
+            partitions.iter().map(value).collect()
+        };
         // A partition without data has no watermark: no sample rather than a made-up one.
-        let known = |gauges: &[Gauge]| -> Vec<Option<i64>> {
-            gauges
-                .iter()
-                .zip(&self.watermark_known)
-                .map(|(g, k)| {
-                    k.load(std::sync::atomic::Ordering::Relaxed)
-                        .then(|| g.get())
-                })
-                .collect()
+        let known = |gauge: fn(&PartitionMetrics) -> &Gauge| {
+            each(&|m| {
+                m.watermark_known
+                    .load(Ordering::Relaxed)
+                    .then(|| gauge(m).get())
+            })
         };
         per_partition(
             &mut e,
             "dataflow_events_consumed_total",
             "counter",
             "Messages consumed, by partition.",
-            self.consumed.iter().map(|c| Some(c.get() as i64)).collect(),
+            each(&|m| Some(m.consumed.get() as i64)),
         );
         per_partition(
             &mut e,
             "dataflow_consumer_lag_messages",
             "gauge",
             "Messages not read yet, by partition.",
-            self.consumer_lag.iter().map(|g| Some(g.get())).collect(),
+            each(&|m| Some(m.consumer_lag.get())),
         );
         per_partition(
             &mut e,
             "dataflow_watermark_milliseconds",
             "gauge",
             "Watermark (UTC ms), by partition.",
-            known(&self.watermark_ms),
+            known(|m| &m.watermark_ms),
         );
         per_partition(
             &mut e,
             "dataflow_watermark_lag_milliseconds",
             "gauge",
             "Wall clock minus watermark, by partition.",
-            known(&self.watermark_lag_ms),
+            known(|m| &m.watermark_lag_ms),
         );
         e.gauge(
             "dataflow_partitions_reading",

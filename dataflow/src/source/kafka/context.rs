@@ -2,7 +2,9 @@
 //! brokers answer) and a quiet one for the end probe and the checkpoint reader (which see
 //! the errors that matter when they poll).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -79,8 +81,10 @@ pub(super) const STATS_INTERVAL_MS: u64 = 500;
 /// would turn every one of them late once the broker is back.
 pub(super) struct SourceContext {
     pub(super) topic: String,
-    pub(super) mine: Vec<i32>,
-    pub(super) high: Vec<AtomicI64>,
+    /// The partitions read (more as the topic grows).
+    mine: Mutex<Vec<i32>>,
+    /// Per partition read: its high watermark at the last statistics.
+    high: Mutex<HashMap<i32, i64>>,
     pub(super) created: Instant,
     /// Whether the leaders of `mine` answer: cleared by a transport error, set again by
     /// statistics that show every leader up.
@@ -90,15 +94,31 @@ pub(super) struct SourceContext {
 }
 
 impl SourceContext {
-    pub(super) fn new(topic: &str, partitions: i32, mine: Vec<i32>) -> Self {
+    pub(super) fn new(topic: &str, mine: Vec<i32>) -> Self {
         SourceContext {
             topic: topic.to_owned(),
-            mine,
-            high: (0..partitions).map(|_| AtomicI64::new(-1)).collect(),
+            mine: Mutex::new(mine),
+            high: Mutex::new(HashMap::new()),
             created: Instant::now(),
             reachable: AtomicBool::new(true),
             reachable_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Reads `partitions` too (added to the topic).
+    pub(super) fn read_also(&self, partitions: &[i32]) {
+        let mut mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in partitions {
+            if !mine.contains(&p) {
+                mine.push(p);
+            }
+        }
+    }
+
+    /// The high watermark of `partition` at the last statistics, if known.
+    pub(super) fn high(&self, partition: i32) -> Option<i64> {
+        let high = self.high.lock().unwrap_or_else(|e| e.into_inner());
+        high.get(&partition).copied()
     }
 
     /// Since when the brokers of this worker's partitions answer, or `None` while they don't.
@@ -133,11 +153,13 @@ impl ClientContext for SourceContext {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
-        for (&id, partition) in &topic.partitions {
-            if let Some(high) = self.high.get(id as usize)
-                && partition.hi_offset >= 0
-            {
-                high.store(partition.hi_offset, Ordering::Relaxed);
+        let mine = self.mine.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        {
+            let mut high = self.high.lock().unwrap_or_else(|e| e.into_inner());
+            for (&id, partition) in &topic.partitions {
+                if mine.contains(&id) && partition.hi_offset >= 0 {
+                    high.insert(id, partition.hi_offset);
+                }
             }
         }
         let leader_up = |p: &i32| {
@@ -148,7 +170,7 @@ impl ClientContext for SourceContext {
                     .any(|b| b.nodeid == partition.leader && b.nodeid >= 0 && b.state == "UP")
             })
         };
-        self.set_reachable(self.mine.iter().all(leader_up));
+        self.set_reachable(mine.iter().all(leader_up));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

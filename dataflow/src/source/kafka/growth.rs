@@ -61,6 +61,8 @@ impl KafkaReader {
             tracing::warn!(%error, partitions = ?new, "Cannot assign the partitions added to the events topic; trying again.");
             return;
         }
+        self.consumer.context().read_also(&new);
+        self.metrics.grow(partitions);
         self.metrics.partitions_reading.add(new.len() as i64);
         tracing::info!(worker = index, partitions = ?new, "Reading the partitions added to the events topic from their start.");
     }

@@ -31,13 +31,15 @@ impl KafkaReader {
             .checked_sub(idle_timeout.max(Duration::from_secs(1)))
             .unwrap_or(now);
         let active = self.partitions.iter().filter(|p| {
-            let idle = reachable_since.is_some_and(|since| {
-                now.duration_since(p.last_message.max(since)) >= idle_timeout
-                    && (p.at_end.is_some_and(|at| at >= since)
-                        || self
-                            .ends
-                            .read_to_end(p.id, p.next_offset, since.max(recent)))
-            });
+            // A paused partition may have more to read: never idle.
+            let idle = !p.paused
+                && reachable_since.is_some_and(|since| {
+                    now.duration_since(p.last_message.max(since)) >= idle_timeout
+                        && (p.at_end.is_some_and(|at| at >= since)
+                            || self
+                                .ends
+                                .read_to_end(p.id, p.next_offset, since.max(recent)))
+                });
             !idle
         });
         // A window never closes before its end plus the lateness by the wall clock: an idle

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
@@ -149,7 +148,7 @@ impl KafkaReader {
         let mine: Vec<i32> = (0..config.partitions)
             .filter(|p| *p as usize % peers == index)
             .collect();
-        let context = SourceContext::new(&config.topic, config.partitions, mine.clone());
+        let context = SourceContext::new(&config.topic, mine.clone());
         let consumer: BaseConsumer<SourceContext> = service::kafka::client_config(&config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
@@ -399,6 +398,8 @@ impl KafkaReader {
             let ahead = p.watermark.hold(window) > limit;
             if ahead != p.paused {
                 p.paused = ahead;
+                // Whether it is at its end is not known again until it is read.
+                p.at_end = None;
                 let list = if ahead { &mut pause } else { &mut resume };
                 list.add_partition(&self.config.topic, p.id);
             }
@@ -430,12 +431,9 @@ impl KafkaReader {
     /// Records, per partition, how many messages are not read yet, from the high watermarks
     /// of the client's last statistics (asking the broker would block the worker).
     pub(super) fn measure_lag(&self) {
-        let high = &self.consumer.context().high;
+        let context = self.consumer.context();
         for p in &self.partitions {
-            let h = high
-                .get(p.id as usize)
-                .map_or(-1, |h| h.load(Ordering::Relaxed));
-            if h >= 0 {
+            if let Some(h) = context.high(p.id) {
                 self.metrics.consumer_lag(p.id, (h - p.next_offset).max(0));
             }
         }

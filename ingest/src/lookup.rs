@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -23,8 +24,20 @@ const MARGIN_MS: i64 = 1000;
 pub(crate) struct Lookup {
     brokers: String,
     topic: String,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<BaseConsumer<Quiet>>,
 }
+
+/// A client context that leaves errors to the lookup (the end of a partition is news, a
+/// broker away is why a lookup fails and is tried again).
+struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, %reason, "Kafka client error (lookup).");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
 
 impl Lookup {
     /// A lookup in `topic`; its consumer is made at the first use.
@@ -45,7 +58,7 @@ impl Lookup {
                 .set("enable.auto.commit", "false")
                 .set("enable.partition.eof", "true")
                 .set("fetch.wait.max.ms", "10")
-                .create()?,
+                .create_with_context(Quiet)?,
         };
         let found = self.read(&consumer, events);
         // A consumer that failed (the broker away) is made anew next time.
@@ -57,7 +70,7 @@ impl Lookup {
 
     fn read(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<Quiet>,
         events: &[Unsent],
     ) -> Result<HashSet<Vec<u8>>, KafkaError> {
         let mut from: BTreeMap<i32, i64> = BTreeMap::new();
@@ -101,7 +114,7 @@ impl Lookup {
             }
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
-                    let id = id_of(&message);
+                    let id = id_of(message.payload().unwrap_or_default());
                     if wanted.contains(id.as_slice()) {
                         found.insert(id);
                     }

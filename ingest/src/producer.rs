@@ -13,7 +13,7 @@
 //! the broker drops a repeat of what it stored. What it does give up on (a delivery timeout
 //! set, a broker that refused, a replaced producer's events) goes out again on the newest
 //! producer, holding its room in the queue meanwhile, but only once the topic shows it is not
-//! there: every record carries an id ([`EVENT_ID_HEADER`]), and an event the broker may have
+//! there: every event carries an id (an `id` field in its JSON, [`with_id`]), and an event the broker may have
 //! stored (its request was sent) is looked for in its partition first ([`Lookup`]). So the
 //! ingest never writes an event twice. Events of a request waiting for its acknowledgement
 //! fail instead, and the request is answered 503.
@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use model::EmojiEvent;
-use model::names::EVENT_ID_HEADER;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -111,7 +110,7 @@ pub(crate) struct Unsent {
     key: Vec<u8>,
     payload: Vec<u8>,
     timestamp: Option<i64>,
-    /// Its id (the [`EVENT_ID_HEADER`]).
+    /// Its id (see [`with_id`]).
     pub(crate) id: Vec<u8>,
     /// The partition it went to, and whether the broker may have stored it there (its
     /// request was sent, and not answered with a refusal).
@@ -150,14 +149,28 @@ fn maybe_stored(error: &KafkaError, partition: i32) -> Option<i32> {
     (partition >= 0 && !never_sent).then_some(partition)
 }
 
-/// The id of the record `message`.
-pub(crate) fn id_of(message: &impl Message) -> Vec<u8> {
-    message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == EVENT_ID_HEADER))
-        .and_then(|h| h.value)
-        .unwrap_or_default()
-        .to_vec()
+/// Appends the `id` of the `n`th event a run sends to the event's JSON object in `payload`:
+/// the run (a random number) and `n`, in hex. The dataflow and every other reader of the
+/// events topic ignore the field.
+fn with_id(payload: &mut Vec<u8>, run: u64, n: u64) {
+    use std::io::Write;
+    if payload.last() == Some(&b'}') {
+        payload.pop();
+        let _ = write!(payload, r#","id":"{run:016x}{n:x}"}}"#);
+    }
+}
+
+/// The id of the event in `payload` (see [`with_id`]), empty if it has none.
+pub(crate) fn id_of(payload: &[u8]) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct WithId<'a> {
+        #[serde(borrow)]
+        id: Option<&'a str>,
+    }
+    serde_json::from_slice::<WithId<'_>>(payload)
+        .ok()
+        .and_then(|w| w.id)
+        .map_or_else(Vec::new, |id| id.as_bytes().to_vec())
 }
 
 type UnsentQueue = Arc<Mutex<Vec<Unsent>>>;
@@ -200,7 +213,7 @@ impl ProducerContext for DeliveryContext {
                             payload: message.payload().unwrap_or_default().to_vec(),
                             // A failed delivery's record may not say.
                             timestamp: message.timestamp().to_millis().or(Some(delivery.taken_at)),
-                            id: id_of(message),
+                            id: id_of(message.payload().unwrap_or_default()),
                             maybe_stored: maybe_stored(error, message.partition()),
                             missing_since: None,
                             delivery,
@@ -228,7 +241,7 @@ pub struct EventProducer {
     room: Arc<Semaphore>,
     capacity: usize,
     /// This process's run and the events sent so far: each record's id.
-    run: String,
+    run: u64,
     sent: AtomicU64,
     /// Looks for events the broker may have stored before they go out again.
     lookup: Mutex<Lookup>,
@@ -251,7 +264,12 @@ impl EventProducer {
             topic: config.topic.clone(),
             room,
             capacity: config.queue_capacity,
-            run: service::kafka::run_id(),
+            run: {
+                use std::hash::{BuildHasher, Hasher};
+                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                hasher.write(service::kafka::run_id().as_bytes());
+                hasher.finish()
+            },
             sent: AtomicU64::new(0),
             lookup: Mutex::new(Lookup::new(&config.brokers, &config.topic)),
         })
@@ -356,23 +374,14 @@ impl EventProducer {
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
         let first = self.sent.fetch_add(events.len() as u64, Ordering::Relaxed);
-        let mut id = String::with_capacity(self.run.len() + 21);
         for (n, event) in (first..).zip(events) {
             payload.clear();
             serde_json::to_writer(&mut payload, event).expect("an event serializes to JSON");
-            id.clear();
-            {
-                use std::fmt::Write;
-                let _ = write!(id, "{}-{n}", self.run);
-            }
+            with_id(&mut payload, self.run, n);
             let record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&delivery))
                 .key(event.user_id.as_str())
                 .payload(payload.as_slice())
-                .timestamp(received)
-                .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                    key: EVENT_ID_HEADER,
-                    value: Some(id.as_str()),
-                }));
+                .timestamp(received);
             if let Err((error, record)) = producer.send(record) {
                 // The queue is larger than our room, so this is a producer in a fatal state:
                 // counted like a failed delivery (so the producer gets replaced), a kept event
@@ -391,7 +400,7 @@ impl EventProducer {
                             key: event.user_id.as_bytes().to_vec(),
                             payload: payload.clone(),
                             timestamp: Some(received),
-                            id: id.as_bytes().to_vec(),
+                            id: id_of(&payload),
                             maybe_stored: None,
                             missing_since: None,
                             delivery: record.delivery_opaque,
@@ -463,11 +472,7 @@ impl EventProducer {
         for u in unsent {
             let mut record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&u.delivery))
                 .key(u.key.as_slice())
-                .payload(u.payload.as_slice())
-                .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                    key: EVENT_ID_HEADER,
-                    value: Some(u.id.as_slice()),
-                }));
+                .payload(u.payload.as_slice());
             if let Some(t) = u.timestamp {
                 record = record.timestamp(t);
             }
@@ -520,6 +525,26 @@ impl EventProducer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_carries_its_id_in_its_json_and_is_still_an_event() {
+        let event = EmojiEvent {
+            user_id: "u".into(),
+            emoji_type: "🔥".into(),
+            timestamp: 7,
+        };
+        let mut payload = serde_json::to_vec(&event).unwrap();
+        with_id(&mut payload, 0xab, 0x1f);
+        assert_eq!(id_of(&payload), b"00000000000000ab1f");
+        let back: EmojiEvent = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(back.user_id, "u");
+        assert_eq!(back.timestamp, 7);
+        // Another run, or another event of the run: another id; none without one.
+        let mut other = serde_json::to_vec(&event).unwrap();
+        with_id(&mut other, 0xab, 0x20);
+        assert_ne!(id_of(&other), id_of(&payload));
+        assert!(id_of(&serde_json::to_vec(&event).unwrap()).is_empty());
+    }
 
     /// A producer of a broker that is not there (every delivery fails once its 50 ms
     /// timeout passes), its metrics, and an event to send.

@@ -22,10 +22,6 @@ pub const RUN_HEADER: &str = "emostream-run";
 /// The header of a checkpoint that claims its partition for its run (a run's first).
 pub const CLAIM_HEADER: &str = "emostream-claim";
 
-/// The header of an event record that names it (the ingest's run and a sequence number), so
-/// that the ingest can tell whether the broker stored an event before it sends it again.
-pub const EVENT_ID_HEADER: &str = "emostream-id";
-
 /// Default number of emojis of a type that count as one in `scaled_count`.
 pub const DEFAULT_SCALE: u64 = 1_000;
 

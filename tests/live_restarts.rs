@@ -459,6 +459,29 @@ fn published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_t
         metric(&base, "dataflow_late_events_total{window=\"2s\"}"),
         1.0
     );
+    // Killed, and started again from its checkpoints: another event of the published window
+    // is late too, and the first is not reported again.
+    latest.kill();
+    let again = start_dataflow(&pipeline, &[]);
+    let now = now_ms();
+    produce_events(
+        &producer,
+        &pipeline.events,
+        &[
+            ("old2".into(), "😂".into(), then + 2),
+            ("new2".into(), "🔥".into(), now),
+        ],
+    );
+    let windows = windows_through(&pipeline.windows, now);
+    assert_eq!(windows[&size.start_of(now)].report.events, 1);
+    let late = once_each(&read_until(&pipeline.late, WAIT, |p| p.len() >= 2));
+    let mut users: Vec<&str> = late
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+    users.sort_unstable();
+    assert_eq!(users, ["old", "old2"], "{late:?}");
+    drop(again);
 }
 
 /// Taps flowing (300 a second, a little disorder) into a dataflow of two workers and two

@@ -36,7 +36,7 @@ pub enum Failure {
     StopTimeout(std::time::Duration),
     /// Another dataflow of the group started and took partitions over.
     #[error(
-        "another dataflow of this group (run {by}) took over partition {partition} of {topic}: a group is run by one dataflow at a time, the one started last, so this one (run {run}) stops; stop one of them, or give the other its own --group"
+        "another dataflow of this group (run {by}) took over partition {partition} of {topic}: a group is run by one dataflow at a time, the one started last, so this one (run {run}) stops; stop one of them, or give the other its own --group and --windows-topic"
     )]
     TakenOver {
         /// The checkpoint topic.

@@ -159,7 +159,7 @@ pub enum LiveError {
     },
     /// The checkpoints were made with settings the run cannot carry them over to.
     #[error(
-        "the checkpoints in {group} were made with {setting} {was}, not {now}: start again with {setting} {was}, or with a new --group (which reads the events topic from --start)"
+        "the checkpoints in {group} were made with {setting} {was}, not {now}: start again with {setting} {was}, or with a new --group and --windows-topic (which count the events topic from --start)"
     )]
     Settings {
         /// The checkpoint topic.

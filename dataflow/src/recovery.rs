@@ -34,8 +34,8 @@ use crate::failure::Failure;
 use crate::live::{LiveConfig, LiveError, Prepared};
 use crate::sink::kafka_publish::republish;
 use crate::source::kafka::{
-    Checkpoints, Settings, StartFrom, read_checkpoints, read_reported, recorded_published_before,
-    recorded_settings,
+    Checkpoints, Settings, StartFrom, read_checkpoints, read_reported, recorded_partitions,
+    recorded_published_before, recorded_settings,
 };
 
 /// Reads back what earlier runs published and checkpointed, completing a publication a kill
@@ -197,9 +197,10 @@ fn check_accounted(
         // Those it reads are of the windows after the published ones, or late records.
         StartFrom::Latest => Ok(()),
         StartFrom::Committed => {
-            // The partitions the checkpoints knew of (each got one before it was read).
-            let known = match recorded_settings(checkpoints, size) {
-                Some(recorded) => recorded.partitions.min(partitions),
+            // The partitions every checkpoint knew of (each got one before it was read; one
+            // added while a run stopped may have none, and is read as new).
+            let known = match recorded_partitions(checkpoints, size) {
+                Some(least) => least.min(partitions),
                 None if checkpoints.is_empty() => partitions,
                 // Made by a version that did not name its settings.
                 None => 0,

@@ -13,9 +13,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::producer::{Unsent, id_of};
 
-/// How long one lookup may take (it reads what was written since the earliest event).
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How far before an event was taken its partition is read from (a broker that stamps records
 /// itself stamps them later, never earlier).
 const MARGIN_MS: i64 = 1000;
@@ -49,8 +46,12 @@ impl Lookup {
         }
     }
 
-    /// The ids of those of `events` that are in the topic.
-    pub(crate) fn stored(&mut self, events: &[Unsent]) -> Result<HashSet<Vec<u8>>, KafkaError> {
+    /// The ids of those of `events` that are in the topic, found within `limit`.
+    pub(crate) fn stored(
+        &mut self,
+        events: &[Unsent],
+        limit: Duration,
+    ) -> Result<HashSet<Vec<u8>>, KafkaError> {
         let consumer = match self.consumer.take() {
             Some(consumer) => consumer,
             None => service::kafka::client_config(&self.brokers)
@@ -60,7 +61,7 @@ impl Lookup {
                 .set("fetch.wait.max.ms", "10")
                 .create_with_context(Quiet)?,
         };
-        let found = self.read(&consumer, events);
+        let found = self.read(&consumer, events, Instant::now() + limit);
         // A consumer that failed (the broker away) is made anew next time.
         if found.is_ok() && consumer.unassign().is_ok() {
             self.consumer = Some(consumer);
@@ -72,6 +73,7 @@ impl Lookup {
         &self,
         consumer: &BaseConsumer<Quiet>,
         events: &[Unsent],
+        deadline: Instant,
     ) -> Result<HashSet<Vec<u8>>, KafkaError> {
         let mut from: BTreeMap<i32, i64> = BTreeMap::new();
         for event in events {
@@ -86,7 +88,12 @@ impl Lookup {
         for (&p, &at) in &from {
             times.add_partition_offset(&self.topic, p, Offset::Offset(at))?;
         }
-        let offsets = consumer.offsets_for_times(times, Duration::from_secs(10))?;
+        let offsets = consumer.offsets_for_times(
+            times,
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(10)),
+        )?;
         let mut assignment = TopicPartitionList::new();
         let mut reading = HashSet::new();
         for element in offsets.elements() {
@@ -105,7 +112,6 @@ impl Lookup {
             return Ok(found);
         }
         consumer.assign(&assignment)?;
-        let deadline = Instant::now() + LOOKUP_TIMEOUT;
         while !reading.is_empty() {
             if Instant::now() > deadline {
                 return Err(KafkaError::MessageConsumption(

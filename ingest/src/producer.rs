@@ -121,10 +121,14 @@ pub(crate) struct Unsent {
     delivery: Arc<Delivery>,
 }
 
-/// How long after a lookup that did not find an event a second one must not find it either
-/// before it is sent again: a broker that was stalled may still be storing requests it took
-/// before it answers a fetch.
-const CONFIRM_MISSING: Duration = Duration::from_millis(500);
+/// How long after a lookup that did not find an event a second one, started that much later,
+/// must not find it either before it is sent again: a broker that was stalled may still be
+/// storing requests it took before it answers a fetch, and a record the leader stored shows
+/// only once its replicas have it.
+const CONFIRM_MISSING: Duration = Duration::from_secs(5);
+
+/// How long one lookup may take (it reads what was written since the earliest event).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Unsent {
     /// When it was taken (its record's timestamp).
@@ -419,18 +423,32 @@ impl EventProducer {
     /// Sends again the kept events the broker did not take (those it may have stored, once
     /// the topic shows they are not there: this blocks on the broker); returns how many.
     pub fn resend_unsent(&self) -> usize {
+        self.resend_unsent_within(LOOKUP_TIMEOUT)
+    }
+
+    /// Like [`resend_unsent`](Self::resend_unsent), looking events up for at most `limit`
+    /// (none while another lookup is under way: those wait for the next call).
+    fn resend_unsent_within(&self, limit: Duration) -> usize {
         let unsent = std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()));
         if unsent.is_empty() {
             return 0;
         }
-        let (maybe, mut unsent): (Vec<Unsent>, Vec<Unsent>) =
+        let (mut maybe, mut unsent): (Vec<Unsent>, Vec<Unsent>) =
             unsent.into_iter().partition(|u| u.maybe_stored.is_some());
-        if !maybe.is_empty() {
-            let found = self
-                .lookup
+        let lookup = match self.lookup.try_lock() {
+            Ok(lookup) => Some(lookup),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let (false, None) = (maybe.is_empty(), &lookup) {
+            self.unsent
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .stored(&maybe);
+                .append(&mut maybe);
+        }
+        if let (false, Some(mut lookup)) = (maybe.is_empty(), lookup) {
+            let started = Instant::now();
+            let found = lookup.stored(&maybe, limit);
             match found {
                 Ok(stored) => {
                     let mut again = Vec::new();
@@ -444,11 +462,11 @@ impl EventProducer {
                             u.delivery.settle(true);
                         } else if u
                             .missing_since
-                            .is_some_and(|since| since.elapsed() >= CONFIRM_MISSING)
+                            .is_some_and(|since| started.duration_since(since) >= CONFIRM_MISSING)
                         {
                             unsent.push(u);
                         } else {
-                            u.missing_since.get_or_insert_with(Instant::now);
+                            u.missing_since.get_or_insert(started);
                             again.push(u);
                         }
                     }
@@ -503,7 +521,7 @@ impl EventProducer {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.resend_unsent();
+            self.resend_unsent_within(deadline.saturating_duration_since(Instant::now()));
             let producer = Arc::clone(&self.producer.read().unwrap_or_else(|e| e.into_inner()));
             let left = deadline.saturating_duration_since(Instant::now());
             let flushed = producer.flush(left.min(Duration::from_millis(200)));

@@ -76,8 +76,7 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
             .map_err(kafka("assign"))?;
     }
     consumer.assign(&assignment).map_err(kafka("assign"))?;
-    let mut newest = Checkpoints::new();
-    let mut owners = Owners::default();
+    let mut newest = Newest::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while at_end.len() < partitions.len() {
         if Instant::now() > deadline {
@@ -88,10 +87,6 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                if !owners.counts(message.partition(), run_of(&message)) {
-                    tracing::info!(%topic, partition = message.partition(), offset = message.offset(), run = run_of(&message).0, "A checkpoint of a dataflow another one had taken over from; skipped.");
-                    continue;
-                }
                 let text = std::str::from_utf8(message.payload().unwrap_or_default()).ok();
                 let parsed = text.and_then(|t| {
                     let (offset, state) = t.split_once(';')?;
@@ -99,7 +94,7 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
                 });
                 match parsed {
                     Some(checkpoint) => {
-                        newest.insert(message.partition(), checkpoint);
+                        newest.see(message.partition(), run_of(&message), checkpoint);
                     }
                     None => tracing::warn!(
                         %topic,
@@ -116,7 +111,48 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
             None => {}
         }
     }
-    Ok(newest)
+    Ok(newest.checkpoints())
+}
+
+/// Per partition, read in order: the newest checkpoint of the run that owns it, the run of
+/// the last claim read (a run claims its partitions with its first checkpoints), or, with no
+/// claim among the records read, of the last record. What a run taken over from wrote after
+/// the claim (a dataflow that had not yet seen it and stopped) is not the partition's state.
+#[derive(Debug, Default)]
+struct Newest {
+    partitions: HashMap<i32, Read>,
+}
+
+/// What was read of one partition.
+#[derive(Debug, Default)]
+struct Read {
+    /// The run of the last claim.
+    last_claim: Option<String>,
+    /// The run of the last record.
+    last_run: String,
+    /// Each run's last checkpoint.
+    by_run: HashMap<String, (i64, String)>,
+}
+
+impl Newest {
+    fn see(&mut self, partition: i32, (run, claim): (&str, bool), checkpoint: (i64, String)) {
+        let read = self.partitions.entry(partition).or_default();
+        if claim {
+            read.last_claim = Some(run.to_owned());
+        }
+        run.clone_into(&mut read.last_run);
+        read.by_run.insert(run.to_owned(), checkpoint);
+    }
+
+    fn checkpoints(self) -> Checkpoints {
+        self.partitions
+            .into_iter()
+            .filter_map(|(p, mut read)| {
+                let owner = read.last_claim.take().unwrap_or(read.last_run);
+                Some((p, read.by_run.remove(&owner)?))
+            })
+            .collect()
+    }
 }
 
 /// This process's run: its checkpoints carry it (as a [`RUN_HEADER`]), to tell them from
@@ -162,11 +198,11 @@ pub(super) fn run_of(message: &impl Message) -> (&str, bool) {
     (run, headers.iter().any(|h| h.key == CLAIM_HEADER))
 }
 
-/// Which run's checkpoints count, per partition of the checkpoint topic, read in order. Each
-/// run claims its partitions with its first checkpoints, and a claim takes a partition over:
-/// a dataflow started with the group of one still running becomes the partitions' owner, and
-/// the one taken over from stops once it sees that; what it wrote in between, and whatever
-/// a run writes without having claimed since the owner did, is no partition's state.
+/// Which run owns each partition of the checkpoint topic, read in order from before this
+/// run's claims (the watch of a running dataflow): each run claims its partitions with its
+/// first checkpoints, and a later claim takes a partition over: a dataflow started with the
+/// group of one still running becomes the partitions' owner, and the one taken over from
+/// stops once it sees that.
 #[derive(Debug, Default)]
 pub(super) struct Owners {
     owner: HashMap<i32, String>,
@@ -297,6 +333,16 @@ pub fn recorded_published_before(checkpoints: &Checkpoints, size: WindowSize) ->
         .values()
         .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).published_before)
         .max()
+}
+
+/// The fewest partitions of the events topic any of `checkpoints` names (one written before
+/// the topic grew), if they name their settings.
+pub fn recorded_partitions(checkpoints: &Checkpoints, size: WindowSize) -> Option<i32> {
+    checkpoints
+        .values()
+        .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).settings)
+        .map(|s| s.partitions)
+        .min()
 }
 
 /// The settings the newest checkpoints of `checkpoints` were made with (the most partitions
@@ -475,6 +521,29 @@ mod tests {
         assert!(owners.counts(0, ("c", claim)));
         assert!(!owners.counts(0, ("b", write)));
         assert_eq!(owners.taken_over(0, "b"), Some("c"));
+    }
+
+    #[test]
+    fn a_restart_takes_the_newest_checkpoint_of_the_run_that_claimed_last() {
+        let ck = |n: i64| (n, format!("state {n}"));
+        // b claims while a runs; a writes twice more before it stops; b writes on.
+        let mut newest = Newest::default();
+        newest.see(0, ("a", false), ck(1));
+        newest.see(0, ("b", true), ck(2));
+        newest.see(0, ("a", false), ck(3));
+        newest.see(0, ("b", false), ck(4));
+        newest.see(0, ("a", false), ck(5));
+        // The records read start after a's claim, and b claimed nothing there: its last.
+        newest.see(1, ("a", false), ck(6));
+        newest.see(1, ("a", false), ck(7));
+        // Read from among a's last records after b's claim, which is before them: the last
+        // record's run (b wrote after a stopped).
+        newest.see(2, ("a", false), ck(8));
+        newest.see(2, ("b", false), ck(9));
+        let got = newest.checkpoints();
+        assert_eq!(got[&0], ck(4));
+        assert_eq!(got[&1], ck(7));
+        assert_eq!(got[&2], ck(9));
     }
 
     #[test]

@@ -38,8 +38,9 @@ impl KafkaReader {
             partition.unread_by_publishers = true;
             self.partitions.push(partition);
         }
-        // Checkpointed before anything of them is read, as at the start; read only then.
-        if !self.commit_partitions(i64::MIN, |p| new.contains(&p), true) {
+        // Checkpointed before anything of them is read, as at the start; read only then. Not
+        // claims: a run that was taken over from while it grew must not take them back.
+        if !self.commit_partitions(i64::MIN, |p| new.contains(&p), false) {
             self.partitions.retain(|p| !new.contains(&p.id));
             self.settings.partitions = before;
             return;
@@ -60,6 +61,11 @@ impl KafkaReader {
             self.settings.partitions = before;
             tracing::warn!(%error, partitions = ?new, "Cannot assign the partitions added to the events topic; trying again.");
             return;
+        }
+        // A new assignment is read whole: no partition stays paused.
+        for p in self.partitions.iter_mut().filter(|p| p.paused) {
+            p.paused = false;
+            self.metrics.partitions_paused.add(-1);
         }
         self.consumer.context().read_also(&new);
         self.metrics.grow(partitions);

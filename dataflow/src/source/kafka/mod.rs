@@ -71,7 +71,8 @@ use crate::source::outputs::{SourceStreams, source_outputs};
 use reader::KafkaReader;
 
 pub use checkpoint::{
-    Checkpoints, Settings, read_checkpoints, recorded_published_before, recorded_settings,
+    Checkpoints, Settings, read_checkpoints, recorded_partitions, recorded_published_before,
+    recorded_settings,
 };
 pub use reported::{Reported, read_reported};
 

@@ -74,10 +74,14 @@ impl Partition {
             at_end: None,
             pending: BTreeMap::new(),
             open_last: BTreeMap::new(),
-            // A published window was closed, whatever the checkpoint says.
-            closed_before: checkpoint
-                .closed_before
-                .map_or(i64::MIN, |c| c.max(config.published_before)),
+            // A published window was closed, whatever the checkpoint says; for a partition no
+            // publishing run read (the checkpoints then say so too), with nothing counted in
+            // it: its events of those windows are late.
+            closed_before: match checkpoint.closed_before {
+                Some(c) => c.max(config.published_before),
+                None if id >= config.new_partitions_from => config.published_before,
+                None => i64::MIN,
+            },
             last_counted: checkpoint.last_counted,
             amended: checkpoint.amended,
             unread_by_publishers: id >= config.new_partitions_from,
@@ -224,12 +228,15 @@ impl KafkaReader {
                 Offset::Offset(o) => o,
                 _ => 0,
             };
-            partitions.push(Partition::new(
-                p,
-                (next_offset, resume_offset),
-                checkpoint,
-                &config,
-            ));
+            let mut partition =
+                Partition::new(p, (next_offset, resume_offset), checkpoint, &config);
+            if fresh.contains(&p) && !partition.unread_by_publishers {
+                // No checkpoint: no run that published read it (each checkpoints a partition
+                // before it reads it).
+                partition.unread_by_publishers = true;
+                partition.closed_before = partition.closed_before.max(config.published_before);
+            }
+            partitions.push(partition);
         }
         consumer.assign(&assignment).map_err(|e| {
             Failure::kafka(format!("assign partitions {mine:?} of {}", config.topic), e)
@@ -500,6 +507,8 @@ impl KafkaReader {
             } else if partition.published_amendment(start, offset, &self.config.published_times) {
                 // It amended the window in a revision an earlier run published.
                 return;
+            } else if partition.unread_by_publishers {
+                Route::Late("its window was published before any run read it")
             } else {
                 // An earlier run closed the window before reading this event, or amended it
                 // without publishing the revision (its totals, to amend, went with it).

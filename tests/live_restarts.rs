@@ -509,6 +509,13 @@ fn a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once() {
     std::thread::sleep(Duration::from_millis(1_000 + rng.below(2_000)));
     stop.store(true, Ordering::Relaxed);
     let sent = feeder.join().unwrap();
+    assert_every_window_exact(&pipeline, &sent, &format!("seed {seed}"));
+    drop(victim);
+}
+
+/// Asserts that every window of both sizes (2 s and 10 s) of `pipeline` counts exactly the
+/// taps of `sent` stamped in it.
+fn assert_every_window_exact(pipeline: &Pipeline, sent: &[(String, String, i64)], what: &str) {
     let last = sent.iter().map(|e| e.2).max().unwrap();
     for (label, millis) in [("2s", 2_000), ("10s", 10_000)] {
         let size = model::WindowSize::from_millis(millis).unwrap();
@@ -518,12 +525,11 @@ fn a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once() {
             .map(|(start, m)| (start, m.report.events))
             .collect();
         let mut want: BTreeMap<i64, u64> = BTreeMap::new();
-        for (_, _, ts) in &sent {
+        for (_, _, ts) in sent {
             *want.entry(size.start_of(*ts)).or_default() += 1;
         }
-        assert_eq!(got, want, "seed {seed}: {topic}, every window exact");
+        assert_eq!(got, want, "{what}: {topic}, every window exact");
     }
-    drop(victim);
 }
 
 /// A second dataflow started with the group of one still running, under load (a double
@@ -540,12 +546,16 @@ fn a_second_dataflow_of_a_group_takes_over_and_the_first_stops() {
     let mut first = start_dataflow_logged(&pipeline, &args, &log);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feeder = feed_until(&pipeline.events, Arc::clone(&stop), 300);
-    windows_of_size_through(
-        &format!("{}-2s", pipeline.windows),
-        now_ms(),
-        model::WindowSize::from_millis(2_000).unwrap(),
-        WAIT,
-    );
+    // Waits until the 2 s windows up to now are out.
+    let published_until_now = || {
+        windows_of_size_through(
+            &format!("{}-2s", pipeline.windows),
+            now_ms(),
+            model::WindowSize::from_millis(2_000).unwrap(),
+            WAIT,
+        )
+    };
+    published_until_now();
     let started = Instant::now();
     let second = start_dataflow(&pipeline, &args);
     let status = first.wait_exit(Duration::from_secs(15));
@@ -561,36 +571,13 @@ fn a_second_dataflow_of_a_group_takes_over_and_the_first_stops() {
     );
     // The second goes on, and is killed while taps flow; a third takes up from the
     // checkpoints.
-    windows_of_size_through(
-        &format!("{}-2s", pipeline.windows),
-        now_ms(),
-        model::WindowSize::from_millis(2_000).unwrap(),
-        WAIT,
-    );
+    published_until_now();
     second.kill();
     let third = start_dataflow(&pipeline, &args);
-    windows_of_size_through(
-        &format!("{}-2s", pipeline.windows),
-        now_ms(),
-        model::WindowSize::from_millis(2_000).unwrap(),
-        WAIT,
-    );
+    published_until_now();
     stop.store(true, Ordering::Relaxed);
     let sent = feeder.join().unwrap();
-    let last = sent.iter().map(|e| e.2).max().unwrap();
-    for (label, millis) in [("2s", 2_000), ("10s", 10_000)] {
-        let size = model::WindowSize::from_millis(millis).unwrap();
-        let topic = format!("{}-{label}", pipeline.windows);
-        let got: BTreeMap<i64, u64> = windows_of_size_through(&topic, last, size, WAIT)
-            .into_iter()
-            .map(|(start, m)| (start, m.report.events))
-            .collect();
-        let mut want: BTreeMap<i64, u64> = BTreeMap::new();
-        for (_, _, ts) in &sent {
-            *want.entry(size.start_of(*ts)).or_default() += 1;
-        }
-        assert_eq!(got, want, "{topic}, every window exact");
-    }
+    assert_every_window_exact(&pipeline, &sent, "taken over");
     assert_eq!(
         metric(&third.url(), "dataflow_late_events_total{window=\"2s\"}"),
         0.0

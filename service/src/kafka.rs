@@ -133,7 +133,7 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 
 /// This process's run: what the records it writes are told apart by (the process id and
 /// when it started), the same for every call.
-pub fn run_id() -> String {
+pub fn run_id() -> &'static str {
     static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
         let nanos = std::time::SystemTime::now()
@@ -141,7 +141,6 @@ pub fn run_id() -> String {
             .map_or(0, |d| d.as_nanos());
         format!("{}-{nanos:x}", std::process::id())
     })
-    .clone()
 }
 
 /// Client settings common to every EmoStream Kafka client.

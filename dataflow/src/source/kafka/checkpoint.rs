@@ -155,13 +155,6 @@ impl Newest {
     }
 }
 
-/// This process's run: its checkpoints carry it (as a [`RUN_HEADER`]), to tell them from
-/// those of another dataflow of the same group.
-pub(super) fn this_run() -> &'static str {
-    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    RUN.get_or_init(service::kafka::run_id)
-}
-
 /// How many of the last records of each checkpoint partition a restart reads to tell which
 /// run owns it: far more than a dataflow taken over from writes before it stops.
 pub const OWNER_TAIL: i64 = 1000;
@@ -171,7 +164,7 @@ pub const OWNER_TAIL: i64 = 1000;
 pub(super) fn run_headers(claim: bool) -> OwnedHeaders {
     let headers = OwnedHeaders::new().insert(Header {
         key: RUN_HEADER,
-        value: Some(this_run()),
+        value: Some(service::kafka::run_id()),
     });
     if claim {
         headers.insert(Header {
@@ -335,23 +328,23 @@ pub fn recorded_published_before(checkpoints: &Checkpoints, size: WindowSize) ->
         .max()
 }
 
+/// The settings each of `checkpoints` names, if it names them.
+fn settings_of(checkpoints: &Checkpoints, size: WindowSize) -> impl Iterator<Item = Settings> {
+    checkpoints
+        .values()
+        .filter_map(move |(offset, text)| Checkpoint::decode(text, *offset, size).settings)
+}
+
 /// The fewest partitions of the events topic any of `checkpoints` names (one written before
 /// the topic grew), if they name their settings.
 pub fn recorded_partitions(checkpoints: &Checkpoints, size: WindowSize) -> Option<i32> {
-    checkpoints
-        .values()
-        .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).settings)
-        .map(|s| s.partitions)
-        .min()
+    settings_of(checkpoints, size).map(|s| s.partitions).min()
 }
 
 /// The settings the newest checkpoints of `checkpoints` were made with (the most partitions
 /// any names), if any names them.
 pub fn recorded_settings(checkpoints: &Checkpoints, size: WindowSize) -> Option<Settings> {
-    checkpoints
-        .values()
-        .filter_map(|(offset, text)| Checkpoint::decode(text, *offset, size).settings)
-        .max_by_key(|s| s.partitions)
+    settings_of(checkpoints, size).max_by_key(|s| s.partitions)
 }
 
 impl Checkpoint {

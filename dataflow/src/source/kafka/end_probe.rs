@@ -12,7 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSourceConfig;
-use super::checkpoint::{Owners, run_of, this_run};
+use super::checkpoint::{Owners, run_of};
 use super::context::Quiet;
 use crate::failure::Failure;
 
@@ -189,7 +189,7 @@ impl Watch {
     /// Reads what was written since the last call; a partition another run took over from
     /// this one, and that run.
     fn read(&mut self) -> Option<(i32, String)> {
-        let ours = this_run();
+        let ours = service::kafka::run_id();
         for _ in 0..10_000 {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(message)) => {

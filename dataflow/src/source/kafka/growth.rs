@@ -33,9 +33,8 @@ impl KafkaReader {
             return;
         }
         for &p in &new {
-            let mut partition = Partition::new(p, (0, 0), Checkpoint::default(), &self.config);
             // No run that published windows read it.
-            partition.unread_by_publishers = true;
+            let partition = Partition::new(p, (0, 0), Checkpoint::default(), true, &self.config);
             self.partitions.push(partition);
         }
         // Checkpointed before anything of them is read, as at the start; read only then. Not

@@ -58,11 +58,12 @@ pub(super) struct Partition {
 impl Partition {
     /// Partition `id`, read from `next_offset`, handled by an earlier run before
     /// `resume_offset`, with the state `checkpoint` (the default for a partition read from its
-    /// start).
+    /// start); `unread`: no run that published windows read it.
     pub(super) fn new(
         id: i32,
         (next_offset, resume_offset): (i64, i64),
         checkpoint: Checkpoint,
+        unread: bool,
         config: &KafkaSourceConfig,
     ) -> Self {
         Partition {
@@ -79,12 +80,12 @@ impl Partition {
             // it: its events of those windows are late.
             closed_before: match checkpoint.closed_before {
                 Some(c) => c.max(config.published_before),
-                None if id >= config.new_partitions_from => config.published_before,
+                None if unread => config.published_before,
                 None => i64::MIN,
             },
             last_counted: checkpoint.last_counted,
             amended: checkpoint.amended,
-            unread_by_publishers: id >= config.new_partitions_from,
+            unread_by_publishers: unread,
             paused: false,
         }
     }
@@ -228,15 +229,16 @@ impl KafkaReader {
                 Offset::Offset(o) => o,
                 _ => 0,
             };
-            let mut partition =
-                Partition::new(p, (next_offset, resume_offset), checkpoint, &config);
-            if fresh.contains(&p) && !partition.unread_by_publishers {
-                // No checkpoint: no run that published read it (each checkpoints a partition
-                // before it reads it).
-                partition.unread_by_publishers = true;
-                partition.closed_before = partition.closed_before.max(config.published_before);
-            }
-            partitions.push(partition);
+            // Without a checkpoint, no run that published read it (each checkpoints a
+            // partition before it reads it).
+            let unread = p >= config.new_partitions_from || fresh.contains(&p);
+            partitions.push(Partition::new(
+                p,
+                (next_offset, resume_offset),
+                checkpoint,
+                unread,
+                &config,
+            ));
         }
         consumer.assign(&assignment).map_err(|e| {
             Failure::kafka(format!("assign partitions {mine:?} of {}", config.topic), e)
@@ -310,7 +312,7 @@ impl KafkaReader {
             topic: self.config.checkpoint_topic.clone(),
             partition,
             by,
-            run: super::checkpoint::this_run().to_owned(),
+            run: service::kafka::run_id().to_owned(),
         })
     }
 

@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit second-broker browser notebooks figures bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-brokers bench-micro chaos fuzz replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit second-broker browser notebooks figures soak bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-brokers bench-micro chaos fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -94,6 +94,14 @@ bench: toolchain
 ## chaos: the fault scenarios at full length against a fresh broker, report under benches/reports/
 chaos: toolchain
 	env -u EMOSTREAM_BROKERS scripts/with-broker.sh benches/chaos.sh
+
+## soak: the deterministic simulation of the live source and its recovery over many more
+## seeds than `make test` runs (SOAK_SEEDS from SOAK_FIRST; a failure names its seed)
+SOAK_SEEDS ?= 100000
+SOAK_FIRST ?= 2000
+soak: toolchain
+	EMOSTREAM_SIM_SEEDS=$(SOAK_SEEDS) EMOSTREAM_SIM_FIRST=$(SOAK_FIRST) \
+	  $(CARGO) test --release -p emostream-dataflow --lib simulation -- --nocapture
 
 ## fuzz: AFL++ on the decoders, five minutes per target, corpus under fuzz/, report under benches/reports/
 fuzz: toolchain

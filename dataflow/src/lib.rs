@@ -39,6 +39,8 @@ pub mod recovery;
 pub mod reference;
 pub mod replay;
 pub mod server;
+#[cfg(test)]
+mod simulation;
 pub mod sink;
 pub mod source;
 

@@ -132,6 +132,43 @@ impl LiveConfig {
         format!("{}-checkpoints", self.group_for(size))
     }
 
+    /// How the dataflow of the `i`th window size reads the events topic, from what the run
+    /// read back (`prepared`), its late events counted by `late`.
+    pub(crate) fn source_config(
+        &self,
+        prepared: &Prepared,
+        i: usize,
+        late: Arc<service::metrics::Counter>,
+    ) -> KafkaSourceConfig {
+        let size = self.windows.sizes()[i];
+        KafkaSourceConfig {
+            brokers: self.brokers.clone(),
+            topic: self.events_topic.clone(),
+            group: self.group_for(size),
+            partitions: prepared.partitions,
+            rules: Rules {
+                window: size,
+                windows: self.windows.clone(),
+                emojis: Arc::clone(&self.emojis),
+                max_future_ms: self.max_future.as_millis() as i64,
+            },
+            idle_timeout: self.idle_timeout,
+            start: self.start,
+            published_before: prepared.published_before[i],
+            new_partitions_from: prepared.new_partitions_from[i],
+            published_times: Arc::clone(&prepared.published_times[i]),
+            checkpoints: prepared.checkpoints[i].clone(),
+            checkpoint_topic: self.checkpoint_topic_for(size),
+            late_topic: self.late_topic.clone(),
+            windows_topics: prepared.windows_topics[i].clone(),
+            reported: Arc::clone(&prepared.reported[i]),
+            rewind: self.restart_rewind,
+            // The live size reports the invalid events (they are invalid for every size).
+            report_invalid: i == 0,
+            late,
+        }
+    }
+
     /// The cluster topics.
     pub fn cluster_topics(&self) -> Vec<String> {
         (1..=self.clusters)
@@ -240,6 +277,9 @@ pub struct Prepared {
     /// For each window size: the late and invalid records published for the events it reads
     /// again.
     pub reported: Vec<Arc<Reported>>,
+    /// For each window size: the windows topic it publishes to, then those earlier runs
+    /// published to (read back too).
+    pub windows_topics: Vec<Vec<String>>,
 }
 
 /// Creates missing topics, and finds the partition count and the last published window.
@@ -329,31 +369,7 @@ pub fn run_live(
             let live = i == 0;
             // Open updates go to the clusters, which get the live size only.
             let updates = config.updates.filter(|_| live);
-            let source = KafkaSourceConfig {
-                brokers: config.brokers.clone(),
-                topic: config.events_topic.clone(),
-                group: config.group_for(size),
-                partitions: prepared.partitions,
-                rules: Rules {
-                    window: size,
-                    windows: config.windows.clone(),
-                    emojis: Arc::clone(&config.emojis),
-                    max_future_ms: config.max_future.as_millis() as i64,
-                },
-                idle_timeout: config.idle_timeout,
-                start: config.start,
-                published_before: prepared.published_before[i],
-                new_partitions_from: prepared.new_partitions_from[i],
-                published_times: Arc::clone(&prepared.published_times[i]),
-                checkpoints: prepared.checkpoints[i].clone(),
-                checkpoint_topic: config.checkpoint_topic_for(size),
-                late_topic: config.late_topic.clone(),
-                windows_topic: config.windows_topic_for(size),
-                reported: Arc::clone(&prepared.reported[i]),
-                rewind: config.restart_rewind,
-                report_invalid: live,
-                late: metrics.late_counter(&size.label()),
-            };
+            let source = config.source_config(&prepared, i, metrics.late_counter(&size.label()));
             let publish = PublishConfig {
                 brokers: config.brokers.clone(),
                 windows_topic: config.windows_topic_for(size),

@@ -1,5 +1,6 @@
 //! Recovery: what a restart learns from the broker before its workers start, so that it goes
-//! on exactly where an earlier run stopped.
+//! on exactly where an earlier run stopped. One call, `recover`, over a `Broker` (Kafka
+//! in a run, an in-memory log in the simulation test) returns it all.
 //!
 //! Invariants (the rest of the dataflow relies on them and never derives them again):
 //! - Windows close in order, and a final or revision goes to every cluster topic before the
@@ -14,12 +15,14 @@
 //!   (`source::kafka::checkpoint`).
 //! - A late or invalid record is published once: those published for the events a restart
 //!   reads again are read back (`source::kafka::reported`).
+//! - Checkpoints name the windows topics earlier runs published to (a size added renames the
+//!   live size's): each is read back, so no publication is missed whatever was renamed.
 //! - What is read back is bounded, and read in one pass per topic: the last
 //!   [`RECENT_MESSAGES`] of each windows-topic partition (further back only for a partition
 //!   without a final among them), the last message of each cluster topic, the newest
 //!   checkpoint of each partition, the late records since the oldest event read again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,14 +37,95 @@ use crate::failure::Failure;
 use crate::live::{LiveConfig, LiveError, Prepared};
 use crate::sink::kafka_publish::republish;
 use crate::source::kafka::{
-    Checkpoints, Settings, StartFrom, read_checkpoints, read_reported, recorded_partitions,
-    recorded_published_before, recorded_settings,
+    Checkpoints, Reported, Settings, StartFrom, WINDOWS_TOPICS_KEPT, read_checkpoints,
+    read_reported, recorded_published_before, recorded_settings, recorded_windows_topics,
 };
+
+/// What a restart reads back and the one write it may make: from the broker, or (in the
+/// simulation test) from an in-memory log.
+pub(crate) trait Broker {
+    /// The newest checkpoint of each partition in `topic` (see `source::kafka::checkpoint`).
+    fn checkpoints(&mut self, topic: &str) -> Result<Checkpoints, LiveError>;
+    /// Whether `topic` exists.
+    fn has_topic(&mut self, topic: &str) -> bool;
+    /// The recent finals and revisions of the windows topics `topics` and their newest
+    /// final, and the last message of each of `clusters`.
+    fn tail(&mut self, topics: &[String], clusters: &[String]) -> Result<Tail, LiveError>;
+    /// Publishes a final or revision read back (`key`, `payload`, its dataflow time) to each
+    /// of `topics`, and waits until the broker has it.
+    fn republish(&mut self, topics: &[String], record: (&str, &[u8], i64))
+    -> Result<(), LiveError>;
+    /// The late records of `size` (and the invalid ones too if `invalid_too`) in `late_topic`
+    /// of the events read again after `checkpoints`.
+    fn reported(
+        &mut self,
+        late_topic: &str,
+        checkpoints: &Checkpoints,
+        size: WindowSize,
+        invalid_too: bool,
+    ) -> Result<Reported, LiveError>;
+}
+
+/// The broker a run reads back from.
+struct Kafka<'a> {
+    brokers: &'a str,
+    consumer: BaseConsumer,
+}
+
+impl Broker for Kafka<'_> {
+    fn checkpoints(&mut self, topic: &str) -> Result<Checkpoints, LiveError> {
+        Ok(read_checkpoints(self.brokers, topic)?)
+    }
+
+    fn has_topic(&mut self, topic: &str) -> bool {
+        partitions_of(&self.consumer, topic).is_ok()
+    }
+
+    fn tail(&mut self, topics: &[String], clusters: &[String]) -> Result<Tail, LiveError> {
+        let mut tail = Tail::default();
+        for (i, topic) in topics.iter().enumerate() {
+            let clusters = if i == 0 { clusters } else { &[] };
+            let (read, unresolved) = read_tail(&self.consumer, topic, clusters)?;
+            let newest = newest_window(&self.consumer, topic, read.newest, &unresolved)?;
+            tail.newest = tail.newest.max(newest);
+            for (start, time) in read.times {
+                let latest = tail.times.entry(start).or_insert(time);
+                *latest = (*latest).max(time);
+            }
+            if i == 0 {
+                tail.lasts = read.lasts;
+            }
+        }
+        Ok(tail)
+    }
+
+    fn republish(
+        &mut self,
+        topics: &[String],
+        record: (&str, &[u8], i64),
+    ) -> Result<(), LiveError> {
+        Ok(republish(self.brokers, topics, record)?)
+    }
+
+    fn reported(
+        &mut self,
+        late_topic: &str,
+        checkpoints: &Checkpoints,
+        size: WindowSize,
+        invalid_too: bool,
+    ) -> Result<Reported, LiveError> {
+        Ok(read_reported(
+            self.brokers,
+            late_topic,
+            checkpoints,
+            size,
+            invalid_too,
+        )?)
+    }
+}
 
 /// Reads back what earlier runs published and checkpointed, completing a publication a kill
 /// cut short; what the workers start from, with the events topic's `partitions`.
-// Long: per window size, the settings check decides which windows topic is read back, and
-// the checkpoints and late records read after it belong to the same size.
 pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared, LiveError> {
     let consumer: BaseConsumer = service::kafka::client_config(&config.brokers)
         .set("group.id", format!("{}-inspect", config.group))
@@ -52,21 +136,36 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| Failure::kafka("create a Kafka consumer", e))?;
+    recover(
+        config,
+        partitions,
+        &mut Kafka {
+            brokers: &config.brokers,
+            consumer,
+        },
+    )
+}
+
+/// What the workers start from, read back from `broker` for the events topic's `partitions`:
+/// the one call a restart makes.
+// Long: per window size, the settings check decides which windows topic is read back, and
+// the checkpoints and late records read after it belong to the same size.
+pub(crate) fn recover(
+    config: &LiveConfig,
+    partitions: i32,
+    broker: &mut impl Broker,
+) -> Result<Prepared, LiveError> {
     let mut published_before = Vec::new();
     let mut published_times = Vec::new();
     let mut checkpoints = Vec::new();
     let mut reported = Vec::new();
     let mut new_partitions_from = Vec::new();
+    let mut windows_topics = Vec::new();
     for (i, &size) in config.windows.sizes().iter().enumerate() {
         let checkpoint = match config.start {
-            StartFrom::Committed => {
-                read_checkpoints(&config.brokers, &config.checkpoint_topic_for(size))?
-            }
+            StartFrom::Committed => broker.checkpoints(&config.checkpoint_topic_for(size))?,
             _ => Checkpoints::new(),
         };
-        // Where the windows were published: the windows topic the checkpoints name, if it is
-        // another (a size added renames the live size's topic) and still there.
-        let current = config.windows_topic_for(size);
         let recorded = recorded_settings(&checkpoint, size);
         if let Some(recorded) = &recorded {
             check_settings(config, size, partitions, recorded)?;
@@ -77,33 +176,41 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
             StartFrom::Latest => 0,
             _ => recorded.as_ref().map_or(i32::MAX, |r| r.partitions),
         });
-        let topic = match recorded.map(|r| r.windows_topic) {
-            Some(before) if before != current && partitions_of(&consumer, &before).is_ok() => {
-                tracing::info!(before = %before, now = %current, "The windows were published to another topic: the restart reads back what was published there and publishes to the new one.");
-                before
+        // Where the windows were published: the windows topic, and those the checkpoints name
+        // if they are others (a size added renames the live size's topic) and still there.
+        let current = config.windows_topic_for(size);
+        let mut topics = vec![current.clone()];
+        for before in &recorded_windows_topics(&checkpoint, size) {
+            if !topics.contains(before)
+                && topics.len() < WINDOWS_TOPICS_KEPT
+                && broker.has_topic(before)
+            {
+                tracing::info!(before = %before, now = %current, "Windows were published to another topic: the restart reads back what was published there too.");
+                topics.push(before.clone());
             }
-            _ => current,
-        };
+        }
         // The clusters get the live size only.
         let clusters = if i == 0 {
             config.cluster_topics()
         } else {
             Vec::new()
         };
-        let mut tail = read_tail(&consumer, &topic, &clusters)?;
-        if let Some(completed) = complete_publication(config, &topic, &tail.lasts, &mut tail.times)?
+        let mut tail = broker.tail(&topics, &clusters)?;
+        let topic = current;
+        if let Some(completed) =
+            complete_publication(config, broker, &topic, &tail.lasts, &mut tail.times)?
         {
             tail.newest = tail.newest.max(Some(completed));
         }
-        let newest = newest_window(&consumer, &topic, tail.newest, &tail.unresolved)?;
         tracing::debug!(%topic, windows = tail.times.len(), "The times of recent finals and revisions.");
         published_times.push(Arc::new(tail.times));
-        if let Some(start) = newest {
+        if let Some(start) = tail.newest {
             tracing::info!(window_start = %model::format_rfc3339_millis(start), %topic, "Resuming after the last published window.");
         }
         // The checkpoints know too what was published (the topic may have been emptied by
         // retention, or renamed and deleted).
-        let before = newest
+        let before = tail
+            .newest
             .map(|start| start + size.millis())
             .max(recorded_published_before(&checkpoint, size))
             .unwrap_or(i64::MIN);
@@ -112,18 +219,13 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
         }
         published_before.push(before);
         // The live size reports the invalid events.
-        let late = read_reported(
-            &config.brokers,
-            &config.late_topic,
-            &checkpoint,
-            size,
-            i == 0,
-        )?;
+        let late = broker.reported(&config.late_topic, &checkpoint, size, i == 0)?;
         if !late.is_empty() {
             tracing::info!(records = late.len(), topic = %config.late_topic, "Late and invalid records published before the restart, not to report again.");
         }
         reported.push(Arc::new(late));
         checkpoints.push(checkpoint);
+        windows_topics.push(topics);
     }
     Ok(Prepared {
         partitions,
@@ -132,6 +234,7 @@ pub(crate) fn read_back(config: &LiveConfig, partitions: i32) -> Result<Prepared
         checkpoints,
         new_partitions_from,
         reported,
+        windows_topics,
     })
 }
 
@@ -197,20 +300,14 @@ fn check_accounted(
         // Those it reads are of the windows after the published ones, or late records.
         StartFrom::Latest => Ok(()),
         StartFrom::Committed => {
-            // The partitions every checkpoint knew of (each got one before it was read; one
-            // added while a run stopped may have none, and is read as new).
-            let known = match recorded_partitions(checkpoints, size) {
-                Some(least) => least.min(partitions),
-                None if checkpoints.is_empty() => partitions,
-                // Made by a version that did not name its settings.
-                None => 0,
-            };
-            let missing: Vec<i32> = (0..known)
-                .filter(|p| !checkpoints.contains_key(p))
-                .collect();
-            if missing.is_empty() {
+            // A run checkpoints each of its partitions before it reads any: a partition
+            // without a checkpoint beside others with one was read by no run that published
+            // windows (one added while the dataflow stopped, or whose first checkpoint a kill
+            // cut short), and is read as new. Without any, the state is lost.
+            if !checkpoints.is_empty() {
                 return Ok(());
             }
+            let missing: Vec<i32> = (0..partitions).collect();
             Err(refuse(format!(
                 "no checkpoint in {} accounts for (none for partitions {missing:?} of {}: a new --group, or its checkpoints deleted)",
                 config.checkpoint_topic_for(size),
@@ -245,22 +342,42 @@ fn offsets_of(consumer: &BaseConsumer, topic: &str, p: i32) -> Result<(i64, i64)
 const RECENT_MESSAGES: i64 = 10_000;
 
 /// What the ends of a windows topic and of the cluster topics say.
-struct Tail {
+#[derive(Default)]
+pub(crate) struct Tail {
     /// Per window among the recent messages: the latest dataflow time of its final and
     /// revised messages.
-    times: BTreeMap<i64, i64>,
-    /// The start of the newest final among them.
-    newest: Option<i64>,
-    /// The partitions with no final among their recent messages and older messages before
-    /// them: `(partition, first offset, where the recent messages began)`.
-    unresolved: Vec<(i32, i64, i64)>,
+    pub(crate) times: BTreeMap<i64, i64>,
+    /// The start of the newest final of the windows topic.
+    pub(crate) newest: Option<i64>,
     /// The last message of each cluster topic, if it is a final or a revision.
-    lasts: Vec<Option<Published>>,
+    pub(crate) lasts: Vec<Option<Published>>,
 }
 
+impl Tail {
+    /// Notes a final or revised message of the windows topic made at dataflow time `time`;
+    /// its window's start if it is a final.
+    pub(crate) fn see(&mut self, time: i64, message: &WindowMessage) -> Option<i64> {
+        let start = message.report.window_start;
+        let latest = self.times.entry(start).or_insert(time);
+        *latest = (*latest).max(time);
+        (message.state == WindowState::Final).then(|| {
+            self.newest = self.newest.max(Some(start));
+            start
+        })
+    }
+}
+
+/// The partitions of a windows topic with no final among their recent messages and older
+/// messages before them: `(partition, first offset, where the recent messages began)`.
+type Unresolved = Vec<(i32, i64, i64)>;
+
 /// Reads, in one pass, the last [`RECENT_MESSAGES`] of each partition of `topic` and the last
-/// message of each of `clusters`.
-fn read_tail(consumer: &BaseConsumer, topic: &str, clusters: &[String]) -> Result<Tail, LiveError> {
+/// message of each of `clusters`; the newest final is that of the recent messages.
+fn read_tail(
+    consumer: &BaseConsumer,
+    topic: &str,
+    clusters: &[String],
+) -> Result<(Tail, Unresolved), LiveError> {
     let mut ranges = Vec::new();
     let mut starts = Vec::new();
     for p in partitions_of(consumer, topic)? {
@@ -273,20 +390,16 @@ fn read_tail(consumer: &BaseConsumer, topic: &str, clusters: &[String]) -> Resul
         let (low, high) = offsets_of(consumer, cluster, 0)?;
         ranges.push(Range::new(cluster, 0, (high - 1).max(low), high));
     }
-    let mut times = BTreeMap::new();
-    let mut newest_in: HashMap<i32, i64> = HashMap::new();
+    let mut tail = Tail::default();
+    let mut has_final = HashSet::new();
     let mut lasts: HashMap<String, Published> = HashMap::new();
     read_ranges(consumer, &ranges, |message, range| {
         let Some((time, read)) = closed_message(message) else {
             return;
         };
         if message.topic() == topic {
-            let start = read.report.window_start;
-            let latest = times.entry(start).or_insert(time);
-            *latest = (*latest).max(time);
-            if read.state == WindowState::Final {
-                let newest = newest_in.entry(message.partition()).or_insert(start);
-                *newest = (*newest).max(start);
+            if tail.see(time, &read).is_some() {
+                has_final.insert(message.partition());
             }
         } else if message.offset() == range.end - 1 {
             lasts.insert(
@@ -300,15 +413,12 @@ fn read_tail(consumer: &BaseConsumer, topic: &str, clusters: &[String]) -> Resul
             );
         }
     })?;
-    Ok(Tail {
-        times,
-        newest: newest_in.values().copied().max(),
-        unresolved: starts
-            .into_iter()
-            .filter(|(p, low, from)| from > low && !newest_in.contains_key(p))
-            .collect(),
-        lasts: clusters.iter().map(|c| lasts.remove(c)).collect(),
-    })
+    tail.lasts = clusters.iter().map(|c| lasts.remove(c)).collect();
+    let unresolved = starts
+        .into_iter()
+        .filter(|(p, low, from)| from > low && !has_final.contains(p))
+        .collect();
+    Ok((tail, unresolved))
 }
 
 /// A final or revised window message with its dataflow time (the [`TIME_HEADER`]).
@@ -436,12 +546,12 @@ fn read_ranges(
 }
 
 /// A final or revised window message as read back from a topic.
-struct Published {
-    key: String,
-    payload: Vec<u8>,
+pub(crate) struct Published {
+    pub(crate) key: String,
+    pub(crate) payload: Vec<u8>,
     /// Its dataflow time (the [`TIME_HEADER`]).
-    time: i64,
-    message: WindowMessage,
+    pub(crate) time: i64,
+    pub(crate) message: WindowMessage,
 }
 
 /// Finishes a final or revision an earlier run left half published. One worker publishes
@@ -455,6 +565,7 @@ struct Published {
 /// others take the same decision. The window's start if the message completed is a final.
 fn complete_publication(
     config: &LiveConfig,
+    broker: &mut impl Broker,
     windows_topic: &str,
     lasts: &[Option<Published>],
     times: &mut BTreeMap<i64, i64>,
@@ -477,12 +588,8 @@ fn complete_publication(
             message.payload.as_slice(),
             message.time,
         );
-        republish(&config.brokers, &lacking, record)?;
-        republish(
-            &config.brokers,
-            std::slice::from_ref(&windows_topic.to_owned()),
-            record,
-        )?;
+        broker.republish(&lacking, record)?;
+        broker.republish(std::slice::from_ref(&windows_topic.to_owned()), record)?;
     }
     times.insert(start, message.time);
     Ok((message.message.state == WindowState::Final).then_some(start))

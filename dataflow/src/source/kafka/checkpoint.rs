@@ -28,7 +28,8 @@
 //! topic from there, so it knows which events read again were reported already (`reported`).
 //!
 //! The text is `3;SETTINGS;MAX_SEEN;CLOSED_BEFORE;PUBLISHED_BEFORE;P,P,...;W:L,...;W:T:L,...`
-//! with `SETTINGS` what the state was made with (`Settings`), `PUBLISHED_BEFORE` the time
+//! with `SETTINGS` what the state was made with (`Settings`: `EVENTS/PARTITIONS/WINDOW_MS/
+//! WINDOWS,...`, the windows topics newest first), `PUBLISHED_BEFORE` the time
 //! before which every window was published, `P` the late topic's positions, `W` a closed window and `T` a time as the number of windows before
 //! `CLOSED_BEFORE`, `L` an offset minus the committed offset: first each closed window's last
 //! counted offset, then each amended window's last amending offset per time. Version `2;`
@@ -119,7 +120,7 @@ pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failu
 /// claim among the records read, of the last record. What a run taken over from wrote after
 /// the claim (a dataflow that had not yet seen it and stopped) is not the partition's state.
 #[derive(Debug, Default)]
-struct Newest {
+pub(crate) struct Newest {
     partitions: HashMap<i32, Read>,
 }
 
@@ -135,7 +136,12 @@ struct Read {
 }
 
 impl Newest {
-    fn see(&mut self, partition: i32, (run, claim): (&str, bool), checkpoint: (i64, String)) {
+    pub(crate) fn see(
+        &mut self,
+        partition: i32,
+        (run, claim): (&str, bool),
+        checkpoint: (i64, String),
+    ) {
         let read = self.partitions.entry(partition).or_default();
         if claim {
             read.last_claim = Some(run.to_owned());
@@ -144,7 +150,7 @@ impl Newest {
         read.by_run.insert(run.to_owned(), checkpoint);
     }
 
-    fn checkpoints(self) -> Checkpoints {
+    pub(crate) fn checkpoints(self) -> Checkpoints {
         self.partitions
             .into_iter()
             .filter_map(|(p, mut read)| {
@@ -294,16 +300,21 @@ pub struct Settings {
     pub partitions: i32,
     /// The window size, ms (closed windows are written relative to it).
     pub window_ms: i64,
-    /// Where the windows were published.
-    pub windows_topic: String,
+    /// Where the windows were published: the topic the run publishes to, then those earlier
+    /// runs published to, if they were others (a size added renames the live size's), at
+    /// most [`WINDOWS_TOPICS_KEPT`].
+    pub windows_topics: Vec<String>,
 }
 
 impl Settings {
-    /// `EVENTS/PARTITIONS/WINDOW_MS/WINDOWS` (a topic name has no `/` or `;`).
+    /// `EVENTS/PARTITIONS/WINDOW_MS/WINDOWS,...` (a topic name has no `/`, `;` or `,`).
     fn encode(&self) -> String {
         format!(
             "{}/{}/{}/{}",
-            self.events_topic, self.partitions, self.window_ms, self.windows_topic
+            self.events_topic,
+            self.partitions,
+            self.window_ms,
+            self.windows_topics.join(",")
         )
     }
 
@@ -313,11 +324,16 @@ impl Settings {
             events_topic: fields.next()?.to_owned(),
             partitions: fields.next()?.parse().ok()?,
             window_ms: fields.next()?.parse().ok()?,
-            windows_topic: fields.next()?.to_owned(),
+            windows_topics: fields.next()?.split(',').map(str::to_owned).collect(),
         };
         fields.next().is_none().then_some(settings)
     }
 }
+
+/// How many windows topics a checkpoint names at most: the one its run publishes to and the
+/// ones earlier runs published to, newest first (renames are rare: a size added or removed
+/// renames the live size's topic, and back).
+pub const WINDOWS_TOPICS_KEPT: usize = 4;
 
 /// The latest time before which the newest checkpoints of `checkpoints` say every window was
 /// published, if any says.
@@ -335,10 +351,17 @@ fn settings_of(checkpoints: &Checkpoints, size: WindowSize) -> impl Iterator<Ite
         .filter_map(move |(offset, text)| Checkpoint::decode(text, *offset, size).settings)
 }
 
-/// The fewest partitions of the events topic any of `checkpoints` names (one written before
-/// the topic grew), if they name their settings.
-pub fn recorded_partitions(checkpoints: &Checkpoints, size: WindowSize) -> Option<i32> {
-    settings_of(checkpoints, size).map(|s| s.partitions).min()
+/// The windows topics any of `checkpoints` names, each once, the newest checkpoints' first.
+pub fn recorded_windows_topics(checkpoints: &Checkpoints, size: WindowSize) -> Vec<String> {
+    let mut settings: Vec<Settings> = settings_of(checkpoints, size).collect();
+    settings.sort_by_key(|s| std::cmp::Reverse(s.partitions));
+    let mut topics: Vec<String> = Vec::new();
+    for topic in settings.into_iter().flat_map(|s| s.windows_topics) {
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    topics
 }
 
 /// The settings the newest checkpoints of `checkpoints` were made with (the most partitions
@@ -555,14 +578,14 @@ mod tests {
                 events_topic: "emoji-events".into(),
                 partitions: 4,
                 window_ms: 2000,
-                windows_topic: "emoji-windows-2s".into(),
+                windows_topics: vec!["emoji-windows-2s".into(), "emoji-windows".into()],
             }),
             published_before: Some(1_699_999_998_000),
         };
         let text = checkpoint.encode(100, size, RECORD_MAX_LEN).0;
         assert_eq!(
             text,
-            "3;emoji-events/4/2000/emoji-windows-2s;1700000003000;1700000002000;1699999998000;7,0,12;1:30;"
+            "3;emoji-events/4/2000/emoji-windows-2s,emoji-windows;1700000003000;1700000002000;1699999998000;7,0,12;1:30;"
         );
         let read = Checkpoint::decode(&text, 100, size);
         assert_eq!(read.max_seen, checkpoint.max_seen);

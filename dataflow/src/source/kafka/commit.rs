@@ -9,24 +9,20 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
-use super::checkpoint::{Checkpoint, run_headers};
+use super::checkpoint::run_headers;
 use super::reader::KafkaReader;
 
 impl KafkaReader {
     /// Commits, for each partition, the offset before which everything is published.
     pub(super) fn commit_published(&mut self, published: &ProbeHandle<i64>, sync: bool) {
         let frontier = published.with_frontier(|f| f.first().copied().unwrap_or(i64::MAX));
-        if frontier < i64::MAX {
-            self.published_frontier = self.published_frontier.max(frontier);
-        }
         let due = sync || self.last_commit.elapsed() >= Duration::from_secs(1);
-        if frontier <= self.committed_frontier || !due {
+        let Some(closed_before) = self
+            .state
+            .commit_behind(frontier, self.committed_frontier, due)
+        else {
             return;
-        }
-        for p in &mut self.partitions {
-            p.pending = p.pending.split_off(&frontier);
-        }
-        let closed_before = self.caps.time();
+        };
         if self.commit(closed_before) {
             self.committed_frontier = frontier;
         }
@@ -52,54 +48,35 @@ impl KafkaReader {
         if self.consumer.context().reachable_since().is_none() || self.ends.taken_over().is_some() {
             return false;
         }
-        let size = self.config.rules.window;
+        let size = self.state.config.rules.window;
+        let topic = self.state.config.checkpoint_topic.clone();
+        let ends = &self.ends;
         let mut offsets = TopicPartitionList::new();
-        for p in self.partitions.iter_mut().filter(|p| which(p.id)) {
-            let (offset, max_seen, late_from) = match p.pending.values().min_by_key(|g| g.offset) {
-                Some(guard) => (guard.offset, guard.max_seen, guard.late_from.clone()),
-                None => {
-                    // Not before where it resumed (what it reads again before that, only for
-                    // the watermark, an earlier run handled).
-                    let next = p.next_offset.max(p.resume_offset);
-                    let ends = self.ends.late_ends();
-                    let late_from = self.config.reported.late_from(p.id, next, ends);
-                    (next, p.watermark.max_seen(), late_from)
-                }
-            };
-            // What is before the offset is not read again.
-            p.last_counted.retain(|_, last| *last >= offset);
-            p.amended.retain(|_, last| *last >= offset);
-            let closed_before = closed_before.max(p.closed_before);
-            let mut checkpoint = Checkpoint {
-                max_seen,
-                // None before any window closed (as with no checkpoint at all).
-                closed_before: (closed_before > i64::MIN).then_some(closed_before),
-                last_counted: p.last_counted.clone(),
-                amended: p.amended.clone(),
-                late_from,
-                settings: Some(self.settings.clone()),
-                published_before: Some(self.published_frontier),
-            };
-            for (&window, &last) in p.open_last.range(..closed_before) {
-                note_last_counted(&mut checkpoint.last_counted, window, last);
+        for i in 0..self.state.partitions.len() {
+            let id = self.state.partitions[i].id;
+            if !which(id) {
+                continue;
             }
+            let (offset, checkpoint) = self
+                .state
+                .checkpoint(i, closed_before, &|| ends.late_ends());
             let (text, left_out) = checkpoint.record_text(offset, size);
             if let Some(window) = left_out {
                 tracing::warn!(
-                    partition = p.id,
+                    partition = id,
                     window_start = %model::format_rfc3339_millis(window),
                     "Too many closed windows with events after the committed offset to checkpoint them all: a restart reports the events of this window and older ones late."
                 );
             }
             let payload = format!("{offset};{text}");
-            let record = BaseRecord::<(), str>::to(&self.config.checkpoint_topic)
-                .partition(p.id)
+            let record = BaseRecord::<(), str>::to(&topic)
+                .partition(id)
                 .payload(&payload)
                 .headers(run_headers(claim));
             if let Err((error, _)) = self.checkpoints.send(record) {
                 return self.checkpoint_failed(&error.to_string());
             }
-            let mut elem = offsets.add_partition(&self.config.topic, p.id);
+            let mut elem = offsets.add_partition(&self.state.config.topic, id);
             if elem.set_offset(Offset::Offset(offset)).is_ok() {
                 elem.set_metadata(checkpoint.metadata_text(offset, size));
             }
@@ -126,9 +103,9 @@ impl KafkaReader {
     /// Notes a checkpoint that was not written (a log line and the metric, from here only);
     /// false, what a commit then returns.
     fn checkpoint_failed(&self, reason: &str) -> bool {
-        self.metrics.checkpoint_failures.add(1);
+        self.state.metrics.checkpoint_failures.add(1);
         tracing::warn!(
-            topic = %self.config.checkpoint_topic,
+            topic = %self.state.config.checkpoint_topic,
             %reason,
             "A checkpoint was not written: no window closes until one is; trying again."
         );
@@ -142,12 +119,8 @@ impl KafkaReader {
         if !self.commit(hold) {
             return false;
         }
-        for p in &mut self.partitions {
-            let open = p.open_last.split_off(&hold);
-            for (window, last) in std::mem::replace(&mut p.open_last, open) {
-                note_last_counted(&mut p.last_counted, window, last);
-            }
-        }
+        self.state.closed(hold);
+        self.caps.downgrade(hold);
         true
     }
 
@@ -166,15 +139,4 @@ impl KafkaReader {
         self.commit_published(published, true);
         true
     }
-}
-
-/// Records `last` as the last offset counted in `window`, unless a later one is known (a
-/// restart counts again the events an earlier run counted).
-fn note_last_counted(
-    last_counted: &mut std::collections::BTreeMap<i64, i64>,
-    window: i64,
-    last: i64,
-) {
-    let entry = last_counted.entry(window).or_insert(last);
-    *entry = (*entry).max(last);
 }

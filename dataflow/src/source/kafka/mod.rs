@@ -31,8 +31,9 @@
 //!
 //! # Layout
 //! - this module: the `read_kafka` operator and its configuration.
-//! - `reader`: the partitions of a worker: assignment and resume, polling, routing events
-//!   to windows or to the late records.
+//! - `state`: the partitions' state and every decision taken on it (where each starts, each
+//!   event's route, each checkpoint's state, when windows close), apart from the broker.
+//! - `reader`: the partitions of a worker: assignment, polling, emitting what `state` routes.
 //! - `progress`: idleness and the capabilities' advance.
 //! - `commit`: the commit protocol behind what is published, and the drain on a stop.
 //! - `checkpoint`: the state committed with each offset, so a restart decides as the run
@@ -52,6 +53,7 @@ mod growth;
 mod progress;
 mod reader;
 mod reported;
+mod state;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -71,10 +73,16 @@ use crate::source::outputs::{SourceStreams, source_outputs};
 use reader::KafkaReader;
 
 pub use checkpoint::{
-    Checkpoints, Settings, read_checkpoints, recorded_partitions, recorded_published_before,
-    recorded_settings,
+    Checkpoints, Settings, WINDOWS_TOPICS_KEPT, read_checkpoints, recorded_published_before,
+    recorded_settings, recorded_windows_topics,
 };
 pub use reported::{Reported, read_reported};
+#[cfg(test)]
+pub(crate) use {
+    checkpoint::{Newest, OWNER_TAIL},
+    reported::Reading,
+    state::{Partition, SourceState},
+};
 
 /// Where to start reading when the dataflow starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,8 +136,9 @@ pub struct KafkaSourceConfig {
     pub checkpoint_topic: String,
     /// Where late and invalid records go.
     pub late_topic: String,
-    /// Where this size's windows go (named in the checkpoints).
-    pub windows_topic: String,
+    /// Where this size's windows go, then where earlier runs published them, if elsewhere
+    /// (named in the checkpoints).
+    pub windows_topics: Vec<String>,
     /// The late and invalid records an earlier run published for the events read again,
     /// and where the late topic ended when they were read back.
     pub reported: Arc<Reported>,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 
 use super::reader::KafkaReader;
+use super::state::Partition;
 
 impl KafkaReader {
     /// Whether windows may close now: only with a broker to commit to, and after a failed
@@ -22,51 +23,32 @@ impl KafkaReader {
 
     /// Moves the capabilities to the earliest window a partition may still add to.
     pub(super) fn advance(&mut self, now: Instant, wall_ms: i64) {
-        let window = self.config.rules.window;
-        let idle_timeout = self.config.idle_timeout;
+        let idle_timeout = self.state.config.idle_timeout;
         let reachable_since = self.consumer.context().reachable_since();
         // An answer about the end counts for the idle timeout, and at least for a second (a
         // round trip to the broker must fit in it).
         let recent = now
             .checked_sub(idle_timeout.max(Duration::from_secs(1)))
             .unwrap_or(now);
-        let active = self.partitions.iter().filter(|p| {
+        let ends = &self.ends;
+        let idle = |p: &Partition| {
             // A paused partition may have more to read: never idle.
-            let idle = !p.paused
+            !p.paused
                 && reachable_since.is_some_and(|since| {
                     now.duration_since(p.last_message.max(since)) >= idle_timeout
                         && (p.at_end.is_some_and(|at| at >= since)
-                            || self
-                                .ends
-                                .read_to_end(p.id, p.next_offset, since.max(recent)))
-                });
-            !idle
-        });
-        // A window never closes before its end plus the lateness by the wall clock: an idle
-        // partition's watermark follows the clock no further than that, and no partition's
-        // (even one with events stamped ahead of the clock) goes past it.
-        let by_clock = wall_ms - self.config.rules.windows.lateness_ms();
-        let watermark = active
-            .map(|p| p.watermark.value().unwrap_or(i64::MIN))
-            .min()
-            .map_or(by_clock, |w| w.min(by_clock));
-        let hold = if watermark == i64::MIN {
-            i64::MIN
-        } else {
-            window.start_of(watermark)
+                            || ends.read_to_end(p.id, p.next_offset, since.max(recent)))
+                })
         };
-        for p in &self.partitions {
-            self.metrics.watermark(p.id, p.watermark.value(), wall_ms);
+        let (watermark, hold) = self.state.closing(idle, wall_ms);
+        for p in &self.state.partitions {
+            self.state
+                .metrics
+                .watermark(p.id, p.watermark.value(), wall_ms);
         }
-        if hold > self.caps.time() && self.may_close(now) {
-            if self.close_before(hold) {
-                self.caps.downgrade(hold);
-            } else {
-                self.last_close_failure = Some(now);
-            }
+        if hold > self.state.time && self.may_close(now) && !self.close_before(hold) {
+            self.last_close_failure = Some(now);
         }
-        if hold == self.caps.time() {
-            self.watermark = self.watermark.max(watermark);
-        }
+        self.state.follow(watermark, hold);
     }
 }

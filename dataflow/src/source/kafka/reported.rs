@@ -47,6 +47,12 @@ impl Reported {
         &self.ends
     }
 
+    /// Where each partition of the late topic is read from: the records found are at or
+    /// after these.
+    pub fn from(&self) -> &[i64] {
+        &self.from
+    }
+
     /// Where the late topic's partitions must be read from by a later restart that reads the
     /// event at `offset` of `partition` again, given where they ended before this run read
     /// it (`ends`): not past the records found here while any of them is of that offset or
@@ -72,14 +78,6 @@ impl Reported {
     /// Whether none were found.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Where `assignment` starts partition `p` of `topic`, if it does.
-fn assignment_from(assignment: &TopicPartitionList, topic: &str, p: i32) -> Option<i64> {
-    match assignment.find_partition(topic, p)?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
     }
 }
 
@@ -116,51 +114,23 @@ pub fn read_reported(
             .map_err(kafka("find the end of"))?;
         ends.push(high);
     }
-    // Where each late partition must be read from: the least position any checkpoint names
-    // (none: nothing to read again, or checkpoints of a version that names none).
-    let resumed: Vec<(i32, i64, Vec<i64>)> = checkpoints
-        .iter()
-        .map(|(&p, (offset, text))| {
-            (
-                p,
-                *offset,
-                Checkpoint::decode(text, *offset, size).late_from,
-            )
-        })
-        .collect();
-    let since: HashMap<i32, i64> = resumed.iter().map(|(p, o, _)| (*p, *o)).collect();
+    let (mut reported, reading) = Reading::plan(checkpoints, size, invalid_too, ends);
     let mut assignment = TopicPartitionList::new();
     // Read to where the broker says the partition ends (a high watermark may be told short
     // of the last record batch), and nothing is published there meanwhile.
     let mut to_read = HashSet::new();
     for (i, &p) in partitions.iter().enumerate() {
-        let from = resumed
-            .iter()
-            .filter(|(_, _, late_from)| late_from.len() == partitions.len())
-            .map(|(_, _, late_from)| late_from[i])
-            .min();
-        if let Some(from) = from.filter(|&from| from < ends[i]) {
+        if reported.from[i] < reported.ends[i] {
             assignment
-                .add_partition_offset(late_topic, p, Offset::Offset(from.max(0)))
+                .add_partition_offset(late_topic, p, Offset::Offset(reported.from[i].max(0)))
                 .map_err(kafka("assign"))?;
             to_read.insert(p);
         }
     }
-    let from = partitions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| assignment_from(&assignment, late_topic, *p).unwrap_or(ends[i]))
-        .collect();
-    let mut reported = Reported {
-        offsets: HashMap::new(),
-        ends,
-        from,
-    };
     if to_read.is_empty() {
         return Ok(reported);
     }
     consumer.assign(&assignment).map_err(kafka("assign"))?;
-    let label = size.label();
     // However long the read, as long as it goes on: a stall of 30 s is a failure.
     let mut deadline = Instant::now() + Duration::from_secs(30);
     while !to_read.is_empty() {
@@ -185,17 +155,79 @@ pub fn read_reported(
             }
             None => continue,
         };
-        let Some(record) = message
-            .payload()
-            .and_then(|p| serde_json::from_slice::<LateRecord>(p).ok())
-        else {
-            continue;
+        reading.see(&mut reported, message.payload().unwrap_or_default());
+    }
+    Ok(reported)
+}
+
+/// A read of the late topic for the records of the events a restart reads again.
+pub(crate) struct Reading {
+    /// Per partition of the events topic, the offset it resumes from.
+    since: HashMap<i32, i64>,
+    /// The window size whose late records count.
+    label: String,
+    /// Whether the invalid records count.
+    invalid_too: bool,
+}
+
+impl Reading {
+    /// Where to read the late topic, whose partitions end at `ends`, for the records of
+    /// windows of `size` (and the invalid ones too if `invalid_too`) of the events read again
+    /// after `checkpoints`: from each partition's least position any checkpoint names, none
+    /// (the partition's end) where none names one. The records go into the returned
+    /// `Reported`, whose `from` says where to read each partition from, through
+    /// [`see`](Self::see).
+    pub(crate) fn plan(
+        checkpoints: &Checkpoints,
+        size: WindowSize,
+        invalid_too: bool,
+        ends: Vec<i64>,
+    ) -> (Reported, Reading) {
+        let resumed: Vec<(i32, i64, Vec<i64>)> = checkpoints
+            .iter()
+            .map(|(&p, (offset, text))| {
+                (
+                    p,
+                    *offset,
+                    Checkpoint::decode(text, *offset, size).late_from,
+                )
+            })
+            .collect();
+        let from = (0..ends.len())
+            .map(|i| {
+                resumed
+                    .iter()
+                    .filter(|(_, _, late_from)| late_from.len() == ends.len())
+                    .map(|(_, _, late_from)| late_from[i])
+                    .min()
+                    .filter(|&from| from < ends[i])
+                    .map_or(ends[i], |from| from.max(0))
+            })
+            .collect();
+        let reading = Reading {
+            since: resumed.iter().map(|(p, o, _)| (*p, *o)).collect(),
+            label: size.label(),
+            invalid_too,
+        };
+        let reported = Reported {
+            offsets: HashMap::new(),
+            ends,
+            from,
+        };
+        (reported, reading)
+    }
+
+    /// Notes a record of the late topic (its payload), if it is one of those read for.
+    pub(crate) fn see(&self, reported: &mut Reported, payload: &[u8]) {
+        let Ok(record) = serde_json::from_slice::<LateRecord>(payload) else {
+            return;
         };
         let ours = match &record.window {
-            Some(window) => *window == label,
-            None => invalid_too,
+            Some(window) => *window == self.label,
+            None => self.invalid_too,
         };
-        let read_again = since
+        let read_again = self
+            .since
             .get(&record.partition)
             .is_some_and(|&since| record.offset >= since);
         if ours && read_again {
@@ -206,5 +238,4 @@ pub fn read_reported(
                 .insert(record.offset);
         }
     }
-    Ok(reported)
 }

@@ -537,6 +537,7 @@ fn every_flag_the_readme_names_exists() {
         "--features",
         "--bin",
         "--test",
+        "--lib",
         "--workspace",
         "--data",
         "--header",

@@ -37,17 +37,19 @@ use crate::failure::Failure;
 use crate::live::{LiveConfig, LiveError, Prepared};
 use crate::sink::kafka_publish::republish;
 use crate::source::kafka::{
-    Checkpoints, Reported, Settings, StartFrom, WINDOWS_TOPICS_KEPT, read_checkpoints,
-    read_reported, recorded_published_before, recorded_settings, recorded_windows_topics,
+    Checkpoint, Checkpoints, Claims, Reported, Settings, StartFrom, WINDOWS_TOPICS_KEPT,
+    read_checkpoints, read_reported, recorded_published_before, recorded_settings,
+    recorded_windows_topics,
 };
 
 /// What a restart reads back and the one write it may make: from the broker, or (in the
 /// simulation test) from an in-memory log.
 pub(crate) trait Broker {
-    /// The newest checkpoint of each partition in `topic` (see `source::kafka::checkpoint`).
-    fn checkpoints(&mut self, topic: &str) -> Result<Checkpoints, LiveError>;
-    /// Whether `topic` exists.
-    fn has_topic(&mut self, topic: &str) -> bool;
+    /// The newest checkpoint of each partition in `topic`, and which are claims (see
+    /// `source::kafka::checkpoint`).
+    fn checkpoints(&mut self, topic: &str) -> Result<(Checkpoints, Claims), LiveError>;
+    /// Whether `topic` exists (an error if the broker cannot tell).
+    fn has_topic(&mut self, topic: &str) -> Result<bool, LiveError>;
     /// The recent finals and revisions of the windows topics `topics` and their newest
     /// final, and the last message of each of `clusters`.
     fn tail(&mut self, topics: &[String], clusters: &[String]) -> Result<Tail, LiveError>;
@@ -73,12 +75,12 @@ struct Kafka<'a> {
 }
 
 impl Broker for Kafka<'_> {
-    fn checkpoints(&mut self, topic: &str) -> Result<Checkpoints, LiveError> {
+    fn checkpoints(&mut self, topic: &str) -> Result<(Checkpoints, Claims), LiveError> {
         Ok(read_checkpoints(self.brokers, topic)?)
     }
 
-    fn has_topic(&mut self, topic: &str) -> bool {
-        partitions_of(&self.consumer, topic).is_ok()
+    fn has_topic(&mut self, topic: &str) -> Result<bool, LiveError> {
+        Ok(!partitions_of(&self.consumer, topic)?.is_empty())
     }
 
     fn tail(&mut self, topics: &[String], clusters: &[String]) -> Result<Tail, LiveError> {
@@ -162,9 +164,9 @@ pub(crate) fn recover(
     let mut new_partitions_from = Vec::new();
     let mut windows_topics = Vec::new();
     for (i, &size) in config.windows.sizes().iter().enumerate() {
-        let checkpoint = match config.start {
+        let (checkpoint, claims) = match config.start {
             StartFrom::Committed => broker.checkpoints(&config.checkpoint_topic_for(size))?,
-            _ => Checkpoints::new(),
+            _ => Default::default(),
         };
         let recorded = recorded_settings(&checkpoint, size);
         if let Some(recorded) = &recorded {
@@ -183,7 +185,7 @@ pub(crate) fn recover(
         for before in &recorded_windows_topics(&checkpoint, size) {
             if !topics.contains(before)
                 && topics.len() < WINDOWS_TOPICS_KEPT
-                && broker.has_topic(before)
+                && broker.has_topic(before)?
             {
                 tracing::info!(before = %before, now = %current, "Windows were published to another topic: the restart reads back what was published there too.");
                 topics.push(before.clone());
@@ -215,7 +217,14 @@ pub(crate) fn recover(
             .max(recorded_published_before(&checkpoint, size))
             .unwrap_or(i64::MIN);
         if before > i64::MIN {
-            check_accounted(config, size, partitions, &topic, before, &checkpoint)?;
+            check_accounted(
+                config,
+                size,
+                partitions,
+                &topic,
+                before,
+                (&checkpoint, &claims),
+            )?;
         }
         published_before.push(before);
         // The live size reports the invalid events.
@@ -285,7 +294,7 @@ fn check_accounted(
     partitions: i32,
     topic: &str,
     before: i64,
-    checkpoints: &Checkpoints,
+    (checkpoints, claims): (&Checkpoints, &Claims),
 ) -> Result<(), LiveError> {
     let refuse = |why: String| LiveError::Unaccounted {
         topic: topic.to_owned(),
@@ -300,14 +309,27 @@ fn check_accounted(
         // Those it reads are of the windows after the published ones, or late records.
         StartFrom::Latest => Ok(()),
         StartFrom::Committed => {
-            // A run checkpoints each of its partitions before it reads any: a partition
-            // without a checkpoint beside others with one was read by no run that published
-            // windows (one added while the dataflow stopped, or whose first checkpoint a kill
-            // cut short), and is read as new. Without any, the state is lost.
-            if !checkpoints.is_empty() {
+            // A run checkpoints each of its partitions before it reads any (its claims): a
+            // partition without a checkpoint was read by no run that published windows (one
+            // added while the dataflow stopped, or whose claim a kill cut short), and is read
+            // as new, unless a run that knew of it wrote more than its claims (it went on to
+            // read and close windows): then its checkpoints are lost. With none at all, the
+            // state is lost.
+            let went_on_knowing = |p: i32| {
+                checkpoints.iter().any(|(q, (offset, text))| {
+                    !claims.contains(q)
+                        && Checkpoint::decode(text, *offset, size)
+                            .settings
+                            .is_some_and(|s| s.partitions > p)
+                })
+            };
+            let missing: Vec<i32> = (0..partitions)
+                .filter(|p| !checkpoints.contains_key(p))
+                .filter(|&p| checkpoints.is_empty() || went_on_knowing(p))
+                .collect();
+            if missing.is_empty() {
                 return Ok(());
             }
-            let missing: Vec<i32> = (0..partitions).collect();
             Err(refuse(format!(
                 "no checkpoint in {} accounts for (none for partitions {missing:?} of {}: a new --group, or its checkpoints deleted)",
                 config.checkpoint_topic_for(size),

@@ -35,7 +35,7 @@ use crate::live::{LiveConfig, LiveError};
 use crate::metrics::DataflowMetrics;
 use crate::recovery::{self, Broker, Published, Tail};
 use crate::source::kafka::{
-    Checkpoints, LiveSide, Newest, OWNER_TAIL, Partition, Reading, Reported, SourceState,
+    Checkpoints, Claims, LiveSide, Newest, OWNER_TAIL, Partition, Reading, Reported, SourceState,
 };
 
 /// Seeds a plain `cargo test` runs.
@@ -52,6 +52,9 @@ const MAX_PARTITIONS: i32 = 4;
 
 /// The live window size, ms (the per-10-seconds one may run beside it).
 const LIVE_MS: i64 = 2_000;
+
+/// How often (per 1,000) the broker refuses a checkpoint write.
+const REFUSED_PER_MILLE: u64 = 20;
 
 /// A partition read to its end and without new events this long is idle, ms.
 const IDLE_MS: i64 = 3_000;
@@ -195,7 +198,7 @@ struct ReadBack<'a> {
 }
 
 impl Broker for ReadBack<'_> {
-    fn checkpoints(&mut self, topic: &str) -> Result<Checkpoints, LiveError> {
+    fn checkpoints(&mut self, topic: &str) -> Result<(Checkpoints, Claims), LiveError> {
         let mut newest = Newest::default();
         for (p, records) in self
             .log
@@ -213,21 +216,27 @@ impl Broker for ReadBack<'_> {
         Ok(newest.checkpoints())
     }
 
-    fn has_topic(&mut self, topic: &str) -> bool {
-        self.log.topics.contains_key(topic)
+    fn has_topic(&mut self, topic: &str) -> Result<bool, LiveError> {
+        Ok(self.log.topics.contains_key(topic))
     }
 
     fn tail(&mut self, topics: &[String], clusters: &[String]) -> Result<Tail, LiveError> {
         let mut tail = Tail::default();
         for topic in topics {
             for r in self.log.topics.get(topic).into_iter().flatten() {
-                tail.see(r.time, &r.message);
+                if r.message.state != WindowState::Open {
+                    tail.see(r.time, &r.message);
+                }
             }
         }
         tail.lasts = clusters
             .iter()
             .map(|c| {
+                // An open update is not a publication to complete.
                 let r = self.log.topics.get(c)?.last()?;
+                if r.message.state == WindowState::Open {
+                    return None;
+                }
                 Some(Published {
                     key: r.key.clone(),
                     payload: r.seq.to_string().into_bytes(),
@@ -282,8 +291,19 @@ struct Worker {
 struct Outgoing {
     time: i64,
     record: WindowRecord,
-    /// How many of its topics have it.
+    /// The topics it goes to, in the order written (the cluster topics in any order, as the
+    /// real publisher's are in flight together; the windows topic last), and how many have it.
+    order: Vec<usize>,
     done: usize,
+}
+
+/// A window still open: the events counted so far, the revision of its last update and
+/// whether it changed since.
+#[derive(Default)]
+struct Open {
+    counted: Vec<u64>,
+    revision: u64,
+    changed: bool,
 }
 
 /// The dataflow of one window size: its workers' sources, and a model of its window operators
@@ -296,14 +316,22 @@ struct Dataflow {
     checkpoint_topic: String,
     /// The cluster topics (the live size's) and then the windows topic.
     topics: Vec<String>,
-    /// Open windows: the events counted so far.
-    open: BTreeMap<i64, Vec<u64>>,
+    /// Open windows.
+    open: BTreeMap<i64, Open>,
+    /// Whether open windows get updates (the live size: revisions then follow the clock).
+    updates: bool,
     /// Closed windows, for amendments: their revision and events.
     kept: BTreeMap<i64, (u64, Vec<u64>)>,
     /// Amendments by the time they went out at: their window and event.
     growing: BTreeMap<i64, Vec<(i64, u64)>>,
     outbox: VecDeque<Outgoing>,
-    side: VecDeque<(i64, Vec<u8>)>,
+    /// Per worker, its late and invalid records not written yet (each worker publishes its
+    /// own).
+    side: Vec<VecDeque<(i64, Vec<u8>)>>,
+    /// Per worker and partition, the clock when it last read a message of it.
+    last_read: HashMap<(usize, i32), i64>,
+    /// The clock when the run started.
+    started: i64,
     run: String,
     /// Tells every decision (replaying a failed seed).
     verbose: bool,
@@ -325,7 +353,7 @@ impl Dataflow {
     fn published_frontier(&self) -> i64 {
         let held = self.open.keys().chain(self.growing.keys()).copied();
         let waiting = self.outbox.iter().map(|o| o.time);
-        let side = self.side.iter().map(|(t, _)| *t);
+        let side = self.side.iter().flatten().map(|(t, _)| *t);
         held.chain(waiting)
             .chain(side)
             .fold(self.frontier(), i64::min)
@@ -342,7 +370,10 @@ impl Dataflow {
                 "an event routed to window {start}, before the time {time} of its source"
             );
             let window = self.open.entry(start).or_default();
-            window.extend(taps.iter().map(|t| serial(t.user.as_str())));
+            window
+                .counted
+                .extend(taps.iter().map(|t| serial(t.user.as_str())));
+            window.changed = true;
         }
         for amend in state.amends.drain(..) {
             self.growing
@@ -353,30 +384,46 @@ impl Dataflow {
         for side in state.side.drain(..) {
             let record = match side {
                 LiveSide::Late {
-                    partition, offset, ..
+                    event,
+                    partition,
+                    offset,
+                    ..
                 } => {
+                    let window = self.size.start_of(event.timestamp);
+                    assert!(
+                        window < time,
+                        "the event at {partition}/{offset} reported late, its {} window {window} open at {time}",
+                        self.label
+                    );
                     serde_json::json!({"window": self.label, "partition": partition, "offset": offset})
                 }
                 LiveSide::Invalid {
                     partition, offset, ..
                 } => serde_json::json!({"partition": partition, "offset": offset}),
             };
-            self.side.push_back((time, record.to_string().into_bytes()));
+            self.side[w].push_back((time, record.to_string().into_bytes()));
         }
     }
 
     /// The window operators: finals of the windows every source has passed, then the
     /// revisions of the times passed.
-    fn merge(&mut self) {
+    fn merge(&mut self, clock: i64, update: bool) {
         let frontier = self.frontier();
         while let Some(entry) = self.open.first_entry() {
             if *entry.key() >= frontier {
                 break;
             }
             let start = *entry.key();
-            let counted = entry.remove();
-            self.send(start, start, WindowState::Final, 1, counted.clone());
-            self.kept.insert(start, (1, counted));
+            let window = entry.remove();
+            let revision = self.next_revision(window.revision, clock);
+            self.send(
+                start,
+                start,
+                WindowState::Final,
+                revision,
+                window.counted.clone(),
+            );
+            self.kept.insert(start, (revision, window.counted));
         }
         while let Some(entry) = self.growing.first_entry() {
             if *entry.key() >= frontier {
@@ -386,9 +433,10 @@ impl Dataflow {
             let mut touched = Vec::new();
             for (start, event) in entry.remove() {
                 // A window without a final (no event on time) had an empty one.
+                let first = self.next_revision(0, clock);
                 self.kept
                     .entry(start)
-                    .or_insert((1, Vec::new()))
+                    .or_insert((first, Vec::new()))
                     .1
                     .push(event);
                 touched.push(start);
@@ -396,11 +444,40 @@ impl Dataflow {
             touched.sort_unstable();
             touched.dedup();
             for start in touched {
-                let (revision, counted) = self.kept.get_mut(&start).expect("kept");
-                *revision += 1;
-                let (revision, counted) = (*revision, counted.clone());
+                let last = self.kept[&start].0;
+                let revision = self.next_revision(last, clock);
+                let (kept, counted) = self.kept.get_mut(&start).expect("kept");
+                *kept = revision;
+                let counted = counted.clone();
                 self.send(time, start, WindowState::Revised, revision, counted);
             }
+        }
+        // The open windows that changed, to the clusters, at their start.
+        if self.updates && update {
+            let starts: Vec<i64> = self
+                .open
+                .iter()
+                .filter(|(_, w)| w.changed)
+                .map(|(s, _)| *s)
+                .collect();
+            for start in starts {
+                let last = self.open[&start].revision;
+                let revision = self.next_revision(last, clock);
+                let window = self.open.get_mut(&start).expect("open");
+                window.revision = revision;
+                window.changed = false;
+                let counted = window.counted.clone();
+                self.send(start, start, WindowState::Open, revision, counted);
+            }
+        }
+    }
+
+    /// The revision after `last`: with updates, the clock if it has moved on.
+    fn next_revision(&self, last: u64, clock: i64) -> u64 {
+        if self.updates {
+            (last + 1).max(clock as u64)
+        } else {
+            last + 1
         }
     }
 
@@ -423,6 +500,12 @@ impl Dataflow {
         let mut message = WindowMessage::final_of(report, start / self.size.millis());
         message.state = state;
         message.revision = revision;
+        // An open update goes to the clusters only.
+        let clusters = self.topics.len() - 1;
+        let mut order: Vec<usize> = (0..clusters).collect();
+        if state != WindowState::Open {
+            order.push(clusters);
+        }
         self.outbox.push_back(Outgoing {
             time,
             record: WindowRecord {
@@ -432,6 +515,7 @@ impl Dataflow {
                 counted,
                 seq: 0,
             },
+            order,
             done: 0,
         });
     }
@@ -443,6 +527,14 @@ impl Dataflow {
                 let Some(out) = self.outbox.front_mut() else {
                     continue;
                 };
+                if out.done == 0 {
+                    // The clusters' in any order.
+                    let clusters = self.topics.len() - 1;
+                    for i in (1..clusters.min(out.order.len())).rev() {
+                        out.order.swap(i, rng.below(i as u64 + 1) as usize);
+                    }
+                }
+                let topic = out.order[out.done];
                 if self.verbose {
                     let r = &out.record;
                     eprintln!(
@@ -453,18 +545,26 @@ impl Dataflow {
                         r.message.revision,
                         r.time,
                         r.counted.len(),
-                        self.topics[out.done]
+                        self.topics[topic]
                     );
                 }
-                log.publish(&self.topics[out.done], out.record.clone(), self.lateness_ms);
+                log.publish(&self.topics[topic], out.record.clone(), self.lateness_ms);
                 if log.dead() {
                     return;
                 }
                 out.done += 1;
-                if out.done == self.topics.len() {
+                if out.done == out.order.len() {
                     self.outbox.pop_front();
                 }
-            } else if let Some((time, payload)) = self.side.front() {
+            } else {
+                let waiting: Vec<usize> = (0..self.side.len())
+                    .filter(|&w| !self.side[w].is_empty())
+                    .collect();
+                if waiting.is_empty() {
+                    continue;
+                }
+                let w = waiting[rng.below(waiting.len() as u64) as usize];
+                let (time, payload) = self.side[w].front().expect("waiting");
                 if !log.write() {
                     return;
                 }
@@ -480,13 +580,14 @@ impl Dataflow {
                     .unwrap() as usize)
                     % LATE_PARTITIONS;
                 log.late[p].push(payload.clone());
-                self.side.pop_front();
+                self.side[w].pop_front();
             }
         }
     }
 
     /// Checkpoints worker `w`'s partitions `which` as if windows before `closed_before` were
-    /// closed; false if a write was refused (`refuse`) or the process was killed.
+    /// closed; false if a write was refused (now and then, as a broker may) or the process
+    /// was killed.
     fn commit(
         &mut self,
         w: usize,
@@ -494,10 +595,16 @@ impl Dataflow {
         which: &dyn Fn(i32) -> bool,
         claim: bool,
         log: &mut Log,
-        refuse: bool,
+        rng: &mut Rng,
     ) -> bool {
+        let refuse = rng.chance(REFUSED_PER_MILLE);
         let state = &mut self.workers[w].state;
-        for i in 0..state.partitions.len() {
+        // Sent together and waited for: a kill can leave any of them written.
+        let mut order: Vec<usize> = (0..state.partitions.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for i in order {
             let id = state.partitions[i].id;
             if !which(id) {
                 continue;
@@ -533,7 +640,7 @@ impl Dataflow {
 
     /// Commits worker `w`'s offsets behind what is published, if `due` (as the reader's
     /// `commit_published`).
-    fn commit_published(&mut self, w: usize, due: bool, log: &mut Log, refuse: bool) {
+    fn commit_published(&mut self, w: usize, due: bool, log: &mut Log, rng: &mut Rng) {
         let frontier = self.published_frontier();
         let worker = &mut self.workers[w];
         let Some(closed_before) =
@@ -543,7 +650,7 @@ impl Dataflow {
         else {
             return;
         };
-        if self.commit(w, closed_before, &|_| true, false, log, refuse) {
+        if self.commit(w, closed_before, &|_| true, false, log, rng) {
             self.workers[w].committed_frontier = frontier;
         }
     }
@@ -554,6 +661,7 @@ impl Dataflow {
         let clock = log.clock;
         let slowest = Some(self.frontier());
         let state = &mut self.workers[w].state;
+        let mut read = Vec::new();
         for _ in 0..budget {
             let readable: Vec<usize> = (0..state.partitions.len())
                 .filter(|&i| {
@@ -576,6 +684,7 @@ impl Dataflow {
             };
             let before = counts(state);
             let id = p.id;
+            read.push(id);
             state.route(i, offset, outcome, Instant::now(), &|| ends.clone());
             if self.verbose {
                 let after = counts(state);
@@ -597,21 +706,29 @@ impl Dataflow {
                 );
             }
         }
+        for id in read {
+            self.last_read.insert((w, id), clock);
+        }
         self.emit(w);
         let state = &self.workers[w].state;
+        // Idle: read to where the partition ended at the last answer about its end (up to a
+        // second old), and nothing read from it for the idle timeout.
+        let asked = clock - rng.range(0, 1000);
         let idle = |p: &Partition| {
-            !p.paused
-                && p.next_offset as usize >= log.events[p.id as usize].len()
-                && clock - log.appended_at[p.id as usize] >= idle_ms
+            let events = &log.events[p.id as usize];
+            let end_then = events.partition_point(|e| e.received <= asked);
+            let last_read = self
+                .last_read
+                .get(&(w, p.id))
+                .copied()
+                .unwrap_or(self.started);
+            !p.paused && p.next_offset as usize >= end_then && clock - last_read >= idle_ms
         };
         let (watermark, hold) = state.closing(idle, clock);
-        if hold > state.time {
-            let refuse = rng.chance(20);
-            if self.commit(w, hold, &|_| true, false, log, refuse) {
-                self.workers[w].state.closed(hold);
-                if self.verbose {
-                    eprintln!("  {} w{w} closed before {hold}", self.label);
-                }
+        if hold > state.time && self.commit(w, hold, &|_| true, false, log, rng) {
+            self.workers[w].state.closed(hold);
+            if self.verbose {
+                eprintln!("  {} w{w} closed before {hold}", self.label);
             }
         }
         let state = &mut self.workers[w].state;
@@ -623,8 +740,7 @@ impl Dataflow {
             let peers = self.workers.len();
             let new: Vec<i32> = (before..now).filter(|p| *p as usize % peers == w).collect();
             self.workers[w].state.grow(now, &new);
-            let refuse = rng.chance(20);
-            if !self.commit(w, i64::MIN, &|p| new.contains(&p), false, log, refuse) {
+            if !self.commit(w, i64::MIN, &|p| new.contains(&p), false, log, rng) {
                 self.workers[w].state.shrink(before, &new);
             } else {
                 for p in self.workers[w].state.partitions.iter_mut() {
@@ -886,14 +1002,16 @@ impl Simulation {
                 kept: BTreeMap::new(),
                 growing: BTreeMap::new(),
                 outbox: VecDeque::new(),
-                side: VecDeque::new(),
+                side: (0..settings.workers).map(|_| VecDeque::new()).collect(),
+                last_read: HashMap::new(),
+                started: self.log.clock,
+                updates: i == 0,
                 run: format!("run{}", self.runs),
                 verbose: self.story.verbose,
             };
             // Every worker claims its partitions with a checkpoint where each starts.
             for w in 0..settings.workers {
-                let refuse = self.rng.chance(10);
-                if !dataflow.commit(w, i64::MIN, &|_| true, true, &mut self.log, refuse) {
+                if !dataflow.commit(w, i64::MIN, &|_| true, true, &mut self.log, &mut self.rng) {
                     return Ok(None);
                 }
             }
@@ -932,9 +1050,8 @@ impl Simulation {
                 let budget = self.rng.range(0, 12);
                 dataflow.step(w, &mut self.log, &mut self.rng, IDLE_MS, budget);
                 let due = self.rng.chance(300);
-                let refuse = self.rng.chance(20);
-                dataflow.commit_published(w, due, &mut self.log, refuse);
-                dataflow.merge();
+                dataflow.commit_published(w, due, &mut self.log, &mut self.rng);
+                dataflow.merge(self.log.clock, self.rng.chance(300));
             }
             let steps = self.rng.range(0, 8);
             dataflow.publish(&mut self.log, &mut self.rng, steps);
@@ -986,7 +1103,7 @@ impl Simulation {
             read == self.log.partitions()
                 && dataflow.frontier() > last
                 && dataflow.outbox.is_empty()
-                && dataflow.side.is_empty()
+                && dataflow.side.iter().all(VecDeque::is_empty)
                 && dataflow.growing.is_empty()
         })
     }
@@ -996,7 +1113,7 @@ impl Simulation {
         for _ in 0..10_000 {
             let mut all = true;
             for dataflow in dataflows.iter_mut() {
-                dataflow.merge();
+                dataflow.merge(self.log.clock, self.rng.chance(300));
                 let steps = self.rng.range(1, 8);
                 dataflow.publish(&mut self.log, &mut self.rng, steps);
                 for w in 0..dataflow.workers.len() {
@@ -1005,7 +1122,7 @@ impl Simulation {
                     }
                     if dataflow.frontier() == dataflow.published_frontier() {
                         dataflow.workers[w].committed_frontier = i64::MIN;
-                        dataflow.commit_published(w, true, &mut self.log, false);
+                        dataflow.commit_published(w, true, &mut self.log, &mut self.rng);
                         dataflow.workers[w].drained = true;
                     } else {
                         all = false;
@@ -1074,7 +1191,9 @@ impl Simulation {
             self.log.kill_at = if last {
                 u64::MAX
             } else if self.rng.chance(700) {
-                self.log.writes + self.rng.range(1, 400) as u64
+                // Most kills early in a run (restarts right after restarts), some late.
+                let within = if self.rng.chance(500) { 200 } else { 5_000 };
+                self.log.writes + self.rng.range(1, within) as u64
             } else {
                 u64::MAX
             };
@@ -1213,10 +1332,23 @@ impl Simulation {
                 }
             }
             if size.millis() == LIVE_MS {
+                // A viewer keeps each window's highest revision: it must be the last message,
+                // and count what the windows topic's does.
                 for cluster in config.cluster_topics() {
                     let mut on_cluster: BTreeMap<i64, &WindowRecord> = BTreeMap::new();
                     for record in &self.log.topics[&cluster] {
-                        on_cluster.insert(record.message.report.window_start, record);
+                        let start = record.message.report.window_start;
+                        if let Some(before) = on_cluster.insert(start, record) {
+                            assert!(
+                                before.message.revision <= record.message.revision,
+                                "a revision of {} went down on {cluster}: {:?} {} after {:?} {}",
+                                record.key,
+                                record.message.state,
+                                record.message.revision,
+                                before.message.state,
+                                before.message.revision
+                            );
+                        }
                     }
                     for (start, record) in &last {
                         let got = on_cluster.get(start).map(|r| &r.counted);

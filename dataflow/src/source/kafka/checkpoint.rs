@@ -51,9 +51,13 @@ use crate::failure::Failure;
 /// Per partition of the events topic: the offset to resume from and its checkpoint text.
 pub type Checkpoints = HashMap<i32, (i64, String)>;
 
+/// The partitions whose newest checkpoint is a claim (a run's first, written before it read
+/// anything).
+pub type Claims = std::collections::HashSet<i32>;
+
 /// The newest checkpoint of every partition in `topic`: each partition's last record that
-/// counts (see [`Owners`]), among its last [`OWNER_TAIL`].
-pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<Checkpoints, Failure> {
+/// counts (see [`Owners`]), among its last [`OWNER_TAIL`]; and which of them are claims.
+pub fn read_checkpoints(brokers: &str, topic: &str) -> Result<(Checkpoints, Claims), Failure> {
     let kafka = |action: &str| {
         let action = format!("{action} the checkpoints in {topic}");
         move |e| Failure::kafka(action, e)
@@ -131,8 +135,8 @@ struct Read {
     last_claim: Option<String>,
     /// The run of the last record.
     last_run: String,
-    /// Each run's last checkpoint.
-    by_run: HashMap<String, (i64, String)>,
+    /// Each run's last checkpoint, and whether it is a claim.
+    by_run: HashMap<String, ((i64, String), bool)>,
 }
 
 impl Newest {
@@ -147,17 +151,24 @@ impl Newest {
             read.last_claim = Some(run.to_owned());
         }
         run.clone_into(&mut read.last_run);
-        read.by_run.insert(run.to_owned(), checkpoint);
+        read.by_run.insert(run.to_owned(), (checkpoint, claim));
     }
 
-    pub(crate) fn checkpoints(self) -> Checkpoints {
-        self.partitions
+    pub(crate) fn checkpoints(self) -> (Checkpoints, Claims) {
+        let mut claims = Claims::new();
+        let newest = self
+            .partitions
             .into_iter()
             .filter_map(|(p, mut read)| {
                 let owner = read.last_claim.take().unwrap_or(read.last_run);
-                Some((p, read.by_run.remove(&owner)?))
+                let (checkpoint, claim) = read.by_run.remove(&owner)?;
+                if claim {
+                    claims.insert(p);
+                }
+                Some((p, checkpoint))
             })
-            .collect()
+            .collect();
+        (newest, claims)
     }
 }
 
@@ -344,11 +355,14 @@ pub fn recorded_published_before(checkpoints: &Checkpoints, size: WindowSize) ->
         .max()
 }
 
-/// The settings each of `checkpoints` names, if it names them.
+/// The settings each of `checkpoints` names, if it names them, in the order of their
+/// partitions.
 fn settings_of(checkpoints: &Checkpoints, size: WindowSize) -> impl Iterator<Item = Settings> {
-    checkpoints
-        .values()
-        .filter_map(move |(offset, text)| Checkpoint::decode(text, *offset, size).settings)
+    let mut ordered: Vec<_> = checkpoints.iter().collect();
+    ordered.sort_by_key(|(p, _)| **p);
+    ordered
+        .into_iter()
+        .filter_map(move |(_, (offset, text))| Checkpoint::decode(text, *offset, size).settings)
 }
 
 /// The windows topics any of `checkpoints` names, each once, the newest checkpoints' first.
@@ -556,10 +570,16 @@ mod tests {
         // record's run (b wrote after a stopped).
         newest.see(2, ("a", false), ck(8));
         newest.see(2, ("b", false), ck(9));
-        let got = newest.checkpoints();
+        let (got, claims) = newest.checkpoints();
         assert_eq!(got[&0], ck(4));
         assert_eq!(got[&1], ck(7));
         assert_eq!(got[&2], ck(9));
+        assert!(claims.is_empty());
+        // A run that stopped right after its claims: its claim is the partition's newest.
+        let mut newest = Newest::default();
+        newest.see(0, ("a", false), ck(1));
+        newest.see(0, ("b", true), ck(2));
+        assert_eq!(newest.checkpoints().1, Claims::from([0]));
     }
 
     #[test]

@@ -72,9 +72,10 @@ use crate::record::LateEvent;
 use crate::source::outputs::{SourceStreams, source_outputs};
 use reader::KafkaReader;
 
+pub(crate) use checkpoint::Checkpoint;
 pub use checkpoint::{
-    Checkpoints, Settings, WINDOWS_TOPICS_KEPT, read_checkpoints, recorded_published_before,
-    recorded_settings, recorded_windows_topics,
+    Checkpoints, Claims, Settings, WINDOWS_TOPICS_KEPT, read_checkpoints,
+    recorded_published_before, recorded_settings, recorded_windows_topics,
 };
 pub use reported::{Reported, read_reported};
 #[cfg(test)]

@@ -67,7 +67,8 @@ impl Partition {
     ) -> Self {
         // Every run closes windows only after checkpointing each of its partitions with them
         // closed, so a checkpoint that names no closed window is of a partition no run read
-        // while it published windows (one added while it ran, say).
+        // while it published windows (one added while it ran, say): its events of published
+        // windows are late (below, `closed_before`), and say why.
         let unread = unread || checkpoint.closed_before.is_none();
         Partition {
             id,
@@ -78,9 +79,10 @@ impl Partition {
             at_end: None,
             pending: BTreeMap::new(),
             open_last: BTreeMap::new(),
-            // A published window was closed, whatever the checkpoint says; for a partition no
-            // publishing run read (the checkpoints then say so too), with nothing counted in
-            // it: its events of those windows are late.
+            // A published window was closed, whatever the checkpoint says; with nothing
+            // counted in it for a checkpoint that names no closed window (none counts a
+            // partition's events unless it closed windows with it): its events of those
+            // windows are late.
             closed_before: checkpoint
                 .closed_before
                 .map_or(config.published_before, |c| c.max(config.published_before)),
@@ -280,12 +282,16 @@ impl SourceState {
                 .last_counted
                 .get(&start)
                 .is_some_and(|&last| offset <= last);
-            if counted && start < self.config.published_before {
+            if start >= cap_time {
+                // The window's final was not published (the run that closed it stopped
+                // before): it counts in it now, unless an earlier run reported it late.
+                if self.config.reported.was_reported(partition.id, offset) {
+                    return;
+                }
+                Route::Window
+            } else if counted && start < self.config.published_before {
                 // Counted and published by an earlier run: reading it again changes nothing.
                 return;
-            } else if counted && start >= cap_time {
-                // Counted in a window whose final the earlier run did not publish.
-                Route::Window
             } else if partition.published_amendment(start, offset, &self.config.published_times) {
                 // It amended the window in a revision an earlier run published.
                 return;
@@ -499,7 +505,11 @@ impl SourceState {
     pub(crate) fn grow(&mut self, partitions: i32, new: &[i32]) {
         self.settings.partitions = partitions;
         for &p in new {
-            let partition = Partition::new(p, (0, 0), Checkpoint::default(), true, &self.config);
+            let mut partition =
+                Partition::new(p, (0, 0), Checkpoint::default(), true, &self.config);
+            // The windows this worker closed already are closed for it too (its events of
+            // them are late), and its checkpoints say so.
+            partition.closed_before = partition.closed_before.max(self.time);
             self.partitions.push(partition);
         }
     }

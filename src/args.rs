@@ -183,6 +183,9 @@ impl WindowArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct ReplayArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// CSV logs, or directories of them (their .csv files, in name order).
     #[arg(required = true, env = "EMOSTREAM_REPLAY_PATHS", value_delimiter = ',')]
     pub paths: Vec<PathBuf>,
@@ -268,6 +271,9 @@ pub enum FromArg {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct RecordArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// Kafka brokers, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
     pub brokers: String,
@@ -390,6 +396,51 @@ pub struct BrokerArgs {
     /// The input topic.
     #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
     pub events_topic: String,
+}
+
+/// Kafka client settings every Kafka client of a command takes.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct KafkaClientArgs {
+    /// A properties file of Kafka client settings for every Kafka client (security.protocol,
+    /// sasl.mechanism, sasl.jaas.config, ssl.ca.location, ...: the file Kafka's tools and the
+    /// managed services hand out; librdkafka's names).
+    #[arg(long, env = "EMOSTREAM_KAFKA_CONFIG", value_name = "FILE")]
+    pub kafka_config: Option<PathBuf>,
+    /// A Kafka client setting over the file's, KEY=VALUE (repeatable; a secret is better in
+    /// the file, out of the process list).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<String>,
+}
+
+impl KafkaClientArgs {
+    /// The settings, read and checked.
+    pub fn settings(
+        &self,
+    ) -> Result<service::kafka_settings::ClientSettings, service::kafka_settings::SettingsError>
+    {
+        service::kafka_settings::ClientSettings::load(
+            self.kafka_config.as_deref(),
+            &self.kafka_options,
+        )
+    }
+}
+
+impl Command {
+    /// The Kafka client settings of a command that talks to Kafka.
+    pub fn kafka(&self) -> Option<&KafkaClientArgs> {
+        match self {
+            Command::Replay(args) => Some(&args.kafka),
+            Command::Generate(_) => None,
+            Command::Record(args) => Some(&args.kafka),
+            Command::Ingest(args) => Some(&args.kafka),
+            Command::Dataflow(args) => Some(&args.kafka),
+            Command::Up(args) => Some(&args.kafka),
+            Command::Simulate(args) => Some(&args.kafka),
+            Command::Broadcast(args) => Some(&args.kafka),
+            Command::Wsload(args) => Some(&args.kafka),
+        }
+    }
 }
 
 fn parse_brokers(text: &str) -> Result<String, String> {
@@ -635,6 +686,9 @@ pub struct ReadyArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct IngestArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// The Kafka cluster.
     #[command(flatten)]
     pub brokers: BrokerArgs,
@@ -653,6 +707,9 @@ pub struct IngestArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct DataflowArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// The Kafka cluster.
     #[command(flatten)]
     pub brokers: BrokerArgs,
@@ -674,6 +731,9 @@ pub struct DataflowArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct UpArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// The Kafka cluster.
     #[command(flatten)]
     pub brokers: BrokerArgs,
@@ -708,6 +768,9 @@ pub struct UpArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct SimulateArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// http://HOST:PORT of the ingest API (the default target).
     #[arg(long, env = "EMOSTREAM_TARGET", conflicts_with = "brokers")]
     pub target: Option<String>,
@@ -888,6 +951,9 @@ impl BroadcastFlags {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct BroadcastArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// Kafka brokers, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
     pub brokers: String,
@@ -919,6 +985,9 @@ pub struct BroadcastArgs {
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
 pub struct WsLoadArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
     /// http://HOST:PORT of a broadcaster to register with (with --register-each, several,
     /// comma-separated: each client tries them in turn from its own).
     #[arg(

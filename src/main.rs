@@ -35,6 +35,23 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal, not for a log file or a pipe.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(kafka) = cli.command.kafka() {
+        match kafka.settings() {
+            Ok(settings) => {
+                if !settings.left_out().is_empty() {
+                    tracing::warn!(settings = ?settings.left_out(), "Java client settings librdkafka has no equivalent of: left out.");
+                }
+                if !settings.is_empty() {
+                    tracing::info!(%settings, "Kafka client settings.");
+                }
+                service::kafka_settings::use_settings(settings);
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(EXIT_REJECTED);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Replay(args) => replay_cmd::run(*args),
         Command::Generate(args) => generate_cmd::run(args),

@@ -688,3 +688,65 @@ fn closed_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Every command that talks to Kafka takes the Kafka client settings, and refuses a bad one
+/// by name, before it does anything, without printing a secret.
+#[test]
+fn every_kafka_command_takes_client_settings_and_refuses_bad_ones_by_name() {
+    for subcommand in SUBCOMMANDS.iter().filter(|s| **s != "generate") {
+        let help = String::from_utf8_lossy(&emostream(&[subcommand, "--help"]).stdout).into_owned();
+        for flag in ["--kafka-config", "--kafka-option"] {
+            assert!(help.contains(flag), "{subcommand} --help lacks {flag}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |extra: &[&str]| {
+        let mut args = vec![
+            "ingest",
+            "--brokers",
+            "127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let out = emostream(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(!err.contains("hunter2"), "a secret printed: {err}");
+        err
+    };
+    let secret = ["--kafka-option", "sasl.password=hunter2"];
+    let err = refused(&[&secret[..], &["--kafka-option", "enable.auto.commit=true"]].concat());
+    assert!(
+        err.contains("--kafka-option: enable.auto.commit is EmoStream's own setting"),
+        "{err}"
+    );
+    let err = refused(
+        &[
+            &secret[..],
+            &["--kafka-option", "security.protocol=SASL_SSL"],
+            &["--kafka-option", "sasl.mechanisms=NO-SUCH"],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("NO-SUCH"), "{err}");
+    let err = refused(&["--kafka-option", "sasl.password"]);
+    assert!(err.contains("not KEY=VALUE"), "{err}");
+    // A properties file: its line named.
+    let file = dir.path().join("client.properties");
+    std::fs::write(
+        &file,
+        "security.protocol=SASL_SSL\nsasl.password=hunter2\nno.such.setting=1\n",
+    )
+    .unwrap();
+    let err = refused(&["--kafka-config", path(&file)]);
+    assert!(
+        err.contains("client.properties line 3") && err.contains("no.such.setting"),
+        "{err}"
+    );
+    let err = refused(&[
+        "--kafka-config",
+        path(&dir.path().join("missing.properties")),
+    ]);
+    assert!(err.contains("missing.properties"), "{err}");
+}

@@ -143,13 +143,15 @@ pub fn run_id() -> &'static str {
     })
 }
 
-/// Client settings common to every EmoStream Kafka client.
+/// Client settings common to every EmoStream Kafka client: the brokers, and the settings the
+/// deployment gives every client (`--kafka-config`, `--kafka-option`: TLS, SASL, ...).
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("client.id", "emostream")
         .set("socket.keepalive.enable", "true");
+    crate::kafka_settings::settings().apply(&mut config);
     config
 }
 

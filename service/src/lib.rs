@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod http;
 pub mod kafka;
+pub mod kafka_settings;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;

@@ -6,6 +6,7 @@
 #   scripts/broker.sh start [DIR]    start it on a free loopback port; prints the address
 #   scripts/broker.sh stop [DIR]     stop the broker started in DIR
 #   scripts/broker.sh restart [DIR]  start it again at the same address, on the same storage
+#   scripts/broker.sh user DIR NAME PASSWORD  a SASL SCRAM-SHA-512 user of tansu's
 #
 # DIR (default target/broker) holds its kind, pid, address and log. For tansu,
 # EMOSTREAM_BROKER_STORAGE picks the storage engine (default memory://tansu/; sqlite://tansu.db
@@ -48,12 +49,16 @@ launch() {
     tansu)
       local storage=${EMOSTREAM_BROKER_STORAGE:-memory://tansu/}
       echo "$storage" > "$dir/storage"
+      # EMOSTREAM_BROKER_AUTH=1: clients must log in (SASL SCRAM, the users `user` made).
+      local auth=()
+      [ -n "${EMOSTREAM_BROKER_AUTH:-}" ] && auth=(--authentication)
       (
         cd "$dir"
         nohup "$tansu" broker \
           --listener-url "tcp://$address" \
           --advertised-listener-url "tcp://$address" \
           --storage-engine "$storage" \
+          "${auth[@]}" \
           > broker.log 2>&1 &
         echo $! > broker.pid
       )
@@ -153,5 +158,10 @@ case "${1:-}" in
       export EMOSTREAM_BROKER_STORAGE
     fi
     start "$dir" "$(cat "$dir/address")" ;;
-  *) echo "usage: $0 install|start [DIR]|stop [DIR]|restart [DIR]" >&2; exit 2 ;;
+  user)
+    # A SASL SCRAM-SHA-512 user of tansu's (made while the broker does not require logins).
+    dir=${2:?usage: $0 user DIR NAME PASSWORD}
+    "$tansu" user create --broker "tcp://$(cat "$dir/address")" --mechanism scram512 \
+      "${3:?a user name}" "${4:?a password}" >&2 ;;
+  *) echo "usage: $0 install|start [DIR]|stop [DIR]|restart [DIR]|user DIR NAME PASSWORD" >&2; exit 2 ;;
 esac

@@ -26,16 +26,19 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// answers at `brokers`.
 async fn reach_brokers(brokers: &str) -> Result<()> {
     let named = brokers.to_owned();
-    tokio::task::spawn_blocking(move || service::kafka::reach(&named, REACH_TIMEOUT))
+    let reached = tokio::task::spawn_blocking(move || service::kafka::reach(&named, REACH_TIMEOUT))
         .await
-        .context("the broker check stopped")?
-        .with_context(|| {
-            format!(
-                "cannot reach a Kafka broker at {brokers} within {} s: is one running there? \
-                 `make up` starts one on this machine; --brokers (EMOSTREAM_BROKERS) names another",
-                REACH_TIMEOUT.as_secs()
-            )
-        })
+        .context("the broker check stopped")?;
+    match reached {
+        Ok(()) => Ok(()),
+        // A refused login or certificate says what to check itself.
+        Err(error) if !error.is_retryable() => Err(error.into()),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "cannot reach a Kafka broker at {brokers} within {} s: is one running there? \
+             `make up` starts one on this machine; --brokers (EMOSTREAM_BROKERS) names another",
+            REACH_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger,

@@ -128,6 +128,11 @@ fn is_retryable(error: &anyhow::Error) -> bool {
                     .downcast_ref::<service::kafka::TopicError>()
                     .map(service::kafka::TopicError::is_retryable)
             })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<service::kafka::ReachError>()
+                    .map(service::kafka::ReachError::is_retryable)
+            })
             // The brokers did not answer a service starting up.
             .or_else(|| {
                 cause

@@ -531,7 +531,7 @@ fn every_flag_the_readme_names_exists() {
         assert!(help.status.success(), "{subcommand} --help");
         known.extend(flags_in(&String::from_utf8_lossy(&help.stdout)));
     }
-    // Flags of other programs the README shows (cargo, node, curl).
+    // Flags of other programs the README shows (cargo, node, curl, tansu).
     let others = [
         "--release",
         "--features",
@@ -544,6 +544,9 @@ fn every_flag_the_readme_names_exists() {
         // Locust's.
         "--headless",
         "--host",
+        // tansu's.
+        "--cert",
+        "--key",
     ];
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

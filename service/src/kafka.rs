@@ -297,11 +297,149 @@ where
     }
 }
 
+/// Why the brokers could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    /// The broker refused the SASL login.
+    #[error(
+        "the broker at {brokers} refused the login ({security}): {detail}; check sasl.username and sasl.password, and that the broker has that user for that mechanism (--kafka-config, --kafka-option)"
+    )]
+    Login {
+        /// The brokers.
+        brokers: String,
+        /// The security protocol and mechanism used.
+        security: String,
+        /// What librdkafka said.
+        detail: String,
+    },
+    /// The TLS handshake failed.
+    #[error(
+        "the TLS handshake with the broker at {brokers} failed ({security}): {detail}; check ssl.ca.location (the CA that signed the broker's certificate) and that the broker speaks TLS at that address"
+    )]
+    Tls {
+        /// The brokers.
+        brokers: String,
+        /// The security protocol and mechanism used.
+        security: String,
+        /// What librdkafka said.
+        detail: String,
+    },
+    /// No broker answered.
+    #[error("no Kafka broker answered at {brokers} ({security}) within {} s", .timeout.as_secs())]
+    Unanswered {
+        /// The brokers.
+        brokers: String,
+        /// The security protocol and mechanism used.
+        security: String,
+        /// How long it waited.
+        timeout: Duration,
+        /// The last error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl ReachError {
+    /// Whether trying again may help: a broker away, not a refused login or certificate.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ReachError::Unanswered { .. })
+    }
+}
+
+/// Keeps the last error a client reported.
+#[derive(Default)]
+struct LastError(std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>);
+
+impl LastError {
+    fn note(&self, code: RDKafkaErrorCode, reason: &str) {
+        // Without the thread's name librdkafka starts its lines with.
+        let reason = match reason.split_once("]: ") {
+            Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
+            _ => reason,
+        };
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A login or TLS failure is the news, not the transport failure that follows it.
+        if !last.as_ref().is_some_and(|(c, _)| {
+            matches!(c, RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        }) {
+            *last = Some((code, reason.to_owned()));
+        }
+    }
+}
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            self.note(code, reason);
+        }
+    }
+
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, message: &str) {
+        // librdkafka tells a refused login and a failed handshake in its log lines.
+        if message.contains("SASL authentication error") {
+            self.note(RDKafkaErrorCode::Authentication, message);
+        } else if message.contains("SSL handshake failed")
+            || message.contains("certificate verify failed")
+        {
+            self.note(RDKafkaErrorCode::SSL, message);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
 /// Asks `brokers` for the cluster's metadata, waiting at most `timeout`: an address no broker
-/// answers at is an error within it, not a hang.
-pub fn reach(brokers: &str, timeout: Duration) -> Result<(), KafkaError> {
-    let consumer: rdkafka::consumer::BaseConsumer = client_config(brokers).create()?;
-    rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout).map(|_| ())
+/// answers at is an error within it, not a hang; a refused login or a failed TLS handshake
+/// is told as such as soon as the client reports it.
+pub fn reach(brokers: &str, timeout: Duration) -> Result<(), ReachError> {
+    let security = crate::kafka_settings::settings().describe_security();
+    let unanswered = |source| ReachError::Unanswered {
+        brokers: brokers.to_owned(),
+        security: security.clone(),
+        timeout,
+        source,
+    };
+    let mut config = client_config(brokers);
+    // The log lines that tell a refused login or handshake are errors.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
+    let consumer: rdkafka::consumer::BaseConsumer<LastError> = config
+        .create_with_context(LastError::default())
+        .map_err(unanswered)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let step = left.min(Duration::from_millis(250));
+        match rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, step) {
+            Ok(_) => return Ok(()),
+            Err(error) => {
+                // The client's errors and log lines come with its events.
+                let _ = consumer.poll(Duration::ZERO);
+                let last = rdkafka::consumer::Consumer::context(&consumer)
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                match last {
+                    Some((RDKafkaErrorCode::Authentication, detail)) => {
+                        return Err(ReachError::Login {
+                            brokers: brokers.to_owned(),
+                            security,
+                            detail,
+                        });
+                    }
+                    Some((RDKafkaErrorCode::SSL, detail)) => {
+                        return Err(ReachError::Tls {
+                            brokers: brokers.to_owned(),
+                            security,
+                            detail,
+                        });
+                    }
+                    _ if left <= step => return Err(unanswered(error)),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 /// Waits until everything `producer` sent is acknowledged or failed, at most `limit`; true

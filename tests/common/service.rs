@@ -50,6 +50,17 @@ impl Service {
         Service::launch(&brokers(), args, &[], level, Stdio::from(log))
     }
 
+    /// Starts a service of the brokers `brokers` logging at `level` into the file `log`.
+    pub fn start_logged_on(
+        brokers: &str,
+        args: &[String],
+        level: &str,
+        log: &std::path::Path,
+    ) -> Self {
+        let log = std::fs::File::create(log).expect("create the log file");
+        Service::launch(brokers, args, &[], level, Stdio::from(log))
+    }
+
     fn launch(
         brokers: &str,
         args: &[String],

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -19,26 +18,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// How long a service waits for the brokers to answer before it says it cannot reach them.
-const REACH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Fails within [`REACH_TIMEOUT`], naming the brokers and what to check, when no broker
-/// answers at `brokers`.
+/// Reaches the brokers (see `reach`) from a blocking thread.
 async fn reach_brokers(brokers: &str) -> Result<()> {
     let named = brokers.to_owned();
-    let reached = tokio::task::spawn_blocking(move || service::kafka::reach(&named, REACH_TIMEOUT))
+    tokio::task::spawn_blocking(move || crate::reach::reach_brokers(&named))
         .await
-        .context("the broker check stopped")?;
-    match reached {
-        Ok(()) => Ok(()),
-        // A refused login or certificate says what to check itself.
-        Err(error) if !error.is_retryable() => Err(error.into()),
-        Err(error) => Err(anyhow::Error::new(error).context(format!(
-            "cannot reach a Kafka broker at {brokers} within {} s: is one running there? \
-             `make up` starts one on this machine; --brokers (EMOSTREAM_BROKERS) names another",
-            REACH_TIMEOUT.as_secs()
-        ))),
-    }
+        .context("the broker check stopped")?
 }
 
 /// Runs `service` on a new runtime with a shutdown signal that Ctrl-C and SIGTERM trigger,

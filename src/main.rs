@@ -5,6 +5,7 @@ mod args;
 mod generate_cmd;
 mod live_cmd;
 mod peak_memory;
+mod reach;
 mod record_cmd;
 mod replay_cmd;
 mod simulate_cmd;

@@ -40,6 +40,7 @@ pub fn record(args: RecordArgs) -> Result<()> {
         },
         until: args.until,
     };
+    crate::reach::reach_brokers(&config.brokers)?;
     let out = config.out.clone();
     let report = until_signal(async { Ok(()) }, move |stop| record_topic(&config, stop))??;
     eprintln!(
@@ -57,6 +58,7 @@ pub fn to_kafka(args: &ReplayArgs) -> Result<()> {
         .brokers
         .clone()
         .context("--to-kafka needs --brokers or EMOSTREAM_BROKERS")?;
+    crate::reach::reach_brokers(&brokers)?;
     let config = InjectConfig {
         paths: args.paths.clone(),
         brokers: brokers.clone(),

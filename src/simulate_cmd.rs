@@ -28,10 +28,14 @@ struct Summary {
 // Long: turns the arguments into the config, registers the viewers, runs, and prints the summary: each step is a few lines.
 pub fn simulate(args: SimulateArgs) -> Result<()> {
     let target = match &args.brokers {
-        Some(brokers) => Target::Kafka {
-            brokers: service::kafka::parse_brokers(brokers)?,
-            topic: args.events_topic.clone(),
-        },
+        Some(brokers) => {
+            let brokers = service::kafka::parse_brokers(brokers)?;
+            crate::reach::reach_brokers(&brokers)?;
+            Target::Kafka {
+                brokers,
+                topic: args.events_topic.clone(),
+            }
+        }
         None => Target::Http {
             addr: args
                 .target

@@ -617,6 +617,53 @@ fn a_wrong_broker_address_is_named_within_seconds() {
     );
 }
 
+/// `record`, `replay --to-kafka` and `simulate --brokers` fail on a wrong broker within 10 s,
+/// in one line naming it: a name that does not resolve is no use trying again (exit 1), a
+/// broker away may be back (exit 3).
+#[test]
+fn the_tools_name_a_wrong_broker_in_one_line_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("match.csv");
+    let away = format!("127.0.0.1:{}", closed_port());
+    for (brokers, code, says) in [
+        (
+            "no-such-host.invalid:9092",
+            1,
+            "cannot resolve the broker address no-such-host.invalid:9092",
+        ),
+        (away.as_str(), 3, "cannot reach a Kafka broker at"),
+    ] {
+        let runs: [Vec<&str>; 3] = [
+            vec!["record", "--brokers", brokers, "--out", path(&out)],
+            vec![
+                "replay",
+                "data/sample.csv",
+                "--to-kafka",
+                "--brokers",
+                brokers,
+            ],
+            vec!["simulate", "--brokers", brokers, "--duration", "1s"],
+        ];
+        for args in runs {
+            let started = std::time::Instant::now();
+            let run = emostream(&args);
+            let took = started.elapsed();
+            let text = stderr(&run);
+            assert_eq!(run.status.code(), Some(code), "{args:?}: {text}");
+            assert!(
+                text.contains(says) && text.contains(brokers),
+                "{args:?}: {text}"
+            );
+            let errors = text.lines().filter(|l| l.starts_with("error:")).count();
+            assert_eq!(errors, 1, "{args:?}: one error line: {text}");
+            assert!(
+                took < std::time::Duration::from_secs(10),
+                "{args:?}: {took:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_negative_duration_is_refused_by_name() {
     let run = emostream(&["replay", "data/sample.csv", "--lateness", "-1s"]);

@@ -324,6 +324,16 @@ pub enum ReachError {
         /// What librdkafka said.
         detail: String,
     },
+    /// A broker's host name does not resolve.
+    #[error(
+        "cannot resolve the broker address {brokers}: {detail}; check the host names in --brokers (EMOSTREAM_BROKERS)"
+    )]
+    Resolve {
+        /// The brokers.
+        brokers: String,
+        /// What librdkafka said.
+        detail: String,
+    },
     /// No broker answered.
     #[error("no Kafka broker answered at {brokers} ({security}) within {} s", .timeout.as_secs())]
     Unanswered {
@@ -360,7 +370,12 @@ impl LastError {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // A login or TLS failure is the news, not the transport failure that follows it.
         if !last.as_ref().is_some_and(|(c, _)| {
-            matches!(c, RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+            matches!(
+                c,
+                RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::Resolve
+            )
         }) {
             *last = Some((code, reason.to_owned()));
         }
@@ -376,7 +391,9 @@ impl ClientContext for LastError {
 
     fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, message: &str) {
         // librdkafka tells a refused login and a failed handshake in its log lines.
-        if message.contains("SASL authentication error") {
+        if message.contains("Failed to resolve") {
+            self.note(RDKafkaErrorCode::Resolve, message);
+        } else if message.contains("SASL authentication error") {
             self.note(RDKafkaErrorCode::Authentication, message);
         } else if message.contains("SSL handshake failed")
             || message.contains("certificate verify failed")
@@ -406,6 +423,7 @@ pub fn reach(brokers: &str, timeout: Duration) -> Result<(), ReachError> {
         .create_with_context(LastError::default())
         .map_err(unanswered)?;
     let deadline = std::time::Instant::now() + timeout;
+    let mut unresolved = None;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let step = left.min(Duration::from_millis(250));
@@ -427,6 +445,17 @@ pub fn reach(brokers: &str, timeout: Duration) -> Result<(), ReachError> {
                             detail,
                         });
                     }
+                    // One broker named that does not resolve is told at once; of several,
+                    // another may answer: told once the wait is up.
+                    Some((RDKafkaErrorCode::Resolve, detail))
+                        if !brokers.contains(',') || left <= step =>
+                    {
+                        return Err(ReachError::Resolve {
+                            brokers: brokers.to_owned(),
+                            detail,
+                        });
+                    }
+                    Some((RDKafkaErrorCode::Resolve, detail)) => unresolved = Some(detail),
                     Some((RDKafkaErrorCode::SSL, detail)) => {
                         return Err(ReachError::Tls {
                             brokers: brokers.to_owned(),
@@ -434,7 +463,15 @@ pub fn reach(brokers: &str, timeout: Duration) -> Result<(), ReachError> {
                             detail,
                         });
                     }
-                    _ if left <= step => return Err(unanswered(error)),
+                    _ if left <= step => {
+                        return Err(match unresolved {
+                            Some(detail) => ReachError::Resolve {
+                                brokers: brokers.to_owned(),
+                                detail,
+                            },
+                            None => unanswered(error),
+                        });
+                    }
                     _ => {}
                 }
             }

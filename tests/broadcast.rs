@@ -455,6 +455,70 @@ async fn registration_balances_two_broadcasters_and_drops_a_dead_one() {
     }
 }
 
+/// Two broadcasters of one cluster with different `--token-secret`s: neither is sent the
+/// other's viewers (who would be refused with 401), and both say so in their logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcaster_of_another_token_key_is_sent_no_viewers_and_both_say_so() {
+    let prefix = format!("{}-cluster", unique("keys"));
+    create_topic(&format!("{prefix}1"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let start = |secret: &str, log: &std::path::Path| {
+        let args: Vec<String> = [
+            "broadcast",
+            "--cluster-prefix",
+            &prefix,
+            "--listen",
+            "127.0.0.1:0",
+            "--registry-topic",
+            &format!("{prefix}-registry"),
+            "--token-secret",
+            secret,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        Service::start_logged(&args, "warn", log)
+    };
+    let (first_log, second_log) = (dir.path().join("first.log"), dir.path().join("second.log"));
+    let first = start(SECRET, &first_log);
+    let second = start("another-secret", &second_log);
+    let said = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("A broadcaster with another token key is on the registry")
+    };
+    // Each hears the other's announcements (every 500 ms) and says so.
+    common::wait_for(WAIT, "both broadcasters saying the keys differ", || {
+        said(&first_log) && said(&second_log)
+    });
+    let register = |service: &Service, client: &str| -> String {
+        let url = format!("{}/register", service.url());
+        let body = serde_json::json!({ "client_id": client }).to_string();
+        tokio::task::block_in_place(|| {
+            let text = ureq::post(&url)
+                .header("content-type", "application/json")
+                .send(body.as_str())
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+            reply["ws_url"].as_str().unwrap().to_owned()
+        })
+    };
+    for i in 0..100 {
+        let viewer = format!("viewer-{i}");
+        assert!(
+            register(&first, &viewer).starts_with(&first.ws_url()),
+            "{viewer}"
+        );
+        assert!(
+            register(&second, &viewer).starts_with(&second.ws_url()),
+            "{viewer}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 // Long: one scenario: each refusal in turn.
 async fn other_origins_and_too_many_connections_from_one_address_are_refused() {

@@ -44,6 +44,10 @@ pub struct Heartbeat {
     /// The clients it takes at most (0: not announced, no limit).
     #[serde(default)]
     pub capacity: i64,
+    /// The fingerprint of its token key (`TokenSigner::fingerprint`): a viewer registered with
+    /// one broadcaster can only connect to broadcasters of the same key.
+    #[serde(default)]
+    pub key: String,
 }
 
 #[derive(Debug)]
@@ -62,15 +66,42 @@ impl Member {
     }
 }
 
-/// The live broadcasters.
+/// The live broadcasters of this one's token key.
 #[derive(Debug, Default)]
 pub struct Registry {
     members: Mutex<HashMap<String, Member>>,
+    /// The fingerprint of this broadcaster's token key.
+    key: String,
+    /// The broadcasters of another key heard (each said once).
+    others: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
-    /// Takes in an announcement.
+    /// The registry of a broadcaster whose token key has the fingerprint `key`.
+    pub fn new(key: String) -> Self {
+        Registry {
+            key,
+            ..Registry::default()
+        }
+    }
+
+    /// Takes in an announcement; one of a broadcaster of another token key is said (once per
+    /// broadcaster) and left out: its viewers would be refused.
     pub fn heard(&self, heartbeat: Heartbeat) {
+        if heartbeat.key != self.key {
+            let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+            if others.insert(heartbeat.id.clone()) {
+                tracing::error!(
+                    broadcaster = %heartbeat.id,
+                    ws_url = %heartbeat.ws_url,
+                    cluster = heartbeat.cluster,
+                    its_key = %heartbeat.key,
+                    our_key = %self.key,
+                    "A broadcaster with another token key is on the registry: no viewer is sent to it, and it sends none here (they would be refused with 401). Give every broadcaster of the deployment the same --token-secret."
+                );
+            }
+            return;
+        }
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members.insert(
             heartbeat.id.clone(),
@@ -193,7 +224,32 @@ mod tests {
             ws_url: format!("ws://{id}/ws"),
             connections,
             capacity: 0,
+            key: String::new(),
         }
+    }
+
+    #[test]
+    fn a_broadcaster_of_another_token_key_gets_no_viewers() {
+        let registry = Registry::new("ours".into());
+        registry.heard(Heartbeat {
+            key: "ours".into(),
+            ..beat("a", 1, 0)
+        });
+        registry.heard(Heartbeat {
+            key: "theirs".into(),
+            ..beat("b", 1, 0)
+        });
+        for client in 0..200 {
+            let (_, url) = registry.choose(&format!("viewer-{client}")).unwrap();
+            assert_eq!(url, "ws://a/ws");
+        }
+        // Alone, it is no broadcaster at all to send viewers to.
+        let alone = Registry::new("ours".into());
+        alone.heard(Heartbeat {
+            key: "theirs".into(),
+            ..beat("b", 1, 0)
+        });
+        assert_eq!(alone.choose("viewer"), None);
     }
 
     /// Where each of `clients` is sent, by broadcaster URL.

@@ -183,13 +183,15 @@ async fn start_feeds(
             Arc::clone(stop),
         )?);
     }
-    let registry = Arc::new(Registry::default());
+    let key = crate::token::TokenSigner::new(config.token_secret.clone()).fingerprint();
+    let registry = Arc::new(Registry::new(key.clone()));
     let me = Heartbeat {
         id: format!("{}-{}-{epoch}", addr, std::process::id()),
         cluster: config.cluster,
         ws_url: format!("ws://{addr}/ws"),
         connections: 0,
         capacity: i64::try_from(capacity).unwrap_or(i64::MAX),
+        key,
     };
     let (brokers, topic) = (config.brokers.clone(), config.registry_topic.clone());
     let (heard, own_metrics, registry_stop) =

@@ -55,6 +55,12 @@ impl TokenSigner {
         hex(&mac.finalize().into_bytes())
     }
 
+    /// A fingerprint of the secret that does not reveal it: broadcasters announce it, so
+    /// that viewers go only to broadcasters whose tokens are theirs.
+    pub fn fingerprint(&self) -> String {
+        self.signature("emostream token key fingerprint")[..16].to_owned()
+    }
+
     /// A token for `client_id` on `cluster`, valid until `expires_ms`.
     pub fn sign(&self, client_id: &str, cluster: u32, expires_ms: i64) -> String {
         let payload = format!("{expires_ms}.{cluster}.{}", hex(client_id.as_bytes()));

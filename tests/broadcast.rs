@@ -96,21 +96,7 @@ impl Cluster {
 
     /// Registers `client` and returns the reply.
     fn register(&self, client: &str) -> serde_json::Value {
-        let url = format!(
-            "{}/register",
-            self.ws_url().replace("ws://", "http://").replace("/ws", "")
-        );
-        let body = serde_json::json!({ "client_id": client }).to_string();
-        tokio::task::block_in_place(|| {
-            let text = ureq::post(&url)
-                .header("content-type", "application/json")
-                .send(body.as_str())
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap();
-            serde_json::from_str(&text).unwrap()
-        })
+        register(&self.service, client)
     }
 
     /// A registered client's URL, token included.
@@ -132,6 +118,22 @@ impl Cluster {
                 .unwrap()
         })
     }
+}
+
+/// Registers `client` with the broadcaster `service` and returns the reply.
+fn register(service: &Service, client: &str) -> serde_json::Value {
+    let url = format!("{}/register", service.url());
+    let body = serde_json::json!({ "client_id": client }).to_string();
+    tokio::task::block_in_place(|| {
+        let text = ureq::post(&url)
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
 }
 
 /// A free local address, to start a broadcaster again where it was.
@@ -491,29 +493,20 @@ async fn a_broadcaster_of_another_token_key_is_sent_no_viewers_and_both_say_so()
     common::wait_for(WAIT, "both broadcasters saying the keys differ", || {
         said(&first_log) && said(&second_log)
     });
-    let register = |service: &Service, client: &str| -> String {
-        let url = format!("{}/register", service.url());
-        let body = serde_json::json!({ "client_id": client }).to_string();
-        tokio::task::block_in_place(|| {
-            let text = ureq::post(&url)
-                .header("content-type", "application/json")
-                .send(body.as_str())
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap();
-            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
-            reply["ws_url"].as_str().unwrap().to_owned()
-        })
+    let ws_url = |service: &Service, client: &str| -> String {
+        register(service, client)["ws_url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     for i in 0..100 {
         let viewer = format!("viewer-{i}");
         assert!(
-            register(&first, &viewer).starts_with(&first.ws_url()),
+            ws_url(&first, &viewer).starts_with(&first.ws_url()),
             "{viewer}"
         );
         assert!(
-            register(&second, &viewer).starts_with(&second.ws_url()),
+            ws_url(&second, &viewer).starts_with(&second.ws_url()),
             "{viewer}"
         );
     }

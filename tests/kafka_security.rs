@@ -25,19 +25,12 @@ const PASSWORD: &str = "Pa55-w0rd-of-the-test";
 
 /// Runs `scripts/broker.sh ARGS` (tansu on sqlite storage, with `env`); what it printed.
 fn broker(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker.sh"))
-        .args(args)
-        .env("EMOSTREAM_BROKER_KIND", "tansu")
-        .env("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run scripts/broker.sh");
-    assert!(
-        output.status.success(),
-        "broker.sh {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    let mut env = env.to_vec();
+    env.extend([
+        ("EMOSTREAM_BROKER_KIND", "tansu"),
+        ("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db"),
+    ]);
+    common::script("broker.sh", args, &env)
 }
 
 /// A tansu of the test's own that requires a login, stopped when dropped.

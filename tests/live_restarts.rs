@@ -311,23 +311,30 @@ fn a_size_added_across_a_restart_leaves_every_window_whole() {
     drop(restarted);
 }
 
+/// Runs a dataflow of `pipeline` until the window of one tap of `user` (stamped now) is
+/// published, then stops it with SIGTERM: the tap's stamp and how many messages the windows
+/// topic holds.
+fn one_window_published_then_stopped(pipeline: &Pipeline, user: &str) -> (i64, usize) {
+    let dataflow = start_dataflow(pipeline, &[]);
+    let now = now_ms();
+    produce_events(
+        &producer(),
+        &pipeline.events,
+        &[(user.into(), "🔥".into(), now)],
+    );
+    windows_through(&pipeline.windows, now);
+    let status = dataflow.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    (now, read_until(&pipeline.windows, WAIT, |_| true).len())
+}
+
 /// A restart with settings its checkpoints cannot be carried over to (another live window
 /// size, another events topic) refuses to start, naming the setting, both values and the way
 /// out, and publishes nothing.
 #[test]
 fn a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name() {
     let pipeline = Pipeline::new("settings");
-    let dataflow = start_dataflow(&pipeline, &[]);
-    let now = now_ms();
-    produce_events(
-        &producer(),
-        &pipeline.events,
-        &[("u".into(), "🔥".into(), now)],
-    );
-    windows_through(&pipeline.windows, now);
-    let status = dataflow.terminate(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    let published = read_until(&pipeline.windows, WAIT, |_| true).len();
+    let (_, published) = one_window_published_then_stopped(&pipeline, "u");
     let brokers = brokers();
     let other_events = format!("{}-other", pipeline.events);
     for (flag, value, was) in [
@@ -397,18 +404,8 @@ fn run_dataflow_with(
 #[test]
 fn published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late() {
     let pipeline = Pipeline::new("unaccounted");
-    let dataflow = start_dataflow(&pipeline, &[]);
+    let (then, published) = one_window_published_then_stopped(&pipeline, "before");
     let producer = producer();
-    let then = now_ms();
-    produce_events(
-        &producer,
-        &pipeline.events,
-        &[("before".into(), "🔥".into(), then)],
-    );
-    windows_through(&pipeline.windows, then);
-    let status = dataflow.terminate(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
-    let published = read_until(&pipeline.windows, WAIT, |_| true).len();
     let brokers = brokers();
     let other_group = format!("{}-other", pipeline.group);
     for (flag, value, why) in [

@@ -16,16 +16,11 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The tests' Python environment (tests/requirements.txt), created the first time.
 fn python_env() -> String {
-    let output = Command::new(format!("{ROOT}/scripts/python-env.sh"))
-        .args([&format!("{ROOT}/tests/requirements.txt"), "tests"])
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(
-        output.status.success(),
-        "scripts/python-env.sh: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    common::script(
+        "python-env.sh",
+        &[&format!("{ROOT}/tests/requirements.txt"), "tests"],
+        &[],
+    )
 }
 
 #[test]

@@ -36,17 +36,11 @@ impl Broker {
 
     /// Runs `scripts/broker.sh ACTION DIR` with tansu's storage at `storage`.
     fn script_with(action: &str, dir: &Path, storage: &str) -> String {
-        let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker.sh"))
-            .args([action, dir.to_str().unwrap()])
-            .env("EMOSTREAM_BROKER_STORAGE", storage)
-            .output()
-            .expect("run scripts/broker.sh");
-        assert!(
-            output.status.success(),
-            "broker.sh {action}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        common::script(
+            "broker.sh",
+            &[action, dir.to_str().unwrap()],
+            &[("EMOSTREAM_BROKER_STORAGE", storage)],
+        )
     }
 
     fn start(dir: &Path) -> Self {

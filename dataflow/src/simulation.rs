@@ -118,7 +118,7 @@ struct WindowRecord {
     message: WindowMessage,
     /// The events it counts (their serial numbers).
     counted: Vec<u64>,
-    /// When it was written: the log's write count, and the clock.
+    /// When it was written: the log's write count.
     seq: u64,
 }
 
@@ -126,8 +126,6 @@ struct WindowRecord {
 #[derive(Default)]
 struct Log {
     events: Vec<Vec<Appended>>,
-    /// Per partition of the events topic, when a message was last appended.
-    appended_at: Vec<i64>,
     checkpoints: HashMap<String, Vec<Vec<CheckpointRecord>>>,
     /// Windows and cluster topics.
     topics: HashMap<String, Vec<WindowRecord>>,
@@ -795,13 +793,16 @@ impl RunSettings {
 /// The events and what they are.
 struct Traffic {
     truth: Vec<Truth>,
-    /// Per user kind: how far ahead of the clock its stamps are.
+    /// The next event's serial number.
     serial: u64,
+    /// The rules the live size judges events by (what is valid, the time it counts at).
+    rules: Rules,
 }
 
 impl Traffic {
     /// Appends `n` events (some invalid, some stamped ahead or behind) at the clock.
-    fn send(&mut self, log: &mut Log, rng: &mut Rng, rules: &Rules, n: i64, backfill: bool) {
+    fn send(&mut self, log: &mut Log, rng: &mut Rng, n: i64, backfill: bool) {
+        let rules = &self.rules;
         for _ in 0..n {
             let clock = log.clock;
             let partition = rng.below(log.events.len() as u64) as usize;
@@ -838,7 +839,6 @@ impl Traffic {
                 payload,
                 received: clock,
             });
-            log.appended_at[partition] = clock;
             self.truth.push(Truth {
                 partition: partition as i32,
                 offset,
@@ -893,13 +893,26 @@ impl Simulation {
         };
         let partitions = 1 + (seed % 2) as usize;
         log.events.resize_with(partitions, Vec::new);
-        log.appended_at = vec![T0; partitions];
+        // The settings every run shares (the live size and lateness, the emojis).
+        let config = RunSettings {
+            workers: 1,
+            more: Vec::new(),
+            refused: None,
+            rewind: 0,
+        }
+        .config();
         Simulation {
             rng: Rng(seed),
             log,
             traffic: Traffic {
                 truth: Vec::new(),
                 serial: 0,
+                rules: Rules {
+                    window: config.windows.live(),
+                    windows: config.windows.clone(),
+                    emojis: Arc::clone(&config.emojis),
+                    max_future_ms: config.max_future.as_millis() as i64,
+                },
             },
             runs: 0,
             lull: 0,
@@ -908,26 +921,9 @@ impl Simulation {
         }
     }
 
-    fn rules(&self) -> Rules {
-        let config = RunSettings {
-            workers: 1,
-            more: Vec::new(),
-            refused: None,
-            rewind: 0,
-        }
-        .config();
-        Rules {
-            window: config.windows.live(),
-            windows: config.windows.clone(),
-            emojis: Arc::clone(&config.emojis),
-            max_future_ms: config.max_future.as_millis() as i64,
-        }
-    }
-
     fn grow(&mut self) {
         if self.log.partitions() < MAX_PARTITIONS {
             self.log.events.push(Vec::new());
-            self.log.appended_at.push(self.log.clock);
             self.story
                 .push(format!("partitions grown to {}", self.log.partitions()));
         }
@@ -1023,7 +1019,6 @@ impl Simulation {
     /// One step of the clock: traffic comes (none if `quiet`), every source steps, windows
     /// close and go out.
     fn tick(&mut self, dataflows: &mut [Dataflow], quiet: bool) {
-        let rules = self.rules();
         self.log.clock += self.rng.range(20, 400);
         if !quiet {
             if self.lull > 0 {
@@ -1037,8 +1032,7 @@ impl Simulation {
                 self.backfill = (self.backfill - 1).max(0);
                 let n = self.rng.range(0, 6);
                 let backfill = self.backfill > 0;
-                self.traffic
-                    .send(&mut self.log, &mut self.rng, &rules, n, backfill);
+                self.traffic.send(&mut self.log, &mut self.rng, n, backfill);
             }
         }
         for dataflow in dataflows.iter_mut() {

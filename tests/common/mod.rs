@@ -19,6 +19,22 @@ use loadgen::generator::{Workload, write_log};
 use model::report::WindowMessage;
 use model::{ReportConfig, WindowSize};
 
+/// Runs the project's `scripts/NAME ARGS` with `env` set as well, asserts it succeeded and
+/// returns what it printed, trimmed.
+pub fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/{name} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// Runs `emostream ARGS` (logging warnings only) and returns what it did.
 pub fn emostream(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_emostream"))

@@ -48,24 +48,24 @@ unit:
 ## second-broker: the live exactness, dataflow restart, exactness-under-faults and broker
 ## outage tests again on a second Kafka-protocol broker (noida-db, from tests/requirements.txt)
 SECOND_BROKER_TESTS := $(CARGO) test --workspace --features emostream/broker-tests \
-	--test live_windows --test live_restarts --test outage --test recording -- --exact \
-	events_posted_over_http_come_out_as_exact_windows_on_every_topic \
-	a_viewer_five_minutes_ahead_makes_nobody_late \
-	a_viewer_five_minutes_ahead_makes_nobody_late_on_four_partitions \
-	a_viewer_fifteen_seconds_ahead_makes_nobody_late \
-	partitions_added_while_taps_flow_are_read_and_every_tap_counted \
-	a_dataflow_killed_and_restarted_publishes_the_same_windows \
-	a_late_tap_is_reported_once_across_stops_right_after_it \
-	a_size_added_across_a_restart_leaves_every_window_whole \
-	a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name \
-	sigterm_with_two_workers_and_two_sizes_closes_no_window_early \
-	a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once \
-	published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late \
-	a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind \
-	a_live_run_recorded_and_replayed_gives_the_live_windows \
-	a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself \
-	a_broker_stalled_past_the_delivery_timeout_gets_every_event_once \
-	a_second_dataflow_of_a_group_takes_over_and_the_first_stops
+	--test integration -- --exact \
+	live_windows::events_posted_over_http_come_out_as_exact_windows_on_every_topic \
+	live_windows::a_viewer_five_minutes_ahead_makes_nobody_late \
+	live_windows::a_viewer_five_minutes_ahead_makes_nobody_late_on_four_partitions \
+	live_windows::a_viewer_fifteen_seconds_ahead_makes_nobody_late \
+	live_windows::partitions_added_while_taps_flow_are_read_and_every_tap_counted \
+	live_restarts::a_dataflow_killed_and_restarted_publishes_the_same_windows \
+	live_restarts::a_late_tap_is_reported_once_across_stops_right_after_it \
+	live_restarts::a_size_added_across_a_restart_leaves_every_window_whole \
+	live_restarts::a_restart_with_settings_the_checkpoints_do_not_fit_is_refused_by_name \
+	live_restarts::sigterm_with_two_workers_and_two_sizes_closes_no_window_early \
+	live_restarts::a_dataflow_of_two_sizes_killed_under_load_counts_every_tap_once \
+	live_restarts::published_windows_no_checkpoint_accounts_for_are_refused_and_latest_reports_their_events_late \
+	live_windows::a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind \
+	recording::a_live_run_recorded_and_replayed_gives_the_live_windows \
+	outage::a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself \
+	outage::a_broker_stalled_past_the_delivery_timeout_gets_every_event_once \
+	live_restarts::a_second_dataflow_of_a_group_takes_over_and_the_first_stops
 SECOND_BROKER_COUNT := 17
 second-broker:
 	@# A renamed test would leave the run with fewer to do: every one must be found.

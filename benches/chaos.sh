@@ -20,7 +20,7 @@ mkdir -p "$report/raw"
 rm -f "$report"/raw/*.json
 machine_info | sed 's/(memory storage)/(memory storage; sqlite for the outage)/' > "$report/machine.txt"
 export EMOSTREAM_CHAOS_LONG=1 EMOSTREAM_CHAOS_OUT=$PWD/$report/raw
-tests=(--test outage --test live --test broadcast)
+tests=(--features emostream/broker-tests --test integration)
 filters=(a_broker_outage a_dataflow_killed_again the_load_tool_reconnects every_service_stops_cleanly)
 cargo build --release --bin emostream
 cargo test --release --no-run "${tests[@]}"

@@ -2,7 +2,7 @@
 //! floods of headers and of idle connections. Each is refused or closed, and a well-behaved
 //! client is served all along.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! Broadcasters against a real broker and real WebSocket clients.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

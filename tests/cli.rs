@@ -1,6 +1,6 @@
 //! The `emostream replay` command as a user runs it: processes, bad input, edge cases.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::process::Command;

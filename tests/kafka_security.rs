@@ -7,7 +7,7 @@
 //! tansu 0.6 cannot serve TLS (its `--cert` and `--key` flags exclude each other), so the
 //! certificate check runs against a TLS server of the test's own (`openssl s_server`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

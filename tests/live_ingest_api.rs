@@ -1,6 +1,6 @@
 //! The ingest API in front of a real broker: refusals and their statuses, rate limits, the bearer token, CORS, the load-test endpoint.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The live pipeline stopped and killed: restarts publish the same windows, SIGTERM stops every service cleanly.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

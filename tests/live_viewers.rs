@@ -1,6 +1,6 @@
 //! Simulated traffic and viewers through the whole live pipeline.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

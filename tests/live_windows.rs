@@ -1,6 +1,6 @@
 //! Exact windows from the live pipeline against a real broker: posted events come out on every topic, lulls close windows, several sizes, where reading starts.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! seconds; no request fails, and the events topic holds exactly what the ingest counted as
 //! accepted (Locust's own tally misses requests cut off at its end).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

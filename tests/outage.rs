@@ -7,7 +7,7 @@
 //!
 //! The outage lasts 8 s, 30 s in `make chaos` (`EMOSTREAM_OUTAGE_SECONDS` sets it).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Recorded matches against a real broker: `emostream record` and `emostream replay
 //! --to-kafka`, run as a user runs them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! The replay dataflow compared record for record with the plain reference aggregator.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

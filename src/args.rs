@@ -695,6 +695,10 @@ pub struct IngestArgs {
     /// The API.
     #[command(flatten)]
     pub ingest: IngestFlags,
+    /// The address clients use for this ingest, behind a load balancer or a name, like
+    /// https://taps.example.com (what it prints; broadcasters' --ingest-url is this).
+    #[arg(long, value_parser = parse_public_url, env = "EMOSTREAM_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// The emojis accepted.
     #[command(flatten)]
     pub emojis: EmojisArg,
@@ -894,8 +898,13 @@ pub struct BroadcastFlags {
     #[arg(long, default_value = model::names::REGISTRY_TOPIC, env = "EMOSTREAM_REGISTRY_TOPIC")]
     pub registry_topic: String,
     /// Where the web page sends taps, like http://127.0.0.1:5000 (`emostream up` sets its own).
-    #[arg(long, env = "EMOSTREAM_INGEST_URL")]
+    #[arg(long, value_parser = parse_public_url, env = "EMOSTREAM_INGEST_URL")]
     pub ingest_url: Option<String>,
+    /// The address viewers use for the broadcaster, behind a TLS proxy or a name, like
+    /// wss://live.example.com/c1 (or https://...): registration hands out its /ws. `up`
+    /// takes one per cluster, comma-separated. Default: the address listened on.
+    #[arg(long, value_parser = parse_public_url, value_delimiter = ',', env = "EMOSTREAM_PUBLIC_URL")]
+    pub public_url: Vec<String>,
     /// The windows topic of a longer size, like emoji-windows-60s, for the page's per-minute
     /// timeline (`emostream up --window 2s,60s` sets its own).
     #[arg(long, env = "EMOSTREAM_SUMMARY_TOPIC")]
@@ -1030,4 +1039,10 @@ pub struct WsLoadArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, env = "EMOSTREAM_SUMMARY_JSON")]
     pub summary_json: Option<PathBuf>,
+}
+
+/// A `--public-url` or `--ingest-url`: an absolute http(s) or ws(s) URL with a host.
+fn parse_public_url(url: &str) -> Result<String, String> {
+    broadcast::check_public_url(url)?;
+    Ok(url.trim_end_matches('/').to_owned())
 }

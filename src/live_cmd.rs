@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use service::Shutdown;
 use service::shutdown::trigger_on_signals;
@@ -61,6 +61,9 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
             reach_brokers(&config.brokers).await?;
             let running = ingest::start(config, shutdown).await?;
             println!("ingest: POST http://{}/emoji", running.addr);
+            if let Some(url) = &args.public_url {
+                println!("public: POST {url}/emoji");
+            }
             Ready::of(Some(running.addr), None, &[]).write(&args.ready)?;
             running.stopped().await;
             Ok(())
@@ -104,9 +107,17 @@ pub fn up(args: UpArgs) -> Result<()> {
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
+            let cluster_topics = live_config.cluster_topics();
+            let public = &args.broadcast.public_url;
+            if !public.is_empty() && public.len() != cluster_topics.len() {
+                bail!(
+                    "--public-url: {} addresses for {} clusters; give one per cluster, in order",
+                    public.len(),
+                    cluster_topics.len()
+                );
+            }
             reach_brokers(&ingest_config.brokers).await?;
             let ingest = ingest::start(ingest_config, shutdown.clone()).await?;
-            let cluster_topics = live_config.cluster_topics();
             // The page's per-minute timeline: the windows of the second size, if any.
             let summary_topic = live_config
                 .windows
@@ -115,11 +126,9 @@ pub fn up(args: UpArgs) -> Result<()> {
                 .map(|&size| live_config.windows_topic_for(size));
             let live = dataflow::start(live_config, shutdown.clone()).await?;
             let mut broadcasters = Vec::new();
-            let secret = args
-                .broadcast
-                .token_secret
-                .clone()
-                .map_or_else(random_secret, Ok)?;
+            let given = args.broadcast.token_secret.clone();
+            let secret = given.clone().map_or_else(random_secret, Ok)?;
+            let key = broadcast::token::TokenSigner::new(secret.clone()).fingerprint();
             for (i, topic) in cluster_topics.into_iter().enumerate() {
                 let mut listen = args.broadcast_listen;
                 if listen.port() != 0 {
@@ -136,6 +145,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                     .ingest_url
                     .get_or_insert_with(|| format!("http://{}", ingest.addr));
                 config.emojis = Arc::clone(&emojis);
+                config.public_url = public.get(i).cloned();
                 if config.summary_topic.is_none() {
                     config.summary_topic.clone_from(&summary_topic);
                 }
@@ -143,20 +153,31 @@ pub fn up(args: UpArgs) -> Result<()> {
             }
             // The page first: it is what a new user opens.
             for (i, b) in broadcasters.iter().enumerate() {
-                println!("page: http://{}/   (cluster {})", b.addr, i + 1);
+                match public.get(i) {
+                    Some(url) => println!("page: {url}/   (cluster {})", i + 1),
+                    None => println!("page: http://{}/   (cluster {})", b.addr, i + 1),
+                }
             }
             println!("EmoStream is up.");
             println!(
-                "  ingest:   POST http://{}/emoji   (GET /health, /metrics)",
+                "  ingest:   POST http://{}/emoji   (GET /health, /ready, /metrics)",
                 ingest.addr
             );
             println!("  dataflow: http://{}/metrics", live.addr);
             for (i, b) in broadcasters.iter().enumerate() {
                 println!(
-                    "  cluster {}: ws://{}/ws   (GET /health, /metrics)",
+                    "  cluster {}: {}   (GET /health, /ready, /metrics)",
                     i + 1,
-                    b.addr
+                    broadcast::ws_url(public.get(i).map(String::as_str), b.addr)
                 );
+            }
+            // The secret itself is never printed: a broadcaster started apart needs its own
+            // copy, so one made here is said to be made here.
+            match given {
+                Some(_) => println!("  tokens:   --token-secret, key {key}"),
+                None => println!(
+                    "  tokens:   a random secret of this run, key {key}; broadcasters started apart need --token-secret given to both"
+                ),
             }
             println!("  brokers:  {}", args.brokers.brokers);
             println!("Press Ctrl-C to stop.");
@@ -188,14 +209,29 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         args.listen,
         secret,
     );
+    config.public_url = match args.broadcast.public_url.as_slice() {
+        [] => None,
+        [url] => Some(url.clone()),
+        more => bail!(
+            "--public-url: {} addresses given; a broadcaster has one (`up` takes one per cluster)",
+            more.len()
+        ),
+    };
     config.emojis = Arc::new(args.emojis.emojis.clone());
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
             reach_brokers(&config.brokers).await?;
+            let public = config
+                .public_url
+                .as_deref()
+                .map(|u| broadcast::ws_url(Some(u), args.listen));
             let running = broadcast::start(config, shutdown).await?;
             println!("page: http://{}/", running.addr);
             println!("broadcast: ws://{}/ws", running.addr);
+            if let Some(url) = &public {
+                println!("public: {url}");
+            }
             Ready::of(None, None, &[running.addr]).write(&args.ready)?;
             running.stopped().await;
             Ok(())

@@ -512,6 +512,67 @@ async fn a_broadcaster_of_another_token_key_is_sent_no_viewers_and_both_say_so()
     }
 }
 
+/// A broadcaster behind a TLS proxy hands out the address viewers use (`--public-url`), and
+/// one listening on every interface without it refuses to start, saying what to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_hands_out_the_public_url_and_every_interface_needs_one() {
+    let prefix = format!("{}-cluster", unique("public"));
+    create_topic(&format!("{prefix}1"), 1);
+    let args = |listen: &str, public: &[&str]| -> Vec<String> {
+        [
+            "broadcast",
+            "--cluster-prefix",
+            &prefix,
+            "--listen",
+            listen,
+            "--registry-topic",
+            &format!("{prefix}-registry"),
+            "--token-secret",
+            SECRET,
+        ]
+        .iter()
+        .chain(public)
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    let behind = Service::start(&args(
+        "127.0.0.1:0",
+        &["--public-url", "https://live.example.com/c1/"],
+    ));
+    let url = register(&behind, "viewer")["ws_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with("wss://live.example.com/c1/ws?"),
+        "handed out {url}"
+    );
+    let refused = tokio::task::block_in_place(|| {
+        common::emostream(
+            &args("0.0.0.0:0", &[])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert!(!refused.status.success());
+    let said = common::stderr(&refused);
+    assert!(
+        said.contains("every interface") && said.contains("--public-url"),
+        "{said}"
+    );
+    let bad = tokio::task::block_in_place(|| {
+        common::emostream(
+            &args("127.0.0.1:0", &["--public-url", "live.example.com/c1"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(bad.status.code(), Some(2), "{}", common::stderr(&bad));
+    assert!(common::stderr(&bad).contains("--public-url"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 // Long: one scenario: each refusal in turn.
 async fn other_origins_and_too_many_connections_from_one_address_are_refused() {

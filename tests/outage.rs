@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use common::kafka::{Pipeline, Record, read_from, windows_by_start};
 use common::pipeline::{start_dataflow_on, start_ingest_on};
 use common::traffic::{Phase, send};
-use common::{chaos_long, expected_csv_of, metric, record_figures, wait_for, windows_csv};
+use common::{
+    chaos_long, expected_csv_of, metric, readiness, record_figures, wait_for, windows_csv,
+};
 use model::WindowSize;
 
 /// A broker of this test's own in `dir`, of the kind `EMOSTREAM_BROKER_KIND` names, keeping
@@ -122,12 +124,47 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         Arc::clone(&phase),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let down_at = Instant::now();
+    let services = [("ingest", ingest.url()), ("dataflow", dataflow.url())];
+    for (name, url) in &services {
+        assert_eq!(readiness(url).0, 200, "{name} ready before the outage");
+    }
+    let stopping = Instant::now();
     broker.stop();
-    std::thread::sleep(outage.saturating_sub(down_at.elapsed()));
+    // Each service says within 5 s of the broker's end that it is not ready, and why.
+    let down_at = Instant::now();
+    eprintln!("the broker took {:?} to stop", down_at - stopping);
+    for (name, url) in &services {
+        wait_for(
+            Duration::from_secs(5).saturating_sub(down_at.elapsed()),
+            &format!("{name}'s /ready 503 after the broker stopped"),
+            || readiness(url).0 == 503,
+        );
+        eprintln!(
+            "{name} not ready {:?} after the broker stopped",
+            down_at.elapsed()
+        );
+        let reasons = readiness(url).1["reasons"].to_string();
+        assert!(
+            reasons.contains("broker") && reasons.contains(&brokers),
+            "{name} names the broker: {reasons}"
+        );
+    }
+    let unready_after = down_at.elapsed();
+    std::thread::sleep(outage.saturating_sub(stopping.elapsed()));
     broker.restart();
     let back_at = Instant::now();
     *phase.restarted.lock().unwrap() = Some(back_at);
+    for (name, url) in &services {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{name}'s /ready 200 after the broker came back"),
+            || readiness(url).0 == 200,
+        );
+    }
+    eprintln!(
+        "not ready {unready_after:?} after the outage began, ready {:?} after it ended",
+        back_at.elapsed()
+    );
     // Traffic goes on until acknowledgements come back (the ingest heals by itself), and
     // a few seconds more.
     wait_for(

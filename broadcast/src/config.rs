@@ -37,6 +37,10 @@ pub struct BroadcastConfig {
     pub token_secret: String,
     /// How long a connection token stays valid.
     pub token_ttl: Duration,
+    /// The address clients use for this broadcaster (`https://live.example.com/c1`, or its
+    /// `wss://` form), behind a proxy or a name: registration hands out its `/ws`. None: the
+    /// address listened on, which then must not be every interface.
+    pub public_url: Option<String>,
     /// Where the web page sends taps (`http://host:port` of the ingest API).
     pub ingest_url: Option<String>,
     /// The windows topic of a longer size (like `emoji-windows-60s`), whose last windows
@@ -72,12 +76,84 @@ impl BroadcastConfig {
             registry_topic: model::names::REGISTRY_TOPIC.to_owned(),
             token_secret: String::new(),
             token_ttl: Duration::from_secs(600),
+            public_url: None,
             ingest_url: None,
             summary_topic: None,
             ws_origins: Vec::new(),
             max_connections_per_ip: 1000,
             max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),
+        }
+    }
+}
+
+/// The WebSocket URL registration hands out for a broadcaster listening on `addr` whose
+/// clients use `public_url` (`http(s)://` or `ws(s)://`, any path), or `addr` itself.
+pub fn ws_url(public_url: Option<&str>, addr: SocketAddr) -> String {
+    let Some(url) = public_url else {
+        return format!("ws://{addr}/ws");
+    };
+    let url = url.trim_end_matches('/');
+    let url = if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_owned()
+    };
+    format!("{url}/ws")
+}
+
+/// Checks a `--public-url`: an absolute `http`, `https`, `ws` or `wss` URL with a host, no
+/// query or fragment.
+pub fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = ["https://", "http://", "wss://", "ws://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or_else(|| format!("{url:?} is not an http://, https://, ws:// or wss:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} names no host"));
+    }
+    if rest.contains(['?', '#', ' ']) {
+        return Err(format!("{url:?} has a query, a fragment or a space"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_gives_the_websocket_url_handed_out() {
+        let addr: SocketAddr = "10.0.0.5:8765".parse().unwrap();
+        assert_eq!(ws_url(None, addr), "ws://10.0.0.5:8765/ws");
+        for (public, ws) in [
+            (
+                "https://live.example.com/c1",
+                "wss://live.example.com/c1/ws",
+            ),
+            (
+                "https://live.example.com/c1/",
+                "wss://live.example.com/c1/ws",
+            ),
+            (
+                "http://live.example.com:8080",
+                "ws://live.example.com:8080/ws",
+            ),
+            ("wss://live.example.com/c2", "wss://live.example.com/c2/ws"),
+        ] {
+            assert_eq!(ws_url(Some(public), addr), ws);
+            assert_eq!(check_public_url(public), Ok(()));
+        }
+        for bad in [
+            "live.example.com",
+            "ftp://x",
+            "https://",
+            "https:///c1",
+            "https://x/?a=1",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
         }
     }
 }

@@ -34,6 +34,11 @@ pub enum BroadcastError {
     /// Setting up panicked.
     #[error("a start-up task failed: {0}")]
     Panicked(String),
+    /// Bound to every interface with no address for clients to use.
+    #[error(
+        "listening on every interface ({0}) with no --public-url: give the address viewers reach this broadcaster at, like wss://live.example.com/c1"
+    )]
+    NoPublicUrl(SocketAddr),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -61,6 +66,7 @@ impl BroadcastError {
             BroadcastError::NoPartitions(_)
             | BroadcastError::Thread { .. }
             | BroadcastError::Panicked(_)
+            | BroadcastError::NoPublicUrl(_)
             | BroadcastError::Listen { .. } => false,
         }
     }

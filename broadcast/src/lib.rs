@@ -35,6 +35,6 @@ pub mod token;
 pub mod upgrade;
 pub mod wire;
 
-pub use config::BroadcastConfig;
+pub use config::{BroadcastConfig, check_public_url, ws_url};
 pub use error::BroadcastError;
 pub use server::{RunningBroadcaster, start};

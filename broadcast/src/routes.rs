@@ -87,7 +87,10 @@ pub(crate) fn routes(state: Arc<State>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(ws)
         .unify()
-        .or(admin::routes(Arc::clone(&state.metrics)))
+        .or(admin::routes(
+            Arc::clone(&state.metrics),
+            Arc::clone(&state.ready),
+        ))
         .unify()
         .or(not_found)
         .unify()

@@ -39,6 +39,8 @@ impl RunningBroadcaster {
 /// What every request of a broadcaster shares.
 pub(crate) struct State {
     pub(crate) cluster: u32,
+    /// Whether it can serve now (`/ready`): the brokers answer.
+    pub(crate) ready: Arc<service::ready::Readiness>,
     pub(crate) metrics: Arc<BroadcastMetrics>,
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) ws_origins: Vec<String>,
@@ -78,6 +80,9 @@ pub async fn start(
         .await
         .map_err(listen_error)?;
     let addr = listener.local_addr().map_err(listen_error)?;
+    if config.public_url.is_none() && addr.ip().is_unspecified() {
+        return Err(BroadcastError::NoPublicUrl(addr));
+    }
     let metrics = Arc::new(BroadcastMetrics::default());
     let hub = Arc::new(Hub::new(config.ring.as_millis() as i64));
     let stop = Arc::new(AtomicBool::new(false));
@@ -97,8 +102,11 @@ pub async fn start(
     );
     let capacity = clients_capacity(config.max_clients);
     let feeds = start_feeds(&config, addr, epoch, capacity, &fanout, &metrics, &stop).await?;
+    let ready = Arc::<service::ready::Readiness>::default();
+    service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
     let state = Arc::new(State {
         cluster: config.cluster,
+        ready,
         metrics: Arc::clone(&metrics),
         fanout,
         ws_origins: config.ws_origins.clone(),
@@ -188,7 +196,7 @@ async fn start_feeds(
     let me = Heartbeat {
         id: format!("{}-{}-{epoch}", addr, std::process::id()),
         cluster: config.cluster,
-        ws_url: format!("ws://{addr}/ws"),
+        ws_url: crate::config::ws_url(config.public_url.as_deref(), addr),
         connections: 0,
         capacity: i64::try_from(capacity).unwrap_or(i64::MAX),
         key,

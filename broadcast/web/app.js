@@ -385,7 +385,7 @@ for (const button of document.querySelectorAll("#series button")) {
 }
 
 async function register() {
-  const response = await fetch("/register", {
+  const response = await fetch("register", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ client_id: clientId }),

@@ -1,5 +1,5 @@
 //! Starting and stopping the live dataflow: its workers on threads of their own, its admin
-//! server (`/health`, `/metrics`), and the stop protocol (publish what is closed, commit).
+//! server (`/health`, `/ready`, `/metrics`), and the stop protocol (publish what is closed, commit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +36,9 @@ pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningData
     let listen = config
         .metrics_listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let addr = service::admin::serve(listen, Arc::clone(&metrics), shutdown.clone()).await?;
+    let ready = Arc::<service::ready::Readiness>::default();
+    service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
+    let addr = service::admin::serve(listen, Arc::clone(&metrics), ready, shutdown.clone()).await?;
     let control = Arc::new(RunControl::new(false));
     let task = {
         let (control, metrics) = (Arc::clone(&control), Arc::clone(&metrics));

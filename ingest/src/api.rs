@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use service::ready::Readiness;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub user_limits: Option<RateLimiter<String>>,
     /// Per-address rate limits, if on.
     pub ip_limits: Option<RateLimiter<IpAddr>>,
+    /// Whether it can take events now (`/ready`): the brokers answer.
+    pub ready: Arc<Readiness>,
 }
 
 impl AppState {
@@ -74,6 +78,7 @@ impl AppState {
             producer,
             metrics,
             load_tests,
+            ready: Arc::default(),
         }
     }
 }
@@ -153,7 +158,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             });
             counted(&state, response)
         });
-    let observe = service::admin::routes(Arc::clone(&state.metrics));
+    let observe = service::admin::routes(Arc::clone(&state.metrics), Arc::clone(&state.ready));
     let metrics = Arc::clone(&state.metrics);
     let max_body = state.config.max_body;
     emoji

@@ -102,6 +102,11 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         Arc::clone(&metrics),
         load_tests,
     ));
+    service::ready::watch_brokers(
+        Arc::clone(&state.ready),
+        state.config.brokers.clone(),
+        shutdown.clone(),
+    );
     {
         let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
         tokio::spawn(async move {

@@ -1,11 +1,13 @@
-//! The admin part of every long-running service: `GET /health` and `GET /metrics`, as
-//! routes a service mounts beside its own ([`routes`]) or as a server of their own
-//! ([`serve`], for the dataflow, which has no other HTTP surface).
+//! The admin part of every long-running service: `GET /health` (alive), `GET /ready` (can do
+//! its work now: 200, or 503 with the reasons) and `GET /metrics`, as routes a service mounts
+//! beside its own ([`routes`]) or as a server of their own ([`serve`], for the dataflow, which
+//! has no other HTTP surface).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Shutdown;
+use crate::ready::Readiness;
 
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -37,6 +39,7 @@ pub struct ListenError {
 pub async fn serve<M: RenderMetrics>(
     listen: SocketAddr,
     metrics: Arc<M>,
+    ready: Arc<Readiness>,
     shutdown: Shutdown,
 ) -> Result<SocketAddr, ListenError> {
     let listen_error = |source| ListenError {
@@ -49,7 +52,7 @@ pub async fn serve<M: RenderMetrics>(
     let addr = listener.local_addr().map_err(listen_error)?;
     let mut signal = shutdown;
     tokio::spawn(
-        warp::serve(routes(metrics))
+        warp::serve(routes(metrics, ready))
             .incoming(listener)
             .graceful(async move { signal.wait().await })
             .run(),
@@ -57,14 +60,29 @@ pub async fn serve<M: RenderMetrics>(
     Ok(addr)
 }
 
-/// The health and metrics routes of a service.
-pub fn routes<M: RenderMetrics>(metrics: Arc<M>) -> BoxedFilter<(warp::reply::Response,)> {
+/// The health, readiness and metrics routes of a service.
+pub fn routes<M: RenderMetrics>(
+    metrics: Arc<M>,
+    ready: Arc<Readiness>,
+) -> BoxedFilter<(warp::reply::Response,)> {
     let health = warp::path("health")
         .and(warp::path::end())
         .and(warp::get())
         .map(|| {
             warp::reply::with_header(HEALTH_BODY, CONTENT_TYPE, "application/json")
                 .into_response_boxed()
+        });
+    let readiness = warp::path("ready")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            let body = ready.body();
+            let status = if body["ready"] == true {
+                warp::http::StatusCode::OK
+            } else {
+                warp::http::StatusCode::SERVICE_UNAVAILABLE
+            };
+            warp::reply::with_status(warp::reply::json(&body), status).into_response_boxed()
         });
     let metrics = warp::path("metrics")
         .and(warp::path::end())
@@ -73,7 +91,7 @@ pub fn routes<M: RenderMetrics>(metrics: Arc<M>) -> BoxedFilter<(warp::reply::Re
             warp::reply::with_header(metrics.render(), CONTENT_TYPE, METRICS_CONTENT_TYPE)
                 .into_response_boxed()
         });
-    health.or(metrics).unify().boxed()
+    health.or(readiness).unify().or(metrics).unify().boxed()
 }
 
 /// Boxing a reply into a response.

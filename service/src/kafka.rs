@@ -409,70 +409,102 @@ impl rdkafka::consumer::ConsumerContext for LastError {}
 /// answers at is an error within it, not a hang; a refused login or a failed TLS handshake
 /// is told as such as soon as the client reports it.
 pub fn reach(brokers: &str, timeout: Duration) -> Result<(), ReachError> {
-    let security = crate::kafka_settings::settings().describe_security();
-    let unanswered = |source| ReachError::Unanswered {
-        brokers: brokers.to_owned(),
-        security: security.clone(),
-        timeout,
-        source,
-    };
-    let mut config = client_config(brokers);
-    // The log lines that tell a refused login or handshake are errors.
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
-    let consumer: rdkafka::consumer::BaseConsumer<LastError> = config
-        .create_with_context(LastError::default())
-        .map_err(unanswered)?;
-    let deadline = std::time::Instant::now() + timeout;
-    let mut unresolved = None;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let step = left.min(Duration::from_millis(250));
-        match rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, step) {
-            Ok(_) => return Ok(()),
-            Err(error) => {
-                // The client's errors and log lines come with its events.
-                let _ = consumer.poll(Duration::ZERO);
-                let last = rdkafka::consumer::Consumer::context(&consumer)
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                match last {
-                    Some((RDKafkaErrorCode::Authentication, detail)) => {
-                        return Err(ReachError::Login {
-                            brokers: brokers.to_owned(),
-                            security,
-                            detail,
-                        });
-                    }
-                    // One broker named that does not resolve is told at once; of several,
-                    // another may answer: told once the wait is up.
-                    Some((RDKafkaErrorCode::Resolve, detail))
-                        if !brokers.contains(',') || left <= step =>
-                    {
-                        return Err(ReachError::Resolve {
-                            brokers: brokers.to_owned(),
-                            detail,
-                        });
-                    }
-                    Some((RDKafkaErrorCode::Resolve, detail)) => unresolved = Some(detail),
-                    Some((RDKafkaErrorCode::SSL, detail)) => {
-                        return Err(ReachError::Tls {
-                            brokers: brokers.to_owned(),
-                            security,
-                            detail,
-                        });
-                    }
-                    _ if left <= step => {
-                        return Err(match unresolved {
-                            Some(detail) => ReachError::Resolve {
-                                brokers: brokers.to_owned(),
+    Reacher::new(brokers)?.check(timeout)
+}
+
+/// A client kept to ask the brokers again and again whether they answer ([`reach`] once).
+pub struct Reacher {
+    brokers: String,
+    security: String,
+    consumer: rdkafka::consumer::BaseConsumer<LastError>,
+}
+
+impl Reacher {
+    /// A client of `brokers`, with the client settings in use.
+    pub fn new(brokers: &str) -> Result<Self, ReachError> {
+        let security = crate::kafka_settings::settings().describe_security();
+        let mut config = client_config(brokers);
+        // The log lines that tell a refused login or handshake are errors.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
+        // Asked again and again, it tries a broker that went away again within a second.
+        config.set("reconnect.backoff.max.ms", "1000");
+        let consumer = config
+            .create_with_context(LastError::default())
+            .map_err(|source| ReachError::Unanswered {
+                brokers: brokers.to_owned(),
+                security: security.clone(),
+                timeout: Duration::ZERO,
+                source,
+            })?;
+        Ok(Reacher {
+            brokers: brokers.to_owned(),
+            security,
+            consumer,
+        })
+    }
+
+    /// Asks the brokers for the cluster's metadata, waiting at most `timeout`.
+    pub fn check(&self, timeout: Duration) -> Result<(), ReachError> {
+        let (brokers, security) = (&self.brokers, &self.security);
+        let unanswered = |source| ReachError::Unanswered {
+            brokers: brokers.clone(),
+            security: security.clone(),
+            timeout,
+            source,
+        };
+        let consumer = &self.consumer;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut unresolved = None;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let step = left.min(Duration::from_millis(250));
+            match rdkafka::consumer::Consumer::fetch_metadata(consumer, None, step) {
+                Ok(_) => return Ok(()),
+                Err(error) => {
+                    // The client's errors and log lines come with its events.
+                    let _ = consumer.poll(Duration::ZERO);
+                    let last = rdkafka::consumer::Consumer::context(consumer)
+                        .0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    match last {
+                        Some((RDKafkaErrorCode::Authentication, detail)) => {
+                            return Err(ReachError::Login {
+                                brokers: brokers.clone(),
+                                security: security.clone(),
                                 detail,
-                            },
-                            None => unanswered(error),
-                        });
+                            });
+                        }
+                        // One broker named that does not resolve is told at once; of several,
+                        // another may answer: told once the wait is up.
+                        Some((RDKafkaErrorCode::Resolve, detail))
+                            if !brokers.contains(',') || left <= step =>
+                        {
+                            return Err(ReachError::Resolve {
+                                brokers: brokers.clone(),
+                                detail,
+                            });
+                        }
+                        Some((RDKafkaErrorCode::Resolve, detail)) => unresolved = Some(detail),
+                        Some((RDKafkaErrorCode::SSL, detail)) => {
+                            return Err(ReachError::Tls {
+                                brokers: brokers.clone(),
+                                security: security.clone(),
+                                detail,
+                            });
+                        }
+                        _ if left <= step => {
+                            return Err(match unresolved {
+                                Some(detail) => ReachError::Resolve {
+                                    brokers: brokers.clone(),
+                                    detail,
+                                },
+                                None => unanswered(error),
+                            });
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }

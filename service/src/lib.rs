@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`kafka`]: broker lists, client configuration, creating missing topics.
 //! - [`metrics`]: counters, gauges and histograms rendered in the Prometheus text format.
-//! - [`admin`]: `GET /health` and `GET /metrics`, as routes or a server of their own.
+//! - [`admin`]: `GET /health`, `GET /ready` and `GET /metrics`, as routes or a server of their own.
+//! - [`ready`]: whether a service can do its work now, and why not (the brokers asked each second).
 //! - [`http`]: a service's warp routes on its own HTTP/1 loop (client address, timeouts,
 //!   connection limit, upgrades, graceful shutdown).
 //! - [`shutdown`]: one signal (Ctrl-C, SIGTERM or a test) that every task watches.
@@ -16,6 +17,7 @@ pub mod http;
 pub mod kafka;
 pub mod kafka_settings;
 pub mod metrics;
+pub mod ready;
 pub mod secret;
 pub mod shutdown;
 

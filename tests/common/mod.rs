@@ -228,6 +228,19 @@ pub fn metrics_text(base: &str) -> String {
         .expect("a metrics page")
 }
 
+/// The status and body of `GET /ready` of the service at `base`.
+pub fn readiness(base: &str) -> (u16, serde_json::Value) {
+    let mut response = ureq::get(&format!("{base}/ready"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("/ready answers");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_json().expect("/ready is JSON");
+    (status, body)
+}
+
 /// Waits until `condition` holds, checking every 50 ms; fails after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;

@@ -42,6 +42,7 @@ browser:
 ## unit: the test suite and the doc-tests, the broker suites against a local broker unless
 ## EMOSTREAM_BROKERS is set (a plain `cargo test` runs all but the broker suites)
 unit:
+	scripts/test-deps.sh
 	scripts/with-broker.sh $(CARGO) test --workspace --features emostream/broker-tests --lib --bins --tests
 	$(CARGO) test --workspace --doc
 

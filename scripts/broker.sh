@@ -11,6 +11,8 @@
 # DIR (default target/broker) holds its kind, pid, address and log. For tansu,
 # EMOSTREAM_BROKER_STORAGE picks the storage engine (default memory://tansu/; sqlite://tansu.db
 # is durable); noida-db keeps its data in DIR/data and writes it there when stopped.
+# EMOSTREAM_BROKER_ADVERTISED (tansu) is the address clients are told to use, when another
+# (a TLS-terminating proxy in front of it) is what they reach.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,7 +58,7 @@ launch() {
         cd "$dir"
         nohup "$tansu" broker \
           --listener-url "tcp://$address" \
-          --advertised-listener-url "tcp://$address" \
+          --advertised-listener-url "tcp://${EMOSTREAM_BROKER_ADVERTISED:-$address}" \
           --storage-engine "$storage" \
           "${auth[@]}" \
           > broker.log 2>&1 &

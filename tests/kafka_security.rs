@@ -221,58 +221,9 @@ async fn the_live_path_runs_over_sasl_and_a_wrong_login_or_certificate_is_told_w
     // An untrusted certificate: a TLS server whose certificate another CA signed.
     let tls = dir.path().join("tls");
     std::fs::create_dir(&tls).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&tls)
-            .output()
-            .expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    };
-    for ca in ["trusted", "other"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={ca} CA"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ]);
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "other.pem",
-        "-CAkey",
-        "other.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        "server.pem",
-    ]);
+    common::tls::TestCa::new(&tls, "trusted");
+    let other = common::tls::TestCa::new(&tls, "other");
+    let (server_cert, server_key) = other.issue("server", "127.0.0.1");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -285,9 +236,9 @@ async fn the_live_path_runs_over_sasl_and_a_wrong_login_or_certificate_is_told_w
             "-accept",
             &port.to_string(),
             "-cert",
-            "server.pem",
+            path(&server_cert),
             "-key",
-            "server.key",
+            path(&server_key),
         ])
         .current_dir(&tls)
         .stdin(Stdio::piped())

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Pipeline, Record, read_from, windows_by_start};
+use common::kafka::{Pipeline, Record, late_offsets, read_from, windows_counting};
 use common::pipeline::{start_dataflow_on, start_ingest_on};
 use common::traffic::{Phase, send};
 use common::{
@@ -240,35 +240,13 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
 
     // Windows and late records account for every event in the topic; no acknowledged
     // event is late; the windows are exactly those of the on-time events.
-    let late_records = read_from(&brokers, late, Duration::from_secs(5), |_| true);
-    let late_at: BTreeSet<(i32, i64)> = late_records
-        .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-            (
-                v["partition"].as_i64().unwrap() as i32,
-                v["offset"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let late_at = late_offsets(&brokers, late);
     let on_time: Vec<(String, String, i64)> = topic
         .iter()
         .filter(|r| !late_at.contains(&(r.partition, r.offset)))
         .map(user)
         .collect();
-    let windows_read = read_from(&brokers, windows, Duration::from_secs(60), |r| {
-        windows_by_start(&r.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
-            .values()
-            .map(|w| w.report.events)
-            .sum::<u64>()
-            >= on_time.len() as u64
-    });
-    let counted = windows_by_start(
-        &windows_read
-            .iter()
-            .map(|r| r.payload.clone())
-            .collect::<Vec<_>>(),
-    );
+    let counted = windows_counting(&brokers, windows, on_time.len() as u64);
     let acked_users: BTreeSet<&String> = acked.acknowledged.iter().collect();
     let late_acknowledged = topic
         .iter()
@@ -276,9 +254,10 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         .filter(|r| acked_users.contains(&user(r).0))
         .count();
     if late_acknowledged > 0 {
-        for r in late_records
+        for r in topic
             .iter()
-            .filter(|r| String::from_utf8_lossy(&r.payload).contains("\"ack-"))
+            .filter(|r| late_at.contains(&(r.partition, r.offset)))
+            .filter(|r| acked_users.contains(&user(r).0))
             .take(5)
         {
             eprintln!(

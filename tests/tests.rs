@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod deploy;
 mod replay;
 mod simulate;
 
@@ -12,6 +13,8 @@ mod simulate;
 mod abuse;
 #[cfg(feature = "broker-tests")]
 mod broadcast;
+#[cfg(feature = "broker-tests")]
+mod hosts;
 #[cfg(feature = "broker-tests")]
 mod kafka_security;
 #[cfg(feature = "broker-tests")]

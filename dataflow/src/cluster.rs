@@ -122,3 +122,45 @@ impl ClusterConfig {
         self.workers * self.processes
     }
 }
+
+/// The first failure of a connection to another process, as timely's network threads
+/// (`timely:send-I`, `timely:recv-I`, I the other process) reported it in their panic.
+static PEER_LOST: std::sync::OnceLock<(usize, String)> = std::sync::OnceLock::new();
+
+/// Keeps what timely's network threads report when the connection to another process fails
+/// (from then on, for the whole process): timely has no worker fault tolerance, so that is
+/// why the run stops, and [`peer_lost`] tells it.
+pub fn watch_peers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let earlier = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let peer = thread.name().and_then(|name| {
+                let index = name
+                    .strip_prefix("timely:recv-")
+                    .or_else(|| name.strip_prefix("timely:send-"))?;
+                index.parse::<usize>().ok()
+            });
+            if let Some(peer) = peer {
+                let message = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| {
+                        info.payload()
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                    })
+                    .unwrap_or_default();
+                let _ = PEER_LOST.set((peer, message));
+            }
+            earlier(info);
+        }));
+    });
+}
+
+/// The other process whose connection failed first, and what timely said, if one did.
+pub fn peer_lost() -> Option<(usize, String)> {
+    PEER_LOST.get().cloned()
+}

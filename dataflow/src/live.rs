@@ -232,6 +232,19 @@ pub enum LiveError {
     /// A worker panicked.
     #[error("a worker failed: {0}")]
     Panicked(String),
+    /// The connection to another process of the cluster failed (it stopped, or the network
+    /// between them did).
+    #[error(
+        "lost process {peer} of this dataflow ({address}): {detail}; timely has no worker fault tolerance, so this process stops too: start every process of the dataflow again (-n/-p/--hostfile as before), and they resume from the checkpoints"
+    )]
+    PeerLost {
+        /// The other process's index.
+        peer: usize,
+        /// Its address.
+        address: String,
+        /// What timely said.
+        detail: String,
+    },
     /// The dataflow stopped without being asked to.
     #[error("the dataflow stopped by itself")]
     StoppedByItself,
@@ -251,6 +264,7 @@ impl LiveError {
             LiveError::Failed(f) => f.is_retryable(),
             LiveError::Admin(_)
             | LiveError::Panicked(_)
+            | LiveError::PeerLost { .. }
             | LiveError::StoppedByItself
             | LiveError::Settings { .. }
             | LiveError::Unaccounted { .. } => false,
@@ -358,6 +372,10 @@ pub fn run_live(
     metrics: Arc<DataflowMetrics>,
 ) -> Result<(), LiveError> {
     let timely_config = config.cluster.timely();
+    let cluster = config.cluster.clone();
+    if config.cluster.processes > 1 {
+        crate::cluster::watch_peers();
+    }
     let config = Arc::new(config);
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
@@ -430,11 +448,26 @@ pub fn run_live(
     .map_err(LiveError::Workers)?;
     for result in guards.join() {
         if let Err(panic) = result {
-            return Err(LiveError::Panicked(panic));
+            return Err(LiveError::of_panic(panic, &cluster));
         }
     }
     match control.failure() {
         Some(failure) => Err(LiveError::Failed(failure)),
         None => Ok(()),
+    }
+}
+
+impl LiveError {
+    /// The error of a run whose workers panicked with `message`: the loss of another process
+    /// when timely's network threads reported one (they take the workers down with them).
+    pub fn of_panic(message: String, cluster: &crate::ClusterConfig) -> Self {
+        match crate::cluster::peer_lost() {
+            Some((peer, detail)) => LiveError::PeerLost {
+                peer,
+                address: cluster.addresses.get(peer).cloned().unwrap_or_default(),
+                detail,
+            },
+            None => LiveError::Panicked(message),
+        }
     }
 }

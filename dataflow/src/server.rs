@@ -23,6 +23,7 @@ pub struct RunningDataflow {
     /// Its metrics.
     pub metrics: Arc<DataflowMetrics>,
     control: Arc<RunControl>,
+    cluster: crate::ClusterConfig,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<Result<(), LiveError>>,
 }
@@ -40,6 +41,7 @@ pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningData
     service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
     let addr = service::admin::serve(listen, Arc::clone(&metrics), ready, shutdown.clone()).await?;
     let control = Arc::new(RunControl::new(false));
+    let cluster = config.cluster.clone();
     let task = {
         let (control, metrics) = (Arc::clone(&control), Arc::clone(&metrics));
         tokio::task::spawn_blocking(move || run_live(config, prepared, control, metrics))
@@ -49,6 +51,7 @@ pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningData
         addr,
         metrics,
         control,
+        cluster,
         shutdown,
         task,
     })
@@ -64,7 +67,7 @@ impl RunningDataflow {
                 return match result {
                     Ok(Ok(())) => Err(LiveError::StoppedByItself),
                     Ok(Err(e)) => Err(e),
-                    Err(e) => Err(LiveError::Panicked(e.to_string())),
+                    Err(e) => Err(LiveError::of_panic(e.to_string(), &self.cluster)),
                 };
             }
         }
@@ -84,7 +87,7 @@ impl RunningDataflow {
                 }
             }
         };
-        ended.map_err(|e| LiveError::Panicked(e.to_string()))??;
+        ended.map_err(|e| LiveError::of_panic(e.to_string(), &self.cluster))??;
         tracing::info!("Dataflow stopped: closed windows published, offsets committed.");
         Ok(())
     }

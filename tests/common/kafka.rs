@@ -16,6 +16,33 @@ pub fn brokers() -> String {
         .expect("EMOSTREAM_BROKERS must name a Kafka broker: run the tests with `make test`, which starts one")
 }
 
+/// Client settings (TLS, SASL) the tests' own clients of a broker list use, by broker list.
+static SETTINGS: std::sync::Mutex<BTreeMap<String, Vec<(String, String)>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The tests' own clients of `brokers` use `settings` from now on (a broker that requires a
+/// login or TLS); other broker lists are not affected.
+pub fn use_settings_for(brokers: &str, settings: &[(&str, &str)]) {
+    let settings = settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    SETTINGS
+        .lock()
+        .unwrap()
+        .insert(brokers.to_owned(), settings);
+}
+
+/// A client configuration for `brokers`, with the settings given for them.
+pub fn client_of(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in SETTINGS.lock().unwrap().get(brokers).into_iter().flatten() {
+        config.set(key, value);
+    }
+    config
+}
+
 /// A name no other test uses.
 pub fn unique(name: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -97,8 +124,7 @@ impl Pipeline {
 
 /// A producer for writing events straight to a topic.
 pub fn producer() -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+    client_of(&brokers())
         .set("linger.ms", "5")
         .create()
         .expect("producer")
@@ -185,8 +211,7 @@ pub fn read_from(
     timeout: Duration,
     done: impl Fn(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client_of(brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -321,4 +346,35 @@ pub fn grow_topic(topic: &str, partitions: i32) -> Result<(), String> {
     })
     .join()
     .unwrap()
+}
+
+/// The `(partition, offset)` of every event the late topic `late` of `brokers` reports.
+pub fn late_offsets(brokers: &str, late: &str) -> std::collections::BTreeSet<(i32, i64)> {
+    read_from(brokers, late, Duration::from_secs(5), |_| true)
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            (
+                v["partition"].as_i64().unwrap() as i32,
+                v["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The windows topic `windows` of `brokers` (the newest final or revision of each window),
+/// read until its windows count `events` events, at most 60 s.
+pub fn windows_counting(brokers: &str, windows: &str, events: u64) -> BTreeMap<i64, WindowMessage> {
+    let of = |records: &[Record]| {
+        windows_by_start(
+            &records
+                .iter()
+                .map(|r| r.payload.clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let read = read_from(brokers, windows, Duration::from_secs(60), |r| {
+        of(r).values().map(|w| w.report.events).sum::<u64>() >= events
+    });
+    of(&read)
 }

@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod pipeline;
 pub mod service;
+pub mod tls;
 pub mod traffic;
 
 use std::collections::BTreeMap;

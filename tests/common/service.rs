@@ -36,18 +36,18 @@ impl Service {
 
     /// Starts a service of the brokers `brokers` and waits until it is up.
     pub fn start_on(brokers: &str, args: &[String]) -> Self {
-        Service::launch(brokers, args, &[], "warn", Stdio::inherit())
+        Service::launch(&[], brokers, args, &[], "warn", Stdio::inherit())
     }
 
     /// Starts a service with the environment variables `env` set as well.
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
-        Service::launch(&brokers(), args, env, "warn", Stdio::inherit())
+        Service::launch(&[], &brokers(), args, env, "warn", Stdio::inherit())
     }
 
     /// Starts a service logging at `level` into the file `log`.
     pub fn start_logged(args: &[String], level: &str, log: &std::path::Path) -> Self {
         let log = std::fs::File::create(log).expect("create the log file");
-        Service::launch(&brokers(), args, &[], level, Stdio::from(log))
+        Service::launch(&[], &brokers(), args, &[], level, Stdio::from(log))
     }
 
     /// Starts a service of the brokers `brokers` logging at `level` into the file `log`.
@@ -58,10 +58,24 @@ impl Service {
         log: &std::path::Path,
     ) -> Self {
         let log = std::fs::File::create(log).expect("create the log file");
-        Service::launch(brokers, args, &[], level, Stdio::from(log))
+        Service::launch(&[], brokers, args, &[], level, Stdio::from(log))
+    }
+
+    /// Starts a service through the command `wrapper` (like `ip netns exec HOST`) with `env`
+    /// set as well, logging at info into the file `log`.
+    pub fn start_through(
+        wrapper: &[&str],
+        brokers: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
+        let log = std::fs::File::create(log).expect("create the log file");
+        Service::launch(wrapper, brokers, args, env, "info", Stdio::from(log))
     }
 
     fn launch(
+        wrapper: &[&str],
         brokers: &str,
         args: &[String],
         env: &[(&str, &str)],
@@ -70,7 +84,16 @@ impl Service {
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ready_file = dir.path().join("ready.json");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_emostream"))
+        let emostream = env!("CARGO_BIN_EXE_emostream");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(emostream);
+                command
+            }
+            None => Command::new(emostream),
+        };
+        let mut child = command
             .args(args)
             .env("EMOSTREAM_BROKERS", brokers)
             .env("EMOSTREAM_READY_FILE", &ready_file)

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,6 +14,8 @@ use model::duration::parse_duration;
 use model::emojis::EmojiSet;
 use model::window_spec::WindowSpecError;
 use model::{ReportConfig, WindowSpec};
+use service::http::TrustedProxies;
+use service::secret::Secret;
 
 /// EmoStream: live emoji reaction analytics.
 #[derive(Debug, Parser)]
@@ -399,7 +402,7 @@ pub struct BrokerArgs {
 }
 
 /// Kafka client settings every Kafka client of a command takes.
-#[derive(Debug, Args)]
+#[derive(Args)]
 #[command(rename_all = "kebab-case")]
 pub struct KafkaClientArgs {
     /// A properties file of Kafka client settings for every Kafka client (security.protocol,
@@ -411,6 +414,26 @@ pub struct KafkaClientArgs {
     /// the file, out of the process list).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
     pub kafka_options: Vec<String>,
+}
+
+impl std::fmt::Debug for KafkaClientArgs {
+    /// The options with the values of secrets left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: Vec<String> = self
+            .kafka_options
+            .iter()
+            .map(|option| match option.split_once('=') {
+                Some((key, _)) if service::kafka_settings::is_secret(key.trim()) => {
+                    format!("{key}=<redacted>")
+                }
+                _ => option.clone(),
+            })
+            .collect();
+        f.debug_struct("KafkaClientArgs")
+            .field("kafka_config", &self.kafka_config)
+            .field("kafka_options", &options)
+            .finish()
+    }
 }
 
 impl KafkaClientArgs {
@@ -673,6 +696,24 @@ impl DataflowFlags {
     }
 }
 
+/// The proxies in front of a service.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct ProxyArgs {
+    /// Proxies (load balancers, TLS proxies) whose X-Forwarded-For header names the client,
+    /// comma-separated addresses or networks like 10.0.0.0/8: per-address limits then count
+    /// clients, not the proxy. Empty: the header is not believed.
+    #[arg(long, value_parser = parse_trusted_proxies, env = "EMOSTREAM_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
+}
+
+impl ProxyArgs {
+    /// The proxies trusted.
+    pub fn trusted(&self) -> Arc<TrustedProxies> {
+        Arc::new(self.trusted_proxies.clone().unwrap_or_default())
+    }
+}
+
 /// Where a service writes its bound addresses once it is up.
 #[derive(Debug, Args)]
 #[command(rename_all = "kebab-case")]
@@ -697,11 +738,14 @@ pub struct IngestArgs {
     pub ingest: IngestFlags,
     /// The address clients use for this ingest, behind a load balancer or a name, like
     /// https://taps.example.com (what it prints; broadcasters' --ingest-url is this).
-    #[arg(long, value_parser = parse_public_url, env = "EMOSTREAM_PUBLIC_URL")]
+    #[arg(long, value_parser = parse_public_url, env = "EMOSTREAM_INGEST_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// The emojis accepted.
     #[command(flatten)]
     pub emojis: EmojisArg,
+    /// The proxies in front of it.
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -763,6 +807,9 @@ pub struct UpArgs {
     /// The emojis accepted.
     #[command(flatten)]
     pub emojis: EmojisArg,
+    /// The proxies in front of it.
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -892,8 +939,8 @@ pub struct BroadcastFlags {
     pub ping_interval: Duration,
     /// Secret that signs connection tokens; every broadcaster of a deployment shares it.
     /// Required by `broadcast`; `up` makes one when none is given.
-    #[arg(long, env = "EMOSTREAM_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: Option<String>,
+    #[arg(long, env = "EMOSTREAM_TOKEN_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub token_secret: Option<Secret>,
     /// Topic where broadcasters announce themselves.
     #[arg(long, default_value = model::names::REGISTRY_TOPIC, env = "EMOSTREAM_REGISTRY_TOPIC")]
     pub registry_topic: String,
@@ -930,7 +977,7 @@ impl BroadcastFlags {
         cluster: u32,
         topic: String,
         listen: SocketAddr,
-        token_secret: String,
+        token_secret: Secret,
     ) -> broadcast::BroadcastConfig {
         broadcast::BroadcastConfig {
             token_secret,
@@ -985,6 +1032,9 @@ pub struct BroadcastArgs {
     /// The emojis accepted.
     #[command(flatten)]
     pub emojis: EmojisArg,
+    /// The proxies in front of it.
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     /// Where to say that the service is up.
     #[command(flatten)]
     pub ready: ReadyArgs,
@@ -1045,4 +1095,14 @@ pub struct WsLoadArgs {
 fn parse_public_url(url: &str) -> Result<String, String> {
     broadcast::check_public_url(url)?;
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// A secret given on the command line or in the environment (never printed).
+fn parse_secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value))
+}
+
+/// A `--trusted-proxies` list.
+fn parse_trusted_proxies(list: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(list)
 }

@@ -53,6 +53,7 @@ fn until_signal<F: Future<Output = Result<()>>>(
 pub fn ingest(args: IngestArgs) -> Result<()> {
     let config = ingest::IngestConfig {
         emojis: Arc::new(args.emojis.emojis.clone()),
+        trusted_proxies: args.proxies.trusted(),
         ..args.ingest.config(&args.brokers)?
     };
     until_signal(
@@ -98,6 +99,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     let emojis = Arc::new(args.emojis.emojis.clone());
     let ingest_config = ingest::IngestConfig {
         emojis: Arc::clone(&emojis),
+        trusted_proxies: args.proxies.trusted(),
         ..args.ingest.config(&args.brokers)?
     };
     let live_config = dataflow::LiveConfig {
@@ -127,8 +129,11 @@ pub fn up(args: UpArgs) -> Result<()> {
             let live = dataflow::start(live_config, shutdown.clone()).await?;
             let mut broadcasters = Vec::new();
             let given = args.broadcast.token_secret.clone();
-            let secret = given.clone().map_or_else(random_secret, Ok)?;
-            let key = broadcast::token::TokenSigner::new(secret.clone()).fingerprint();
+            let secret = match &given {
+                Some(secret) => secret.clone(),
+                None => service::secret::Secret::new(random_secret()?),
+            };
+            let key = broadcast::token::TokenSigner::new(secret.expose()).fingerprint();
             for (i, topic) in cluster_topics.into_iter().enumerate() {
                 let mut listen = args.broadcast_listen;
                 if listen.port() != 0 {
@@ -146,6 +151,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                     .get_or_insert_with(|| format!("http://{}", ingest.addr));
                 config.emojis = Arc::clone(&emojis);
                 config.public_url = public.get(i).cloned();
+                config.trusted_proxies = args.proxies.trusted();
                 if config.summary_topic.is_none() {
                     config.summary_topic.clone_from(&summary_topic);
                 }
@@ -218,6 +224,7 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         ),
     };
     config.emojis = Arc::new(args.emojis.emojis.clone());
+    config.trusted_proxies = args.proxies.trusted();
     until_signal(
         args.ready.ready_file.clone().as_deref(),
         |shutdown| async move {
@@ -299,17 +306,21 @@ pub fn ws_load(args: WsLoadArgs) -> Result<()> {
         .filter(|b| !b.is_empty())
         .map(str::to_owned)
         .collect();
+    // The brokers first: a wrong one is told before any viewer connects.
+    let feed = match (&args.feed_topic, &args.brokers) {
+        (Some(topic), Some(brokers)) => {
+            crate::reach::reach_brokers(brokers)?;
+            Some((brokers.clone(), topic.clone()))
+        }
+        (Some(_), None) => anyhow::bail!("--feed-topic needs --brokers"),
+        _ => None,
+    };
     let ws_url = runtime
         .block_on(loadgen::register::register(
             bases.first().map_or("", String::as_str),
             "wsload",
         ))?
         .ws_url;
-    let feed = match (&args.feed_topic, &args.brokers) {
-        (Some(topic), Some(brokers)) => Some((brokers.clone(), topic.clone())),
-        (Some(_), None) => anyhow::bail!("--feed-topic needs --brokers"),
-        _ => None,
-    };
     let config = loadgen::ws_load::WsLoadConfig {
         ws_url,
         register_each: if args.register_each {

@@ -67,16 +67,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
             let rejected = e
                 .downcast_ref::<dataflow::ReplayError>()
                 .is_some_and(|e| matches!(e, dataflow::ReplayError::Rejected(_)));
+            // One line: what went wrong, and whether running it again can help.
             if rejected {
+                eprintln!("error: {e:#}");
                 ExitCode::from(EXIT_REJECTED)
             } else if is_retryable(&e) {
-                eprintln!("(the brokers were away or busy: running it again may succeed)");
+                eprintln!(
+                    "error: {e:#} (the brokers were away or busy: running it again may succeed)"
+                );
                 ExitCode::from(EXIT_RETRYABLE)
             } else {
+                eprintln!("error: {e:#}");
                 ExitCode::from(EXIT_FAILURE)
             }
         }

@@ -573,6 +573,50 @@ async fn registration_hands_out_the_public_url_and_every_interface_needs_one() {
     assert!(common::stderr(&bad).contains("--public-url"));
 }
 
+/// Behind a trusted proxy each viewer is its own address for the per-address limit (the one
+/// the proxy forwards); a header from anyone else is not believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_behind_a_trusted_proxy_are_counted_by_the_address_it_forwards() {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let refused_with = |result: Result<_, Error>| match result {
+        Err(Error::Http(response)) => response.status().as_u16(),
+        Ok(_) => panic!("not refused"),
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+    };
+    for (trusted, name) in [(true, "proxied"), (false, "unproxied")] {
+        let mut extra = vec!["--max-connections-per-ip", "1"];
+        if trusted {
+            extra.extend(["--trusted-proxies", "127.0.0.0/8"]);
+        }
+        let cluster = Cluster::start(name, &[window(1, 1)], &extra);
+        let url = cluster.client_url("viewer");
+        let request = |forwarded: &str| {
+            let mut request = url.as_str().into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", forwarded.parse().unwrap());
+            request
+        };
+        let mut first = tokio_tungstenite::connect_async(request("203.0.113.1"))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(next_json(&mut first).await["type"], "hello");
+        let second = tokio_tungstenite::connect_async(request("203.0.113.2")).await;
+        if trusted {
+            // Another viewer behind the proxy has a place of its own; the same one does not.
+            let mut second = second.unwrap().0;
+            assert_eq!(next_json(&mut second).await["type"], "hello");
+            let again = tokio_tungstenite::connect_async(request("6.6.6.6, 203.0.113.1")).await;
+            assert_eq!(refused_with(again.map(|_| ())), 429);
+        } else {
+            // Not a trusted proxy: both come from 127.0.0.1, whatever the header says.
+            assert_eq!(refused_with(second.map(|_| ())), 429);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 // Long: one scenario: each refusal in turn.
 async fn other_origins_and_too_many_connections_from_one_address_are_refused() {

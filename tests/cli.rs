@@ -633,7 +633,7 @@ fn the_tools_name_a_wrong_broker_in_one_line_within_seconds() {
         ),
         (away.as_str(), 3, "cannot reach a Kafka broker at"),
     ] {
-        let runs: [Vec<&str>; 3] = [
+        let runs: [Vec<&str>; 4] = [
             vec!["record", "--brokers", brokers, "--out", path(&out)],
             vec![
                 "replay",
@@ -643,6 +643,15 @@ fn the_tools_name_a_wrong_broker_in_one_line_within_seconds() {
                 brokers,
             ],
             vec!["simulate", "--brokers", brokers, "--duration", "1s"],
+            vec![
+                "wsload",
+                "--register",
+                "http://127.0.0.1:9",
+                "--feed-topic",
+                "windows",
+                "--brokers",
+                brokers,
+            ],
         ];
         for args in runs {
             let started = std::time::Instant::now();
@@ -654,8 +663,14 @@ fn the_tools_name_a_wrong_broker_in_one_line_within_seconds() {
                 text.contains(says) && text.contains(brokers),
                 "{args:?}: {text}"
             );
-            let errors = text.lines().filter(|l| l.starts_with("error:")).count();
-            assert_eq!(errors, 1, "{args:?}: one error line: {text}");
+            let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{args:?}: one error line: {text}");
+            // The same line says whether running it again can help.
+            assert_eq!(
+                errors[0].contains("running it again may succeed"),
+                code == 3,
+                "{args:?}: {text}"
+            );
             assert!(
                 took < std::time::Duration::from_secs(10),
                 "{args:?}: {took:?}"

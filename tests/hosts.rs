@@ -154,9 +154,11 @@ fn broker(args: &[&str], env: &[(&str, &str)]) -> String {
         .env("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db")
         .envs(env.iter().copied());
     let out = command.output().expect("run broker.sh");
+    // The arguments are not shown: one of them may be the password.
     assert!(
         out.status.success(),
-        "broker.sh {args:?}: {}",
+        "broker.sh {}: {}",
+        args[0],
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -253,6 +255,8 @@ impl Deployment {
             &format!("{}:5000", ip("ingest")),
             "--public-url",
             &format!("https://{}:8443/ingest", ip("edge")),
+            "--trusted-proxies",
+            &ip("edge"),
             "--user-rate-limit",
             "0",
             "--linger",
@@ -313,6 +317,8 @@ impl Deployment {
             SECRET,
             "--public-url",
             &format!("https://{}:8443/b{n}", ip("edge")),
+            "--trusted-proxies",
+            &ip("edge"),
             "--ingest-url",
             &format!("https://{}:8443/ingest", ip("edge")),
             "--registry-topic",
@@ -324,6 +330,20 @@ impl Deployment {
         args.push(self.pipeline.cluster_prefix.clone());
         self.start("bcast", &format!("broadcaster{n}"), &args)
     }
+}
+
+/// Asserts that the dataflow process logging into `log` stopped saying it lost `peer`, the
+/// process on `host`, and what to do.
+fn assert_lost(log: &Path, peer: usize, host: &str) {
+    let said = std::fs::read_to_string(log).unwrap();
+    assert!(
+        said.contains(&format!(
+            "error: lost process {peer} of this dataflow ({}:2101)",
+            ip(host)
+        )) && said.contains("start every process of the dataflow again"),
+        "{}: the process says why it stops:\n{said}",
+        log.display()
+    );
 }
 
 /// Runs `work` on a thread of its own whose sockets are on `host`'s network.
@@ -362,6 +382,9 @@ fn https_agent(ca: &Path) -> ureq::Agent {
 #[derive(Debug, Default)]
 struct Taps {
     accepted: Vec<String>,
+    /// The ids of events answered 201 (stored by the broker), and when each answer came.
+    acknowledged: Vec<String>,
+    acknowledged_at: Vec<Instant>,
     statuses: BTreeMap<u16, usize>,
     /// 503 answers with a Retry-After header, and without.
     unavailable_with_retry_after: usize,
@@ -413,6 +436,11 @@ fn tap(ca: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Taps> {
                 Err(_) => 0,
             };
             *taps.statuses.entry(status).or_default() += 1;
+            if status == 201 {
+                taps.acknowledged
+                    .extend(batch.iter().map(|(u, _)| u.clone()));
+                taps.acknowledged_at.push(Instant::now());
+            }
             if status == 202 || status == 201 {
                 taps.accepted.extend(batch.into_iter().map(|(u, _)| u));
             }
@@ -420,6 +448,29 @@ fn tap(ca: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Taps> {
         }
         taps
     })
+}
+
+/// A TLS client that trusts only the test's CA.
+fn tls_connector(ca: &Path) -> native_tls::TlsConnector {
+    let pem = std::fs::read(ca).unwrap();
+    native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Opens the WebSocket at the `wss://` URL `url`.
+async fn open(
+    url: &str,
+    connector: native_tls::TlsConnector,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let connector = tokio_tungstenite::Connector::NativeTls(connector);
+    tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+        .await
+        .map(|(socket, _)| socket)
 }
 
 /// What a viewer saw: the newest message of each window, and how it connected.
@@ -446,11 +497,7 @@ fn viewer(
             .build()
             .unwrap();
         let agent = https_agent(&ca);
-        let pem = std::fs::read(&ca).unwrap();
-        let connector = native_tls::TlsConnector::builder()
-            .add_root_certificate(native_tls::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap();
+        let connector = tls_connector(&ca);
         let register = format!("https://{}:8443/b1/register", ip("edge"));
         while !stop.load(Ordering::Relaxed) {
             let body = serde_json::json!({ "client_id": format!("viewer-{id}") });
@@ -467,14 +514,7 @@ fn viewer(
             seen.lock().unwrap().urls.push(url.clone());
             let (seen, stop, connector) = (Arc::clone(&seen), Arc::clone(&stop), connector.clone());
             runtime.block_on(async move {
-                let connected = tokio_tungstenite::connect_async_tls_with_config(
-                    url.as_str(),
-                    None,
-                    false,
-                    Some(tokio_tungstenite::Connector::NativeTls(connector)),
-                )
-                .await;
-                let Ok((mut socket, _)) = connected else {
+                let Ok(mut socket) = open(&url, connector).await else {
                     return;
                 };
                 while !stop.load(Ordering::Relaxed) {
@@ -580,7 +620,7 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     // The edge: https and wss for the two broadcasters and the ingest.
     let location = |path: &str, upstream: String| {
         format!(
-            "    location {path} {{\n      proxy_pass http://{upstream}/;\n      proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n      proxy_set_header Connection $connection_upgrade;\n      proxy_read_timeout 1h;\n    }}\n"
+            "    location {path} {{\n      proxy_pass http://{upstream}/;\n      proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n      proxy_set_header Connection $connection_upgrade;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_read_timeout 1h;\n    }}\n"
         )
     };
     let _edge = Nginx::start(
@@ -632,11 +672,43 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
                     .unwrap();
                 r.body_mut().read_to_string().unwrap()
             };
-            (get("/b1/"), get("/b2/config.js"))
+            // A token from one broadcaster opens a WebSocket at either, through its path.
+            let mut answer = agent
+                .post(&format!("https://{}:8443/b2/register", ip("edge")))
+                .send_json(serde_json::json!({ "client_id": "prober" }))
+                .unwrap();
+            let answer: serde_json::Value = answer.body_mut().read_json().unwrap();
+            let url = answer["ws_url"].as_str().unwrap().to_owned();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let hellos: Vec<String> = ["/b1/ws", "/b2/ws"]
+                .iter()
+                .map(|path| {
+                    let url = url.replace("/b1/ws", path).replace("/b2/ws", path);
+                    runtime.block_on(async {
+                        let mut socket = open(&url, tls_connector(&ca))
+                            .await
+                            .unwrap_or_else(|e| panic!("{url}: {e}"));
+                        let hello = socket.next().await.unwrap().unwrap();
+                        hello.to_text().unwrap().to_owned()
+                    })
+                })
+                .collect();
+            (get("/b1/"), get("/b2/config.js"), url, hellos)
         }
     })
     .join()
     .unwrap();
+    assert!(
+        page.2.starts_with(&format!("wss://{}:8443/b", ip("edge"))),
+        "registration hands out the edge's wss:// address: {}",
+        page.2
+    );
+    for hello in &page.3 {
+        assert!(hello.contains(r#""type":"hello""#), "{hello}");
+    }
     assert!(page.0.contains("<title>EmoStream"), "{}", page.0);
     assert!(
         page.1
@@ -655,24 +727,36 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     let taps = tap(ca.cert(), Arc::clone(&stop_taps));
     std::thread::sleep(Duration::from_secs(6));
 
-    // Fault 1: the second dataflow process is killed; the first stops, naming its peer.
-    let killed_at = Instant::now();
-    df2.kill();
-    let mut df1 = df1;
-    let status = df1.wait_exit(Duration::from_secs(30));
-    let df1_stopped = killed_at.elapsed();
-    assert!(!status.success(), "the surviving process fails: {status}");
-    let said = std::fs::read_to_string(dir.path().join("df1-run1.log")).unwrap();
-    assert!(
-        said.contains(&format!(
-            "error: lost process 1 of this dataflow ({}:2101)",
-            ip("df2")
-        )) && said.contains("start every process of the dataflow again"),
-        "the surviving process says why it stops:\n{said}"
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    // Fault 1: the second dataflow host's link cut mid-stream: nothing closes the processes'
+    // connection, yet each stops within the peer timeout, naming the other.
+    let cut_at = Instant::now();
+    network.cut("df2");
+    let (mut df1, mut df2) = (df1, df2);
+    for (process, service) in [(&"df1", &mut df1), (&"df2", &mut df2)] {
+        let status = service.wait_exit(Duration::from_secs(40));
+        assert!(!status.success(), "{process} fails: {status}");
+    }
+    let link_cut_stopped = cut_at.elapsed();
+    assert_lost(&dir.path().join("df1-run1.log"), 1, "df2");
+    assert_lost(&dir.path().join("df2-run1.log"), 0, "df1");
+    network.mend("df2");
     let (df1, df2) = deployment.dataflow(2);
     std::thread::sleep(Duration::from_secs(4));
+    // The restarted processes resume from the checkpoints: they know what was published.
+    for log in ["df1-run2.log", "df2-run2.log"] {
+        let said = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        let reading: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("Reading the events topic"))
+            .collect();
+        assert!(
+            !reading.is_empty()
+                && reading
+                    .iter()
+                    .all(|l| !l.contains("published_before=\"none\"")),
+            "{log} resumes from the checkpoints: {reading:?}"
+        );
+    }
 
     // Fault 2: the broker's host off the network for 10 s.
     let services = [
@@ -712,11 +796,22 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
         );
         ready_again.insert(*name, mended_at.elapsed());
     }
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Fault 3: the first dataflow process killed; the second stops at once, naming it.
+    let killed_at = Instant::now();
+    df1.kill();
+    let mut df2 = df2;
+    let status = df2.wait_exit(Duration::from_secs(30));
+    let kill_stopped = killed_at.elapsed();
+    assert!(!status.success(), "the surviving process fails: {status}");
+    assert_lost(&dir.path().join("df2-run2.log"), 0, "df1");
+    let (df1, df2) = deployment.dataflow(3);
     std::thread::sleep(Duration::from_secs(4));
     stop_taps.store(true, Ordering::Relaxed);
     let taps = taps.join().unwrap();
     eprintln!(
-        "set up in {set_up:?}; the first dataflow process stopped {df1_stopped:?} after its peer was killed; not ready after the cut: {unready:?}; ready after the mend: {ready_again:?}; taps: {:?}, 503 with Retry-After {}, without {}",
+        "set up in {set_up:?}; both dataflow processes stopped {link_cut_stopped:?} after the link was cut, the second {kill_stopped:?} after the first was killed; not ready after the cut: {unready:?}; ready after the mend: {ready_again:?}; taps: {:?}, 503 with Retry-After {}, without {}",
         taps.statuses, taps.unavailable_with_retry_after, taps.unavailable_without
     );
     assert!(
@@ -731,6 +826,10 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
         taps.statuses
     );
     assert_eq!(taps.unavailable_without, 0, "every 503 carries Retry-After");
+    assert!(
+        taps.acknowledged_at.iter().any(|at| *at > mended_at),
+        "the ingest acknowledges taps again after the broker's host is back"
+    );
 
     // Every event answered 202 is in the topic once; windows and late records account for
     // every event there; the windows are the reference's.
@@ -760,6 +859,19 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
         .map(event)
         .collect();
     let windows = windows_counting(&brokers, &pipeline.windows, on_time.len() as u64);
+    let acknowledged: std::collections::HashSet<&String> = taps.acknowledged.iter().collect();
+    let late_acknowledged = topic
+        .iter()
+        .filter(|r| late_at.contains(&(r.partition, r.offset)))
+        .filter(|r| acknowledged.contains(&event(r).0))
+        .count();
+    assert_eq!(late_acknowledged, 0, "no acknowledged tap is late");
+    eprintln!(
+        "{} events in the topic, {} reported late, {} acknowledged",
+        topic.len(),
+        late_at.len(),
+        acknowledged.len()
+    );
     let counted: u64 = windows.values().map(|w| w.report.events).sum();
     assert_eq!(
         counted as usize + late_at.len(),
@@ -823,7 +935,7 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     }
     assert_eq!(
         pages.len(),
-        12,
+        14,
         "the logs of every service and run were read"
     );
     for text in &pages {

@@ -136,6 +136,46 @@ fn rate_limits_answer_429_and_nothing_of_a_refused_request_is_produced() {
     );
 }
 
+/// Behind a trusted load balancer each tapper's address is the one it forwards, so one
+/// address at its limit does not refuse the others behind the same proxy.
+#[test]
+fn the_address_limit_counts_the_clients_a_trusted_proxy_forwards() {
+    let pipeline = Pipeline::new("proxied");
+    let ingest = start_ingest(
+        &pipeline,
+        &[
+            "--user-rate-limit",
+            "0",
+            "--ip-rate-limit",
+            "2",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    );
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let tap = |forwarded: &str, user: &str| {
+        agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .send(event_json(user, "🔥", now_ms()).as_str())
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        [tap("203.0.113.1", "a"), tap("203.0.113.1", "b")],
+        [202, 202]
+    );
+    assert_eq!(tap("203.0.113.1", "c"), 429, "that address is at its limit");
+    assert_eq!(
+        tap("203.0.113.2", "d"),
+        202,
+        "another address behind the proxy is not"
+    );
+}
+
 #[test]
 // Long: one scenario: every route with and without the token, then the log and the metrics.
 fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {

@@ -34,7 +34,7 @@ pub struct BroadcastConfig {
     /// Topic where broadcasters announce themselves.
     pub registry_topic: String,
     /// Secret that signs connection tokens (shared by every broadcaster).
-    pub token_secret: String,
+    pub token_secret: service::secret::Secret,
     /// How long a connection token stays valid.
     pub token_ttl: Duration,
     /// The address clients use for this broadcaster (`https://live.example.com/c1`, or its
@@ -51,6 +51,8 @@ pub struct BroadcastConfig {
     pub ws_origins: Vec<String>,
     /// WebSocket connections one source address may hold at once; 0: no limit.
     pub max_connections_per_ip: usize,
+    /// The proxies whose X-Forwarded-For names the client (for the per-address limit).
+    pub trusted_proxies: Arc<service::http::TrustedProxies>,
     /// WebSocket clients served at once: past it a handshake is refused (503) and
     /// registration sends no client here. 0: the open-file limit, less 256 descriptors for
     /// the rest.
@@ -74,13 +76,14 @@ impl BroadcastConfig {
             max_inbound: 4096,
             ping_interval: Duration::from_secs(20),
             registry_topic: model::names::REGISTRY_TOPIC.to_owned(),
-            token_secret: String::new(),
+            token_secret: service::secret::Secret::new(""),
             token_ttl: Duration::from_secs(600),
             public_url: None,
             ingest_url: None,
             summary_topic: None,
             ws_origins: Vec::new(),
             max_connections_per_ip: 1000,
+            trusted_proxies: Arc::default(),
             max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),
         }

@@ -45,6 +45,8 @@ pub(crate) struct State {
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) ws_origins: Vec<String>,
     pub(crate) max_per_ip: usize,
+    /// The proxies whose X-Forwarded-For names the client.
+    pub(crate) trusted_proxies: Arc<service::http::TrustedProxies>,
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
     /// WebSocket clients served at once, at most.
     pub(crate) max_clients: usize,
@@ -102,7 +104,7 @@ pub async fn start(
     );
     let capacity = clients_capacity(config.max_clients);
     let feeds = start_feeds(&config, addr, epoch, capacity, &fanout, &metrics, &stop).await?;
-    let ready = Arc::<service::ready::Readiness>::default();
+    let ready = service::ready::Readiness::starting();
     service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
     let state = Arc::new(State {
         cluster: config.cluster,
@@ -111,12 +113,13 @@ pub async fn start(
         fanout,
         ws_origins: config.ws_origins.clone(),
         max_per_ip: config.max_connections_per_ip,
+        trusted_proxies: Arc::clone(&config.trusted_proxies),
         per_ip: Arc::default(),
         max_clients: capacity,
         clients: Arc::default(),
         max_inbound: config.max_inbound,
         registry: Arc::clone(&feeds.registry),
-        signer: TokenSigner::new(config.token_secret.clone()),
+        signer: TokenSigner::new(config.token_secret.expose()),
         token_ttl: config.token_ttl,
         ingest_url: config.ingest_url.clone(),
         emojis: Arc::clone(&config.emojis),
@@ -191,7 +194,7 @@ async fn start_feeds(
             Arc::clone(stop),
         )?);
     }
-    let key = crate::token::TokenSigner::new(config.token_secret.clone()).fingerprint();
+    let key = crate::token::TokenSigner::new(config.token_secret.expose()).fingerprint();
     let registry = Arc::new(Registry::new(key.clone()));
     let me = Heartbeat {
         id: format!("{}-{}-{epoch}", addr, std::process::id()),
@@ -241,6 +244,7 @@ async fn run(
         // Handshakes in progress (an upgraded connection leaves the count).
         max_connections: 10_000,
         refused: Arc::new(move || refused.refused.add(1)),
+        trusted_proxies: Arc::clone(&state.trusted_proxies),
     };
     serve(
         listener,

@@ -1,6 +1,7 @@
 //! How many timely workers run where: threads per process, processes, and their addresses.
 
 use std::path::Path;
+use std::time::Duration;
 
 /// Timely's standard layout options (`-w`, `-n`, `-p`, `-h`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +122,57 @@ impl ClusterConfig {
     pub fn peers(&self) -> usize {
         self.workers * self.processes
     }
+
+    /// Starts the workers of this process running `func`, as `timely::execute` does, with the
+    /// connections to the other processes made to notice a peer that stops answering: data
+    /// unacknowledged for [`PEER_TIMEOUT`], or no answer to keepalive probes sent after a
+    /// second of quiet, ends the connection (timely's own sockets would wait for the
+    /// system's retransmissions, a quarter of an hour, while the run stalls).
+    pub fn execute<T, F>(&self, func: F) -> Result<timely::communication::WorkerGuards<T>, String>
+    where
+        T: Send + 'static,
+        F: Fn(&mut timely::worker::Worker) -> T + Send + Sync + 'static,
+    {
+        use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+        use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+        if self.processes == 1 {
+            return timely::execute(self.timely(), func);
+        }
+        let addresses = self.addresses[..self.processes].to_vec();
+        let sockets =
+            timely::communication::networking::create_sockets(addresses, self.process, false)
+                .map_err(|e| format!("cannot connect the processes: {e}"))?;
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(1))
+            .with_interval(Duration::from_secs(1));
+        for socket in sockets.iter().flatten() {
+            let socket = socket2::SockRef::from(socket);
+            socket
+                .set_tcp_keepalive(&keepalive)
+                .and_then(|()| socket.set_tcp_user_timeout(Some(PEER_TIMEOUT)))
+                .map_err(|e| format!("cannot set the timeouts of a process's connection: {e}"))?;
+        }
+        let hooks = timely::communication::Hooks::default();
+        let local = ProcessBuilder::new_typed_vector(
+            self.workers,
+            hooks.refill.clone(),
+            hooks.spill.clone(),
+        );
+        let (builders, guard) =
+            initialize_networking_from_sockets(local, sockets, self.process, self.workers, hooks)
+                .map_err(|e| format!("cannot start the network threads: {e}"))?;
+        timely::execute::execute_from(
+            builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
+            Box::new(guard),
+            timely::WorkerConfig::default(),
+            func,
+        )
+    }
 }
+
+/// How long a connection to another process may leave data unacknowledged, or keepalive
+/// probes unanswered, before it counts as lost (and the run stops, naming that process).
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first failure of a connection to another process, as timely's network threads
 /// (`timely:send-I`, `timely:recv-I`, I the other process) reported it in their panic.

@@ -370,82 +370,94 @@ pub fn run_live(
     prepared: Prepared,
     control: Arc<RunControl>,
     metrics: Arc<DataflowMetrics>,
+    ready: Arc<service::ready::Readiness>,
 ) -> Result<(), LiveError> {
-    let timely_config = config.cluster.timely();
     let cluster = config.cluster.clone();
     if config.cluster.processes > 1 {
         crate::cluster::watch_peers();
     }
     let config = Arc::new(config);
     let worker_control = Arc::clone(&control);
-    let guards = timely::execute(timely_config, move |worker| {
-        let control = Arc::clone(&worker_control);
-        let mut running = Vec::new();
-        // One dataflow per window size, the live one first: each reads the topic in its own
-        // consumer group, so each size's windows are exactly those of that size alone.
-        for (i, &size) in config.windows.sizes().iter().enumerate() {
-            let live = i == 0;
-            // Open updates go to the clusters, which get the live size only.
-            let updates = config.updates.filter(|_| live);
-            let source = config.source_config(&prepared, i, metrics.late_counter(&size.label()));
-            let publish = PublishConfig {
-                brokers: config.brokers.clone(),
-                windows_topic: config.windows_topic_for(size),
-                late_topic: config.late_topic.clone(),
-                cluster_topics: if live {
-                    config.cluster_topics()
+    let guards = cluster
+        .execute(move |worker| {
+            let control = Arc::clone(&worker_control);
+            let mut running = Vec::new();
+            // One dataflow per window size, the live one first: each reads the topic in its own
+            // consumer group, so each size's windows are exactly those of that size alone.
+            for (i, &size) in config.windows.sizes().iter().enumerate() {
+                let live = i == 0;
+                // Open updates go to the clusters, which get the live size only.
+                let updates = config.updates.filter(|_| live);
+                let source =
+                    config.source_config(&prepared, i, metrics.late_counter(&size.label()));
+                let publish = PublishConfig {
+                    brokers: config.brokers.clone(),
+                    windows_topic: config.windows_topic_for(size),
+                    late_topic: config.late_topic.clone(),
+                    cluster_topics: if live {
+                        config.cluster_topics()
+                    } else {
+                        Vec::new()
+                    },
+                    window_millis: size.millis(),
+                    size_label: size.label(),
+                    open_to_windows_topic: config.updates_to_windows_topic,
+                };
+                // The metrics served are the live dataflow's.
+                let metrics = if live {
+                    Arc::clone(&metrics)
                 } else {
-                    Vec::new()
-                },
-                window_millis: size.millis(),
-                size_label: size.label(),
-                open_to_windows_topic: config.updates_to_windows_topic,
-            };
-            // The metrics served are the live dataflow's.
-            let metrics = if live {
-                Arc::clone(&metrics)
-            } else {
-                Arc::new(DataflowMetrics::new(prepared.partitions, &[]))
-            };
-            let drained = Rc::new(Cell::new(false));
-            running.push((worker.next_dataflow_index(), Rc::clone(&drained)));
-            worker.dataflow::<i64, _, _>(|scope| {
-                let sources = ProbeHandle::new();
-                let published = ProbeHandle::new();
-                let (taps, amends, side) = scope.read_kafka(
-                    source,
-                    Arc::clone(&control),
-                    Arc::clone(&metrics),
-                    sources.clone(),
-                    published.clone(),
-                    drained,
-                );
-                taps.probe_with(&sources)
-                    .count_window_updates(
-                        amends,
-                        CountConfig {
-                            updates,
-                            ..CountConfig::new(config.engine, size, &config.windows, config.report)
-                        },
-                    )
-                    .publish_windows(publish.clone(), Arc::clone(&control), Arc::clone(&metrics))
-                    .probe_with(&published);
-                // Each size's late records name the size; invalid ones go out once, from the
-                // live size.
-                side.publish_side(publish, Arc::clone(&control), metrics)
-                    .probe_with(&published);
-            });
-        }
-        while running.iter().any(|(_, drained)| !drained.get()) && control.failure().is_none() {
-            worker.step_or_park(Some(Duration::from_millis(20)));
-        }
-        // Open windows are not closed on the way out: a restart rebuilds them from the
-        // committed offsets.
-        for (index, _) in running {
-            worker.drop_dataflow(index);
-        }
-    })
-    .map_err(LiveError::Workers)?;
+                    Arc::new(DataflowMetrics::new(prepared.partitions, &[]))
+                };
+                let drained = Rc::new(Cell::new(false));
+                running.push((worker.next_dataflow_index(), Rc::clone(&drained)));
+                worker.dataflow::<i64, _, _>(|scope| {
+                    let sources = ProbeHandle::new();
+                    let published = ProbeHandle::new();
+                    let (taps, amends, side) = scope.read_kafka(
+                        source,
+                        Arc::clone(&control),
+                        Arc::clone(&metrics),
+                        sources.clone(),
+                        published.clone(),
+                        drained,
+                    );
+                    taps.probe_with(&sources)
+                        .count_window_updates(
+                            amends,
+                            CountConfig {
+                                updates,
+                                ..CountConfig::new(
+                                    config.engine,
+                                    size,
+                                    &config.windows,
+                                    config.report,
+                                )
+                            },
+                        )
+                        .publish_windows(
+                            publish.clone(),
+                            Arc::clone(&control),
+                            Arc::clone(&metrics),
+                        )
+                        .probe_with(&published);
+                    // Each size's late records name the size; invalid ones go out once, from the
+                    // live size.
+                    side.publish_side(publish, Arc::clone(&control), metrics)
+                        .probe_with(&published);
+                });
+            }
+            while running.iter().any(|(_, drained)| !drained.get()) && control.failure().is_none() {
+                worker.step_or_park(Some(Duration::from_millis(20)));
+            }
+            // Open windows are not closed on the way out: a restart rebuilds them from the
+            // committed offsets.
+            for (index, _) in running {
+                worker.drop_dataflow(index);
+            }
+        })
+        .map_err(LiveError::Workers)?;
+    ready.set("workers", None);
     for result in guards.join() {
         if let Err(panic) = result {
             return Err(LiveError::of_panic(panic, &cluster));

@@ -175,18 +175,19 @@ pub fn run_replay(
     }
     let files = Arc::new(LogFile::discover(&config.paths)?);
     let bytes = files.iter().map(|f| f.len).sum();
-    let timely_config = config.cluster.timely();
+    let cluster = config.cluster.clone();
     let config = Arc::new(config);
     let worker_control = Arc::clone(&control);
-    let guards = timely::execute(timely_config, move |worker| {
-        run_worker(
-            worker,
-            &config,
-            Arc::clone(&files),
-            Arc::clone(&worker_control),
-        )
-    })
-    .map_err(ReplayError::Workers)?;
+    let guards = cluster
+        .execute(move |worker| {
+            run_worker(
+                worker,
+                &config,
+                Arc::clone(&files),
+                Arc::clone(&worker_control),
+            )
+        })
+        .map_err(ReplayError::Workers)?;
     let mut summary = None;
     for result in guards.join() {
         match result {

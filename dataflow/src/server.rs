@@ -37,14 +37,24 @@ pub async fn start(config: LiveConfig, shutdown: Shutdown) -> Result<RunningData
     let listen = config
         .metrics_listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let ready = Arc::<service::ready::Readiness>::default();
+    let ready = service::ready::Readiness::starting();
+    ready.starts_with(
+        "workers",
+        "starting: connecting the processes of the cluster",
+    );
     service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
-    let addr = service::admin::serve(listen, Arc::clone(&metrics), ready, shutdown.clone()).await?;
+    let addr = service::admin::serve(
+        listen,
+        Arc::clone(&metrics),
+        Arc::clone(&ready),
+        shutdown.clone(),
+    )
+    .await?;
     let control = Arc::new(RunControl::new(false));
     let cluster = config.cluster.clone();
     let task = {
         let (control, metrics) = (Arc::clone(&control), Arc::clone(&metrics));
-        tokio::task::spawn_blocking(move || run_live(config, prepared, control, metrics))
+        tokio::task::spawn_blocking(move || run_live(config, prepared, control, metrics, ready))
     };
     tracing::info!(%addr, "Dataflow running.");
     Ok(RunningDataflow {

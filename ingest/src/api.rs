@@ -78,7 +78,7 @@ impl AppState {
             producer,
             metrics,
             load_tests,
-            ready: Arc::default(),
+            ready: Readiness::starting(),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct IngestConfig {
     pub request_timeout: Duration,
     /// Connections open at once, at most; past it, new ones are closed at once.
     pub max_connections: usize,
+    /// The proxies whose X-Forwarded-For names the client (for `--ip-rate-limit`).
+    pub trusted_proxies: Arc<service::http::TrustedProxies>,
 }
 
 impl IngestConfig {
@@ -85,6 +87,7 @@ impl IngestConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            trusted_proxies: Arc::default(),
         }
     }
 }

@@ -108,6 +108,25 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         shutdown.clone(),
     );
     {
+        // A full producer queue refuses every request (503): not ready, so a load balancer
+        // sends the taps to another ingest meanwhile.
+        let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
+        tokio::spawn(async move {
+            let capacity = i64::try_from(state.config.queue_capacity).unwrap_or(i64::MAX);
+            loop {
+                let depth = state.metrics.queue_depth.get();
+                let full = (depth >= capacity).then(|| {
+                    format!("the queue is full: {depth} events accepted wait for the broker")
+                });
+                state.ready.set("producer", full);
+                tokio::select! {
+                    () = tokio::time::sleep(service::ready::CHECK_EVERY) => {}
+                    () = signal.wait() => return,
+                }
+            }
+        });
+    }
+    {
         let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
         tokio::spawn(async move {
             signal.wait().await;
@@ -138,6 +157,7 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         timed_out: crate::api::request_timeout,
         max_connections: state.config.max_connections,
         refused: Arc::new(move || refused_metrics.connections_refused.add(1)),
+        trusted_proxies: Arc::clone(&state.config.trusted_proxies),
     };
     let filter = routes(Arc::clone(&state));
     let mut signal = shutdown.clone();

@@ -1,10 +1,11 @@
 //! Serving a service's warp routes on its own HTTP/1 loop: each request carries its
-//! client's address ([`Peer`]), a request not answered in time gets an answer that says so,
+//! client's address ([`Peer`]; behind a trusted proxy, the one it forwards, see
+//! [`TrustedProxies`]), a request not answered in time gets an answer that says so,
 //! connections past a limit are refused, WebSocket upgrades are handed on, and a shutdown
 //! lets the requests in flight finish (10 s at most).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,80 @@ use crate::Shutdown;
 /// The address of a request's client, in its extensions (`warp::ext::get::<Peer>()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
+
+/// The proxies (networks `ip/prefix`, or single addresses) whose `X-Forwarded-For` header is
+/// believed: a request from one of them is taken to come from the address it forwards, the
+/// rightmost one in the header that is not itself a trusted proxy. Per-address limits then
+/// count viewers and tappers, not the proxy in front of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list like `10.0.0.0/8,192.0.2.7,::1`; an error names the entry.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (ip, prefix) = match entry.split_once('/') {
+                Some((ip, prefix)) => (ip, Some(prefix)),
+                None => (entry, None),
+            };
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("{entry:?} is not an IP address or network"))?;
+            let most = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(prefix) => prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= most)
+                    .ok_or_else(|| format!("{entry:?}: the prefix length is 0 to {most}"))?,
+                None => most,
+            };
+            networks.push((ip, prefix));
+        }
+        Ok(TrustedProxies(networks))
+    }
+
+    /// Whether `ip` is one of the proxies.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|&(network, prefix)| match (network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client of a request that came from `peer` with the `X-Forwarded-For` value
+    /// `forwarded`: `peer` itself unless it is a trusted proxy; else the rightmost forwarded
+    /// address that is not a trusted proxy (port 0), or the leftmost when all are. An entry
+    /// that is not an address ends the walk at the hop that added it.
+    pub fn client(&self, peer: SocketAddr, forwarded: Option<&str>) -> SocketAddr {
+        let Some(forwarded) = forwarded.filter(|_| self.contains(peer.ip())) else {
+            return peer;
+        };
+        let mut client = peer;
+        for entry in forwarded.rsplit(',').map(str::trim) {
+            let Ok(ip) = entry.parse::<IpAddr>() else {
+                return client;
+            };
+            client = SocketAddr::new(ip, 0);
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
 
 /// The limits of [`serve`].
 #[derive(Clone)]
@@ -33,6 +108,8 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Called for each connection refused past `max_connections`.
     pub refused: Arc<dyn Fn() + Send + Sync>,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// How long the accept loop waits after a failed accept (no descriptor left, say).
@@ -101,8 +178,14 @@ pub async fn serve<S>(
         let _ = stream.set_nodelay(true);
         let routes = routes.clone();
         let (request_timeout, timed_out) = (limits.request_timeout, limits.timed_out);
+        let trusted = Arc::clone(&limits.trusted_proxies);
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(Peer(peer));
+            let forwarded = request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let client = trusted.client(peer, forwarded);
+            request.extensions_mut().insert(Peer(client));
             let mut routes = routes.clone();
             async move {
                 match tokio::time::timeout(request_timeout, routes.call(request)).await {
@@ -137,5 +220,46 @@ pub async fn serve<S>(
         .is_err()
     {
         tracing::warn!("Connections still open 10 s after shutdown; closing them.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_others_are_not_believed() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8, 192.0.2.7,::1").unwrap();
+        let proxy: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let client = |peer: SocketAddr, header| trusted.client(peer, header).ip().to_string();
+        assert_eq!(client(proxy, Some("203.0.113.9")), "203.0.113.9");
+        // The rightmost address not a trusted proxy: what the client itself wrote is skipped.
+        assert_eq!(
+            client(proxy, Some("6.6.6.6, 203.0.113.9, 192.0.2.7")),
+            "203.0.113.9"
+        );
+        assert_eq!(client(proxy, Some("10.9.9.9")), "10.9.9.9");
+        assert_eq!(client(proxy, None), "10.1.2.3");
+        assert_eq!(client(proxy, Some("nonsense, 203.0.113.9")), "203.0.113.9");
+        assert_eq!(client(proxy, Some("203.0.113.9, nonsense")), "10.1.2.3");
+        // Not from a trusted proxy: the header is the client's own word, not believed.
+        let other: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        assert_eq!(client(other, Some("203.0.113.9")), "198.51.100.1");
+        assert!(trusted.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(trusted.contains("::1".parse().unwrap()));
+        assert!(!trusted.contains("11.0.0.1".parse().unwrap()));
+        assert!(
+            TrustedProxies::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert_eq!(
+            TrustedProxies::parse("10.0.0.0/33").unwrap_err(),
+            "\"10.0.0.0/33\": the prefix length is 0 to 32"
+        );
+        assert_eq!(
+            TrustedProxies::parse("proxy.example").unwrap_err(),
+            "\"proxy.example\" is not an IP address or network"
+        );
     }
 }

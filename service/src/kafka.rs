@@ -334,6 +334,17 @@ pub enum ReachError {
         /// What librdkafka said.
         detail: String,
     },
+    /// The client could not be made with the settings given.
+    #[error("cannot make a Kafka client of {brokers} ({security}) with the settings given")]
+    Client {
+        /// The brokers.
+        brokers: String,
+        /// The security protocol and mechanism used.
+        security: String,
+        /// Why.
+        #[source]
+        source: KafkaError,
+    },
     /// No broker answered.
     #[error("no Kafka broker answered at {brokers} ({security}) within {} s", .timeout.as_secs())]
     Unanswered {
@@ -430,10 +441,9 @@ impl Reacher {
         config.set("reconnect.backoff.max.ms", "1000");
         let consumer = config
             .create_with_context(LastError::default())
-            .map_err(|source| ReachError::Unanswered {
+            .map_err(|source| ReachError::Client {
                 brokers: brokers.to_owned(),
                 security: security.clone(),
-                timeout: Duration::ZERO,
                 source,
             })?;
         Ok(Reacher {

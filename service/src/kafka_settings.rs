@@ -133,10 +133,18 @@ const JAVA_ONLY: &[&str] = &[
 
 /// Whether the value of `key` is a secret, never to be printed.
 pub fn is_secret(key: &str) -> bool {
-    ["password", "secret", "jaas", "token"]
-        .iter()
-        .any(|word| key.contains(word))
-        || matches!(key, "ssl.key.pem" | "sasl.oauthbearer.config")
+    [
+        "password",
+        "passphrase",
+        "secret",
+        "jaas",
+        "token",
+        "private.key",
+        "key.pem",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+        || key == "sasl.oauthbearer.config"
 }
 
 /// Kafka client settings: `(key, value)` in the order given, the later winning.
@@ -407,6 +415,26 @@ fn jaas_credentials(text: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_that_holds_a_secret_is_one() {
+        for key in [
+            "sasl.password",
+            "sasl.jaas.config",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for key in ["sasl.username", "ssl.ca.location", "security.protocol"] {
+            assert!(!is_secret(key), "{key}");
+        }
+    }
 
     fn load(text: &str, options: &[&str]) -> Result<ClientSettings, SettingsError> {
         let dir = std::env::temp_dir().join(format!("emostream-settings-{}", std::process::id()));

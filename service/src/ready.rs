@@ -21,6 +21,19 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// A service not ready until the brokers answered once ([`watch_brokers`] tells).
+    pub fn starting() -> Arc<Self> {
+        let ready = Readiness::default();
+        ready.starts_with("broker", "not asked yet");
+        Arc::new(ready)
+    }
+
+    /// Records what `part` waits for at the start (not logged: the first change is).
+    pub fn starts_with(&self, part: &'static str, problem: &str) {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems.insert(part, problem.to_owned());
+    }
+
     /// Records that `part` has `problem`, or none; a change is logged.
     pub fn set(&self, part: &'static str, problem: Option<String>) {
         let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
@@ -32,8 +45,8 @@ impl Readiness {
                 }
             }
             None => {
-                if problems.remove(part).is_some() {
-                    tracing::info!(part, "Ready again.");
+                if problems.remove(part).is_some() && problems.is_empty() {
+                    tracing::info!("Ready.");
                 }
             }
         }
@@ -60,17 +73,23 @@ impl Readiness {
 /// `shutdown` says the service is stopping. Must run inside a tokio runtime.
 pub fn watch_brokers(ready: Arc<Readiness>, brokers: String, mut shutdown: Shutdown) {
     tokio::spawn(async move {
-        let made = tokio::task::spawn_blocking(move || Reacher::new(&brokers)).await;
-        let reacher = match made {
-            Ok(Ok(reacher)) => Arc::new(reacher),
-            Ok(Err(error)) => return ready.set("broker", Some(error.to_string())),
-            Err(error) => return ready.set("broker", Some(error.to_string())),
-        };
+        let mut reacher: Option<Arc<Reacher>> = None;
         loop {
-            let check = Arc::clone(&reacher);
-            let answer = tokio::task::spawn_blocking(move || check.check(CHECK_TIMEOUT)).await;
+            let (brokers, held) = (brokers.clone(), reacher.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                let reacher = match held {
+                    Some(reacher) => reacher,
+                    None => Arc::new(Reacher::new(&brokers)?),
+                };
+                reacher.check(CHECK_TIMEOUT).map(|()| reacher)
+            })
+            .await;
             let problem = match answer {
-                Ok(answer) => answer.err().map(|e| e.to_string()),
+                Ok(Ok(made)) => {
+                    reacher = Some(made);
+                    None
+                }
+                Ok(Err(error)) => Some(error.to_string()),
                 Err(error) => Some(error.to_string()),
             };
             ready.set("broker", problem);

@@ -26,7 +26,10 @@ impl KafkaReader {
         let idle_timeout = self.state.config.idle_timeout;
         let reachable_since = self.consumer.context().reachable_since();
         // An answer about the end counts for the idle timeout, and at least for a second (a
-        // round trip to the broker must fit in it).
+        // round trip to the broker must fit in it). Reaching the end while reading counts as
+        // long as well, not longer: a broker cut off without closing its connections looks
+        // reachable for a minute, and a partition read to its end before that may have
+        // events nobody can read now (closing its windows on the clock would make them late).
         let recent = now
             .checked_sub(idle_timeout.max(Duration::from_secs(1)))
             .unwrap_or(now);
@@ -35,9 +38,10 @@ impl KafkaReader {
             // A paused partition may have more to read: never idle.
             !p.paused
                 && reachable_since.is_some_and(|since| {
+                    let answered_after = since.max(recent);
                     now.duration_since(p.last_message.max(since)) >= idle_timeout
-                        && (p.at_end.is_some_and(|at| at >= since)
-                            || ends.read_to_end(p.id, p.next_offset, since.max(recent)))
+                        && (p.at_end.is_some_and(|at| at >= answered_after)
+                            || ends.read_to_end(p.id, p.next_offset, answered_after))
                 })
         };
         let (watermark, hold) = self.state.closing(idle, wall_ms);

@@ -3,13 +3,14 @@
 //! every Kafka client speaks `SASL_SSL`), the ingest, the dataflow as two timely processes
 //! (`-n 2 --hostfile` with the hosts' own addresses), two broadcasters of one cluster, the
 //! viewers, and an edge proxy (nginx terminating TLS for `https://` and `wss://`). Viewers
-//! register, connect and tap through the edge only. Then the faults: one dataflow host's
-//! process killed mid-stream (the other stops with an error naming its peer; both restarted
-//! resume from the checkpoints), and the broker's host cut off for 10 s (every service not
-//! ready within 5 s and ready again after; the ingest answers 503 and heals). At the end,
-//! every event answered 202 is in the events topic once, windows and late records account
-//! for every event there, each window equals the reference, and the viewers saw the final
-//! of every window.
+//! register, connect and tap through the edge only. Then the faults, in order: one dataflow
+//! host's link cut mid-stream (both processes stop with an error naming the other; both
+//! restarted resume from the checkpoints); the broker's host cut off for 10 s (every service
+//! not ready within 5 s and ready again after; the ingest answers 503 to acknowledged taps
+//! and heals); a dataflow process killed (the other stops, naming it; both restarted). At the
+//! end, every event in the events topic is there once and every one answered 201 or 202 is
+//! there, no tap is late, the windows account for every event and each equals the
+//! reference, and the viewers saw the final of every window.
 //!
 //! It needs root (namespaces, links) and nginx; not root, it says so and returns.
 
@@ -850,8 +851,14 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
         *in_topic.entry(event(r).0).or_default() += 1;
     }
     for user in &taps.accepted {
-        assert_eq!(in_topic.get(user), Some(&1), "{user} is in the topic once");
+        assert!(
+            in_topic.contains_key(user),
+            "{user}, accepted, is in the topic"
+        );
     }
+    // Every event has a user of its own: none is in the topic twice, accepted or not.
+    let twice: Vec<_> = in_topic.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events in the topic twice: {twice:?}");
     let late_at = late_offsets(&brokers, &pipeline.late);
     let on_time: Vec<(String, String, i64)> = topic
         .iter()
@@ -859,18 +866,23 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
         .map(event)
         .collect();
     let windows = windows_counting(&brokers, &pipeline.windows, on_time.len() as u64);
-    let acknowledged: std::collections::HashSet<&String> = taps.acknowledged.iter().collect();
-    let late_acknowledged = topic
+    // Every tap is stamped as it is sent: none is late, whatever the faults held up.
+    let late_taps: Vec<_> = topic
         .iter()
         .filter(|r| late_at.contains(&(r.partition, r.offset)))
-        .filter(|r| acknowledged.contains(&event(r).0))
-        .count();
-    assert_eq!(late_acknowledged, 0, "no acknowledged tap is late");
+        .map(event)
+        .take(5)
+        .collect();
+    assert!(
+        late_at.is_empty(),
+        "{} taps reported late, like {late_taps:?}",
+        late_at.len()
+    );
     eprintln!(
         "{} events in the topic, {} reported late, {} acknowledged",
         topic.len(),
         late_at.len(),
-        acknowledged.len()
+        taps.acknowledged.len()
     );
     let counted: u64 = windows.values().map(|w| w.report.events).sum();
     assert_eq!(

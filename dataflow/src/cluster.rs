@@ -149,8 +149,12 @@ impl ClusterConfig {
             let socket = socket2::SockRef::from(socket);
             socket
                 .set_tcp_keepalive(&keepalive)
-                .and_then(|()| socket.set_tcp_user_timeout(Some(PEER_TIMEOUT)))
-                .map_err(|e| format!("cannot set the timeouts of a process's connection: {e}"))?;
+                .map_err(|e| format!("cannot set the keepalive of a process's connection: {e}"))?;
+            // Elsewhere the keepalive probes alone tell (after the system's count of them).
+            #[cfg(target_os = "linux")]
+            socket
+                .set_tcp_user_timeout(Some(PEER_TIMEOUT))
+                .map_err(|e| format!("cannot set the timeout of a process's connection: {e}"))?;
         }
         let hooks = timely::communication::Hooks::default();
         let local = ProcessBuilder::new_typed_vector(
@@ -193,20 +197,29 @@ pub fn watch_peers() {
                     .or_else(|| name.strip_prefix("timely:send-"))?;
                 index.parse::<usize>().ok()
             });
-            if let Some(peer) = peer {
-                let message = info
-                    .payload()
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| {
-                        info.payload()
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                    })
-                    .unwrap_or_default();
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| {
+                    info.payload()
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                })
+                .unwrap_or_default();
+            // Only timely's own report of a failed connection: a network thread that panics
+            // because a local worker did (a poisoned queue) is not a lost peer.
+            if let Some(peer) = peer.filter(|_| message.starts_with("timely communication error:"))
+            {
                 let _ = PEER_LOST.set((peer, message));
             }
-            earlier(info);
+            // Once a peer is lost, the panics that follow (the other network threads, the
+            // workers) are its consequences: the run's error tells it in one line.
+            if PEER_LOST.get().is_some() {
+                tracing::debug!(thread = thread.name(), %info, "After the loss of a process.");
+            } else {
+                earlier(info);
+            }
         }));
     });
 }

@@ -176,6 +176,9 @@ pub fn run_replay(
     let files = Arc::new(LogFile::discover(&config.paths)?);
     let bytes = files.iter().map(|f| f.len).sum();
     let cluster = config.cluster.clone();
+    if cluster.processes > 1 {
+        crate::cluster::watch_peers();
+    }
     let config = Arc::new(config);
     let worker_control = Arc::clone(&control);
     let guards = cluster
@@ -193,7 +196,15 @@ pub fn run_replay(
         match result {
             Ok(Some(worker_summary)) => summary = Some(worker_summary),
             Ok(None) => {}
-            Err(panic) => return Err(ReplayError::Panicked(panic)),
+            Err(panic) => {
+                return Err(ReplayError::Panicked(match crate::cluster::peer_lost() {
+                    Some((peer, detail)) => format!(
+                        "lost process {peer} ({}): {detail}; start every process again",
+                        cluster.addresses.get(peer).map_or("", String::as_str)
+                    ),
+                    None => panic,
+                }));
+            }
         }
     }
     if let Some(failure) = control.failure() {

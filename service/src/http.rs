@@ -94,6 +94,17 @@ impl TrustedProxies {
     }
 }
 
+/// Every `X-Forwarded-For` line of `headers` as one list, in order (a proxy may add a line
+/// of its own rather than append to the client's; the walk from the right must see both).
+fn forwarded_for(headers: &hyper::HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("?"))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(","))
+}
+
 /// The limits of [`serve`].
 #[derive(Clone)]
 pub struct ServeLimits {
@@ -180,11 +191,8 @@ pub async fn serve<S>(
         let (request_timeout, timed_out) = (limits.request_timeout, limits.timed_out);
         let trusted = Arc::clone(&limits.trusted_proxies);
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-            let forwarded = request
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            let client = trusted.client(peer, forwarded);
+            let forwarded = forwarded_for(request.headers());
+            let client = trusted.client(peer, forwarded.as_deref());
             request.extensions_mut().insert(Peer(client));
             let mut routes = routes.clone();
             async move {
@@ -226,6 +234,22 @@ pub async fn serve<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_forwarded_line_counts_the_proxys_own_last() {
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        let joined = forwarded_for(&headers).unwrap();
+        assert_eq!(joined, "6.6.6.6,203.0.113.9");
+        let trusted = TrustedProxies::parse("10.0.0.1").unwrap();
+        let proxy: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            trusted.client(proxy, Some(&joined)).ip().to_string(),
+            "203.0.113.9"
+        );
+    }
 
     #[test]
     fn a_trusted_proxy_names_the_client_and_others_are_not_believed() {

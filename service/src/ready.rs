@@ -76,18 +76,20 @@ pub fn watch_brokers(ready: Arc<Readiness>, brokers: String, mut shutdown: Shutd
         let mut reacher: Option<Arc<Reacher>> = None;
         loop {
             let (brokers, held) = (brokers.clone(), reacher.clone());
+            // The client is made once (and again only if making it failed).
             let answer = tokio::task::spawn_blocking(move || {
                 let reacher = match held {
                     Some(reacher) => reacher,
                     None => Arc::new(Reacher::new(&brokers)?),
                 };
-                reacher.check(CHECK_TIMEOUT).map(|()| reacher)
+                let checked = reacher.check(CHECK_TIMEOUT);
+                Ok::<_, crate::kafka::ReachError>((reacher, checked))
             })
             .await;
             let problem = match answer {
-                Ok(Ok(made)) => {
+                Ok(Ok((made, checked))) => {
                     reacher = Some(made);
-                    None
+                    checked.err().map(|e| e.to_string())
                 }
                 Ok(Err(error)) => Some(error.to_string()),
                 Err(error) => Some(error.to_string()),

@@ -3,7 +3,7 @@
 //! group took this worker's partitions over (its checkpoint partitions, watched).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ pub(super) struct EndProbe {
     /// The partition of this worker another dataflow of the group took over, and that
     /// dataflow's run.
     taken_over: Mutex<Option<(i32, String)>>,
+    /// How long the last whole round of asking took, ms (an answer is that much older than
+    /// the next one at most, plus the pause between rounds).
+    round_ms: AtomicU64,
 }
 
 impl EndProbe {
@@ -52,6 +55,7 @@ impl EndProbe {
                 .map(|&end| AtomicI64::new(end))
                 .collect(),
             taken_over: Mutex::new(None),
+            round_ms: AtomicU64::new(0),
         });
         let mine =
             move |partitions: i32| (0..partitions).filter(move |p| *p as usize % peers == index);
@@ -68,6 +72,7 @@ impl EndProbe {
             .name("partition-ends".into())
             .spawn(move || {
                 while let Some(probe) = weak.upgrade() {
+                    let round = Instant::now();
                     if let Ok(found) = service::kafka::partitions_of(&client, &topic) {
                         probe
                             .partitions
@@ -80,9 +85,12 @@ impl EndProbe {
                             probe.taken_over.lock().unwrap_or_else(|e| e.into_inner());
                         taken_over.get_or_insert(taken);
                     }
+                    let mut answered = true;
                     for p in mine(partitions) {
                         let asked = probe.created.elapsed().as_millis() as u64 + 1;
-                        if let Ok((low, high)) = client.fetch_watermarks(&topic, p, wait) {
+                        let answer = client.fetch_watermarks(&topic, p, wait);
+                        answered &= answer.is_ok();
+                        if let Ok((low, high)) = answer {
                             // An empty partition (or one emptied by retention) is read.
                             let end = if high <= low { -1 } else { high };
                             let mut ends = probe.ends.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,6 +102,14 @@ impl EndProbe {
                         {
                             end.fetch_max(high, Ordering::Relaxed);
                         }
+                    }
+                    // Only a round the broker answered whole: waiting on one that does not
+                    // answer must not make old answers count longer.
+                    if answered {
+                        let took = u64::try_from(round.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        probe
+                            .round_ms
+                            .store(took + every.as_millis() as u64, Ordering::Relaxed);
                     }
                     drop(probe);
                     std::thread::sleep(every);
@@ -123,6 +139,12 @@ impl EndProbe {
             .iter()
             .map(|end| end.load(Ordering::Relaxed))
             .collect()
+    }
+
+    /// How old the newest answer may be while the broker answers: a round of asking and
+    /// the pause after it.
+    pub(super) fn answer_age(&self) -> Duration {
+        Duration::from_millis(self.round_ms.load(Ordering::Relaxed))
     }
 
     /// Whether an answer asked after `since` shows partition `p` read to its end.

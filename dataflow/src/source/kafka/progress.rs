@@ -30,10 +30,16 @@ impl KafkaReader {
         // long as well, not longer: a broker cut off without closing its connections looks
         // reachable for a minute, and a partition read to its end before that may have
         // events nobody can read now (closing its windows on the clock would make them late).
-        let recent = now
-            .checked_sub(idle_timeout.max(Duration::from_secs(1)))
-            .unwrap_or(now);
+        // And for as long as a round of asking takes (many partitions on a distant broker),
+        // or a quiet partition would never count as idle.
         let ends = &self.ends;
+        let recent = now
+            .checked_sub(
+                idle_timeout
+                    .max(Duration::from_secs(1))
+                    .max(ends.answer_age() * 2),
+            )
+            .unwrap_or(now);
         let idle = |p: &Partition| {
             // A paused partition may have more to read: never idle.
             !p.paused

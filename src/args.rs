@@ -963,6 +963,10 @@ pub struct BroadcastFlags {
     /// WebSocket connections one source address may hold at once (429 past it); 0: no limit.
     #[arg(long, default_value = "1000", env = "EMOSTREAM_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: usize,
+    /// Handshakes in progress at once; past it a connection is answered 503 with
+    /// Retry-After (a client can tell that from a server that is gone).
+    #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10000", env = "EMOSTREAM_MAX_HANDSHAKES")]
+    pub max_handshakes: NonZeroUsize,
     /// WebSocket clients served at once (503 past it, and registration sends none here); 0:
     /// the open-file limit less 256.
     #[arg(long, default_value = "0", env = "EMOSTREAM_MAX_CLIENTS")]
@@ -991,6 +995,7 @@ impl BroadcastFlags {
                 .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
             max_connections_per_ip: self.max_connections_per_ip,
+            max_handshakes: self.max_handshakes.get(),
             max_clients: self.max_clients,
             ring: self.ring,
             max_pending: self.max_pending.get(),

@@ -199,26 +199,46 @@ fn floods_of_headers_and_idle_connections_harm_no_one() {
     assert!(read_until_closed(&mut long, Duration::from_secs(5)).is_some());
     assert!(served(&agent, &addr));
 
-    // Idle connections: past the limit (300) closed at once, the others at the header
-    // timeout; memory stays bounded, and a well-behaved client is served within the timeout.
+    // Idle connections: past the limit (300) answered 503 with Retry-After and closed at
+    // once, the others closed at the header timeout; memory stays bounded, and a
+    // well-behaved client is served within the timeout.
     let before = resident_kib(service.child.id());
     let mut idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
     assert!(resident_kib(service.child.id()) < before + 64 * 1024);
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut attempts = 1;
     while !served(&agent, &addr) {
         assert!(Instant::now() < deadline, "not served during the flood");
         std::thread::sleep(Duration::from_millis(50));
+        attempts += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut closed = 0;
+    let (mut closed, mut answered) = (0, 0);
     for stream in &mut idle {
         let left = deadline.saturating_duration_since(Instant::now());
-        if read_until_closed(stream, left).is_some() {
+        if let Some(said) = read_until_closed(stream, left) {
             closed += 1;
+            let said = String::from_utf8_lossy(&said);
+            if said.starts_with("HTTP/1.1 503") {
+                assert!(said.contains("retry-after: 1\r\n"), "{said}");
+                answered += 1;
+            }
         }
     }
     assert_eq!(closed, 1000, "every idle connection was closed");
+    // Every connection refused (past the limit while the first ones held their places) was
+    // told so: the refusals counted are the idle connections answered 503, and at most the
+    // well-behaved client's attempts besides.
+    let refused = common::metric(&service.url(), "ingest_connections_refused_total") as usize;
+    assert!(
+        answered > 0,
+        "none of the connections past the limit was answered"
+    );
+    assert!(
+        (answered..=answered + attempts).contains(&refused),
+        "{refused} refused, {answered} idle ones answered 503, {attempts} attempts to be served"
+    );
     assert!(served(&agent, &addr));
 }

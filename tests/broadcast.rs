@@ -573,6 +573,37 @@ async fn registration_hands_out_the_public_url_and_every_interface_needs_one() {
     assert!(common::stderr(&bad).contains("--public-url"));
 }
 
+/// A handshake past the limit of those in progress is answered 503 with Retry-After, which a
+/// client can tell from a server that is gone, and taken once a place is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_past_the_limit_is_told_when_to_come_back() {
+    use tokio_tungstenite::tungstenite::Error;
+    let cluster = Cluster::start("handshakes", &[window(1, 1)], &["--max-handshakes", "1"]);
+    let url = cluster.client_url("viewer");
+    let addr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A connection that sends nothing holds the one place (until the header timeout).
+    let holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Accepted in order: the holder first.
+    let refused = match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(Error::Http(response)) => response,
+        Err(other) => panic!("not an HTTP answer: {other}"),
+        Ok(_) => panic!("taken past the limit"),
+    };
+    assert_eq!(refused.status().as_u16(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = String::from_utf8_lossy(refused.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("connection limit"), "{body}");
+    // The place freed, the same client comes in.
+    drop(holder);
+    let mut client = connect_once_free(|| url.as_str()).await;
+    assert_eq!(next_json(&mut client).await["type"], "hello");
+}
+
 /// Behind a trusted proxy each viewer is its own address for the per-address limit (the one
 /// the proxy forwards); a header from anyone else is not believed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,9 @@ pub struct BroadcastConfig {
     pub ws_origins: Vec<String>,
     /// WebSocket connections one source address may hold at once; 0: no limit.
     pub max_connections_per_ip: usize,
+    /// Handshakes in progress at once (an upgraded connection leaves the count); past it a
+    /// connection is answered 503 with Retry-After.
+    pub max_handshakes: usize,
     /// The proxies whose X-Forwarded-For names the client (for the per-address limit).
     pub trusted_proxies: Arc<service::http::TrustedProxies>,
     /// WebSocket clients served at once: past it a handshake is refused (503) and
@@ -83,6 +86,7 @@ impl BroadcastConfig {
             summary_topic: None,
             ws_origins: Vec::new(),
             max_connections_per_ip: 1000,
+            max_handshakes: 10_000,
             trusted_proxies: Arc::default(),
             max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),

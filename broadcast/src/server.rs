@@ -45,6 +45,8 @@ pub(crate) struct State {
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) ws_origins: Vec<String>,
     pub(crate) max_per_ip: usize,
+    /// Handshakes in progress at once.
+    pub(crate) max_handshakes: usize,
     /// The proxies whose X-Forwarded-For names the client.
     pub(crate) trusted_proxies: Arc<service::http::TrustedProxies>,
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
@@ -113,6 +115,7 @@ pub async fn start(
         fanout,
         ws_origins: config.ws_origins.clone(),
         max_per_ip: config.max_connections_per_ip,
+        max_handshakes: config.max_handshakes,
         trusted_proxies: Arc::clone(&config.trusted_proxies),
         per_ip: Arc::default(),
         max_clients: capacity,
@@ -242,7 +245,7 @@ async fn run(
             )
         },
         // Handshakes in progress (an upgraded connection leaves the count).
-        max_connections: 10_000,
+        max_connections: state.max_handshakes,
         refused: Arc::new(move || refused.refused.add(1)),
         trusted_proxies: Arc::clone(&state.trusted_proxies),
     };

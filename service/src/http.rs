@@ -115,12 +115,40 @@ pub struct ServeLimits {
     /// The answer to a request past `request_timeout`.
     pub timed_out: fn(Duration) -> warp::reply::Response,
     /// Connections served at once (a WebSocket leaves the count once upgraded); more are
-    /// closed at once.
+    /// answered 503 with Retry-After (see [`answer_full`]) and closed.
     pub max_connections: usize,
     /// Called for each connection refused past `max_connections`.
     pub refused: Arc<dyn Fn() + Send + Sync>,
     /// The proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<TrustedProxies>,
+}
+
+/// Connections past the limit being answered 503 at once, at most.
+pub const MAX_ANSWERING_FULL: usize = 1024;
+/// Seconds a client past the connection limit is asked to wait.
+pub const FULL_RETRY_AFTER_SECONDS: u64 = 1;
+
+/// Answers a connection past the limit `503` with `Retry-After` before its request is read
+/// (HTTP/1.1 lets a server answer early), then waits up to a second for the client to close
+/// (closing first, with its request unread, could reset the connection before the client
+/// read the answer).
+async fn answer_full(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(
+        r#"{{"error":"the server is at its connection limit: try again after {FULL_RETRY_AFTER_SECONDS} s","retry_after_seconds":{FULL_RETRY_AFTER_SECONDS}}}"#
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {FULL_RETRY_AFTER_SECONDS}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let said = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), said).await;
 }
 
 /// How long the accept loop waits after a failed accept (no descriptor left, say).
@@ -162,6 +190,7 @@ pub async fn serve<S>(
         .max_connections
         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let answering = Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING_FULL));
     let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
@@ -183,7 +212,14 @@ pub async fn serve<S>(
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             (limits.refused)();
-            drop(stream);
+            // An answer a client can tell from a dead server, while few are being given;
+            // past that, the connection is closed at once, as the memory must stay bounded.
+            if let Ok(answering) = Arc::clone(&answering).try_acquire_owned() {
+                tokio::spawn(async move {
+                    answer_full(stream).await;
+                    drop(answering);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

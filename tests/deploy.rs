@@ -124,10 +124,7 @@ fn the_alert_rules_pass_promtool() {
         .args(["check", "rules"])
         .arg(&rules)
         .output();
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    });
+    let root = crate::common::is_root();
     let out = match run {
         Ok(out) => out,
         // As root `make test` installs it (scripts/test-deps.sh); elsewhere it may be absent.

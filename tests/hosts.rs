@@ -16,7 +16,7 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::kafka::{
-    Pipeline, Record, late_offsets, now_ms, read_from, use_settings_for, windows_counting,
+    Pipeline, count_by_user, event_of, late_offsets, now_ms, read_from, use_settings_for,
+    windows_counting,
 };
 use common::service::Service;
 use common::tls::TestCa;
@@ -146,23 +147,14 @@ fn run(program: &str, args: &[&str]) -> String {
 
 /// Runs `scripts/broker.sh ARGS` on the broker's host (tansu on sqlite storage, with `env`).
 fn broker(args: &[&str], env: &[(&str, &str)]) -> String {
-    let script = format!("{}/scripts/broker.sh", env!("CARGO_MANIFEST_DIR"));
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", &Network::namespace("broker"), &script])
-        .args(args)
-        .env("EMOSTREAM_BROKER_KIND", "tansu")
-        .env("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db")
-        .envs(env.iter().copied());
-    let out = command.output().expect("run broker.sh");
-    // The arguments are not shown: one of them may be the password.
-    assert!(
-        out.status.success(),
-        "broker.sh {}: {}",
-        args[0],
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let mut env = env.to_vec();
+    env.extend([
+        ("EMOSTREAM_BROKER_KIND", "tansu"),
+        ("EMOSTREAM_BROKER_STORAGE", "sqlite://tansu.db"),
+    ]);
+    let wrapper = Network::on("broker");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    common::script_through(&wrapper, "broker.sh", args, &env)
 }
 
 /// nginx on `host` with the configuration `config` (its `DIR` the directory it runs in),
@@ -555,11 +547,7 @@ fn viewer(
 #[test]
 // Long: one deployment from start to end: the network, the services, the faults, the accounting.
 fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    {
+    if !common::is_root() {
         eprintln!("skipped: building network namespaces and links needs root");
         return;
     }
@@ -842,14 +830,7 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     let topic = read_from(&brokers, &pipeline.events, Duration::from_secs(30), |r| {
         r.len() >= taps.accepted.len()
     });
-    let event = |r: &Record| -> (String, String, i64) {
-        let e: model::EmojiEvent = serde_json::from_slice(&r.payload).unwrap();
-        (e.user_id, e.emoji_type, e.timestamp)
-    };
-    let mut in_topic: HashMap<String, usize> = HashMap::new();
-    for r in &topic {
-        *in_topic.entry(event(r).0).or_default() += 1;
-    }
+    let in_topic = count_by_user(&topic);
     for user in &taps.accepted {
         assert!(
             in_topic.contains_key(user),
@@ -863,14 +844,14 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     let on_time: Vec<(String, String, i64)> = topic
         .iter()
         .filter(|r| !late_at.contains(&(r.partition, r.offset)))
-        .map(event)
+        .map(event_of)
         .collect();
     let windows = windows_counting(&brokers, &pipeline.windows, on_time.len() as u64);
     // Every tap is stamped as it is sent: none is late, whatever the faults held up.
     let late_taps: Vec<_> = topic
         .iter()
         .filter(|r| late_at.contains(&(r.partition, r.offset)))
-        .map(event)
+        .map(event_of)
         .take(5)
         .collect();
     assert!(

@@ -9,14 +9,14 @@
 
 use crate::common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Pipeline, Record, late_offsets, read_from, windows_counting};
+use common::kafka::{Pipeline, count_by_user, event_of, late_offsets, read_from, windows_counting};
 use common::pipeline::{start_dataflow_on, start_ingest_on};
 use common::traffic::{Phase, send};
 use common::{
@@ -210,14 +210,8 @@ fn a_broker_outage_under_load_loses_nothing_acknowledged_and_heals_by_itself() {
         r.len() >= delivered
     });
     assert_eq!(topic.len(), delivered, "the topic holds what was delivered");
-    let user = |r: &Record| -> (String, String, i64) {
-        let e: model::EmojiEvent = serde_json::from_slice(&r.payload).unwrap();
-        (e.user_id, e.emoji_type, e.timestamp)
-    };
-    let mut in_topic: HashMap<String, usize> = HashMap::new();
-    for r in &topic {
-        *in_topic.entry(user(r).0).or_default() += 1;
-    }
+    let user = event_of;
+    let in_topic = count_by_user(&topic);
     for u in &acked.acknowledged {
         assert_eq!(
             in_topic.get(u).copied().unwrap_or(0),
@@ -389,11 +383,7 @@ fn a_broker_stalled_past_the_delivery_timeout_gets_every_event_once() {
     let topic = read_from(&brokers, &pipeline.events, Duration::from_secs(60), |r| {
         r.len() >= accepted
     });
-    let mut in_topic: HashMap<String, usize> = HashMap::new();
-    for r in &topic {
-        let e: model::EmojiEvent = serde_json::from_slice(&r.payload).unwrap();
-        *in_topic.entry(e.user_id).or_default() += 1;
-    }
+    let in_topic = count_by_user(&topic);
     let lost = loose
         .accepted
         .iter()

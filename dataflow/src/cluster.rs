@@ -184,7 +184,7 @@ static PEER_LOST: std::sync::OnceLock<(usize, String)> = std::sync::OnceLock::ne
 
 /// Keeps what timely's network threads report when the connection to another process fails
 /// (from then on, for the whole process): timely has no worker fault tolerance, so that is
-/// why the run stops, and [`peer_lost`] tells it.
+/// why the run stops, and [`ClusterConfig::peer_lost`] tells it.
 pub fn watch_peers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -224,7 +224,28 @@ pub fn watch_peers() {
     });
 }
 
-/// The other process whose connection failed first, and what timely said, if one did.
-pub fn peer_lost() -> Option<(usize, String)> {
-    PEER_LOST.get().cloned()
+/// The connection to another process of the cluster failed (it stopped, or the network
+/// between them did).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "lost process {peer} of this dataflow ({address}): {detail}; timely has no worker fault tolerance, so this process stops too: start every process of the dataflow again (-n/-p/--hostfile as before), and they resume from the checkpoints"
+)]
+pub struct PeerLost {
+    /// The other process's index.
+    pub peer: usize,
+    /// Its address.
+    pub address: String,
+    /// What timely said.
+    pub detail: String,
+}
+
+impl ClusterConfig {
+    /// The other process of this cluster whose connection failed first, if one did.
+    pub fn peer_lost(&self) -> Option<PeerLost> {
+        PEER_LOST.get().map(|(peer, detail)| PeerLost {
+            peer: *peer,
+            address: self.addresses.get(*peer).cloned().unwrap_or_default(),
+            detail: detail.clone(),
+        })
+    }
 }

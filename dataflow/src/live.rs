@@ -232,19 +232,9 @@ pub enum LiveError {
     /// A worker panicked.
     #[error("a worker failed: {0}")]
     Panicked(String),
-    /// The connection to another process of the cluster failed (it stopped, or the network
-    /// between them did).
-    #[error(
-        "lost process {peer} of this dataflow ({address}): {detail}; timely has no worker fault tolerance, so this process stops too: start every process of the dataflow again (-n/-p/--hostfile as before), and they resume from the checkpoints"
-    )]
-    PeerLost {
-        /// The other process's index.
-        peer: usize,
-        /// Its address.
-        address: String,
-        /// What timely said.
-        detail: String,
-    },
+    /// The connection to another process of the cluster failed.
+    #[error(transparent)]
+    PeerLost(#[from] crate::cluster::PeerLost),
     /// The dataflow stopped without being asked to.
     #[error("the dataflow stopped by itself")]
     StoppedByItself,
@@ -264,7 +254,7 @@ impl LiveError {
             LiveError::Failed(f) => f.is_retryable(),
             LiveError::Admin(_)
             | LiveError::Panicked(_)
-            | LiveError::PeerLost { .. }
+            | LiveError::PeerLost(_)
             | LiveError::StoppedByItself
             | LiveError::Settings { .. }
             | LiveError::Unaccounted { .. } => false,
@@ -473,12 +463,8 @@ impl LiveError {
     /// The error of a run whose workers panicked with `message`: the loss of another process
     /// when timely's network threads reported one (they take the workers down with them).
     pub fn of_panic(message: String, cluster: &crate::ClusterConfig) -> Self {
-        match crate::cluster::peer_lost() {
-            Some((peer, detail)) => LiveError::PeerLost {
-                peer,
-                address: cluster.addresses.get(peer).cloned().unwrap_or_default(),
-                detail,
-            },
+        match cluster.peer_lost() {
+            Some(lost) => LiveError::PeerLost(lost),
             None => LiveError::Panicked(message),
         }
     }

@@ -160,6 +160,9 @@ pub enum ReplayError {
     /// A worker panicked.
     #[error("a worker failed: {0}")]
     Panicked(String),
+    /// The connection to another process of the cluster failed.
+    #[error(transparent)]
+    PeerLost(#[from] crate::cluster::PeerLost),
     /// A strict run met a rejected row.
     #[error("rejected row at {}:{}: {} (raw: {:?})", .0.file, .0.line, .0.reason, .0.raw)]
     Rejected(RejectedRow),
@@ -197,13 +200,10 @@ pub fn run_replay(
             Ok(Some(worker_summary)) => summary = Some(worker_summary),
             Ok(None) => {}
             Err(panic) => {
-                return Err(ReplayError::Panicked(match crate::cluster::peer_lost() {
-                    Some((peer, detail)) => format!(
-                        "lost process {peer} ({}): {detail}; start every process again",
-                        cluster.addresses.get(peer).map_or("", String::as_str)
-                    ),
-                    None => panic,
-                }));
+                return Err(match cluster.peer_lost() {
+                    Some(lost) => ReplayError::PeerLost(lost),
+                    None => ReplayError::Panicked(panic),
+                });
             }
         }
     }

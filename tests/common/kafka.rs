@@ -348,6 +348,21 @@ pub fn grow_topic(topic: &str, partitions: i32) -> Result<(), String> {
     .unwrap()
 }
 
+/// The event a record of the events topic holds: `(user, emoji, timestamp ms)`.
+pub fn event_of(record: &Record) -> (String, String, i64) {
+    let e: model::EmojiEvent = serde_json::from_slice(&record.payload).unwrap();
+    (e.user_id, e.emoji_type, e.timestamp)
+}
+
+/// How many records of the events topic each user has.
+pub fn count_by_user(records: &[Record]) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for r in records {
+        *counts.entry(event_of(r).0).or_default() += 1;
+    }
+    counts
+}
+
 /// The `(partition, offset)` of every event the late topic `late` of `brokers` reports.
 pub fn late_offsets(brokers: &str, late: &str) -> std::collections::BTreeSet<(i32, i64)> {
     read_from(brokers, late, Duration::from_secs(5), |_| true)

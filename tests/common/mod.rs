@@ -23,17 +23,47 @@ use model::{ReportConfig, WindowSize};
 /// Runs the project's `scripts/NAME ARGS` with `env` set as well, asserts it succeeded and
 /// returns what it printed, trimmed.
 pub fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = Command::new(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR")))
+    script_through(&[], name, args, env)
+}
+
+/// [`script`] through the command `wrapper` (like `ip netns exec HOST`). A failure names the
+/// script and its first argument only: another may be a password.
+pub fn script_through(wrapper: &[&str], name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let script = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let output = command_through(wrapper, &script)
         .args(args)
         .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
     assert!(
         output.status.success(),
-        "scripts/{name} {args:?}: {}",
+        "scripts/{name} {}: {}",
+        args.first().unwrap_or(&""),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A command that runs `program` through `wrapper` (like `ip netns exec HOST`), or directly
+/// when `wrapper` is empty.
+pub fn command_through(wrapper: &[&str], program: &str) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Whether the tests run as root (what building network namespaces needs).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
 }
 
 /// Runs `emostream ARGS` (logging warnings only) and returns what it did.

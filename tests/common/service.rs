@@ -84,16 +84,7 @@ impl Service {
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ready_file = dir.path().join("ready.json");
-        let emostream = env!("CARGO_BIN_EXE_emostream");
-        let mut command = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut command = Command::new(program);
-                command.args(rest).arg(emostream);
-                command
-            }
-            None => Command::new(emostream),
-        };
-        let mut child = command
+        let mut child = super::command_through(wrapper, env!("CARGO_BIN_EXE_emostream"))
             .args(args)
             .env("EMOSTREAM_BROKERS", brokers)
             .env("EMOSTREAM_READY_FILE", &ready_file)

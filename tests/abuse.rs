@@ -20,6 +20,10 @@ fn agent() -> ureq::Agent {
 
 /// An ingest service with short timeouts and a small connection limit.
 fn start() -> (Service, String) {
+    start_with_header_timeout("1s")
+}
+
+fn start_with_header_timeout(header_timeout: &str) -> (Service, String) {
     let pipeline = Pipeline::new("abuse");
     let service = Service::start(
         &[
@@ -29,7 +33,7 @@ fn start() -> (Service, String) {
             "--linger",
             "5ms",
             "--header-timeout",
-            "1s",
+            header_timeout,
             "--request-timeout",
             "2s",
             "--max-open-connections",
@@ -171,8 +175,8 @@ fn slow_clients_are_cut_off_while_others_are_served() {
 }
 
 #[test]
-fn floods_of_headers_and_idle_connections_harm_no_one() {
-    let (service, addr) = start();
+fn floods_of_headers_harm_no_one() {
+    let (_service, addr) = start();
     let agent = agent();
     // Too many headers, and one enormous header: refused, not buffered without end.
     let mut flood = TcpStream::connect(&addr).unwrap();
@@ -198,16 +202,24 @@ fn floods_of_headers_and_idle_connections_harm_no_one() {
     );
     assert!(read_until_closed(&mut long, Duration::from_secs(5)).is_some());
     assert!(served(&agent, &addr));
+}
 
-    // Idle connections: past the limit (300) answered 503 with Retry-After and closed at
-    // once, the others closed at the header timeout; memory stays bounded, and a
-    // well-behaved client is served within the timeout.
+#[test]
+fn idle_connections_past_the_limit_are_told_to_come_back_and_harm_no_one() {
+    // The header timeout outlasts the accepting of a thousand connections on a loaded
+    // machine, so the first 300 still hold their places when the others arrive.
+    let (service, addr) = start_with_header_timeout("4s");
+    let agent = agent();
+    // Past the limit (300) answered 503 with Retry-After and closed at once, the others
+    // closed at the header timeout; memory stays bounded, and a well-behaved client is
+    // served within the timeout.
     let before = resident_kib(service.child.id());
     let mut idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
     assert!(resident_kib(service.child.id()) < before + 64 * 1024);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Served once the idle ones are closed at the header timeout, if not before.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut attempts = 1;
     while !served(&agent, &addr) {
         assert!(Instant::now() < deadline, "not served during the flood");

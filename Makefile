@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/release/emostream
 SAMPLE := data/sample.csv
 
-.PHONY: up test build toolchain fmt clippy unit second-broker browser notebooks figures soak bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-brokers bench-micro chaos fuzz replay-sample clean
+.PHONY: up test build toolchain fmt clippy unit clients clients-build second-broker browser notebooks figures soak bench bench-replay bench-live bench-e2e bench-fanout bench-fleet bench-brokers bench-micro chaos fuzz replay-sample clean
 
 ## up: build and run the live system (ingest + dataflow), with a local broker unless EMOSTREAM_BROKERS is set
 up: toolchain build
@@ -16,7 +16,7 @@ replay-sample: build
 	$(BIN) replay $(SAMPLE)
 
 ## test: formatting, lints and the whole test suite
-test: toolchain fmt clippy unit second-broker browser notebooks
+test: toolchain fmt clippy clients unit second-broker browser notebooks
 
 build:
 	$(CARGO) build --release --bin emostream
@@ -32,6 +32,15 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+## clients: the client library (clients/js): tsc on it and on its README's example, its
+## build, its tests, and that the broadcaster serves this build
+clients:
+	scripts/clients.sh
+
+## clients-build: build the client library and copy it where the broadcaster serves it from
+clients-build:
+	scripts/clients.sh --write
 
 ## browser: the live page in headless Chromium through the whole pipeline
 browser:

@@ -523,6 +523,12 @@ pub struct IngestFlags {
     /// Like --ingest-token, read from a file (its first line).
     #[arg(long, env = "EMOSTREAM_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
+    /// Take taps only with a viewer token from a broadcaster's POST /register
+    /// (Authorization: Bearer <token>), as that viewer's: an event's user_id may be left
+    /// out, one that differs is refused (403), and the per-user rate limit is per viewer.
+    /// Needs the broadcasters' --token-secret. A request with --ingest-token names its users.
+    #[arg(long, env = "EMOSTREAM_VIEWER_TOKENS")]
+    pub viewer_tokens: bool,
     /// A connection must send a request's headers within this, else it is closed (also the
     /// keep-alive timeout).
     #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_HEADER_TIMEOUT")]
@@ -564,9 +570,22 @@ impl IngestFlags {
         Ok(Some(service::secret::Secret::new(token)))
     }
 
-    /// The ingest configuration.
-    pub fn config(&self, brokers: &BrokerArgs) -> Result<ingest::IngestConfig> {
+    /// The ingest configuration; `token_secret` is the broadcasters' key, which
+    /// `--viewer-tokens` needs.
+    pub fn config(
+        &self,
+        brokers: &BrokerArgs,
+        token_secret: Option<&Secret>,
+    ) -> Result<ingest::IngestConfig> {
+        let viewer_tokens = match (self.viewer_tokens, token_secret) {
+            (false, _) => None,
+            (true, Some(secret)) => Some(service::token::TokenSigner::new(secret.expose())),
+            (true, None) => bail!(
+                "--viewer-tokens needs --token-secret (EMOSTREAM_TOKEN_SECRET): the broadcasters' key, which signs the viewer tokens"
+            ),
+        };
         Ok(ingest::IngestConfig {
+            viewer_tokens,
             topic: brokers.events_topic.clone(),
             partitions: brokers.partitions.get() as i32,
             replication: brokers.replication.get() as i32,
@@ -740,6 +759,9 @@ pub struct IngestArgs {
     /// https://taps.example.com (what it prints; broadcasters' --ingest-url is this).
     #[arg(long, value_parser = parse_public_url, env = "EMOSTREAM_INGEST_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The broadcasters' --token-secret, which checks viewer tokens (--viewer-tokens).
+    #[arg(long, env = "EMOSTREAM_TOKEN_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub token_secret: Option<Secret>,
     /// The emojis accepted.
     #[command(flatten)]
     pub emojis: EmojisArg,
@@ -971,6 +993,9 @@ pub struct BroadcastFlags {
     /// the open-file limit less 256.
     #[arg(long, default_value = "0", env = "EMOSTREAM_MAX_CLIENTS")]
     pub max_clients: usize,
+    /// Show the page's automated sender (a demo tool: that browser taps by itself).
+    #[arg(long, env = "EMOSTREAM_DEMO_SENDER")]
+    pub demo_sender: bool,
 }
 
 impl BroadcastFlags {
@@ -997,6 +1022,7 @@ impl BroadcastFlags {
             max_connections_per_ip: self.max_connections_per_ip,
             max_handshakes: self.max_handshakes.get(),
             max_clients: self.max_clients,
+            demo_sender: self.demo_sender,
             ring: self.ring,
             max_pending: self.max_pending.get(),
             write_timeout: self.write_timeout,

@@ -54,7 +54,9 @@ pub fn ingest(args: IngestArgs) -> Result<()> {
     let config = ingest::IngestConfig {
         emojis: Arc::new(args.emojis.emojis.clone()),
         trusted_proxies: args.proxies.trusted(),
-        ..args.ingest.config(&args.brokers)?
+        ..args
+            .ingest
+            .config(&args.brokers, args.token_secret.as_ref())?
     };
     until_signal(
         args.ready.ready_file.clone().as_deref(),
@@ -97,10 +99,15 @@ pub fn dataflow(args: DataflowArgs) -> Result<()> {
 pub fn up(args: UpArgs) -> Result<()> {
     let cluster = dataflow::ClusterConfig::new(args.workers.workers.get(), 1, 0, None)?;
     let emojis = Arc::new(args.emojis.emojis.clone());
+    let given = args.broadcast.token_secret.clone();
+    let secret = match &given {
+        Some(secret) => secret.clone(),
+        None => service::secret::Secret::new(random_secret()?),
+    };
     let ingest_config = ingest::IngestConfig {
         emojis: Arc::clone(&emojis),
         trusted_proxies: args.proxies.trusted(),
-        ..args.ingest.config(&args.brokers)?
+        ..args.ingest.config(&args.brokers, Some(&secret))?
     };
     let live_config = dataflow::LiveConfig {
         emojis: Arc::clone(&emojis),
@@ -128,12 +135,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                 .map(|&size| live_config.windows_topic_for(size));
             let live = dataflow::start(live_config, shutdown.clone()).await?;
             let mut broadcasters = Vec::new();
-            let given = args.broadcast.token_secret.clone();
-            let secret = match &given {
-                Some(secret) => secret.clone(),
-                None => service::secret::Secret::new(random_secret()?),
-            };
-            let key = broadcast::token::TokenSigner::new(secret.expose()).fingerprint();
+            let key = service::token::TokenSigner::new(secret.expose()).fingerprint();
             for (i, topic) in cluster_topics.into_iter().enumerate() {
                 let mut listen = args.broadcast_listen;
                 if listen.port() != 0 {

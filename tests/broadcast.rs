@@ -352,6 +352,12 @@ async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
     let mut bystander = connect(&url).await;
     next_json(&mut bystander).await;
     next_json(&mut bystander).await;
+    // A page's own liveness check is answered (its browser cannot see WebSocket pings).
+    bystander
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut bystander).await["type"], "pong");
     let cases: Vec<(Message, u16)> = vec![
         (Message::text("hello there"), 1008),
         (Message::text(r#"{"type":"resume"}"#), 1008),
@@ -690,6 +696,31 @@ async fn other_origins_and_too_many_connections_from_one_address_are_refused() {
         assert_eq!(next_json(client).await["type"], "hello");
         assert_eq!(next_json(client).await["seq"], 1);
     }
+    // The embed module: the listed site's pages may load it, others' may not.
+    let module = |origin: &str| {
+        let url = url.split("/ws").next().unwrap().replace("ws://", "http://");
+        tokio::task::block_in_place(|| {
+            ureq::get(&format!("{url}/emostream.js"))
+                .header("origin", origin)
+                .call()
+                .unwrap()
+        })
+    };
+    let allowed = module("https://match.example");
+    assert_eq!(
+        allowed.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://match.example"
+    );
+    assert!(
+        module("https://elsewhere.example")
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     // A third connection from the address is refused, and the two keep receiving.
     let third = tokio_tungstenite::connect_async(request(None)).await;
     assert_eq!(refused_with(third.map(|_| ())), 429);

@@ -262,6 +262,132 @@ fn a_bearer_token_guards_the_api_and_never_shows_in_logs_or_metrics() {
     );
 }
 
+/// With `--viewer-tokens` a tap is a viewer's only by the token its broadcaster signed: the
+/// user is the token's, another `user_id` or no token is refused, and the per-user limit is
+/// per viewer; a holder of the ingest token still names its users.
+#[test]
+// Long: one table of tokens and bodies, each with its expected status.
+fn viewer_tokens_make_the_user_the_tokens_and_refuse_others() {
+    use service::token::TokenSigner;
+    const SECRET: &str = "viewer-token-secret";
+    const TRUSTED: &str = "trusted-sender-token";
+    let pipeline = Pipeline::new("viewers");
+    let ingest = start_ingest(
+        &pipeline,
+        &[
+            "--viewer-tokens",
+            "--token-secret",
+            SECRET,
+            "--ingest-token",
+            TRUSTED,
+            "--user-rate-limit",
+            "3",
+        ],
+    );
+    let url = format!("{}/emoji", ingest.url());
+    let agent = agent();
+    let send = |authorization: Option<String>, body: &str| {
+        let mut request = agent.post(&url).header("content-type", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let mut response = request.send(body).unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), text)
+    };
+    let signer = TokenSigner::new(SECRET);
+    let later = now_ms() + 600_000;
+    let bearer = |token: String| Some(format!("Bearer {token}"));
+    let alice = bearer(signer.sign("alice", 1, later));
+    let bob = bearer(signer.sign("bob", 2, later));
+    let fire = r#"{"emoji_type":"🔥"}"#;
+    let refused: [(Option<String>, &str, u16, &str); 6] = [
+        (
+            None,
+            fire,
+            401,
+            "missing viewer token: register at a broadcaster",
+        ),
+        (
+            bearer("nonsense".into()),
+            fire,
+            401,
+            "viewer token refused: malformed token",
+        ),
+        (
+            bearer(TokenSigner::new("another key").sign("alice", 1, later)),
+            fire,
+            401,
+            "viewer token refused: invalid token signature",
+        ),
+        (
+            bearer(signer.sign("alice", 1, now_ms() - 1)),
+            fire,
+            401,
+            "viewer token refused: token expired",
+        ),
+        (
+            alice.clone(),
+            r#"{"user_id":"mallory","emoji_type":"🔥"}"#,
+            403,
+            r#"user_id \"mallory\" is not the viewer token's user \"alice\""#,
+        ),
+        (
+            alice.clone(),
+            r#"[{"emoji_type":"🔥"},{"user_id":"mallory","emoji_type":"😂"}]"#,
+            403,
+            r#""index":1"#,
+        ),
+    ];
+    for (authorization, body, status, said) in refused {
+        let (got, text) = send(authorization.clone(), body);
+        assert_eq!(got, status, "{authorization:?} {body}: {text}");
+        assert!(text.contains(said), "{authorization:?} {body}: {text}");
+    }
+    // Taken as the token's user, with or without the user_id; the limit is per viewer.
+    assert_eq!(send(alice.clone(), fire).0, 202);
+    assert_eq!(
+        send(
+            alice.clone(),
+            r#"[{"user_id":"alice","emoji_type":"😂"},{"emoji_type":"🔥"}]"#
+        )
+        .0,
+        202
+    );
+    let (status, text) = send(alice.clone(), fire);
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains(r#"user_id \"alice\""#), "{text}");
+    assert_eq!(
+        send(bob.clone(), fire).0,
+        202,
+        "another viewer is not limited"
+    );
+    // The ingest token's holder names its users.
+    let server = event_json("server-side", "👏", now_ms());
+    assert_eq!(send(bearer(TRUSTED.into()), &server).0, 202);
+    let payloads = read_until(&pipeline.events, Duration::from_secs(5), |p| p.len() >= 5);
+    let mut taken: Vec<(String, String)> = payloads
+        .iter()
+        .map(|p| {
+            let event = serde_json::from_slice::<model::EmojiEvent>(p).unwrap();
+            (event.user_id, event.emoji_type)
+        })
+        .collect();
+    taken.sort();
+    let want = [
+        ("alice", "🔥"),
+        ("alice", "🔥"),
+        ("alice", "😂"),
+        ("bob", "🔥"),
+        ("server-side", "👏"),
+    ]
+    .map(|(u, e)| (u.to_owned(), e.to_owned()));
+    assert_eq!(
+        taken, want,
+        "exactly the accepted taps, each as its viewer's"
+    );
+}
+
 #[test]
 fn cors_lets_a_page_of_another_origin_post_unless_origins_are_listed() {
     let pipeline = Pipeline::new("cors");

@@ -62,6 +62,8 @@ pub struct BroadcastConfig {
     pub max_clients: usize,
     /// The emojis accepted: the page shows a button for each.
     pub emojis: Arc<EmojiSet>,
+    /// Whether the page shows its automated sender (a demo tool).
+    pub demo_sender: bool,
 }
 
 impl BroadcastConfig {
@@ -90,6 +92,7 @@ impl BroadcastConfig {
             trusted_proxies: Arc::default(),
             max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),
+            demo_sender: false,
         }
     }
 }

@@ -94,3 +94,8 @@ pub fn resumed(windows: usize) -> Bytes {
     let json = serde_json::json!({"type": "resumed", "windows": windows});
     wire::text(json.to_string().as_bytes())
 }
+
+/// The answer to a client's `{"type":"ping"}`.
+pub fn pong() -> Bytes {
+    wire::text(br#"{"type":"pong"}"#)
+}

@@ -6,6 +6,7 @@
 //! - [`routes`]: the page, `/register`, `/ws`, `/health` and `/metrics` as warp filters.
 //! - [`registration`]: `POST /register`, a cluster and a broadcaster for a client.
 //! - [`upgrade`]: `GET /ws`: checks and the WebSocket handshake.
+//! - [`reply`]: the responses the routes share (content types, JSON errors, CORS).
 //! - [`hub`]: the ring of recent windows (the snapshot, resumes) and the longer windows.
 //! - [`fanout`]: the shards that write every frame to their sockets without blocking:
 //!   hello, snapshot, windows, resume, pings, slow clients, close codes.
@@ -13,7 +14,6 @@
 //! - [`wire`]: WebSocket frames, encoded once for every socket, and decoded from clients.
 //! - [`frame`]: window frames encoded once per message and shared by every connection.
 //! - [`consumer`]: the cluster topic into the hub.
-//! - [`token`]: signed connection tokens.
 //! - [`registry`]: heartbeats and the assignment of registering clients.
 //! - [`error`]: `BroadcastError`, why a broadcaster could not start.
 //! - [`config`]: the broadcaster configuration, `BroadcastConfig`.
@@ -29,9 +29,9 @@ pub mod metrics;
 pub mod reader;
 pub mod registration;
 pub mod registry;
+pub mod reply;
 pub mod routes;
 pub mod server;
-pub mod token;
 pub mod upgrade;
 pub mod wire;
 

@@ -9,8 +9,16 @@ use model::now_ms;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
-use crate::routes::{cors, json_error, text};
-use crate::server::State;
+use crate::registry::Registry;
+use crate::reply::{cors, json_error, text};
+use service::token::TokenSigner;
+
+/// What registration needs: the live broadcasters, and the key and lifetime of tokens.
+pub(crate) struct Registrar {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) signer: TokenSigner,
+    pub(crate) token_ttl: std::time::Duration,
+}
 
 /// The largest registration body.
 const MAX_BODY: usize = 4096;
@@ -24,7 +32,7 @@ struct Registration {
 pub(crate) async fn register<B: Buf>(
     method: Method,
     body: impl Stream<Item = Result<B, warp::Error>>,
-    state: Arc<State>,
+    registrar: Arc<Registrar>,
 ) -> Response {
     if method == Method::OPTIONS {
         return cors(text(StatusCode::NO_CONTENT, "text/plain", String::new()));
@@ -59,15 +67,16 @@ pub(crate) async fn register<B: Buf>(
             "client_id must be 1 to 128 bytes without control characters",
         );
     }
-    let Some((cluster, ws_url)) = state.registry.choose(&client_id) else {
+    let Some((cluster, ws_url)) = registrar.registry.choose(&client_id) else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "no live broadcaster");
     };
-    let expires = now_ms() + state.token_ttl.as_millis() as i64;
-    let token = state.signer.sign(&client_id, cluster, expires);
+    let expires = now_ms() + registrar.token_ttl.as_millis() as i64;
+    let token = registrar.signer.sign(&client_id, cluster, expires);
     let body = serde_json::json!({
         "cluster": cluster,
         "ws_url": format!("{ws_url}?token={token}"),
         "client_id": client_id,
+        "token": token,
         "expires": model::format_rfc3339_millis(expires),
     });
     cors(text(StatusCode::OK, "application/json", body.to_string()))

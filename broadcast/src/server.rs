@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use model::emojis::EmojiSet;
 use model::now_ms;
 use service::Shutdown;
 use service::http::{ServeLimits, serve};
@@ -16,9 +15,12 @@ use crate::error::BroadcastError;
 use crate::fanout::{Fanout, FanoutConfig};
 use crate::hub::Hub;
 use crate::metrics::BroadcastMetrics;
+use crate::registration::Registrar;
 use crate::registry::{Heartbeat, Registry, spawn_registry};
-use crate::routes::{json_error, routes};
-use crate::token::TokenSigner;
+use crate::reply::json_error;
+use crate::routes::{Site, routes};
+use crate::upgrade::Gate;
+use service::token::TokenSigner;
 
 /// A running broadcaster.
 pub struct RunningBroadcaster {
@@ -34,34 +36,6 @@ impl RunningBroadcaster {
     pub async fn stopped(self) {
         let _ = self.task.await;
     }
-}
-
-/// What every request of a broadcaster shares.
-pub(crate) struct State {
-    pub(crate) cluster: u32,
-    /// Whether it can serve now (`/ready`): the brokers answer.
-    pub(crate) ready: Arc<service::ready::Readiness>,
-    pub(crate) metrics: Arc<BroadcastMetrics>,
-    pub(crate) fanout: Arc<Fanout>,
-    pub(crate) ws_origins: Vec<String>,
-    pub(crate) max_per_ip: usize,
-    /// Handshakes in progress at once.
-    pub(crate) max_handshakes: usize,
-    /// The proxies whose X-Forwarded-For names the client.
-    pub(crate) trusted_proxies: Arc<service::http::TrustedProxies>,
-    pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-    /// WebSocket clients served at once, at most.
-    pub(crate) max_clients: usize,
-    /// WebSocket clients served now (handshakes accepted, not yet ended).
-    pub(crate) clients: Arc<std::sync::atomic::AtomicUsize>,
-    /// The largest message a client may send.
-    pub(crate) max_inbound: usize,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) signer: TokenSigner,
-    pub(crate) token_ttl: std::time::Duration,
-    pub(crate) ingest_url: Option<String>,
-    /// The emojis accepted, the page's buttons.
-    pub(crate) emojis: Arc<EmojiSet>,
 }
 
 /// The threads that feed a broadcaster from Kafka: the cluster topic into the hub, the
@@ -108,26 +82,38 @@ pub async fn start(
     let feeds = start_feeds(&config, addr, epoch, capacity, &fanout, &metrics, &stop).await?;
     let ready = service::ready::Readiness::starting();
     service::ready::watch_brokers(Arc::clone(&ready), config.brokers.clone(), shutdown.clone());
-    let state = Arc::new(State {
+    let signer = TokenSigner::new(config.token_secret.expose());
+    let gate = Arc::new(Gate {
         cluster: config.cluster,
-        ready,
-        metrics: Arc::clone(&metrics),
-        fanout,
+        signer: signer.clone(),
         ws_origins: config.ws_origins.clone(),
         max_per_ip: config.max_connections_per_ip,
-        max_handshakes: config.max_handshakes,
-        trusted_proxies: Arc::clone(&config.trusted_proxies),
         per_ip: Arc::default(),
         max_clients: capacity,
         clients: Arc::default(),
         max_inbound: config.max_inbound,
-        registry: Arc::clone(&feeds.registry),
-        signer: TokenSigner::new(config.token_secret.expose()),
-        token_ttl: config.token_ttl,
+        metrics: Arc::clone(&metrics),
+        fanout,
+    });
+    let site = Site {
+        gate,
+        registrar: Arc::new(Registrar {
+            registry: Arc::clone(&feeds.registry),
+            signer,
+            token_ttl: config.token_ttl,
+        }),
+        metrics: Arc::clone(&metrics),
+        ready,
         ingest_url: config.ingest_url.clone(),
         emojis: Arc::clone(&config.emojis),
-    });
-    let task = tokio::spawn(run(listener, state, shutdown, stop, feeds.threads));
+        demo_sender: config.demo_sender,
+    };
+    let limits = serve_limits(
+        config.max_handshakes,
+        &config.trusted_proxies,
+        Arc::clone(&metrics),
+    );
+    let task = tokio::spawn(run(listener, site, limits, shutdown, stop, feeds.threads));
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");
     Ok(RunningBroadcaster {
         addr,
@@ -197,7 +183,7 @@ async fn start_feeds(
             Arc::clone(stop),
         )?);
     }
-    let key = crate::token::TokenSigner::new(config.token_secret.expose()).fingerprint();
+    let key = TokenSigner::new(config.token_secret.expose()).fingerprint();
     let registry = Arc::new(Registry::new(key.clone()));
     let me = Heartbeat {
         id: format!("{}-{}-{epoch}", addr, std::process::id()),
@@ -226,16 +212,14 @@ async fn start_feeds(
     Ok(Feeds { threads, registry })
 }
 
-/// Serves the routes until `shutdown`, then stops the feeding threads.
-async fn run(
-    listener: tokio::net::TcpListener,
-    state: Arc<State>,
-    mut shutdown: Shutdown,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-) {
-    let refused = Arc::clone(&state.metrics);
-    let limits = ServeLimits {
+/// The HTTP loop's limits: `max_handshakes` in progress (an upgraded connection leaves the
+/// count), refusals counted in `metrics`.
+fn serve_limits(
+    max_handshakes: usize,
+    trusted_proxies: &Arc<service::http::TrustedProxies>,
+    metrics: Arc<BroadcastMetrics>,
+) -> ServeLimits {
+    ServeLimits {
         header_timeout: std::time::Duration::from_secs(10),
         request_timeout: std::time::Duration::from_secs(10),
         timed_out: |_| {
@@ -244,18 +228,22 @@ async fn run(
                 "request not received and answered within 10 s",
             )
         },
-        // Handshakes in progress (an upgraded connection leaves the count).
-        max_connections: state.max_handshakes,
-        refused: Arc::new(move || refused.refused.add(1)),
-        trusted_proxies: Arc::clone(&state.trusted_proxies),
-    };
-    serve(
-        listener,
-        warp::service(routes(state)),
-        limits,
-        &mut shutdown,
-    )
-    .await;
+        max_connections: max_handshakes,
+        refused: Arc::new(move || metrics.refused.add(1)),
+        trusted_proxies: Arc::clone(trusted_proxies),
+    }
+}
+
+/// Serves the routes until `shutdown`, then stops the feeding threads.
+async fn run(
+    listener: tokio::net::TcpListener,
+    site: Site,
+    limits: ServeLimits,
+    mut shutdown: Shutdown,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) {
+    serve(listener, warp::service(routes(site)), limits, &mut shutdown).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {

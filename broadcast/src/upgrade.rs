@@ -20,10 +20,30 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::fanout::{Joined, register};
+use crate::fanout::{Fanout, Joined, register};
+use crate::metrics::BroadcastMetrics;
 use crate::reader::read_client;
-use crate::routes::{json_error, text};
-use crate::server::State;
+use crate::reply::{json_error, text};
+use service::token::TokenSigner;
+
+/// What a handshake is checked against, and where an accepted one goes.
+pub(crate) struct Gate {
+    pub(crate) cluster: u32,
+    pub(crate) signer: TokenSigner,
+    /// Origins whose pages may connect; empty: any.
+    pub(crate) ws_origins: Vec<String>,
+    /// Connections one address may hold; 0: no limit.
+    pub(crate) max_per_ip: usize,
+    pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    /// WebSocket clients served at once, at most.
+    pub(crate) max_clients: usize,
+    /// WebSocket clients served now (handshakes accepted, not yet ended).
+    pub(crate) clients: Arc<AtomicUsize>,
+    /// The largest message a client may send.
+    pub(crate) max_inbound: usize,
+    pub(crate) metrics: Arc<BroadcastMetrics>,
+    pub(crate) fanout: Arc<Fanout>,
+}
 
 /// Holds a client's place and one of its address's connection slots; gives both back when
 /// dropped.
@@ -56,28 +76,28 @@ enum NoSlot {
 
 /// A place for a client from `ip`, unless the broadcaster is full or the address holds
 /// `max_per_ip` already (0: no limit).
-fn take_slot(state: &State, ip: IpAddr) -> Result<Slot, NoSlot> {
-    let mut per_ip = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+fn take_slot(gate: &Gate, ip: IpAddr) -> Result<Slot, NoSlot> {
+    let mut per_ip = gate.per_ip.lock().unwrap_or_else(|e| e.into_inner());
     let held = per_ip.get(&ip).copied().unwrap_or(0);
-    if state.max_per_ip > 0 && held >= state.max_per_ip {
+    if gate.max_per_ip > 0 && held >= gate.max_per_ip {
         return Err(NoSlot::Address);
     }
-    if state.clients.fetch_add(1, Ordering::Relaxed) >= state.max_clients {
-        state.clients.fetch_sub(1, Ordering::Relaxed);
+    if gate.clients.fetch_add(1, Ordering::Relaxed) >= gate.max_clients {
+        gate.clients.fetch_sub(1, Ordering::Relaxed);
         return Err(NoSlot::Full);
     }
     // An entry only for an address holding a slot: a refused one leaves none behind.
     *per_ip.entry(ip).or_default() += 1;
     Ok(Slot {
         ip,
-        per_ip: Arc::clone(&state.per_ip),
-        clients: Arc::clone(&state.clients),
+        per_ip: Arc::clone(&gate.per_ip),
+        clients: Arc::clone(&gate.clients),
     })
 }
 
 /// Counts a refused handshake and answers it with `status` and `message`.
-fn refuse(state: &State, status: StatusCode, message: &str) -> Response {
-    state.metrics.refused.add(1);
+fn refuse(gate: &Gate, status: StatusCode, message: &str) -> Response {
+    gate.metrics.refused.add(1);
     json_error(status, message)
 }
 
@@ -88,11 +108,11 @@ pub(crate) fn upgrade(
     query: String,
     on_upgrade: Option<OnUpgrade>,
     peer: Option<Peer>,
-    state: Arc<State>,
+    gate: Arc<Gate>,
 ) -> Response {
     let token = query.split('&').find_map(|kv| kv.strip_prefix("token="));
-    if let Err(error) = state.signer.verify(token, state.cluster, now_ms()) {
-        return refuse(&state, StatusCode::UNAUTHORIZED, &error.to_string());
+    if let Err(error) = gate.signer.verify(token, gate.cluster, now_ms()) {
+        return refuse(&gate, StatusCode::UNAUTHORIZED, &error.to_string());
     }
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -112,38 +132,38 @@ pub(crate) fn upgrade(
     // A page from another site may not open a WebSocket here (tools send no Origin).
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin
-        && !state.ws_origins.is_empty()
-        && !state
+        && !gate.ws_origins.is_empty()
+        && !gate
             .ws_origins
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin))
     {
         return refuse(
-            &state,
+            &gate,
             StatusCode::FORBIDDEN,
             &format!("origin {origin} may not connect: not in the broadcaster's --ws-origins"),
         );
     }
     let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-    let slot = match take_slot(&state, ip) {
+    let slot = match take_slot(&gate, ip) {
         Ok(slot) => slot,
         Err(NoSlot::Address) => {
             return refuse(
-                &state,
+                &gate,
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
                     "too many WebSocket connections from {ip}: at most {} at once",
-                    state.max_per_ip
+                    gate.max_per_ip
                 ),
             );
         }
         Err(NoSlot::Full) => {
             return refuse(
-                &state,
+                &gate,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "this broadcaster is full ({} clients, --max-clients): register again to be sent to another",
-                    state.max_clients
+                    gate.max_clients
                 ),
             );
         }
@@ -167,11 +187,11 @@ pub(crate) fn upgrade(
         };
         let stream = Arc::new(stream);
         let (gone, stopped) = tokio::sync::oneshot::channel();
-        let client = state.fanout.join(Joined {
+        let client = gate.fanout.join(Joined {
             stream: Arc::clone(&stream),
             gone,
         });
-        read_client(stream, parts.read_buf, client, stopped, state.max_inbound).await;
+        read_client(stream, parts.read_buf, client, stopped, gate.max_inbound).await;
     });
     let mut response = Response::new(String::new().into());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use model::now_ms;
 use serde::Serialize;
 use service::http::Peer;
+use service::token::TokenError;
 use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
@@ -190,9 +191,9 @@ async fn post_emoji(
     state: Arc<AppState>,
 ) -> Response {
     let started = Instant::now();
-    let response = match unauthorized(&state, authorization.as_deref()) {
-        None => accept(content_type, remote, &query, &body, &state).await,
-        Some(refused) => refused,
+    let response = match caller(&state, authorization.as_deref()) {
+        Ok(caller) => accept(content_type, remote, &query, &body, caller, &state).await,
+        Err(refused) => refused,
     };
     state.metrics.count_status(response.status().as_u16());
     state
@@ -200,6 +201,43 @@ async fn post_emoji(
         .request_seconds
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Who sends a `POST /emoji`.
+enum Caller {
+    /// Anyone (no tokens required), or a holder of the ingest token: events name their
+    /// users.
+    Trusted,
+    /// A viewer, by its token: every event is this user's.
+    Viewer(String),
+}
+
+/// Who sends the request, or the 401 when it has not the token the service requires: the
+/// ingest token, or with viewer tokens either.
+fn caller(state: &AppState, authorization: Option<&str>) -> Result<Caller, Response> {
+    let given = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(viewers) = &state.config.viewer_tokens else {
+        return unauthorized(state, authorization).map_or(Ok(Caller::Trusted), Err);
+    };
+    let trusted = state.config.token.as_ref();
+    if let (Some(token), Some(given)) = (trusted, given)
+        && token.matches(given)
+    {
+        return Ok(Caller::Trusted);
+    }
+    match viewers.claims(given, now_ms()) {
+        Ok(claims) => Ok(Caller::Viewer(claims.client)),
+        Err(TokenError::Missing) => Err(unauthorized_because(
+            "missing viewer token: register at a broadcaster (POST /register) and send its \
+             token as Authorization: Bearer <token>"
+                .to_owned(),
+        )),
+        Err(error) => Err(unauthorized_because(format!(
+            "viewer token refused: {error}"
+        ))),
+    }
 }
 
 /// The 401 for a request without the bearer token, when the service has one.
@@ -214,17 +252,32 @@ fn unauthorized(state: &AppState, authorization: Option<&str>) -> Option<Respons
     } else {
         "missing bearer token: send Authorization: Bearer <token>"
     };
+    Some(unauthorized_because(error.to_owned()))
+}
+
+/// A 401 saying why.
+fn unauthorized_because(error: String) -> Response {
     let reply = warp::reply::with_header(
-        json_reply(
-            StatusCode::UNAUTHORIZED,
-            &Plain {
-                error: error.into(),
-            },
-        ),
+        json_reply(StatusCode::UNAUTHORIZED, &Plain { error }),
         header::WWW_AUTHENTICATE,
         "Bearer realm=\"emostream\"",
     );
-    Some(reply.into_response())
+    reply.into_response()
+}
+
+/// The 403 for an event of a viewer's request that names another user.
+fn not_the_viewers(events: &[model::EmojiEvent], viewer: &str) -> Option<Response> {
+    let index = events.iter().position(|e| e.user_id != viewer)?;
+    let error = BodyError {
+        error: format!(
+            "user_id {:?} is not the viewer token's user {viewer:?}: leave user_id out, or send the token's",
+            events[index].user_id
+        ),
+        field: Some("user_id"),
+        value: Some(events[index].user_id.clone()),
+        index: (events.len() > 1).then_some(index),
+    };
+    Some(json_reply(StatusCode::FORBIDDEN, &error))
 }
 
 #[derive(Serialize)]
@@ -295,6 +348,7 @@ async fn accept(
     remote: Option<SocketAddr>,
     query: &HashMap<String, String>,
     body: &[u8],
+    caller: Caller,
     state: &AppState,
 ) -> Response {
     let json = content_type
@@ -321,11 +375,20 @@ async fn accept(
         max_skew_ms: state.config.max_skew.as_millis() as i64,
         now_ms: now_ms(),
         emojis: &state.config.emojis,
+        user: match &caller {
+            Caller::Viewer(user) => Some(user),
+            Caller::Trusted => None,
+        },
     };
     let events = match decode_body(body, &rules) {
         Ok(events) => events,
         Err(error) => return json_reply(StatusCode::BAD_REQUEST, &error),
     };
+    if let Caller::Viewer(user) = &caller
+        && let Some(refused) = not_the_viewers(&events, user)
+    {
+        return refused;
+    }
     if let Some(refused) = over_limits(state, remote, &events) {
         return refused;
     }

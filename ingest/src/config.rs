@@ -52,6 +52,11 @@ pub struct IngestConfig {
     pub ip_rate_limit: f64,
     /// When set, `POST /emoji` and `/load-test` need `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// When set, `POST /emoji` needs a viewer token signed with this key (the broadcasters'
+    /// `--token-secret`) as `Authorization: Bearer <token>`, and its events are the token's
+    /// viewer's (a body `user_id` that differs is refused, 403); a request with `token`
+    /// instead (a trusted sender) names its users itself.
+    pub viewer_tokens: Option<service::token::TokenSigner>,
     /// A connection must send a request's headers within this (also the keep-alive timeout).
     pub header_timeout: Duration,
     /// A request (its body included) must be read and answered within this; past it, 408.
@@ -84,6 +89,7 @@ impl IngestConfig {
             user_rate_limit: 50.0,
             ip_rate_limit: 0.0,
             token: None,
+            viewer_tokens: None,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 10_000,

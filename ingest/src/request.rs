@@ -86,6 +86,8 @@ pub struct BodyRules<'a> {
     pub now_ms: i64,
     /// The emojis accepted.
     pub emojis: &'a EmojiSet,
+    /// The user of events without a `user_id` (a viewer token's), if any.
+    pub user: Option<&'a str>,
 }
 
 /// Decodes and validates a body: all its events, or the first error.
@@ -130,7 +132,10 @@ pub fn decode_body(body: &[u8], rules: &BodyRules) -> Result<Vec<EmojiEvent>, Bo
         .collect()
 }
 
-fn validate(raw: RawEvent<'_>, rules: &BodyRules) -> Result<EmojiEvent, EventError> {
+fn validate<'a>(mut raw: RawEvent<'a>, rules: &BodyRules<'a>) -> Result<EmojiEvent, EventError> {
+    if raw.user_id.is_none() {
+        raw.user_id = rules.user.map(std::borrow::Cow::Borrowed);
+    }
     let event = raw.validate(rules.now_ms)?;
     if !rules.emojis.allows(&event.emoji_type) {
         return Err(EventError::not_allowed(&event.emoji_type));
@@ -156,6 +161,7 @@ mod tests {
             max_skew_ms: 600_000,
             now_ms: NOW,
             emojis: EmojiSet::standard(),
+            user: None,
         }
     }
 
@@ -180,6 +186,24 @@ mod tests {
         let e =
             decode_body(r#"{"user_id":"u1","emoji_type":"😂"}"#.as_bytes(), &rules).unwrap_err();
         assert_eq!((e.error.as_str(), e.index), ("emoji not allowed", None));
+    }
+
+    #[test]
+    fn events_without_a_user_are_the_given_users() {
+        let rules = BodyRules {
+            user: Some("viewer-1"),
+            ..rules()
+        };
+        let events = decode_body(
+            r#"[{"emoji_type":"🔥"},{"user_id":"other","emoji_type":"😂"}]"#.as_bytes(),
+            &rules,
+        )
+        .unwrap();
+        // The one that names another user is kept as it is: the caller refuses it.
+        let users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        assert_eq!(users, ["viewer-1", "other"]);
+        let e = decode(r#"{"emoji_type":"🔥"}"#).unwrap_err();
+        assert_eq!(e.field, Some("user_id"), "no user without one given");
     }
 
     fn decode(body: &str) -> Result<Vec<EmojiEvent>, BodyError> {

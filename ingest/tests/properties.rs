@@ -11,6 +11,7 @@ fn rules() -> BodyRules<'static> {
         max_skew_ms: 600_000,
         now_ms: 1_795_341_600_000,
         emojis: EmojiSet::standard(),
+        user: None,
     }
 }
 

@@ -1,4 +1,6 @@
-//! What a WebSocket client may send a broadcaster: `{"type":"resume","last_seq":K}`.
+//! What a WebSocket client may send a broadcaster: `{"type":"resume","last_seq":K}` and
+//! `{"type":"ping"}` (answered `{"type":"pong"}`: a browser's page cannot see the
+//! protocol's own pings, and tells a connection gone quiet by these).
 
 use serde::Deserialize;
 
@@ -11,6 +13,8 @@ pub enum ClientMessage {
         /// The last window the client has.
         last_seq: i64,
     },
+    /// Answer `{"type":"pong"}`.
+    Ping,
 }
 
 impl ClientMessage {
@@ -32,5 +36,9 @@ mod tests {
         );
         assert!(ClientMessage::parse(r#"{"type":"resume","last_seq":1,"x":2}"#).is_err());
         assert!(ClientMessage::parse(r#"{"type":"Resume","last_seq":1}"#).is_err());
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"ping"}"#).ok(),
+            Some(ClientMessage::Ping)
+        );
     }
 }

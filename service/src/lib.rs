@@ -11,6 +11,7 @@
 //!   connection limit, upgrades, graceful shutdown).
 //! - [`shutdown`]: one signal (Ctrl-C, SIGTERM or a test) that every task watches.
 //! - [`secret`]: secrets that never print and compare in constant time.
+//! - [`token`]: the viewer tokens broadcasters sign and broadcasters and ingests check.
 
 pub mod admin;
 pub mod http;
@@ -20,5 +21,6 @@ pub mod metrics;
 pub mod ready;
 pub mod secret;
 pub mod shutdown;
+pub mod token;
 
 pub use shutdown::{Shutdown, ShutdownTrigger};

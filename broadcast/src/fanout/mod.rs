@@ -48,7 +48,7 @@ use service::metrics::LocalHistogram;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::frame::{WindowFrame, hello, resumed};
+use crate::frame::{WindowFrame, hello, pong, resumed};
 use crate::hub::Hub;
 use crate::metrics::{BroadcastMetrics, Disconnect};
 use crate::wire::{self, Incoming, WireError};

@@ -197,10 +197,13 @@ impl Shard {
                         if waiting { Ok(()) } else { conn.flush(cx) }
                     });
                 }
+                Ok(ClientMessage::Ping) => {
+                    self.on(id, |conn, cx| conn.push(Out::Bytes(pong()), cx));
+                }
                 Err(_) => self.close(
                     id,
                     1008,
-                    "invalid message: expected {\"type\":\"resume\",\"last_seq\":K}",
+                    "invalid message: expected {\"type\":\"resume\",\"last_seq\":K} or {\"type\":\"ping\"}",
                     Disconnect::InvalidMessage,
                 ),
             },

@@ -1,5 +1,6 @@
-//! Signed connection tokens: registration hands a client a token for one cluster, and the
-//! cluster's broadcasters accept a WebSocket only with a valid, unexpired token.
+//! Signed viewer tokens: a broadcaster's registration hands a viewer a token for one
+//! cluster; the cluster's broadcasters accept a WebSocket only with a valid, unexpired
+//! token, and an ingest run with viewer tokens takes taps only with one, as its viewer's.
 //!
 //! A token is `EXPIRES.CLUSTER.CLIENT.SIGNATURE`: expiry in UTC milliseconds, the cluster,
 //! the client id in hex, and an HMAC-SHA256 over the first three parts, in hex.
@@ -23,8 +24,19 @@ pub enum TokenError {
     #[error("token is for cluster {0}, not this one")]
     WrongCluster(u32),
     /// The token has expired.
-    #[error("token expired")]
+    #[error("token expired: register again (POST /register) for a new one")]
     Expired,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The viewer's client id (its user).
+    pub client: String,
+    /// The cluster the token is for.
+    pub cluster: u32,
+    /// When it expires, UTC milliseconds.
+    pub expires_ms: i64,
 }
 
 /// Signs and checks tokens with a shared secret.
@@ -75,6 +87,16 @@ impl TokenSigner {
         cluster: u32,
         now_ms: i64,
     ) -> Result<String, TokenError> {
+        let claims = self.claims(token, now_ms)?;
+        if claims.cluster != cluster {
+            return Err(TokenError::WrongCluster(claims.cluster));
+        }
+        Ok(claims.client)
+    }
+
+    /// Checks `token`'s signature and expiry at `now_ms`, for any cluster; returns what it
+    /// says.
+    pub fn claims(&self, token: Option<&str>, now_ms: i64) -> Result<Claims, TokenError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
         let (payload, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let mut parts = payload.splitn(3, '.');
@@ -96,14 +118,16 @@ impl TokenSigner {
         if !same {
             return Err(TokenError::Forged);
         }
-        if token_cluster != cluster {
-            return Err(TokenError::WrongCluster(token_cluster));
-        }
         if expires < now_ms {
             return Err(TokenError::Expired);
         }
         let bytes = unhex(client).ok_or(TokenError::Malformed)?;
-        String::from_utf8(bytes).map_err(|_| TokenError::Malformed)
+        let client = String::from_utf8(bytes).map_err(|_| TokenError::Malformed)?;
+        Ok(Claims {
+            client,
+            cluster: token_cluster,
+            expires_ms: expires,
+        })
     }
 }
 
@@ -151,6 +175,14 @@ mod tests {
         assert_eq!(
             TokenSigner::new("other").verify(Some(&token), 2, 0),
             Err(TokenError::Forged)
+        );
+        assert_eq!(
+            signer.claims(Some(&token), 999),
+            Ok(Claims {
+                client: "viewer.42".to_owned(),
+                cluster: 2,
+                expires_ms: 1_000
+            })
         );
         assert_eq!(format!("{signer:?}"), "TokenSigner(..)");
     }

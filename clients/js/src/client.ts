@@ -1,0 +1,391 @@
+// The connection to a cluster's broadcasters: registration, the WebSocket, snapshot and
+// resume, reconnection with backoff and a fresh registration, token renewal, liveness.
+
+import { CloseCode } from "./messages.js";
+import type { Hello, Registration, ServerMessage, SummaryReport, WindowReport } from "./messages.js";
+import { Emitter } from "./emitter.js";
+import { TapSender } from "./taps.js";
+import type { TapResult } from "./taps.js";
+import { WindowStore } from "./windows.js";
+import type { WindowUpdate } from "./windows.js";
+
+/** The part of the WebSocket API the client uses (the platform's, or the `ws` package's). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: { data: any }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket`, or `WebSocket` of the `ws` package. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** The connection's state. */
+export type ConnectionState = "connecting" | "live" | "reconnecting" | "closed";
+
+export interface ClientOptions {
+  /**
+   * Where to register: a broadcaster's address (`https://live.example.com/c1`), or several,
+   * tried in turn when one does not answer (any broadcaster of the deployment registers).
+   */
+  broadcaster: string | string[];
+  /** The ingest's address (`https://taps.example.com`), for `tap()`. */
+  ingest?: string;
+  /** This viewer's id (its user): kept across reconnections. Default: a random one. */
+  clientId?: string;
+  /** The WebSocket to use. Default: the platform's, else the `ws` package's (Node 20). */
+  WebSocket?: WebSocketConstructor;
+  /** The fetch to use. Default: the platform's. */
+  fetch?: typeof fetch;
+  /** The first retry waits about this long (jittered, doubling up to `maxDelay`), ms. Default 500. */
+  minDelay?: number;
+  /** The longest wait between attempts, ms. Default 10,000. */
+  maxDelay?: number;
+  /** Renew the token this long before it expires, ms. Default 60,000. */
+  renewBefore?: number;
+  /** Send a ping this often, ms; a connection silent for two of these is replaced. Default 20,000. */
+  pingInterval?: number;
+  /** Taps within this are sent in one request, ms. Default 100. */
+  tapBatch?: number;
+  /** Windows held, at most (the oldest go first). Default 1,000. */
+  maxWindows?: number;
+}
+
+/** The events of a client and what their listeners get. */
+export interface ClientEvents {
+  /** A window message with a revision higher than the one held. */
+  window: WindowUpdate;
+  /** A window of the longer size (the per-minute timeline). */
+  summary: SummaryReport;
+  /** The connection's state changed. */
+  state: { state: ConnectionState; reason?: string };
+  /** A connection opened: its cluster and the broadcaster's epoch. */
+  hello: Hello;
+  /** A registration (first, after a reconnect, or a renewal). */
+  registered: Registration;
+}
+
+/** Why an attempt failed and how long the server asked to wait. */
+class Refused extends Error {
+  constructor(message: string, readonly retryAfter: number | null) {
+    super(message);
+  }
+}
+
+const OPEN = 1;
+
+/**
+ * A viewer of one cluster: registers, connects, keeps the highest revision of each window,
+ * and comes back by itself (resuming after the newest final) when its broadcaster goes.
+ */
+export class SwarmClient extends Emitter<ClientEvents> {
+  readonly clientId: string;
+  readonly windows: WindowStore;
+  readonly #options: Required<Omit<ClientOptions, "ingest" | "clientId" | "WebSocket" | "fetch">>;
+  readonly #registrars: string[];
+  readonly #fetch: typeof fetch;
+  readonly #taps: TapSender | null;
+  #WebSocket: WebSocketConstructor | undefined;
+  #socket: WebSocketLike | null = null;
+  #registration: Registration | null = null;
+  #state: ConnectionState = "closed";
+  #stopped = true;
+  #attempt = 0;
+  #retry: ReturnType<typeof setTimeout> | null = null;
+  #renewal: ReturnType<typeof setTimeout> | null = null;
+  #pinger: ReturnType<typeof setInterval> | null = null;
+  #heard = 0;
+  /** Window messages still to come from the ring (the snapshot, a resume). */
+  #fromRing = 0;
+  /** Which registrar to ask first. */
+  #next = 0;
+
+  constructor(options: ClientOptions) {
+    super();
+    const registrars = Array.isArray(options.broadcaster) ? options.broadcaster : [options.broadcaster];
+    if (registrars.length === 0 || registrars.some((url) => !url)) throw new TypeError("broadcaster: give at least one address");
+    this.#registrars = registrars.map((url) => url.replace(/\/+$/, ""));
+    this.clientId = options.clientId ?? `viewer-${Math.random().toString(36).slice(2, 10)}`;
+    this.#options = {
+      broadcaster: this.#registrars,
+      minDelay: options.minDelay ?? 500,
+      maxDelay: options.maxDelay ?? 10_000,
+      renewBefore: options.renewBefore ?? 60_000,
+      pingInterval: options.pingInterval ?? 20_000,
+      tapBatch: options.tapBatch ?? 100,
+      maxWindows: options.maxWindows ?? 1000,
+    };
+    const platformFetch = options.fetch ?? globalThis.fetch;
+    if (!platformFetch) throw new TypeError("no fetch: pass options.fetch");
+    this.#fetch = platformFetch.bind(globalThis);
+    this.#WebSocket = options.WebSocket ?? (globalThis as any).WebSocket;
+    this.windows = new WindowStore(this.#options.maxWindows);
+    this.#taps = options.ingest
+      ? new TapSender({
+        ingest: options.ingest,
+        fetch: this.#fetch,
+        clientId: this.clientId,
+        batch: this.#options.tapBatch,
+        token: () => this.#registration?.token ?? null,
+        renew: () => this.#renew(),
+      })
+      : null;
+  }
+
+  /** The connection's state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The newest registration: cluster, broadcaster, token and its expiry. */
+  get registration(): Registration | null {
+    return this.#registration;
+  }
+
+  /** Registers and connects; comes back by itself until `close()`. */
+  start(): this {
+    if (!this.#stopped) return this;
+    this.#stopped = false;
+    this.#setState("connecting");
+    void this.#connect();
+    return this;
+  }
+
+  /** Closes the connection and stops coming back; taps still queued are sent. */
+  close(): Promise<void> {
+    this.#stopped = true;
+    for (const timer of [this.#retry, this.#renewal]) if (timer !== null) clearTimeout(timer);
+    this.#retry = this.#renewal = null;
+    this.#stopPinging();
+    const socket = this.#socket;
+    this.#socket = null;
+    if (socket) socket.close(1000, "closed by the client");
+    this.#setState("closed");
+    return this.#taps ? this.#taps.flush() : Promise.resolve();
+  }
+
+  /** Sends a tap of `emoji` to the ingest (batched); resolves whether it was accepted. */
+  tap(emoji: string): Promise<TapResult> {
+    if (!this.#taps) return Promise.reject(new Error("no ingest: pass options.ingest to tap"));
+    return this.#taps.tap(emoji);
+  }
+
+  #setState(state: ConnectionState, reason?: string): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit("state", reason === undefined ? { state } : { state, reason });
+  }
+
+  /** Registers at the first registrar that answers. */
+  async #register(): Promise<Registration> {
+    let last: Refused | null = null;
+    for (let i = 0; i < this.#registrars.length; i++) {
+      const at = (this.#next + i) % this.#registrars.length;
+      try {
+        const registration = await this.#registerAt(this.#registrars[at]!);
+        this.#next = at;
+        return registration;
+      } catch (error) {
+        last = error instanceof Refused ? error : new Refused(String(error), null);
+      }
+    }
+    this.#next = (this.#next + 1) % this.#registrars.length;
+    throw last ?? new Refused("no broadcaster to register at", null);
+  }
+
+  async #registerAt(base: string): Promise<Registration> {
+    let response: Response;
+    try {
+      response = await this.#fetch(`${base}/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client_id: this.clientId }),
+      });
+    } catch (error) {
+      throw new Refused(`registration at ${base} failed: ${(error as Error).message ?? error}`, null);
+    }
+    if (!response.ok) {
+      const text = await response.text().catch(() => "");
+      throw new Refused(`registration at ${base}: ${response.status} ${text}`.trim(), retryAfter(response.headers.get("retry-after")));
+    }
+    const registration = (await response.json()) as Registration;
+    registration.token ??= new URL(registration.ws_url).searchParams.get("token") ?? "";
+    this.#registration = registration;
+    this.#scheduleRenewal(registration);
+    this.emit("registered", registration);
+    return registration;
+  }
+
+  /** Registers again before the token expires: taps and the next connection use the new one. */
+  #scheduleRenewal(registration: Registration): void {
+    if (this.#renewal !== null) clearTimeout(this.#renewal);
+    const expires = Date.parse(registration.expires);
+    if (Number.isNaN(expires)) return;
+    const wait = Math.max(1000, expires - Date.now() - this.#options.renewBefore);
+    this.#renewal = setTimeout(() => {
+      this.#renewal = null;
+      if (!this.#stopped) void this.#renew();
+    }, wait);
+  }
+
+  /** A fresh registration now (a refused token, a renewal); when it fails, again later. */
+  async #renew(): Promise<boolean> {
+    try {
+      await this.#register();
+      return true;
+    } catch {
+      if (!this.#stopped && this.#renewal === null) {
+        this.#renewal = setTimeout(() => {
+          this.#renewal = null;
+          if (!this.#stopped) void this.#renew();
+        }, this.#delay(null));
+      }
+      return false;
+    }
+  }
+
+  async #connect(): Promise<void> {
+    this.#retry = null;
+    if (this.#stopped) return;
+    let registration: Registration;
+    try {
+      registration = await this.#register();
+      this.#WebSocket ??= await loadWs();
+    } catch (error) {
+      this.#reconnectLater(error instanceof Refused ? error.retryAfter : null, String((error as Error).message ?? error));
+      return;
+    }
+    if (this.#stopped) return;
+    const socket = new this.#WebSocket(registration.ws_url);
+    this.#socket = socket;
+    let opened = false;
+    socket.onopen = () => {
+      if (this.#socket !== socket) return;
+      opened = true;
+      this.#attempt = 0;
+      this.#heard = Date.now();
+      this.#setState("live");
+      const after = this.windows.resumeAfter();
+      if (after !== null) socket.send(JSON.stringify({ type: "resume", last_seq: after }));
+      this.#startPinging(socket);
+    };
+    socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      this.#heard = Date.now();
+      this.#receive(String(event.data));
+    };
+    socket.onerror = () => {
+      // A close follows.
+    };
+    socket.onclose = (event) => {
+      if (this.#socket !== socket) return;
+      this.#socket = null;
+      this.#stopPinging();
+      if (this.#stopped) return;
+      // A handshake refused (503 when the broadcaster is full or busy, 401 for a token it
+      // does not take) closes without opening: wait as a 503's Retry-After asks, at least.
+      const reason = opened ? closeReason(event.code, event.reason) : "the broadcaster did not take the connection";
+      const wait = opened && event.code !== CloseCode.GoingAway ? null : 1;
+      this.#reconnectLater(wait, reason);
+    };
+  }
+
+  #receive(text: string): void {
+    let message: ServerMessage;
+    try {
+      message = JSON.parse(text) as ServerMessage;
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case "hello":
+        this.#fromRing = message.snapshot ?? 0;
+        this.emit("hello", message);
+        break;
+      case "resumed":
+        this.#fromRing += message.windows;
+        break;
+      case "window": {
+        const live = this.#fromRing === 0;
+        this.#fromRing = Math.max(0, this.#fromRing - 1);
+        const window: WindowReport = { ...message, revision: message.revision ?? 0, state: message.state ?? "final" };
+        const update = this.windows.take(window, live);
+        if (update) this.emit("window", update);
+        break;
+      }
+      case "summary":
+        this.emit("summary", message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #startPinging(socket: WebSocketLike): void {
+    this.#stopPinging();
+    const every = this.#options.pingInterval;
+    this.#pinger = setInterval(() => {
+      if (this.#socket !== socket || socket.readyState !== OPEN) return;
+      if (Date.now() - this.#heard > 2 * every) {
+        // Nothing, not even a pong, for two intervals: the connection is gone quiet.
+        socket.close(4000, "no answer to pings");
+        socket.onclose?.({ code: 4000, reason: "no answer to pings" });
+        return;
+      }
+      socket.send('{"type":"ping"}');
+    }, every);
+  }
+
+  #stopPinging(): void {
+    if (this.#pinger !== null) clearInterval(this.#pinger);
+    this.#pinger = null;
+  }
+
+  /** Jittered exponential backoff, at least `retryAfter` seconds when the server asked. */
+  #delay(retryAfter: number | null): number {
+    const { minDelay, maxDelay } = this.#options;
+    const backoff = Math.min(maxDelay, minDelay * 2 ** this.#attempt) * (0.5 + Math.random());
+    const asked = retryAfter === null ? 0 : retryAfter * 1000 * (1 + Math.random());
+    return Math.max(backoff, asked);
+  }
+
+  #reconnectLater(retryAfter: number | null, reason: string): void {
+    if (this.#stopped || this.#retry !== null) return;
+    this.#setState("reconnecting", reason);
+    const delay = this.#delay(retryAfter);
+    this.#attempt += 1;
+    this.#retry = setTimeout(() => void this.#connect(), delay);
+  }
+}
+
+/** `Retry-After` in seconds (a number of seconds or an HTTP date), or `null`. */
+function retryAfter(header: string | null): number | null {
+  if (header === null) return null;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
+}
+
+function closeReason(code: number, reason: string): string {
+  const known: Record<number, string> = {
+    [CloseCode.GoingAway]: "the broadcaster is shutting down",
+    [CloseCode.TooFarBehind]: "too far behind",
+    [CloseCode.NotReading]: "not reading",
+  };
+  return `closed ${code}${reason ? `: ${reason}` : known[code] ? `: ${known[code]}` : ""}`;
+}
+
+/** The `ws` package's WebSocket, where the platform has none (Node 20). */
+async function loadWs(): Promise<WebSocketConstructor> {
+  const name = "ws";
+  try {
+    const module = await import(/* @vite-ignore */ name);
+    return (module.WebSocket ?? module.default) as WebSocketConstructor;
+  } catch {
+    throw new Error("no WebSocket in this runtime: install the ws package or pass options.WebSocket");
+  }
+}

@@ -35,6 +35,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Write the events of a topic to a CSV log (a recorded match).
     Record(RecordArgs),
+    /// Write the window messages a windows or cluster topic holds, one JSON line each, from
+    /// its start to its end (what was published: every revision of every window).
+    Windows(WindowsArgs),
     /// Serve the HTTP ingest API and produce events to Kafka.
     Ingest(Box<IngestArgs>),
     /// Run the windowed dataflow between Kafka topics.
@@ -295,6 +298,24 @@ pub struct RecordArgs {
     pub until: loadgen::recording::Until,
 }
 
+/// Arguments of `emostream windows`.
+#[derive(Debug, Args)]
+#[command(rename_all = "kebab-case")]
+pub struct WindowsArgs {
+    /// Kafka client settings (TLS, SASL, ...).
+    #[command(flatten)]
+    pub kafka: KafkaClientArgs,
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "EMOSTREAM_BROKERS", value_parser = parse_brokers)]
+    pub brokers: String,
+    /// The windows topic, or a cluster topic.
+    #[arg(long, default_value = model::names::WINDOWS_TOPIC)]
+    pub topic: String,
+    /// Where to write the lines (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 fn parse_until(text: &str) -> Result<loadgen::recording::Until, String> {
     if text.trim() == "end" {
         return Ok(loadgen::recording::Until::End);
@@ -456,6 +477,7 @@ impl Command {
             Command::Replay(args) => Some(&args.kafka),
             Command::Generate(_) => None,
             Command::Record(args) => Some(&args.kafka),
+            Command::Windows(args) => Some(&args.kafka),
             Command::Ingest(args) => Some(&args.kafka),
             Command::Dataflow(args) => Some(&args.kafka),
             Command::Up(args) => Some(&args.kafka),

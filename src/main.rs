@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay_cmd::run(*args),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Record(args) => record_cmd::record(args),
+        Command::Windows(args) => record_cmd::windows(args),
         Command::Ingest(args) => live_cmd::ingest(*args),
         Command::Dataflow(args) => live_cmd::dataflow(*args),
         Command::Up(args) => live_cmd::up(*args),

@@ -2,12 +2,14 @@
 //! `emostream replay --to-kafka` puts logs back into the events topic at their pace.
 
 use anyhow::{Context, Result};
-use loadgen::recording::{From, InjectConfig, RecordConfig, inject, record as record_topic};
+use loadgen::recording::{
+    From, InjectConfig, RecordConfig, dump_topic, inject, record as record_topic,
+};
 use service::Shutdown;
 use service::kafka::{TopicSpec, ensure_topics};
 use service::shutdown::trigger_on_signals;
 
-use crate::args::{FromArg, RecordArgs, ReplayArgs};
+use crate::args::{FromArg, RecordArgs, ReplayArgs, WindowsArgs};
 
 /// Runs `work` on a blocking thread with a stop flag raised by SIGINT or SIGTERM.
 fn until_signal<T: Send + 'static>(
@@ -49,6 +51,23 @@ pub fn record(args: RecordArgs) -> Result<()> {
         out.display(),
         report.skipped
     );
+    Ok(())
+}
+
+/// Runs `emostream windows`.
+pub fn windows(args: WindowsArgs) -> Result<()> {
+    crate::reach::reach_brokers(&args.brokers)?;
+    let written = until_signal(async { Ok(()) }, move |stop| {
+        let mut out: Box<dyn std::io::Write> = match &args.out {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            )),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        Ok::<_, anyhow::Error>(dump_topic(&args.brokers, &args.topic, &mut out, stop)?)
+    })??;
+    eprintln!("{written} window messages");
     Ok(())
 }
 

@@ -633,8 +633,9 @@ fn the_tools_name_a_wrong_broker_in_one_line_within_seconds() {
         ),
         (away.as_str(), 3, "cannot reach a Kafka broker at"),
     ] {
-        let runs: [Vec<&str>; 4] = [
+        let runs: [Vec<&str>; 5] = [
             vec!["record", "--brokers", brokers, "--out", path(&out)],
+            vec!["windows", "--brokers", brokers],
             vec![
                 "replay",
                 "data/sample.csv",

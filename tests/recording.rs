@@ -149,3 +149,27 @@ fn a_live_run_recorded_and_replayed_gives_the_live_windows() {
     let replayed = std::fs::read_to_string(&replayed).unwrap();
     assert_same_windows(&replayed, &windows_csv(&live), "the replayed recording");
 }
+
+/// `emostream windows` writes every record of a topic, a line each, partition by partition in
+/// offset order, and stops at the end.
+#[test]
+fn windows_writes_every_message_of_a_topic_up_to_its_end() {
+    let topic = unique("dump");
+    common::kafka::create_topic(&topic, 2);
+    let records: Vec<(String, String, i64)> = (0..6)
+        .map(|i| (format!("u{i}"), "🔥".to_owned(), 1_795_341_600_000 + i))
+        .collect();
+    common::kafka::produce_to(&common::kafka::producer(), &topic, &records, Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    run_ok(&["windows", "--topic", &topic, "--out", path(&out)]);
+    let users: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["user_id"].to_string())
+        .collect();
+    assert_eq!(
+        users,
+        ["u0", "u2", "u4", "u1", "u3", "u5"].map(|u| format!("\"{u}\""))
+    );
+}

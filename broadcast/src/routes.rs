@@ -16,9 +16,14 @@ use crate::registration::{Registrar, register};
 use crate::reply::{json_error, text};
 use crate::upgrade::{Gate, upgrade};
 
-/// The live page and its script, served from the binary (no build step, no CDN).
+/// The live page and its modules, served from the binary (no build step, no CDN).
 const INDEX_HTML: &str = include_str!("../web/index.html");
-const APP_JS: &str = include_str!("../web/app.js");
+const PAGE_MODULES: [(&str, &str); 4] = [
+    ("main.js", include_str!("../web/page/main.js")),
+    ("chart.js", include_str!("../web/page/chart.js")),
+    ("timeline.js", include_str!("../web/page/timeline.js")),
+    ("sender.js", include_str!("../web/page/sender.js")),
+];
 /// The client library and `<emostream-swarm>`, built from `clients/js` (`make clients-build`).
 const EMOSTREAM_JS: &str = include_str!("../web/emostream.js");
 /// The timeline's charting library, vendored unchanged (web/vendor/README).
@@ -54,8 +59,15 @@ pub(crate) fn routes(site: Site) -> BoxedFilter<(Response,)> {
         .and(warp::path::end().or(warp::path!("index.html")).unify())
         .map(|| text(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML));
     let app = warp::get()
-        .and(warp::path!("app.js"))
-        .map(|| text(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS));
+        .and(warp::path!("page" / String))
+        .and_then(|file: String| async move {
+            match PAGE_MODULES.iter().find(|(name, _)| *name == file) {
+                Some(&(_, body)) => {
+                    Ok(text(StatusCode::OK, "text/javascript; charset=utf-8", body))
+                }
+                None => Err(warp::reject::not_found()),
+            }
+        });
     // Pages of the sites in --ws-origins (any, when none) may load the module.
     let gate = Arc::clone(&site.gate);
     let module = warp::get()

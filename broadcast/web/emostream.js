@@ -37,8 +37,7 @@ var TapSender = class {
   #options;
   #url;
   #pending = [];
-  #timer = null;
-  #inFlight = /* @__PURE__ */ new Set();
+  #inFlight = null;
   constructor(options) {
     this.#options = options;
     this.#url = `${options.ingest.replace(/\/+$/, "")}/emoji`;
@@ -46,25 +45,24 @@ var TapSender = class {
   tap(emoji) {
     return new Promise((resolve) => {
       this.#pending.push({ emoji, resolve });
-      if (this.#pending.length >= MAX_BATCH) this.#send();
-      else this.#timer ??= setTimeout(() => this.#send(), this.#options.batch);
+      if (this.#inFlight === null) this.#send();
     });
   }
-  /** Sends what is queued; resolves once every request is answered. */
+  /** Resolves once every tap made so far is answered. */
   async flush() {
-    this.#send();
-    await Promise.all([...this.#inFlight]);
+    while (this.#inFlight !== null) await this.#inFlight;
   }
+  /** Sends what is waiting (at most MAX_BATCH), then what came meanwhile. */
   #send() {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    const batch = this.#pending.splice(0, this.#pending.length);
-    if (batch.length === 0) return;
-    const sending = this.#post(batch).then((result) => {
+    const batch = this.#pending.splice(0, MAX_BATCH);
+    if (batch.length === 0) {
+      this.#inFlight = null;
+      return;
+    }
+    this.#inFlight = this.#post(batch).then((result) => {
       for (const tap of batch) tap.resolve(result);
+      this.#send();
     });
-    this.#inFlight.add(sending);
-    void sending.finally(() => this.#inFlight.delete(sending));
   }
   /** Posts the batch; once more after a fresh registration (token refused) or as a 503 asks. */
   async #post(batch) {
@@ -184,7 +182,6 @@ var SwarmClient = class extends Emitter {
       maxDelay: options.maxDelay ?? 1e4,
       renewBefore: options.renewBefore ?? 6e4,
       pingInterval: options.pingInterval ?? 2e4,
-      tapBatch: options.tapBatch ?? 100,
       maxWindows: options.maxWindows ?? 1e3
     };
     const platformFetch = options.fetch ?? globalThis.fetch;
@@ -196,7 +193,6 @@ var SwarmClient = class extends Emitter {
       ingest: options.ingest,
       fetch: this.#fetch,
       clientId: this.clientId,
-      batch: this.#options.tapBatch,
       token: () => this.#registration?.token ?? null,
       renew: () => this.#renew()
     }) : null;
@@ -624,7 +620,11 @@ var SwarmElement = class extends (globalThis.HTMLElement ?? class {
       ...ingest ? { ingest } : {},
       ...clientId ? { clientId } : {}
     });
-    this.client.on("window", (update) => this.swarm?.show(update));
+    this.client.on("window", (update) => {
+      if (!update.live || !this.swarm) return;
+      this.swarm.show(update);
+      this.dataset.floats = String(this.swarm.floats);
+    });
     this.client.on("state", ({ state }) => this.#showState(state));
     this.#drawButtons();
     this.client.start();
@@ -642,7 +642,10 @@ var SwarmElement = class extends (globalThis.HTMLElement ?? class {
   }
   /** Floats an own tap at once and sends it to the ingest; resolves whether it was taken. */
   async tap(emoji) {
-    this.swarm?.tap(emoji);
+    if (this.swarm) {
+      this.swarm.tap(emoji);
+      this.dataset.floats = String(this.swarm.floats);
+    }
     if (!this.client || !this.getAttribute("ingest")) return false;
     return (await this.client.tap(emoji)).accepted;
   }

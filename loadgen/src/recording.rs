@@ -120,6 +120,84 @@ const IN_FLIGHT_MS: i64 = 5_000;
 /// A record read, not yet written: when it was taken, user, emoji, its own timestamp.
 type Waiting = (i64, String, String, i64);
 
+/// A consumer of `topic` that tells the end of each partition, assigned nothing yet, and the
+/// topic's partitions (at least one).
+fn reader(
+    purpose: &str,
+    brokers: &str,
+    topic: &str,
+) -> Result<(BaseConsumer<EndsQuietly>, Vec<i32>), RecordingError> {
+    let kafka = |source| RecordingError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    let consumer: BaseConsumer<EndsQuietly> = service::kafka::client_config(brokers)
+        .set("group.id", format!("emostream-{purpose}-{topic}"))
+        .set("enable.auto.commit", "false")
+        // The end of a partition is where a fetch comes back empty: the broker said so, not
+        // only a high watermark read before.
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(EndsQuietly)
+        .map_err(kafka)?;
+    let partitions = service::kafka::partitions_of(&consumer, topic).map_err(kafka)?;
+    if partitions.is_empty() {
+        return Err(RecordingError::NoTopic(topic.to_owned()));
+    }
+    Ok((consumer, partitions))
+}
+
+/// Writes every record of `topic` (a windows or cluster topic: window messages), from its
+/// start to its end as it was when called, one payload a line, partition by partition in
+/// offset order; returns how many. What was published, every revision of every window.
+pub fn dump_topic(
+    brokers: &str,
+    topic: &str,
+    out: &mut dyn Write,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, RecordingError> {
+    let kafka = |source| RecordingError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
+    let (consumer, partitions) = reader("dump", brokers, topic)?;
+    let stdout = Path::new("-");
+    let mut written = 0;
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .map_err(kafka)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, p, Offset::Offset(low))
+            .map_err(kafka)?;
+        consumer.assign(&assignment).map_err(kafka)?;
+        let mut next = low;
+        while !stop() {
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = match result {
+                Ok(message) => message,
+                Err(rdkafka::error::KafkaError::PartitionEOF(q)) if q == p && next >= high => break,
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
+                Err(e) => return Err(kafka(e)),
+            };
+            if message.partition() != p || message.offset() < next {
+                continue;
+            }
+            next = message.offset() + 1;
+            out.write_all(message.payload().unwrap_or_default())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(io(stdout))?;
+            written += 1;
+        }
+    }
+    out.flush().map_err(io(stdout))?;
+    Ok(written)
+}
+
 /// Writes the events of a topic to a CSV log, each message once (by partition and offset,
 /// whatever the broker repeats), in the order they were taken in, with the time each was
 /// taken (`received`): what replay needs to decide as the live dataflow did.
@@ -132,20 +210,7 @@ pub fn record(
         topic: config.topic.clone(),
         source,
     };
-    let consumer: BaseConsumer<EndsQuietly> = service::kafka::client_config(&config.brokers)
-        .set("group.id", format!("emostream-record-{}", config.topic))
-        .set("enable.auto.commit", "false")
-        // The end of a partition is where a fetch comes back empty: the broker said so, not
-        // only a high watermark read before.
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .create_with_context(EndsQuietly)
-        .map_err(kafka)?;
-    let partitions = service::kafka::partitions_of(&consumer, &config.topic).map_err(kafka)?;
-    if partitions.is_empty() {
-        return Err(RecordingError::NoTopic(config.topic.clone()));
-    }
+    let (consumer, partitions) = reader("record", &config.brokers, &config.topic)?;
     // Explicit offsets, read now: `End` would be resolved later and lose what comes between.
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();

@@ -21,7 +21,7 @@ const brokers = process.env.EMOSTREAM_BROKERS;
  * resolves its page URL, its ingest URL and the metrics URLs of its services. `background`
  * runs it at the lowest CPU priority (see spawnEmostream).
  */
-async function startUp(background = false) {
+async function startUp(background = false, extra = []) {
   const name = `page-${process.pid}-${Date.now()}`;
   const { child, ready } = await startService([
     "up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--broadcast-listen", "127.0.0.1:0",
@@ -37,10 +37,11 @@ async function startUp(background = false) {
     // Each open window's exact counts so far, every 250 ms: the page shows a tap before its
     // window ends.
     "--updates", "250ms",
+    ...extra,
   ], process.env.PAGE_RUST_LOG || "warn", background);
   const [broadcaster] = ready.broadcast;
   const metrics = [ready.ingest, ready.dataflow, broadcaster].map((a) => `http://${a}/metrics`);
-  return { child, url: `http://${broadcaster}/`, ingest: `http://${ready.ingest}`, metrics };
+  return { child, url: `http://${broadcaster}/`, ingest: `http://${ready.ingest}`, metrics, events: `${name}-events` };
 }
 
 /** The non-zero samples of every service's metrics, to tell where a window got stuck. */
@@ -133,7 +134,8 @@ function startService(args, logFilter = "warn", background = false) {
 
 test("clicking emoji buttons changes the swarm and the chart through the whole pipeline", { timeout: 120_000 }, async () => {
   assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
-  const { child, url, metrics } = await startUp();
+  // The automated sender is a demo tool, shown with --demo-sender.
+  const { child, url, metrics } = await startUp(false, ["--demo-sender"]);
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
@@ -183,6 +185,8 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     await page.locator("#sender-mix").selectOption("fire");
     await page.getByRole("button", { name: "start automated sender" }).click();
     await page.waitForFunction(() => Number(document.getElementById("sender-accepted").textContent) >= 30, null, { timeout: 30_000 });
+    // The page as it looks while taps flow (README's docs/page.png is this).
+    await page.screenshot({ path: "target/page.png" });
     await page.getByRole("button", { name: "stop automated sender" }).click();
     // Every tap it sent is answered, and every accepted one is counted in the windows.
     await page.waitForFunction(() => document.getElementById("sender-sent").textContent === document.getElementById("sender-accepted").textContent,
@@ -222,7 +226,6 @@ test("clicking emoji buttons changes the swarm and the chart through the whole p
     assert.equal(library.status(), 200);
     assert.match(await library.text(), /uPlot/);
 
-    await page.screenshot({ path: "target/page.png" });
     assert.deepEqual(errors, [], "no errors in the browser console");
   } finally {
     await browser.close();
@@ -250,7 +253,8 @@ function runTool(args, background = false) {
 
 test("a click is counted on the page by an open update before its window ends", { timeout: 120_000 }, async () => {
   assert.ok(brokers, "EMOSTREAM_BROKERS must name a broker: run make test");
-  const { child, url, metrics } = await startUp();
+  // The ingest takes taps only with the viewer token the page got at registration.
+  const { child, url, metrics, events } = await startUp(false, ["--viewer-tokens"]);
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
@@ -258,6 +262,7 @@ test("a click is counted on the page by an open update before its window ends", 
     page.on("pageerror", (error) => errors.push(String(error)));
     await page.goto(url);
     await page.waitForSelector('#state[data-state="live"]', { timeout: 30_000 });
+    assert.equal(await page.locator("#sender").isVisible(), false, "no automated sender without --demo-sender");
 
     // A first tap through the pipeline, so that what is timed below is not its start-up.
     await page.getByRole("button", { name: "😂" }).click();
@@ -300,6 +305,13 @@ test("a click is counted on the page by an open update before its window ends", 
     // And it floats up with the window's swarm.
     await page.waitForSelector('.float[data-source="window"]', { state: "attached", timeout: 5_000 });
     assert.deepEqual(errors, [], "no errors on the page");
+    // Both taps are the page's viewer's, by its token.
+    const viewer = await page.evaluate(() => sessionStorage.getItem("emostream-client"));
+    const log = join(mkdtempSync(join(tmpdir(), "emostream-")), "events.csv");
+    await runTool(["record", "--brokers", brokers, "--topic", events, "--out", log]);
+    const rows = readFileSync(log, "utf8").trim().split("\n").slice(1);
+    assert.equal(rows.length, 2, rows.join(" | "));
+    assert.ok(rows.every((row) => row.split(",")[0] === viewer), `every tap is ${viewer}'s: ${rows.join(" | ")}`);
   } finally {
     await browser.close();
     child.kill("SIGTERM");

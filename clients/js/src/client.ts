@@ -48,8 +48,6 @@ export interface ClientOptions {
   renewBefore?: number;
   /** Send a ping this often, ms; a connection silent for two of these is replaced. Default 20,000. */
   pingInterval?: number;
-  /** Taps within this are sent in one request, ms. Default 100. */
-  tapBatch?: number;
   /** Windows held, at most (the oldest go first). Default 1,000. */
   maxWindows?: number;
 }
@@ -115,7 +113,6 @@ export class SwarmClient extends Emitter<ClientEvents> {
       maxDelay: options.maxDelay ?? 10_000,
       renewBefore: options.renewBefore ?? 60_000,
       pingInterval: options.pingInterval ?? 20_000,
-      tapBatch: options.tapBatch ?? 100,
       maxWindows: options.maxWindows ?? 1000,
     };
     const platformFetch = options.fetch ?? globalThis.fetch;
@@ -128,7 +125,6 @@ export class SwarmClient extends Emitter<ClientEvents> {
         ingest: options.ingest,
         fetch: this.#fetch,
         clientId: this.clientId,
-        batch: this.#options.tapBatch,
         token: () => this.#registration?.token ?? null,
         renew: () => this.#renew(),
       })

@@ -62,7 +62,11 @@ export class SwarmElement extends (globalThis.HTMLElement ?? (class {} as typeof
       ...(ingest ? { ingest } : {}),
       ...(clientId ? { clientId } : {}),
     });
-    this.client.on("window", (update) => this.swarm?.show(update));
+    this.client.on("window", (update) => {
+      if (!update.live || !this.swarm) return;
+      this.swarm.show(update);
+      this.dataset.floats = String(this.swarm.floats);
+    });
     this.client.on("state", ({ state }) => this.#showState(state));
     this.#drawButtons();
     this.client.start();
@@ -84,7 +88,10 @@ export class SwarmElement extends (globalThis.HTMLElement ?? (class {} as typeof
 
   /** Floats an own tap at once and sends it to the ingest; resolves whether it was taken. */
   async tap(emoji: string): Promise<boolean> {
-    this.swarm?.tap(emoji);
+    if (this.swarm) {
+      this.swarm.tap(emoji);
+      this.dataset.floats = String(this.swarm.floats);
+    }
     if (!this.client || !this.getAttribute("ingest")) return false;
     return (await this.client.tap(emoji)).accepted;
   }

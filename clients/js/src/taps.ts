@@ -1,4 +1,5 @@
-// Taps to the ingest: batched into one request, with the viewer's token.
+// Taps to the ingest, with the viewer's token: a tap goes at once when no request is in
+// flight; the taps made meanwhile go together in the next request.
 
 /** What became of a tap. */
 export interface TapResult {
@@ -14,8 +15,6 @@ export interface TapSenderOptions {
   ingest: string;
   fetch: typeof fetch;
   clientId: string;
-  /** Taps within this are sent in one request, ms. */
-  batch: number;
   /** The viewer token, if the client has one. */
   token: () => string | null;
   /** Registers again for a fresh token; resolves whether it got one. */
@@ -34,8 +33,7 @@ export class TapSender {
   readonly #options: TapSenderOptions;
   readonly #url: string;
   #pending: Pending[] = [];
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  #inFlight = new Set<Promise<void>>();
+  #inFlight: Promise<void> | null = null;
 
   constructor(options: TapSenderOptions) {
     this.#options = options;
@@ -45,27 +43,26 @@ export class TapSender {
   tap(emoji: string): Promise<TapResult> {
     return new Promise((resolve) => {
       this.#pending.push({ emoji, resolve });
-      if (this.#pending.length >= MAX_BATCH) this.#send();
-      else this.#timer ??= setTimeout(() => this.#send(), this.#options.batch);
+      if (this.#inFlight === null) this.#send();
     });
   }
 
-  /** Sends what is queued; resolves once every request is answered. */
+  /** Resolves once every tap made so far is answered. */
   async flush(): Promise<void> {
-    this.#send();
-    await Promise.all([...this.#inFlight]);
+    while (this.#inFlight !== null) await this.#inFlight;
   }
 
+  /** Sends what is waiting (at most MAX_BATCH), then what came meanwhile. */
   #send(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    const batch = this.#pending.splice(0, this.#pending.length);
-    if (batch.length === 0) return;
-    const sending = this.#post(batch).then((result) => {
+    const batch = this.#pending.splice(0, MAX_BATCH);
+    if (batch.length === 0) {
+      this.#inFlight = null;
+      return;
+    }
+    this.#inFlight = this.#post(batch).then((result) => {
       for (const tap of batch) tap.resolve(result);
+      this.#send();
     });
-    this.#inFlight.add(sending);
-    void sending.finally(() => this.#inFlight.delete(sending));
   }
 
   /** Posts the batch; once more after a fresh registration (token refused) or as a 503 asks. */

@@ -162,6 +162,57 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
+# A reconnect storm: STORM clients (the largest count) opened at once against a fresh
+# server, each trying again as the client library does (after a 503 as its Retry-After asks;
+# after a hang-up, 0.5 to 2 s on), timed until all are connected. EmoStream as built, and,
+# with STORM_BASELINE=REV, the broadcaster of that revision (built once, in a worktree under
+# target/storm-baseline), and Bun and Node for reference.
+storm=${STORM:-$largest}
+storm_servers="emostream bun node"
+if [ -n "${STORM_BASELINE:-}" ]; then
+  baseline_rev=$(git rev-parse --short "$STORM_BASELINE")
+  baseline_src=target/storm-baseline/src
+  if [ "$(git -C "$baseline_src" rev-parse --short HEAD 2>/dev/null)" != "$baseline_rev" ]; then
+    git worktree remove --force "$baseline_src" 2>/dev/null || rm -rf "$baseline_src"
+    git worktree add -f "$baseline_src" "$baseline_rev" > /dev/null
+  fi
+  (cd "$baseline_src" && cargo build --release --bin emostream --target-dir "$PWD/../")
+  storm_servers="emostream baseline bun node"
+  echo "storm baseline: the broadcaster of $baseline_rev ($(git log -1 --format=%s "$baseline_rev" | cut -c1-100))" >> "$report/machine.txt"
+fi
+for round in $(seq 1 "$rounds"); do
+  for server in $storm_servers; do
+    echo "$(date -u +%T) storm against $server, $storm clients at once, round $round" >&2
+    case $server in
+      emostream|baseline)
+        server_bin=$bin
+        [ "$server" = baseline ] && server_bin=target/storm-baseline/release/emostream
+        prefix=fanout-$$-storm-$round-$server
+        "$server_bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
+          --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/storm-$server-r$round.ready.json" \
+          > /dev/null 2> "$report/raw/storm-$server-r$round.server.log" &
+        pid=$!
+        target=(--register "http://$(ready_addr "$report/raw/storm-$server-r$round.ready.json" broadcast)")
+        echo "$server_bin broadcast --listen 127.0.0.1:0 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0" >> "$report/commands.txt"
+        ;;
+      bun)
+        "$bun" "$peers/bun-server.mjs" 0 > "$report/raw/storm-$server-r$round.port" 2> "$report/raw/storm-$server-r$round.server.log" &
+        pid=$!
+        target=(--url "ws://127.0.0.1:$(port_of "$report/raw/storm-$server-r$round.port")/ws")
+        ;;
+      node)
+        node "$peers/node-server.mjs" 0 > "$report/raw/storm-$server-r$round.port" 2> "$report/raw/storm-$server-r$round.server.log" &
+        pid=$!
+        target=(--url "ws://127.0.0.1:$(port_of "$report/raw/storm-$server-r$round.port")/ws")
+        ;;
+    esac
+    echo "node $peers/burst.mjs ${target[*]} --clients $storm --sources 16" >> "$report/commands.txt"
+    node "$peers/burst.mjs" "${target[@]}" --clients "$storm" --sources 16 \
+      > "$report/raw/storm-$server-$storm-r$round.json" 2> "$report/raw/storm-$server-r$round.clients.log" || true
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  done
+done
+
 # The kernel's share alone: raw writes to loopback sockets, no WebSocket, no event loop.
 echo "python3 benches/loopback_floor.py 9000 900" >> "$report/commands.txt"
 python3 benches/loopback_floor.py 9000 900 > "$report/raw/loopback-floor.json"

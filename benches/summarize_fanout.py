@@ -127,6 +127,38 @@ for variant in ["emostream", "emostream-1"]:
                  f"{results[0]['windows']} messages, {min(w['complete_windows'] for w in results)} to every client in every round): "
                  f"from the broadcaster taking a message from Kafka to the last client, median over {len(results)} rounds "
                  f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (rounds: {each} ms): p99 at most 100 ms {ok(p99 <= 100)}")
+STORM = re.compile(r"^storm-(?P<server>[a-z]+)-(?P<n>\d+)-r(?P<round>\d+)\.json$")
+storms = {}  # server -> [result]
+for path in sorted(raw.glob("storm-*.json")):
+    match = STORM.match(path.name)
+    if match and path.read_text().strip():
+        storms.setdefault(match["server"], []).append(json.loads(path.read_text()))
+if storms:
+    names = {"emostream": "EmoStream", "baseline": "EmoStream before (closed past 10,000 handshakes)",
+             "bun": "Bun server.publish", "node": "Node ws"}
+    clients = max(r["clients"] for v in storms.values() for r in v)
+    lines += ["", f"Reconnect storm: {clients} clients opened at once against a fresh server (benches/fanout/burst.mjs), each",
+              "trying again as the client library does: after a 503, as its Retry-After asks (1 to 2 times it); after",
+              "a connection closed without an answer, 0.5 to 2 s on. Median over the rounds, and each round.", "",
+              "| server | rounds | all connected after, s (rounds) | answered 503 | hang-ups | retries | most attempts |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for server in ["emostream", "baseline", "bun", "node"]:
+        results = storms.get(server)
+        if not results:
+            continue
+        each = ", ".join("-" if r["seconds_to_all"] is None else f"{r['seconds_to_all']}" for r in results)
+        lines.append(f"| {names[server]} | {len(results)} | {median([r['seconds_to_all'] for r in results])} ({each}) | "
+                     f"{median([r['answered_503'] for r in results])} | {median([r['hang_ups'] for r in results])} | "
+                     f"{median([r['retries'] for r in results])} | {max(r['most_attempts'] for r in results)} |")
+    mine = storms.get("emostream", [])
+    every = all(r["connected"] == r["clients"] for r in mine)
+    lines.append(f"- every EmoStream round ended with all {clients} connected: {ok(bool(mine) and every)}; "
+                 f"none hung up on: {ok(bool(mine) and all(r['hang_ups'] == 0 for r in mine))}")
+    if "baseline" in storms and mine:
+        before = median([r["seconds_to_all"] for r in storms["baseline"]])
+        now = median([r["seconds_to_all"] for r in mine])
+        if before is not None and now is not None:
+            lines.append(f"- all connected in less time than before: {now} s against {before} s: {ok(now < before)}")
 floor_path = raw / "loopback-floor.json"
 if floor_path.exists() and largest:
     floor = json.loads(floor_path.read_text())

@@ -210,9 +210,9 @@ fn idle_connections_past_the_limit_are_told_to_come_back_and_harm_no_one() {
     // machine, so the first 300 still hold their places when the others arrive.
     let (service, addr) = start_with_header_timeout("4s");
     let agent = agent();
-    // Past the limit (300) answered 503 with Retry-After and closed at once, the others
-    // closed at the header timeout; memory stays bounded, and a well-behaved client is
-    // served within the timeout.
+    // Past the limit (300) answered 503 with Retry-After once no place frees within a
+    // second, the others closed at the header timeout; memory stays bounded, and a
+    // well-behaved client is served once places free.
     let before = resident_kib(service.child.id());
     let mut idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(&addr).unwrap())

@@ -581,20 +581,28 @@ async fn registration_hands_out_the_public_url_and_every_interface_needs_one() {
 
 /// A handshake past the limit of those in progress is answered 503 with Retry-After, which a
 /// client can tell from a server that is gone, and taken once a place is free.
+/// A signed connection URL for `client` at the broadcaster of `cluster`, made here (no
+/// registration: its HTTP connection would take a place of its own).
+fn signed_url(cluster: &Cluster, client: &str) -> String {
+    let token = service::token::TokenSigner::new(SECRET).sign(client, 1, model::now_ms() + 600_000);
+    format!("{}?token={token}", cluster.ws_url())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handshake_past_the_limit_is_told_when_to_come_back() {
+async fn a_handshake_past_the_limit_waits_its_turn_or_is_told_when_to_come_back() {
     use tokio_tungstenite::tungstenite::Error;
     let cluster = Cluster::start("handshakes", &[window(1, 1)], &["--max-handshakes", "1"]);
-    let url = cluster.client_url("viewer");
+    let url = signed_url(&cluster, "viewer");
     let addr = url
         .trim_start_matches("ws://")
         .split('/')
         .next()
         .unwrap()
         .to_owned();
-    // A connection that sends nothing holds the one place (until the header timeout).
+    // A connection that sends nothing holds the one place (until the header timeout); the
+    // handshake after it (accepted in order) waits for its turn, and when none comes within
+    // a second, it is answered 503 with Retry-After.
     let holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    // Accepted in order: the holder first.
     let refused = match tokio_tungstenite::connect_async(url.as_str()).await {
         Err(Error::Http(response)) => response,
         Err(other) => panic!("not an HTTP answer: {other}"),
@@ -604,10 +612,83 @@ async fn a_handshake_past_the_limit_is_told_when_to_come_back() {
     assert_eq!(refused.headers()["retry-after"], "1");
     let body = String::from_utf8_lossy(refused.body().as_deref().unwrap_or_default()).into_owned();
     assert!(body.contains("connection limit"), "{body}");
-    // The place freed, the same client comes in.
+    // A handshake whose turn comes while it waits is taken, not refused.
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move { tokio_tungstenite::connect_async(url.as_str()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(holder);
-    let mut client = connect_once_free(|| url.as_str()).await;
+    let (mut client, _) = waiting.await.unwrap().expect("taken in its turn");
     assert_eq!(next_json(&mut client).await["type"], "hello");
+    let metrics = cluster.http("/metrics");
+    assert!(metrics.contains("broadcast_refused_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("broadcast_handshakes_waiting 0\n"),
+        "{metrics}"
+    );
+}
+
+/// A reconnect storm at a small scale: far more viewers than handshakes in progress come at
+/// once; each is taken in its turn or told when to come back (never a connection closed
+/// without an answer), and all are connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_viewers_past_the_handshake_limit_all_connect_and_none_is_hung_up_on() {
+    use tokio_tungstenite::tungstenite::Error;
+    const VIEWERS: usize = 2000;
+    let cluster = Cluster::start(
+        "burst",
+        &[window(1, 1)],
+        &["--max-handshakes", "20", "--max-connections-per-ip", "0"],
+    );
+    let url = signed_url(&cluster, "viewer");
+    let started = std::time::Instant::now();
+    let viewers = (0..VIEWERS).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let (mut answered_503, mut hung_up) = (0, 0);
+            loop {
+                match tokio_tungstenite::connect_async(url.as_str()).await {
+                    Ok((client, _)) => return (client, answered_503, hung_up),
+                    Err(Error::Http(response)) if response.status() == 503 => {
+                        answered_503 += 1;
+                        let seconds: u64 = response.headers()["retry-after"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_secs(seconds)).await;
+                    }
+                    Err(other) => {
+                        hung_up += 1;
+                        assert!(hung_up < 50, "hung up on again and again: {other}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        })
+    });
+    let mut clients = Vec::new();
+    let (mut answered_503, mut hung_up) = (0, 0);
+    for viewer in futures_util::future::join_all(viewers).await {
+        let (client, answered, hung) = viewer.unwrap();
+        clients.push(client);
+        answered_503 += answered;
+        hung_up += hung;
+    }
+    eprintln!(
+        "{VIEWERS} viewers at once, 20 handshakes at a time: all connected after {:?}, {answered_503} answered 503, {hung_up} hung up on",
+        started.elapsed()
+    );
+    assert_eq!(hung_up, 0, "a handshake closed without an answer");
+    for client in clients.iter_mut().take(10) {
+        assert_eq!(next_json(client).await["type"], "hello");
+    }
+    let metrics = cluster.http("/metrics");
+    assert!(
+        metrics.contains(&format!("broadcast_connections {VIEWERS}\n")),
+        "{metrics}"
+    );
 }
 
 /// Behind a trusted proxy each viewer is its own address for the per-address limit (the one

@@ -42,8 +42,10 @@ pub struct BroadcastMetrics {
     /// Windows taken from Kafka.
     pub windows_received: Counter,
     /// WebSocket handshakes refused: a missing or invalid token, an origin not allowed, too
-    /// many connections from one address.
+    /// many connections from one address, the broadcaster full.
     pub refused: Counter,
+    /// The HTTP loop's handshakes: in progress, waiting for their turn, answered 503.
+    pub handshakes: std::sync::Arc<service::http::ServeCounts>,
     disconnects: [Counter; REASONS.len()],
     /// From a window's arrival from Kafka to its write on a socket.
     pub fan_out_seconds: Histogram,
@@ -93,8 +95,18 @@ impl RenderMetrics for BroadcastMetrics {
         )
         .counter(
             "broadcast_refused_total",
-            "Handshakes refused: missing or invalid token, origin not allowed, too many from one address.",
-            self.refused.get(),
+            "Handshakes refused: missing or invalid token, origin not allowed, too many from one address, full, or no turn within a second of a burst.",
+            self.refused.get() + self.handshakes.refused.get(),
+        )
+        .gauge(
+            "broadcast_handshakes_in_progress",
+            "Handshakes being served (at most --max-handshakes).",
+            self.handshakes.open.get(),
+        )
+        .gauge(
+            "broadcast_handshakes_waiting",
+            "Handshakes waiting for their turn (up to a second, then answered 503).",
+            self.handshakes.waiting.get(),
         )
         .family(
             "broadcast_disconnects_total",

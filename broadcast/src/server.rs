@@ -229,7 +229,7 @@ fn serve_limits(
             )
         },
         max_connections: max_handshakes,
-        refused: Arc::new(move || metrics.refused.add(1)),
+        counts: Arc::clone(&metrics.handshakes),
         trusted_proxies: Arc::clone(trusted_proxies),
     }
 }

@@ -23,8 +23,8 @@ pub struct IngestMetrics {
     pub queue_depth: Gauge,
     /// Time from request to response.
     pub request_seconds: Histogram,
-    /// Connections closed at once: too many were open.
-    pub connections_refused: Counter,
+    /// The HTTP loop's connections: open, waiting for their turn, answered 503.
+    pub connections: std::sync::Arc<service::http::ServeCounts>,
     /// Producers replaced because their deliveries kept failing.
     pub producer_replacements: Counter,
     /// Events sent again after the broker did not take them.
@@ -69,10 +69,20 @@ impl RenderMetrics for IngestMetrics {
             "Events acknowledged by the broker.",
             self.events_delivered.get(),
         )
+        .gauge(
+            "ingest_connections_open",
+            "HTTP connections open (at most --max-open-connections).",
+            self.connections.open.get(),
+        )
+        .gauge(
+            "ingest_connections_waiting",
+            "Connections waiting for a place (up to a second, then answered 503).",
+            self.connections.waiting.get(),
+        )
         .counter(
             "ingest_connections_refused_total",
-            "Connections closed at once because too many were open.",
-            self.connections_refused.get(),
+            "Connections answered 503 with Retry-After: no place for them within a second.",
+            self.connections.refused.get(),
         )
         .counter(
             "ingest_producer_replacements_total",

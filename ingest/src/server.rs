@@ -150,13 +150,12 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
             }
         });
     }
-    let refused_metrics = Arc::clone(&state.metrics);
     let limits = ServeLimits {
         header_timeout: state.config.header_timeout,
         request_timeout: state.config.request_timeout,
         timed_out: crate::api::request_timeout,
         max_connections: state.config.max_connections,
-        refused: Arc::new(move || refused_metrics.connections_refused.add(1)),
+        counts: Arc::clone(&state.metrics.connections),
         trusted_proxies: Arc::clone(&state.config.trusted_proxies),
     };
     let filter = routes(Arc::clone(&state));

@@ -1,7 +1,7 @@
 //! Serving a service's warp routes on its own HTTP/1 loop: each request carries its
 //! client's address ([`Peer`]; behind a trusted proxy, the one it forwards, see
 //! [`TrustedProxies`]), a request not answered in time gets an answer that says so,
-//! connections past a limit are refused, WebSocket upgrades are handed on, and a shutdown
+//! connections past a limit wait their turn or are told to come back, WebSocket upgrades are handed on, and a shutdown
 //! lets the requests in flight finish (10 s at most).
 
 use std::convert::Infallible;
@@ -14,7 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower_service::Service;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::Shutdown;
+use crate::metrics::{Counter, Gauge};
 
 /// The address of a request's client, in its extensions (`warp::ext::get::<Peer>()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,17 +117,34 @@ pub struct ServeLimits {
     pub request_timeout: Duration,
     /// The answer to a request past `request_timeout`.
     pub timed_out: fn(Duration) -> warp::reply::Response,
-    /// Connections served at once (a WebSocket leaves the count once upgraded); more are
-    /// answered 503 with Retry-After (see [`answer_full`]) and closed.
+    /// Connections served at once (a WebSocket leaves the count once upgraded); more wait
+    /// their turn (up to [`TURN_WAIT`], then answered 503 with Retry-After, see
+    /// [`answer_full`]).
     pub max_connections: usize,
-    /// Called for each connection refused past `max_connections`.
-    pub refused: Arc<dyn Fn() + Send + Sync>,
+    /// What the loop counts, for the service's metrics.
+    pub counts: Arc<ServeCounts>,
     /// The proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<TrustedProxies>,
 }
 
-/// Connections past the limit being answered 503 at once, at most.
-pub const MAX_ANSWERING_FULL: usize = 1024;
+/// What [`serve`] counts.
+#[derive(Debug, Default)]
+pub struct ServeCounts {
+    /// Connections served now (a WebSocket leaves at its upgrade).
+    pub open: Gauge,
+    /// Connections waiting for their turn.
+    pub waiting: Gauge,
+    /// Connections answered 503: their turn did not come within [`TURN_WAIT`].
+    pub refused: Counter,
+}
+
+/// How long a connection past the limit waits for its turn before it is answered 503. A
+/// burst (viewers coming back at once to a broadcaster) is taken in turn, not refused, while
+/// a server whose places are held (idle or trickling clients) says so within it.
+pub const TURN_WAIT: Duration = Duration::from_secs(1);
+/// Connections waiting for their turn, at most; past it none is taken from the kernel's
+/// queue until one is served or answered (the memory and descriptors stay bounded).
+pub const MAX_WAITING: usize = 10_000;
 /// Seconds a client past the connection limit is asked to wait.
 pub const FULL_RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -172,8 +192,32 @@ fn refusing(error: &std::io::Error, last_warned: &mut Option<std::time::Instant>
     }
 }
 
+/// A connection's place among those served: counted in `open` while it is held.
+struct Place {
+    _slot: OwnedSemaphorePermit,
+    counts: Arc<ServeCounts>,
+}
+
+impl Place {
+    fn new(slot: OwnedSemaphorePermit, counts: &Arc<ServeCounts>) -> Self {
+        counts.open.add(1);
+        Place {
+            _slot: slot,
+            counts: Arc::clone(counts),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.counts.open.add(-1);
+    }
+}
+
 /// Serves `routes` (`warp::service(filter)`) on `listener` until `signal`, then waits up to
-/// 10 s for the connections still open.
+/// 10 s for the connections still open. Past `limits.max_connections` a connection waits its
+/// turn (first come, first served) for up to [`TURN_WAIT`], then is answered 503 with
+/// Retry-After; past [`MAX_WAITING`] waiting, the kernel's queue holds the rest.
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     routes: S,
@@ -186,13 +230,16 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let max = limits
-        .max_connections
-        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max));
-    let answering = Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING_FULL));
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     let mut last_warned: Option<std::time::Instant> = None;
     loop {
+        // Room to serve the next connection or to let it wait for its turn, first.
+        let room = tokio::select! {
+            room = Arc::clone(&waiting).acquire_owned() => room.expect("never closed"),
+            () = signal.wait() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -210,22 +257,72 @@ pub async fn serve<S>(
             },
             () = signal.wait() => break,
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            (limits.refused)();
-            // An answer a client can tell from a dead server, while few are being given;
-            // past that, the connection is closed at once, as the memory must stay bounded.
-            if let Ok(answering) = Arc::clone(&answering).try_acquire_owned() {
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            routes: routes.clone(),
+            limits: limits.clone(),
+            stop: signal.clone(),
+        };
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                drop(room);
+                let place = Place::new(slot, &limits.counts);
+                tokio::spawn(connection.serve(stream, peer, place));
+            }
+            Err(_) => {
+                let slots = Arc::clone(&slots);
+                let counts = Arc::clone(&limits.counts);
+                counts.waiting.add(1);
                 tokio::spawn(async move {
-                    answer_full(stream).await;
-                    drop(answering);
+                    let turn = tokio::time::timeout(TURN_WAIT, slots.acquire_owned()).await;
+                    counts.waiting.add(-1);
+                    if let Ok(Ok(slot)) = turn {
+                        drop(room);
+                        let place = Place::new(slot, &counts);
+                        connection.serve(stream, peer, place).await;
+                    } else {
+                        // An answer a client can tell from a server that is gone.
+                        counts.refused.add(1);
+                        answer_full(stream).await;
+                        drop(room);
+                    }
                 });
             }
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let routes = routes.clone();
-        let (request_timeout, timed_out) = (limits.request_timeout, limits.timed_out);
-        let trusted = Arc::clone(&limits.trusted_proxies);
+        }
+    }
+    drop(listener);
+    // Every connection holds a slot until it ends: all of them back means all ended.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("Connections still open 10 s after shutdown; closing them.");
+    }
+}
+
+/// What serving one connection takes.
+struct Connection<S> {
+    routes: S,
+    limits: ServeLimits,
+    stop: Shutdown,
+}
+
+impl<S> Connection<S>
+where
+    S: Service<hyper::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    /// Serves the connection's requests, holding `place` until it ends or hands its socket on
+    /// at an upgrade.
+    async fn serve(mut self, stream: tokio::net::TcpStream, peer: SocketAddr, place: Place) {
+        let _place = place;
+        let (request_timeout, timed_out) = (self.limits.request_timeout, self.limits.timed_out);
+        let trusted = Arc::clone(&self.limits.trusted_proxies);
+        let routes = self.routes;
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {
             let forwarded = forwarded_for(request.headers());
             let client = trusted.client(peer, forwarded.as_deref());
@@ -240,30 +337,16 @@ pub async fn serve<S>(
         });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
-        let mut stop = signal.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            // Ends once the client goes, or hands its socket on at an upgrade.
-            let connection = http
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                () = stop.wait() => connection.as_mut().graceful_shutdown(),
-            }
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    // Every connection holds a slot until it ends: all of them back means all ended.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("Connections still open 10 s after shutdown; closing them.");
+            .header_read_timeout(self.limits.header_timeout);
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = self.stop.wait() => connection.as_mut().graceful_shutdown(),
+        }
+        let _ = connection.await;
     }
 }
 

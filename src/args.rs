@@ -558,7 +558,8 @@ pub struct IngestFlags {
     /// A request, body included, must arrive and be answered within this; past it, 408.
     #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
-    /// HTTP connections open at once, at most; past it, new ones are closed at once.
+    /// HTTP connections open at once, at most; past it a new one waits for a place, and is
+    /// answered 503 with Retry-After when none frees within a second.
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10000", env = "EMOSTREAM_MAX_OPEN_CONNECTIONS")]
     pub max_open_connections: NonZeroUsize,
 }
@@ -1007,8 +1008,9 @@ pub struct BroadcastFlags {
     /// WebSocket connections one source address may hold at once (429 past it); 0: no limit.
     #[arg(long, default_value = "1000", env = "EMOSTREAM_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: usize,
-    /// Handshakes in progress at once; past it a connection is answered 503 with
-    /// Retry-After (a client can tell that from a server that is gone).
+    /// Handshakes in progress at once; past it a handshake waits its turn, and is answered
+    /// 503 with Retry-After when none comes within a second (a client can tell that from a
+    /// server that is gone).
     #[arg(long, value_parser = parse_at_least_one::<NonZeroUsize>, default_value = "10000", env = "EMOSTREAM_MAX_HANDSHAKES")]
     pub max_handshakes: NonZeroUsize,
     /// WebSocket clients served at once (503 past it, and registration sends none here); 0:
@@ -1018,6 +1020,12 @@ pub struct BroadcastFlags {
     /// Show the page's automated sender (a demo tool: that browser taps by itself).
     #[arg(long, env = "EMOSTREAM_DEMO_SENDER")]
     pub demo_sender: bool,
+    /// New viewers one source address may register per second (bursts of a second's worth;
+    /// 429 past it), so that one client cannot make viewers by the thousand; a registration
+    /// with an earlier token keeps its viewer and is not counted. 0 (the default) disables:
+    /// viewers behind one address (a NAT, a load test) share its limit.
+    #[arg(long, default_value = "0", value_parser = parse_limit, env = "EMOSTREAM_NEW_VIEWER_RATE_LIMIT")]
+    pub new_viewer_rate_limit: f64,
 }
 
 impl BroadcastFlags {
@@ -1045,6 +1053,7 @@ impl BroadcastFlags {
             max_handshakes: self.max_handshakes.get(),
             max_clients: self.max_clients,
             demo_sender: self.demo_sender,
+            new_viewer_rate_limit: self.new_viewer_rate_limit,
             ring: self.ring,
             max_pending: self.max_pending.get(),
             write_timeout: self.write_timeout,

@@ -394,6 +394,76 @@ async fn bad_input_is_closed_with_a_reason_and_harms_no_one() {
     let _ = cluster.prefix;
 }
 
+/// A viewer's id is the broadcaster's: a new one for each registration without a token,
+/// the same for one with an earlier token (expired, within a day); a forged token is refused;
+/// new viewers per address are limited, renewals are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_ids_are_the_broadcasters_and_kept_by_their_token() {
+    let cluster = Cluster::start(
+        "viewer-ids",
+        &[window(1, 1)],
+        &["--new-viewer-rate-limit", "2"],
+    );
+    let url = format!("{}/register", cluster.service.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let register = |body: &str, token: Option<&str>| {
+        let mut request = agent.post(&url).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", &format!("Bearer {token}"));
+        }
+        let mut response = tokio::task::block_in_place(|| request.send(body).unwrap());
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), text, retry)
+    };
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let (status, first, _) = register(r#"{"client_id":"victim"}"#, None);
+    assert_eq!(status, 200, "{first}");
+    let first = json(&first);
+    let id = first["client_id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "victim", "the id asked for is not the one given");
+    let (status, second, _) = register("{}", None);
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(
+        json(&second)["client_id"],
+        id.as_str(),
+        "a new viewer each time"
+    );
+    // The earlier token keeps the viewer, and is not a new viewer for the limit.
+    for _ in 0..3 {
+        let (status, again, _) = register("{}", first["token"].as_str());
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(json(&again)["client_id"], id.as_str());
+    }
+    let signer = service::token::TokenSigner::new(SECRET);
+    let lately = signer.sign("old-viewer", 1, model::now_ms() - 3_600_000);
+    let (status, again, _) = register("{}", Some(&lately));
+    assert_eq!(
+        (status, json(&again)["client_id"].clone()),
+        (200, "old-viewer".into())
+    );
+    let long_ago = signer.sign("old-viewer", 1, model::now_ms() - 25 * 3_600_000);
+    let (status, said, _) = register("{}", Some(&long_ago));
+    assert_eq!(status, 401, "{said}");
+    assert!(said.contains("more than a day ago"), "{said}");
+    let forged =
+        service::token::TokenSigner::new("another key").sign("victim", 1, model::now_ms() + 60_000);
+    let (status, said, _) = register("{}", Some(&forged));
+    assert_eq!(status, 401, "{said}");
+    assert!(said.contains("invalid token signature"), "{said}");
+    // A third new viewer from this address within the second: told when to come back.
+    let (status, said, retry) = register("{}", None);
+    assert_eq!(status, 429, "{said}");
+    assert!(said.contains("too many new viewers"), "{said}");
+    assert_eq!(retry.as_deref(), Some("1"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_forged_token_is_refused() {
     let cluster = Cluster::start("token", &[window(1, 1)], &[]);

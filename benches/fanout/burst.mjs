@@ -45,52 +45,62 @@ function open(i, attempt = 1) {
     tally.attempts += 1;
     mostAttempts = Math.max(mostAttempts, attempt);
     const ws = new WebSocket(url, { localAddress: `127.0.0.${1 + (i % sources)}`, perMessageDeflate: false });
-    let retryIn = null;
+    let settled = false;
+    /** Once per attempt: connected, or again after `wait` ms (until the run gives up). */
+    const retry = (wait) => {
+      if (settled) return;
+      settled = true;
+      if (performance.now() - started > giveUp) {
+        resolve(false);
+        return;
+      }
+      setTimeout(() => open(i, attempt + 1).then(resolve), wait);
+    };
     ws.on("unexpected-response", (request, response) => {
+      let wait;
       if (response.statusCode === 503) {
         tally.answered_503 += 1;
-        const seconds = Number(response.headers["retry-after"] ?? 1);
-        retryIn = seconds * 1000 * (1 + Math.random());
+        wait = Number(response.headers["retry-after"] ?? 1) * 1000 * (1 + Math.random());
       } else {
         tally.other_answers += 1;
-        retryIn = 500 + 1500 * Math.random();
+        wait = 500 + 1500 * Math.random();
       }
+      // With this listener, ws leaves the request to us: no error or close follows.
       response.resume();
       request.destroy();
+      retry(wait);
     });
     ws.on("open", () => {
+      settled = true;
       connected += 1;
       lastConnectedAt = performance.now();
       sockets.push(ws);
       resolve(true);
     });
     ws.on("error", () => {
-      if (retryIn === null) {
-        // No answer at all: a client cannot tell this from a server that is gone.
-        tally.hang_ups += 1;
-        retryIn = 500 + 1500 * Math.random();
-      }
+      // No answer at all: a client cannot tell this from a server that is gone.
+      if (!settled) tally.hang_ups += 1;
+      retry(500 + 1500 * Math.random());
     });
-    ws.on("close", () => {
-      if (ws.readyState === WebSocket.CLOSED && sockets.includes(ws)) return;
-      if (performance.now() - started > giveUp) {
-        resolve(false);
-        return;
-      }
-      setTimeout(() => open(i, attempt + 1).then(resolve), retryIn ?? 500 + 1500 * Math.random());
-    });
+    ws.on("close", () => retry(500 + 1500 * Math.random()));
   });
 }
 
-const all = await Promise.all(Array.from({ length: clients }, (_, i) => open(i)));
 const round = (x) => Math.round(x * 10) / 10;
-console.log(JSON.stringify({
-  clients,
-  connected,
-  gave_up: all.filter((ok) => !ok).length,
-  seconds_to_all: connected === clients ? round((lastConnectedAt - started) / 1000) : null,
-  ...tally,
-  retries: tally.attempts - clients,
-  most_attempts: mostAttempts,
-}));
-for (const ws of sockets) ws.terminate();
+function report() {
+  console.log(JSON.stringify({
+    clients,
+    connected,
+    gave_up: clients - connected,
+    seconds_to_all: connected === clients ? round((lastConnectedAt - started) / 1000) : null,
+    ...tally,
+    retries: tally.attempts - clients,
+    most_attempts: mostAttempts,
+  }));
+  for (const ws of sockets) ws.terminate();
+  process.exit(0);
+}
+// Whatever happens, the run ends: a client stuck connecting counts as not connected.
+setTimeout(report, giveUp + 10_000).unref();
+await Promise.all(Array.from({ length: clients }, (_, i) => open(i)));
+report();

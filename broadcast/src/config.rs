@@ -64,6 +64,9 @@ pub struct BroadcastConfig {
     pub emojis: Arc<EmojiSet>,
     /// Whether the page shows its automated sender (a demo tool).
     pub demo_sender: bool,
+    /// New viewers one address may register per second (bursts of a second's worth; a
+    /// registration with an earlier token is not a new viewer); 0: no limit.
+    pub new_viewer_rate_limit: f64,
 }
 
 impl BroadcastConfig {
@@ -93,6 +96,7 @@ impl BroadcastConfig {
             max_clients: 0,
             emojis: Arc::new(EmojiSet::default()),
             demo_sender: false,
+            new_viewer_rate_limit: 0.0,
         }
     }
 }

@@ -103,6 +103,8 @@ pub(crate) fn routes(site: Site) -> BoxedFilter<(Response,)> {
     let registrar = Arc::clone(&site.registrar);
     let registration = warp::path!("register")
         .and(warp::method())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::ext::optional::<service::http::Peer>())
         .and(warp::body::stream())
         .and(warp::any().map(move || Arc::clone(&registrar)))
         .then(register);

@@ -101,6 +101,12 @@ pub async fn start(
             registry: Arc::clone(&feeds.registry),
             signer,
             token_ttl: config.token_ttl,
+            new_viewers: (config.new_viewer_rate_limit > 0.0).then(|| {
+                service::limits::RateLimiter::new(
+                    config.new_viewer_rate_limit,
+                    service::limits::DEFAULT_MAX_KEYS,
+                )
+            }),
         }),
         metrics: Arc::clone(&metrics),
         ready,

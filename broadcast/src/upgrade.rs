@@ -158,7 +158,7 @@ pub(crate) fn upgrade(
             );
         }
         Err(NoSlot::Full) => {
-            return refuse(
+            let mut response = refuse(
                 &gate,
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
@@ -166,6 +166,12 @@ pub(crate) fn upgrade(
                     gate.max_clients
                 ),
             );
+            // As the HTTP loop answers a burst: come back in a second (registered again,
+            // another broadcaster of the cluster).
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
         }
     };
     let accept = derive_accept_key(key.as_bytes());

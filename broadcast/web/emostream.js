@@ -33,6 +33,7 @@ var Emitter = class {
 
 // src/taps.ts
 var MAX_BATCH = 100;
+var MAX_WAITING = 1e3;
 var TapSender = class {
   #options;
   #url;
@@ -43,9 +44,12 @@ var TapSender = class {
     this.#url = `${options.ingest.replace(/\/+$/, "")}/emoji`;
   }
   tap(emoji) {
+    if (this.#pending.length >= MAX_WAITING) {
+      return Promise.resolve({ accepted: false, status: 0, error: `more than ${MAX_WAITING} taps waiting for the ingest` });
+    }
     return new Promise((resolve) => {
       this.#pending.push({ emoji, resolve });
-      if (this.#inFlight === null) this.#send();
+      if (this.#inFlight === null) this.#inFlight = this.#options.ready().then(() => this.#send());
     });
   }
   /** Resolves once every tap made so far is answered. */
@@ -57,32 +61,38 @@ var TapSender = class {
     const batch = this.#pending.splice(0, MAX_BATCH);
     if (batch.length === 0) {
       this.#inFlight = null;
-      return;
+      return Promise.resolve();
     }
-    this.#inFlight = this.#post(batch).then((result) => {
+    return this.#post(batch).then((result) => {
       for (const tap of batch) tap.resolve(result);
-      this.#send();
+      return this.#send();
     });
   }
   /** Posts the batch; once more after a fresh registration (token refused) or as a 503 asks. */
   async #post(batch) {
-    const body = JSON.stringify(batch.map(({ emoji }) => ({ user_id: this.#options.clientId, emoji_type: emoji })));
-    let result = await this.#attempt(body);
+    let result = await this.#attempt(batch);
     if (result.status === 401 && this.#options.token() !== null && await this.#options.renew()) {
-      result = await this.#attempt(body);
+      result = await this.#attempt(batch);
     } else if (result.status === 503 && result.retryAfter !== null) {
       await new Promise((resolve) => setTimeout(resolve, result.retryAfter * 1e3));
-      result = await this.#attempt(body);
+      result = await this.#attempt(batch);
     }
     const { retryAfter: _, ...tap } = result;
     return tap;
   }
-  async #attempt(body) {
+  async #attempt(batch) {
+    const viewer = this.#options.viewer();
+    const body = JSON.stringify(batch.map(({ emoji }) => viewer ? { user_id: viewer, emoji_type: emoji } : { emoji_type: emoji }));
     const headers = { "content-type": "application/json" };
     const token = this.#options.token();
     if (token) headers.authorization = `Bearer ${token}`;
     try {
-      const response = await this.#options.fetch(this.#url, { method: "POST", headers, body });
+      const response = await this.#options.fetch(this.#url, {
+        method: "POST",
+        headers,
+        body,
+        signal: AbortSignal.timeout(this.#options.timeout)
+      });
       if (response.ok) return { accepted: true, status: response.status, retryAfter: null };
       const said = await response.json().catch(() => ({}));
       const seconds = Number(response.headers.get("retry-after"));
@@ -149,8 +159,12 @@ var Refused = class extends Error {
   retryAfter;
 };
 var OPEN = 1;
+var STABLE_MS = 5e3;
+function unref(timer) {
+  timer.unref?.();
+  return timer;
+}
 var SwarmClient = class extends Emitter {
-  clientId;
   windows;
   #options;
   #registrars;
@@ -159,29 +173,39 @@ var SwarmClient = class extends Emitter {
   #WebSocket;
   #socket = null;
   #registration = null;
+  #token;
   #state = "closed";
   #stopped = true;
+  /** Counts starts: what an earlier start left running sees it is not the current one. */
+  #generation = 0;
   #attempt = 0;
   #retry = null;
   #renewal = null;
   #pinger = null;
+  /** When the last ping went, and whether anything came since. */
+  #pingedAt = 0;
   #heard = 0;
   /** Window messages still to come from the ring (the snapshot, a resume). */
   #fromRing = 0;
   /** Which registrar to ask first. */
   #next = 0;
+  /** Settles once the first round of registration is over (taps wait for its token). */
+  #firstRound;
+  #firstRoundOver = () => {
+  };
   constructor(options) {
     super();
     const registrars = Array.isArray(options.broadcaster) ? options.broadcaster : [options.broadcaster];
     if (registrars.length === 0 || registrars.some((url) => !url)) throw new TypeError("broadcaster: give at least one address");
     this.#registrars = registrars.map((url) => url.replace(/\/+$/, ""));
-    this.clientId = options.clientId ?? `viewer-${Math.random().toString(36).slice(2, 10)}`;
+    this.#token = options.token ?? null;
     this.#options = {
       broadcaster: this.#registrars,
       minDelay: options.minDelay ?? 500,
       maxDelay: options.maxDelay ?? 1e4,
       renewBefore: options.renewBefore ?? 6e4,
       pingInterval: options.pingInterval ?? 2e4,
+      timeout: options.timeout ?? 1e4,
       maxWindows: options.maxWindows ?? 1e3
     };
     const platformFetch = options.fetch ?? globalThis.fetch;
@@ -189,11 +213,16 @@ var SwarmClient = class extends Emitter {
     this.#fetch = platformFetch.bind(globalThis);
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.windows = new WindowStore(this.#options.maxWindows);
+    this.#firstRound = new Promise((resolve) => {
+      this.#firstRoundOver = resolve;
+    });
     this.#taps = options.ingest ? new TapSender({
       ingest: options.ingest,
       fetch: this.#fetch,
-      clientId: this.clientId,
-      token: () => this.#registration?.token ?? null,
+      timeout: this.#options.timeout,
+      viewer: () => this.#registration?.client_id ?? null,
+      token: () => this.#token,
+      ready: () => this.#firstRound,
       renew: () => this.#renew()
     }) : null;
   }
@@ -201,21 +230,27 @@ var SwarmClient = class extends Emitter {
   get state() {
     return this.#state;
   }
-  /** The newest registration: cluster, broadcaster, token and its expiry. */
+  /** The newest registration: the viewer's id, cluster, broadcaster, token and its expiry. */
   get registration() {
     return this.#registration;
+  }
+  /** This viewer's id, once registered (the broadcaster's, carried by its token). */
+  get clientId() {
+    return this.#registration?.client_id ?? null;
   }
   /** Registers and connects; comes back by itself until `close()`. */
   start() {
     if (!this.#stopped) return this;
     this.#stopped = false;
+    this.#generation += 1;
     this.#setState("connecting");
-    void this.#connect();
+    void this.#connect(this.#generation);
     return this;
   }
   /** Closes the connection and stops coming back; taps still queued are sent. */
   close() {
     this.#stopped = true;
+    this.#generation += 1;
     for (const timer of [this.#retry, this.#renewal]) if (timer !== null) clearTimeout(timer);
     this.#retry = this.#renewal = null;
     this.#stopPinging();
@@ -225,7 +260,7 @@ var SwarmClient = class extends Emitter {
     this.#setState("closed");
     return this.#taps ? this.#taps.flush() : Promise.resolve();
   }
-  /** Sends a tap of `emoji` to the ingest (batched); resolves whether it was accepted. */
+  /** Sends a tap of `emoji` to the ingest; resolves whether it was accepted. */
   tap(emoji) {
     if (!this.#taps) return Promise.reject(new Error("no ingest: pass options.ingest to tap"));
     return this.#taps.tap(emoji);
@@ -238,26 +273,33 @@ var SwarmClient = class extends Emitter {
   /** Registers at the first registrar that answers. */
   async #register() {
     let last = null;
-    for (let i = 0; i < this.#registrars.length; i++) {
-      const at = (this.#next + i) % this.#registrars.length;
-      try {
-        const registration = await this.#registerAt(this.#registrars[at]);
-        this.#next = at;
-        return registration;
-      } catch (error) {
-        last = error instanceof Refused ? error : new Refused(String(error), null);
+    try {
+      for (let i = 0; i < this.#registrars.length; i++) {
+        const at = (this.#next + i) % this.#registrars.length;
+        try {
+          const registration = await this.#registerAt(this.#registrars[at]);
+          this.#next = at;
+          return registration;
+        } catch (error) {
+          last = error instanceof Refused ? error : new Refused(String(error), null);
+        }
       }
+      this.#next = (this.#next + 1) % this.#registrars.length;
+      throw last ?? new Refused("no broadcaster to register at", null);
+    } finally {
+      this.#firstRoundOver();
     }
-    this.#next = (this.#next + 1) % this.#registrars.length;
-    throw last ?? new Refused("no broadcaster to register at", null);
   }
   async #registerAt(base) {
     let response;
+    const headers = { "content-type": "application/json" };
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
     try {
       response = await this.#fetch(`${base}/register`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ client_id: this.clientId })
+        headers,
+        body: "{}",
+        signal: AbortSignal.timeout(this.#options.timeout)
       });
     } catch (error) {
       throw new Refused(`registration at ${base} failed: ${error.message ?? error}`, null);
@@ -269,20 +311,22 @@ var SwarmClient = class extends Emitter {
     const registration = await response.json();
     registration.token ??= new URL(registration.ws_url).searchParams.get("token") ?? "";
     this.#registration = registration;
-    this.#scheduleRenewal(registration);
+    this.#token = registration.token;
+    if (!this.#stopped) this.#scheduleRenewal(registration);
     this.emit("registered", registration);
     return registration;
   }
   /** Registers again before the token expires: taps and the next connection use the new one. */
   #scheduleRenewal(registration) {
     if (this.#renewal !== null) clearTimeout(this.#renewal);
+    this.#renewal = null;
     const expires = Date.parse(registration.expires);
     if (Number.isNaN(expires)) return;
     const wait = Math.max(1e3, expires - Date.now() - this.#options.renewBefore);
-    this.#renewal = setTimeout(() => {
+    this.#renewal = unref(setTimeout(() => {
       this.#renewal = null;
       if (!this.#stopped) void this.#renew();
-    }, wait);
+    }, wait));
   }
   /** A fresh registration now (a refused token, a renewal); when it fails, again later. */
   async #renew() {
@@ -291,33 +335,38 @@ var SwarmClient = class extends Emitter {
       return true;
     } catch {
       if (!this.#stopped && this.#renewal === null) {
-        this.#renewal = setTimeout(() => {
+        this.#renewal = unref(setTimeout(() => {
           this.#renewal = null;
           if (!this.#stopped) void this.#renew();
-        }, this.#delay(null));
+        }, this.#delay(null)));
       }
       return false;
     }
   }
-  async #connect() {
+  async #connect(generation) {
     this.#retry = null;
-    if (this.#stopped) return;
+    const current = () => generation === this.#generation && !this.#stopped;
+    if (!current()) return;
     let registration;
     try {
       registration = await this.#register();
       this.#WebSocket ??= await loadWs();
     } catch (error) {
-      this.#reconnectLater(error instanceof Refused ? error.retryAfter : null, String(error.message ?? error));
+      if (current()) this.#reconnectLater(generation, error instanceof Refused ? error.retryAfter : null, String(error.message ?? error));
       return;
     }
-    if (this.#stopped) return;
+    if (!current()) return;
     const socket = new this.#WebSocket(registration.ws_url);
     this.#socket = socket;
-    let opened = false;
+    let openedAt = null;
+    const opening = setTimeout(() => {
+      if (openedAt === null) socket.close();
+      if (openedAt === null && this.#socket === socket) socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
+    }, this.#options.timeout);
     socket.onopen = () => {
+      clearTimeout(opening);
       if (this.#socket !== socket) return;
-      opened = true;
-      this.#attempt = 0;
+      openedAt = Date.now();
       this.#heard = Date.now();
       this.#setState("live");
       const after = this.windows.resumeAfter();
@@ -332,13 +381,15 @@ var SwarmClient = class extends Emitter {
     socket.onerror = () => {
     };
     socket.onclose = (event) => {
+      clearTimeout(opening);
       if (this.#socket !== socket) return;
       this.#socket = null;
       this.#stopPinging();
-      if (this.#stopped) return;
-      const reason = opened ? closeReason(event.code, event.reason) : "the broadcaster did not take the connection";
-      const wait = opened && event.code !== CloseCode.GoingAway ? null : 1;
-      this.#reconnectLater(wait, reason);
+      if (!current()) return;
+      if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.#attempt = 0;
+      const reason = openedAt !== null ? closeReason(event.code, event.reason) : "the broadcaster did not take the connection";
+      const wait = openedAt !== null && event.code !== CloseCode.GoingAway ? null : 1;
+      this.#reconnectLater(generation, wait, reason);
     };
   }
   #receive(text) {
@@ -371,18 +422,20 @@ var SwarmClient = class extends Emitter {
         break;
     }
   }
+  /** A ping each interval; one that nothing answered by the next means the connection is gone. */
   #startPinging(socket) {
     this.#stopPinging();
-    const every = this.#options.pingInterval;
-    this.#pinger = setInterval(() => {
+    this.#pingedAt = 0;
+    this.#pinger = unref(setInterval(() => {
       if (this.#socket !== socket || socket.readyState !== OPEN) return;
-      if (Date.now() - this.#heard > 2 * every) {
-        socket.close(4e3, "no answer to pings");
-        socket.onclose?.({ code: 4e3, reason: "no answer to pings" });
+      if (this.#pingedAt !== 0 && this.#heard < this.#pingedAt) {
+        socket.close(4e3, "no answer to a ping");
+        socket.onclose?.({ code: 4e3, reason: "no answer to a ping" });
         return;
       }
+      this.#pingedAt = Date.now();
       socket.send('{"type":"ping"}');
-    }, every);
+    }, this.#options.pingInterval));
   }
   #stopPinging() {
     if (this.#pinger !== null) clearInterval(this.#pinger);
@@ -395,12 +448,12 @@ var SwarmClient = class extends Emitter {
     const asked = retryAfter2 === null ? 0 : retryAfter2 * 1e3 * (1 + Math.random());
     return Math.max(backoff, asked);
   }
-  #reconnectLater(retryAfter2, reason) {
+  #reconnectLater(generation, retryAfter2, reason) {
     if (this.#stopped || this.#retry !== null) return;
     this.#setState("reconnecting", reason);
     const delay = this.#delay(retryAfter2);
     this.#attempt += 1;
-    this.#retry = setTimeout(() => void this.#connect(), delay);
+    this.#retry = setTimeout(() => void this.#connect(generation), delay);
   }
 };
 function retryAfter(header) {
@@ -602,7 +655,7 @@ var SwarmElement = class extends (globalThis.HTMLElement ?? class {
       return;
     }
     const broadcaster = (this.getAttribute("broadcaster") ?? "").split(/\s+/).filter(Boolean);
-    if (broadcaster.length === 0) broadcaster.push(new URL(".", document.baseURI).href);
+    if (broadcaster.length === 0) broadcaster.push(new URL(".", import.meta.url).href);
     const root = this.shadowRoot ?? this.attachShadow({ mode: "open" });
     const style = document.createElement("style");
     style.textContent = SWARM_CSS + ELEMENT_CSS;
@@ -614,12 +667,14 @@ var SwarmElement = class extends (globalThis.HTMLElement ?? class {
     root.replaceChildren(style, box, this.#buttons);
     this.swarm = new Swarm(box);
     const ingest = this.getAttribute("ingest");
-    const clientId = this.getAttribute("client-id");
+    const kept = `emostream-token ${broadcaster.join(" ")}`;
+    const token = storage()?.getItem(kept);
     this.client = new SwarmClient({
       broadcaster,
       ...ingest ? { ingest } : {},
-      ...clientId ? { clientId } : {}
+      ...token ? { token } : {}
     });
+    this.client.on("registered", (registration) => storage()?.setItem(kept, registration.token));
     this.client.on("window", (update) => {
       if (!update.live || !this.swarm) return;
       this.swarm.show(update);
@@ -664,6 +719,13 @@ var SwarmElement = class extends (globalThis.HTMLElement ?? class {
     }));
   }
 };
+function storage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
 
 // src/index.ts
 defineSwarmElement();

@@ -20,11 +20,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::IngestConfig;
-use crate::limits::{DEFAULT_MAX_KEYS, Limited, RateLimiter};
 use crate::load_test::{LoadTestRequest, LoadTests, Refusal};
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
 use crate::request::{BodyError, BodyRules, decode_body};
+use service::limits::{DEFAULT_MAX_KEYS, Limited, RateLimiter};
 
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: u64 = 1;
@@ -109,7 +109,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         warp::cors().allow_origins(state.config.cors_origins.iter().map(String::as_str))
     }
     .allow_methods(["GET", "POST", "OPTIONS"])
-    .allow_headers(["content-type", "authorization"]);
+    .allow_headers(["content-type", "authorization"])
+    .expose_headers(["retry-after"])
+    .max_age(600);
     let emoji = warp::path("emoji")
         .and(warp::path::end())
         .and(warp::post())

@@ -9,13 +9,11 @@
 //!   sent again.
 //! - [`config`]: the service configuration, `IngestConfig`.
 //! - [`metrics`]: the service's Prometheus metrics.
-//! - [`limits`]: token-bucket rate limits per user and per source IP.
 //! - [`load_test`]: `POST /load-test`, a simulator handed in by the command line (off by
 //!   default).
 
 pub mod api;
 pub mod config;
-pub mod limits;
 pub mod load_test;
 mod lookup;
 pub mod metrics;

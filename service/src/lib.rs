@@ -11,12 +11,14 @@
 //!   connection limit, upgrades, graceful shutdown).
 //! - [`shutdown`]: one signal (Ctrl-C, SIGTERM or a test) that every task watches.
 //! - [`secret`]: secrets that never print and compare in constant time.
+//! - [`limits`]: token-bucket rate limits per key, bounded in memory.
 //! - [`token`]: the viewer tokens broadcasters sign and broadcasters and ingests check.
 
 pub mod admin;
 pub mod http;
 pub mod kafka;
 pub mod kafka_settings;
+pub mod limits;
 pub mod metrics;
 pub mod ready;
 pub mod secret;

@@ -98,7 +98,7 @@ test("a page of another site embeds the swarm, taps through it, and survives its
 <div id="player" style="position:relative;width:640px;height:360px">
   <video width="640" height="360" muted playsinline style="display:block;background:#123"></video>
   <emostream-swarm style="position:absolute;inset:0" broadcaster="${first.url} ${second.url}" ingest="${ingestUrl}"
-    client-id="embed-viewer" buttons></emostream-swarm>
+    buttons></emostream-swarm>
 </div>
 <script type="module" src="${first.url}/emostream.js"></script>
 </body></html>`;
@@ -141,12 +141,14 @@ test("a page of another site embeds the swarm, taps through it, and survives its
     });
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const connectedTo = await element(() => document.querySelector("emostream-swarm").client.registration.ws_url);
+    const viewer = await element(() => document.querySelector("emostream-swarm").client.clientId);
     const [gone, other] = connectedTo.startsWith(first.url.replace("http", "ws")) ? [first, second] : [second, first];
     gone.kill("SIGKILL");
     await tab.waitForSelector('emostream-swarm[data-state="reconnecting"]', { state: "attached", timeout: 10_000 });
     await tab.waitForSelector('emostream-swarm[data-state="live"]', { state: "attached", timeout: 30_000 });
     const movedTo = await element(() => document.querySelector("emostream-swarm").client.registration.ws_url);
     assert.ok(movedTo.startsWith(other.url.replace("http", "ws")), `moved to the other broadcaster: ${movedTo}`);
+    assert.equal(await element(() => document.querySelector("emostream-swarm").client.clientId), viewer, "the same viewer");
     await new Promise((resolve) => setTimeout(resolve, 3000));
     for (let i = 0; i < 3; i++) await tab.getByRole("button", { name: "🔥" }).click();
     await element(() => clearInterval(window.tapping));
@@ -174,14 +176,14 @@ test("a page of another site embeds the swarm, taps through it, and survives its
     assert.ok(expected.length >= 1, "windows were published");
     assert.deepEqual(held.filter((w) => published.has(w.seq)), expected, "the element's finals are the windows topic's");
 
-    // Counted as the token's viewer: every tap in the events topic is embed-viewer's.
+    // Counted as the token's viewer: every tap in the events topic is the viewer's.
     const log = join(mkdtempSync(join(tmpdir(), "emostream-")), "events.csv");
     await run(["record", "--brokers", brokers, "--topic", topics.events, "--out", log]);
     const rows = readFileSync(log, "utf8").trim().split("\n").slice(1);
     assert.equal(rows.length, 8 + accepted, "every tap in the events topic");
     console.log(`${8 + accepted} taps, ${expected.length} windows published between seq ${low} and ${high}, `
       + `every one held final at its revision; moved from ${gone.url} to ${other.url}`);
-    assert.ok(rows.every((row) => row.split(",")[0] === "embed-viewer"), `every tap is the viewer's: ${rows.join(" | ")}`);
+    assert.ok(rows.every((row) => row.split(",")[0] === viewer), `every tap is ${viewer}'s: ${rows.join(" | ")}`);
     assert.deepEqual(errors, [], "no errors on the page");
     await tab.screenshot({ path: "target/embed.png" });
   } finally {

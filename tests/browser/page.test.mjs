@@ -306,7 +306,8 @@ test("a click is counted on the page by an open update before its window ends", 
     await page.waitForSelector('.float[data-source="window"]', { state: "attached", timeout: 5_000 });
     assert.deepEqual(errors, [], "no errors on the page");
     // Both taps are the page's viewer's, by its token.
-    const viewer = await page.evaluate(() => sessionStorage.getItem("emostream-client"));
+    const viewer = await page.evaluate(() => document.getElementById("swarm").client.clientId);
+    assert.match(viewer, /^v-[0-9a-f]{32}$/, "the broadcaster's id for the viewer");
     const log = join(mkdtempSync(join(tmpdir(), "emostream-")), "events.csv");
     await runTool(["record", "--brokers", brokers, "--topic", events, "--out", log]);
     const rows = readFileSync(log, "utf8").trim().split("\n").slice(1);

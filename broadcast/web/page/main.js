@@ -16,14 +16,11 @@ const stateBadge = document.getElementById("state");
 const meta = document.getElementById("meta");
 const chart = barChart(document.getElementById("chart"));
 
-// The element registers here (relative to the page, so it works under a proxy's path) and
-// keeps the viewer's id for the session.
-const clientId = sessionStorage.getItem("emostream-client") || `viewer-${Math.random().toString(36).slice(2, 10)}`;
-sessionStorage.setItem("emostream-client", clientId);
+// The element registers where its module came from, this broadcaster (under a proxy's path
+// too), and keeps the viewer's token for the tab's session: a reload is the same viewer.
 const swarm = document.createElement("emostream-swarm");
 swarm.id = "swarm";
 swarm.setAttribute("aria-label", "emoji swarm");
-swarm.setAttribute("client-id", clientId);
 if (config.ingestUrl) swarm.setAttribute("ingest", config.ingestUrl);
 document.getElementById("stage").appendChild(swarm);
 const client = swarm.client;

@@ -34,8 +34,11 @@ export interface ClientOptions {
   broadcaster: string | string[];
   /** The ingest's address (`https://taps.example.com`), for `tap()`. */
   ingest?: string;
-  /** This viewer's id (its user): kept across reconnections. Default: a random one. */
-  clientId?: string;
+  /**
+   * A token of an earlier registration (`registration.token`, kept by the page): the
+   * broadcaster gives the same viewer id again. Without one, a new viewer.
+   */
+  token?: string;
   /** The WebSocket to use. Default: the platform's, else the `ws` package's (Node 20). */
   WebSocket?: WebSocketConstructor;
   /** The fetch to use. Default: the platform's. */
@@ -46,8 +49,10 @@ export interface ClientOptions {
   maxDelay?: number;
   /** Renew the token this long before it expires, ms. Default 60,000. */
   renewBefore?: number;
-  /** Send a ping this often, ms; a connection silent for two of these is replaced. Default 20,000. */
+  /** Send a ping this often, ms; a connection that leaves one unanswered until the next is replaced. Default 20,000. */
   pingInterval?: number;
+  /** A registration, a tap request or a connection's opening that takes longer fails, ms. Default 10,000. */
+  timeout?: number;
   /** Windows held, at most (the oldest go first). Default 1,000. */
   maxWindows?: number;
 }
@@ -74,45 +79,61 @@ class Refused extends Error {
 }
 
 const OPEN = 1;
+/** A connection open this long counts as a success: the backoff starts over after it. */
+const STABLE_MS = 5000;
+
+/** A timer that does not keep Node's event loop alive. */
+function unref<T>(timer: T): T {
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
+}
 
 /**
  * A viewer of one cluster: registers, connects, keeps the highest revision of each window,
  * and comes back by itself (resuming after the newest final) when its broadcaster goes.
  */
 export class SwarmClient extends Emitter<ClientEvents> {
-  readonly clientId: string;
   readonly windows: WindowStore;
-  readonly #options: Required<Omit<ClientOptions, "ingest" | "clientId" | "WebSocket" | "fetch">>;
+  readonly #options: Required<Omit<ClientOptions, "ingest" | "token" | "WebSocket" | "fetch">>;
   readonly #registrars: string[];
   readonly #fetch: typeof fetch;
   readonly #taps: TapSender | null;
   #WebSocket: WebSocketConstructor | undefined;
   #socket: WebSocketLike | null = null;
   #registration: Registration | null = null;
+  #token: string | null;
   #state: ConnectionState = "closed";
   #stopped = true;
+  /** Counts starts: what an earlier start left running sees it is not the current one. */
+  #generation = 0;
   #attempt = 0;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #renewal: ReturnType<typeof setTimeout> | null = null;
   #pinger: ReturnType<typeof setInterval> | null = null;
+  /** When the last ping went, and whether anything came since. */
+  #pingedAt = 0;
   #heard = 0;
   /** Window messages still to come from the ring (the snapshot, a resume). */
   #fromRing = 0;
   /** Which registrar to ask first. */
   #next = 0;
+  /** Settles once the first round of registration is over (taps wait for its token). */
+  #firstRound: Promise<void>;
+  #firstRoundOver: () => void = () => {};
 
   constructor(options: ClientOptions) {
     super();
     const registrars = Array.isArray(options.broadcaster) ? options.broadcaster : [options.broadcaster];
     if (registrars.length === 0 || registrars.some((url) => !url)) throw new TypeError("broadcaster: give at least one address");
     this.#registrars = registrars.map((url) => url.replace(/\/+$/, ""));
-    this.clientId = options.clientId ?? `viewer-${Math.random().toString(36).slice(2, 10)}`;
+    this.#token = options.token ?? null;
     this.#options = {
       broadcaster: this.#registrars,
       minDelay: options.minDelay ?? 500,
       maxDelay: options.maxDelay ?? 10_000,
       renewBefore: options.renewBefore ?? 60_000,
       pingInterval: options.pingInterval ?? 20_000,
+      timeout: options.timeout ?? 10_000,
       maxWindows: options.maxWindows ?? 1000,
     };
     const platformFetch = options.fetch ?? globalThis.fetch;
@@ -120,12 +141,17 @@ export class SwarmClient extends Emitter<ClientEvents> {
     this.#fetch = platformFetch.bind(globalThis);
     this.#WebSocket = options.WebSocket ?? (globalThis as any).WebSocket;
     this.windows = new WindowStore(this.#options.maxWindows);
+    this.#firstRound = new Promise((resolve) => {
+      this.#firstRoundOver = resolve;
+    });
     this.#taps = options.ingest
       ? new TapSender({
         ingest: options.ingest,
         fetch: this.#fetch,
-        clientId: this.clientId,
-        token: () => this.#registration?.token ?? null,
+        timeout: this.#options.timeout,
+        viewer: () => this.#registration?.client_id ?? null,
+        token: () => this.#token,
+        ready: () => this.#firstRound,
         renew: () => this.#renew(),
       })
       : null;
@@ -136,23 +162,30 @@ export class SwarmClient extends Emitter<ClientEvents> {
     return this.#state;
   }
 
-  /** The newest registration: cluster, broadcaster, token and its expiry. */
+  /** The newest registration: the viewer's id, cluster, broadcaster, token and its expiry. */
   get registration(): Registration | null {
     return this.#registration;
+  }
+
+  /** This viewer's id, once registered (the broadcaster's, carried by its token). */
+  get clientId(): string | null {
+    return this.#registration?.client_id ?? null;
   }
 
   /** Registers and connects; comes back by itself until `close()`. */
   start(): this {
     if (!this.#stopped) return this;
     this.#stopped = false;
+    this.#generation += 1;
     this.#setState("connecting");
-    void this.#connect();
+    void this.#connect(this.#generation);
     return this;
   }
 
   /** Closes the connection and stops coming back; taps still queued are sent. */
   close(): Promise<void> {
     this.#stopped = true;
+    this.#generation += 1;
     for (const timer of [this.#retry, this.#renewal]) if (timer !== null) clearTimeout(timer);
     this.#retry = this.#renewal = null;
     this.#stopPinging();
@@ -163,7 +196,7 @@ export class SwarmClient extends Emitter<ClientEvents> {
     return this.#taps ? this.#taps.flush() : Promise.resolve();
   }
 
-  /** Sends a tap of `emoji` to the ingest (batched); resolves whether it was accepted. */
+  /** Sends a tap of `emoji` to the ingest; resolves whether it was accepted. */
   tap(emoji: string): Promise<TapResult> {
     if (!this.#taps) return Promise.reject(new Error("no ingest: pass options.ingest to tap"));
     return this.#taps.tap(emoji);
@@ -178,27 +211,35 @@ export class SwarmClient extends Emitter<ClientEvents> {
   /** Registers at the first registrar that answers. */
   async #register(): Promise<Registration> {
     let last: Refused | null = null;
-    for (let i = 0; i < this.#registrars.length; i++) {
-      const at = (this.#next + i) % this.#registrars.length;
-      try {
-        const registration = await this.#registerAt(this.#registrars[at]!);
-        this.#next = at;
-        return registration;
-      } catch (error) {
-        last = error instanceof Refused ? error : new Refused(String(error), null);
+    try {
+      for (let i = 0; i < this.#registrars.length; i++) {
+        const at = (this.#next + i) % this.#registrars.length;
+        try {
+          const registration = await this.#registerAt(this.#registrars[at]!);
+          this.#next = at;
+          return registration;
+        } catch (error) {
+          last = error instanceof Refused ? error : new Refused(String(error), null);
+        }
       }
+      this.#next = (this.#next + 1) % this.#registrars.length;
+      throw last ?? new Refused("no broadcaster to register at", null);
+    } finally {
+      this.#firstRoundOver();
     }
-    this.#next = (this.#next + 1) % this.#registrars.length;
-    throw last ?? new Refused("no broadcaster to register at", null);
   }
 
   async #registerAt(base: string): Promise<Registration> {
     let response: Response;
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    // The token of an earlier registration keeps this viewer's id.
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
     try {
       response = await this.#fetch(`${base}/register`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ client_id: this.clientId }),
+        headers,
+        body: "{}",
+        signal: AbortSignal.timeout(this.#options.timeout),
       });
     } catch (error) {
       throw new Refused(`registration at ${base} failed: ${(error as Error).message ?? error}`, null);
@@ -210,7 +251,8 @@ export class SwarmClient extends Emitter<ClientEvents> {
     const registration = (await response.json()) as Registration;
     registration.token ??= new URL(registration.ws_url).searchParams.get("token") ?? "";
     this.#registration = registration;
-    this.#scheduleRenewal(registration);
+    this.#token = registration.token;
+    if (!this.#stopped) this.#scheduleRenewal(registration);
     this.emit("registered", registration);
     return registration;
   }
@@ -218,13 +260,14 @@ export class SwarmClient extends Emitter<ClientEvents> {
   /** Registers again before the token expires: taps and the next connection use the new one. */
   #scheduleRenewal(registration: Registration): void {
     if (this.#renewal !== null) clearTimeout(this.#renewal);
+    this.#renewal = null;
     const expires = Date.parse(registration.expires);
     if (Number.isNaN(expires)) return;
     const wait = Math.max(1000, expires - Date.now() - this.#options.renewBefore);
-    this.#renewal = setTimeout(() => {
+    this.#renewal = unref(setTimeout(() => {
       this.#renewal = null;
       if (!this.#stopped) void this.#renew();
-    }, wait);
+    }, wait));
   }
 
   /** A fresh registration now (a refused token, a renewal); when it fails, again later. */
@@ -234,34 +277,40 @@ export class SwarmClient extends Emitter<ClientEvents> {
       return true;
     } catch {
       if (!this.#stopped && this.#renewal === null) {
-        this.#renewal = setTimeout(() => {
+        this.#renewal = unref(setTimeout(() => {
           this.#renewal = null;
           if (!this.#stopped) void this.#renew();
-        }, this.#delay(null));
+        }, this.#delay(null)));
       }
       return false;
     }
   }
 
-  async #connect(): Promise<void> {
+  async #connect(generation: number): Promise<void> {
     this.#retry = null;
-    if (this.#stopped) return;
+    const current = () => generation === this.#generation && !this.#stopped;
+    if (!current()) return;
     let registration: Registration;
     try {
       registration = await this.#register();
       this.#WebSocket ??= await loadWs();
     } catch (error) {
-      this.#reconnectLater(error instanceof Refused ? error.retryAfter : null, String((error as Error).message ?? error));
+      if (current()) this.#reconnectLater(generation, error instanceof Refused ? error.retryAfter : null, String((error as Error).message ?? error));
       return;
     }
-    if (this.#stopped) return;
+    if (!current()) return;
     const socket = new this.#WebSocket(registration.ws_url);
     this.#socket = socket;
-    let opened = false;
+    let openedAt: number | null = null;
+    // A connection still opening after the timeout is given up.
+    const opening = setTimeout(() => {
+      if (openedAt === null) socket.close();
+      if (openedAt === null && this.#socket === socket) socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
+    }, this.#options.timeout);
     socket.onopen = () => {
+      clearTimeout(opening);
       if (this.#socket !== socket) return;
-      opened = true;
-      this.#attempt = 0;
+      openedAt = Date.now();
       this.#heard = Date.now();
       this.#setState("live");
       const after = this.windows.resumeAfter();
@@ -277,15 +326,19 @@ export class SwarmClient extends Emitter<ClientEvents> {
       // A close follows.
     };
     socket.onclose = (event) => {
+      clearTimeout(opening);
       if (this.#socket !== socket) return;
       this.#socket = null;
       this.#stopPinging();
-      if (this.#stopped) return;
+      if (!current()) return;
+      // A connection that lasted starts the backoff over; one closed at once does not.
+      if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.#attempt = 0;
       // A handshake refused (503 when the broadcaster is full or busy, 401 for a token it
-      // does not take) closes without opening: wait as a 503's Retry-After asks, at least.
-      const reason = opened ? closeReason(event.code, event.reason) : "the broadcaster did not take the connection";
-      const wait = opened && event.code !== CloseCode.GoingAway ? null : 1;
-      this.#reconnectLater(wait, reason);
+      // does not take) closes without opening, and a page cannot read its answer: wait what
+      // the broadcaster's Retry-After says (1 s), at least.
+      const reason = openedAt !== null ? closeReason(event.code, event.reason) : "the broadcaster did not take the connection";
+      const wait = openedAt !== null && event.code !== CloseCode.GoingAway ? null : 1;
+      this.#reconnectLater(generation, wait, reason);
     };
   }
 
@@ -320,19 +373,20 @@ export class SwarmClient extends Emitter<ClientEvents> {
     }
   }
 
+  /** A ping each interval; one that nothing answered by the next means the connection is gone. */
   #startPinging(socket: WebSocketLike): void {
     this.#stopPinging();
-    const every = this.#options.pingInterval;
-    this.#pinger = setInterval(() => {
+    this.#pingedAt = 0;
+    this.#pinger = unref(setInterval(() => {
       if (this.#socket !== socket || socket.readyState !== OPEN) return;
-      if (Date.now() - this.#heard > 2 * every) {
-        // Nothing, not even a pong, for two intervals: the connection is gone quiet.
-        socket.close(4000, "no answer to pings");
-        socket.onclose?.({ code: 4000, reason: "no answer to pings" });
+      if (this.#pingedAt !== 0 && this.#heard < this.#pingedAt) {
+        socket.close(4000, "no answer to a ping");
+        socket.onclose?.({ code: 4000, reason: "no answer to a ping" });
         return;
       }
+      this.#pingedAt = Date.now();
       socket.send('{"type":"ping"}');
-    }, every);
+    }, this.#options.pingInterval));
   }
 
   #stopPinging(): void {
@@ -348,12 +402,12 @@ export class SwarmClient extends Emitter<ClientEvents> {
     return Math.max(backoff, asked);
   }
 
-  #reconnectLater(retryAfter: number | null, reason: string): void {
+  #reconnectLater(generation: number, retryAfter: number | null, reason: string): void {
     if (this.#stopped || this.#retry !== null) return;
     this.#setState("reconnecting", reason);
     const delay = this.#delay(retryAfter);
     this.#attempt += 1;
-    this.#retry = setTimeout(() => void this.#connect(), delay);
+    this.#retry = setTimeout(() => void this.#connect(generation), delay);
   }
 }
 

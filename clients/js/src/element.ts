@@ -3,10 +3,12 @@
 //   <script type="module" src="https://BROADCASTER/emostream.js"></script>
 //   <emostream-swarm broadcaster="https://BROADCASTER" ingest="https://INGEST" buttons></emostream-swarm>
 //
-// Attributes: `broadcaster` (one address, or several separated by spaces, tried in turn),
-// `ingest` (where taps go), `emojis` (the tap buttons, separated by spaces), `buttons`
-// (show them), `client-id`. The element is transparent and fills its box; its state is in
-// `data-state`, and `client` is its SwarmClient (windows, events, taps).
+// Attributes: `broadcaster` (one address, or several separated by spaces, tried in turn;
+// default: where this module came from), `ingest` (where taps go), `emojis` (the tap
+// buttons, separated by spaces), `buttons` (show them). The element is transparent and fills
+// its box; its state is in `data-state`, and `client` is its SwarmClient (windows, events,
+// taps). The viewer's token is kept in the tab's sessionStorage, so a reload is the same
+// viewer.
 
 import { SwarmClient } from "./client.js";
 import type { ConnectionState } from "./client.js";
@@ -44,7 +46,8 @@ export class SwarmElement extends (globalThis.HTMLElement ?? (class {} as typeof
       return;
     }
     const broadcaster = (this.getAttribute("broadcaster") ?? "").split(/\s+/).filter(Boolean);
-    if (broadcaster.length === 0) broadcaster.push(new URL(".", document.baseURI).href);
+    // The broadcaster that served this module.
+    if (broadcaster.length === 0) broadcaster.push(new URL(".", import.meta.url).href);
     const root = this.shadowRoot ?? this.attachShadow({ mode: "open" });
     const style = document.createElement("style");
     style.textContent = SWARM_CSS + ELEMENT_CSS;
@@ -56,12 +59,14 @@ export class SwarmElement extends (globalThis.HTMLElement ?? (class {} as typeof
     root.replaceChildren(style, box, this.#buttons);
     this.swarm = new Swarm(box);
     const ingest = this.getAttribute("ingest");
-    const clientId = this.getAttribute("client-id");
+    const kept = `emostream-token ${broadcaster.join(" ")}`;
+    const token = storage()?.getItem(kept);
     this.client = new SwarmClient({
       broadcaster,
       ...(ingest ? { ingest } : {}),
-      ...(clientId ? { clientId } : {}),
+      ...(token ? { token } : {}),
     });
+    this.client.on("registered", (registration) => storage()?.setItem(kept, registration.token));
     this.client.on("window", (update) => {
       if (!update.live || !this.swarm) return;
       this.swarm.show(update);
@@ -110,5 +115,14 @@ export class SwarmElement extends (globalThis.HTMLElement ?? (class {} as typeof
       button.addEventListener("click", () => void this.tap(emoji));
       return button;
     }));
+  }
+}
+
+/** The tab's sessionStorage, where there is one (not in a sandboxed frame without it). */
+function storage(): Storage | null {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
   }
 }

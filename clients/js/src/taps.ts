@@ -14,15 +14,23 @@ export interface TapResult {
 export interface TapSenderOptions {
   ingest: string;
   fetch: typeof fetch;
-  clientId: string;
+  /** A request with no answer within this fails, ms. */
+  timeout: number;
+  /** The viewer's id (the broadcaster's), once registered. */
+  viewer: () => string | null;
   /** The viewer token, if the client has one. */
   token: () => string | null;
+  /** Settles once the first registration is over: taps wait for its token. */
+  ready: () => Promise<void>;
   /** Registers again for a fresh token; resolves whether it got one. */
   renew: () => Promise<boolean>;
 }
 
 /** Taps in one request, at most (the ingest's default limit is far above). */
 const MAX_BATCH = 100;
+/** Taps waiting to be sent, at most: past it a tap is refused at once (memory stays bounded
+ * when the ingest does not answer). */
+const MAX_WAITING = 1000;
 
 interface Pending {
   emoji: string;
@@ -41,9 +49,12 @@ export class TapSender {
   }
 
   tap(emoji: string): Promise<TapResult> {
+    if (this.#pending.length >= MAX_WAITING) {
+      return Promise.resolve({ accepted: false, status: 0, error: `more than ${MAX_WAITING} taps waiting for the ingest` });
+    }
     return new Promise((resolve) => {
       this.#pending.push({ emoji, resolve });
-      if (this.#inFlight === null) this.#send();
+      if (this.#inFlight === null) this.#inFlight = this.#options.ready().then(() => this.#send());
     });
   }
 
@@ -53,38 +64,42 @@ export class TapSender {
   }
 
   /** Sends what is waiting (at most MAX_BATCH), then what came meanwhile. */
-  #send(): void {
+  #send(): Promise<void> {
     const batch = this.#pending.splice(0, MAX_BATCH);
     if (batch.length === 0) {
       this.#inFlight = null;
-      return;
+      return Promise.resolve();
     }
-    this.#inFlight = this.#post(batch).then((result) => {
+    return this.#post(batch).then((result) => {
       for (const tap of batch) tap.resolve(result);
-      this.#send();
+      return this.#send();
     });
   }
 
   /** Posts the batch; once more after a fresh registration (token refused) or as a 503 asks. */
   async #post(batch: Pending[]): Promise<TapResult> {
-    const body = JSON.stringify(batch.map(({ emoji }) => ({ user_id: this.#options.clientId, emoji_type: emoji })));
-    let result = await this.#attempt(body);
+    let result = await this.#attempt(batch);
     if (result.status === 401 && this.#options.token() !== null && (await this.#options.renew())) {
-      result = await this.#attempt(body);
+      result = await this.#attempt(batch);
     } else if (result.status === 503 && result.retryAfter !== null) {
       await new Promise((resolve) => setTimeout(resolve, result.retryAfter! * 1000));
-      result = await this.#attempt(body);
+      result = await this.#attempt(batch);
     }
     const { retryAfter: _, ...tap } = result;
     return tap;
   }
 
-  async #attempt(body: string): Promise<TapResult & { retryAfter: number | null }> {
+  async #attempt(batch: Pending[]): Promise<TapResult & { retryAfter: number | null }> {
+    // The viewer's own id (an ingest with viewer tokens takes it from the token anyway).
+    const viewer = this.#options.viewer();
+    const body = JSON.stringify(batch.map(({ emoji }) => (viewer ? { user_id: viewer, emoji_type: emoji } : { emoji_type: emoji })));
     const headers: Record<string, string> = { "content-type": "application/json" };
     const token = this.#options.token();
     if (token) headers.authorization = `Bearer ${token}`;
     try {
-      const response = await this.#options.fetch(this.#url, { method: "POST", headers, body });
+      const response = await this.#options.fetch(this.#url, {
+        method: "POST", headers, body, signal: AbortSignal.timeout(this.#options.timeout),
+      });
       if (response.ok) return { accepted: true, status: response.status, retryAfter: null };
       const said = await response.json().catch(() => ({})) as { error?: string };
       const seconds = Number(response.headers.get("retry-after"));

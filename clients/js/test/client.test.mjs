@@ -114,10 +114,17 @@ test("the token is renewed before it expires, and taps carry the newest", async 
     assert.notEqual(token, c.seen.registered[0].token);
     const results = await Promise.all(["🔥", "😂", "🔥"].map((emoji) => c.tap(emoji)));
     assert.deepEqual(results.map((r) => r.accepted), [true, true, true]);
-    // The first at once; the two made while it was in flight together in the next request.
-    assert.deepEqual(ingest.requests.map((r) => r.events.map((e) => e.emoji_type)), [["🔥"], ["😂", "🔥"]]);
+    // Taps made together go in one request.
+    assert.deepEqual(ingest.requests.map((r) => r.events.map((e) => e.emoji_type)), [["🔥", "😂", "🔥"]]);
+    // One made while a request is in flight goes in the next.
+    const [one, two] = [c.tap("👏"), (await new Promise((resolve) => setTimeout(resolve, 0)), c.tap("🎉"))];
+    await Promise.all([one, two]);
+    assert.equal(ingest.requests.length, 3);
     assert.ok(ingest.requests.every((r) => r.authorization === `Bearer ${token}`));
     assert.ok(ingest.requests.every((r) => r.events.every((e) => e.user_id === c.clientId)));
+    // Renewed, the viewer is the same: the earlier token asked for its id.
+    assert.equal(c.clientId, c.seen.registered[0].client_id);
+    assert.equal(broadcaster.registrations[1].authorization, `Bearer ${c.seen.registered[0].token}`);
   } finally {
     await c.close();
     await broadcaster.kill();
@@ -127,7 +134,7 @@ test("the token is renewed before it expires, and taps carry the newest", async 
 
 test("a refused token is renewed and the taps sent again; a refusal is told", async () => {
   const broadcaster = await fakeBroadcaster();
-  const ingest = await fakeIngest((request) => (request.authorization === "Bearer token-" + broadcaster.port + "-1"
+  const ingest = await fakeIngest((request) => (request.authorization === `Bearer token-${broadcaster.port}-1-viewer-1`
     ? [401, { error: "viewer token refused: token expired" }]
     : [202, { accepted: 1 }]));
   const c = client([broadcaster], { ingest: ingest.url }).start();
@@ -144,6 +151,53 @@ test("a refused token is renewed and the taps sent again; a refusal is told", as
     await c.close();
     await broadcaster.kill();
     await ingest.close();
+  }
+});
+
+test("a tap made before the first registration waits for its token", async () => {
+  const broadcaster = await fakeBroadcaster();
+  const ingest = await fakeIngest();
+  const c = client([broadcaster], { ingest: ingest.url });
+  const tapped = c.tap("🔥");
+  c.start();
+  try {
+    assert.equal((await tapped).accepted, true);
+    assert.equal(ingest.requests[0].authorization, `Bearer ${c.registration.token}`);
+    assert.equal(ingest.requests[0].events[0].user_id, c.clientId);
+  } finally {
+    await c.close();
+    await broadcaster.kill();
+    await ingest.close();
+  }
+});
+
+test("a client started with an earlier token is the same viewer", async () => {
+  const broadcaster = await fakeBroadcaster();
+  const first = client([broadcaster]).start();
+  await until(() => first.state === "live", "live");
+  await first.close();
+  const again = client([broadcaster], { token: first.registration.token }).start();
+  try {
+    await until(() => again.state === "live", "live again");
+    assert.equal(again.clientId, first.clientId);
+  } finally {
+    await again.close();
+    await broadcaster.kill();
+  }
+});
+
+test("started again while it registers, it keeps one connection", async () => {
+  const broadcaster = await fakeBroadcaster();
+  const c = client([broadcaster]).start();
+  void c.close();
+  c.start();
+  try {
+    await until(() => c.state === "live", "live");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(broadcaster.connections.filter((k) => k.ws.readyState === 1).length, 1);
+  } finally {
+    await c.close();
+    await broadcaster.kill();
   }
 });
 

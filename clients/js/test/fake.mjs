@@ -46,10 +46,14 @@ export async function fakeBroadcaster({ ttl = 600_000, snapshot = [] } = {}) {
       response.writeHead(503, { "retry-after": "1", "content-type": "application/json" }).end('{"error":"no live broadcaster"}');
       return;
     }
+    // The viewer's id is the broadcaster's: a new one, or the one an earlier token names.
+    const earlier = /^Bearer token-\d+-\d+-(.+)$/.exec(request.headers.authorization ?? "");
     fake.tokens += 1;
-    const token = `token-${fake.port}-${fake.tokens}`;
+    const viewer = earlier ? earlier[1] : `viewer-${fake.tokens}`;
+    const token = `token-${fake.port}-${fake.tokens}-${viewer}`;
+    fake.registrations.at(-1).authorization = request.headers.authorization;
     response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
-      cluster: 1, ws_url: `ws://127.0.0.1:${fake.port}/ws?token=${token}`, client_id: JSON.parse(body).client_id,
+      cluster: 1, ws_url: `ws://127.0.0.1:${fake.port}/ws?token=${token}`, client_id: viewer,
       token, expires: new Date(Date.now() + fake.ttl).toISOString(),
     }));
   });

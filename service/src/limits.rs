@@ -1,4 +1,5 @@
-//! Token-bucket rate limits on ingest: per `user_id` and per source IP.
+//! Token-bucket rate limits per key: the ingest's per `user_id` and per source address, a
+//! broadcaster's new viewers per address.
 //!
 //! A bucket holds up to `rate` tokens (one second of events) and refills at `rate` per
 //! second; a request takes one token per event for each key it names, all or none. The

@@ -649,8 +649,6 @@ async fn registration_hands_out_the_public_url_and_every_interface_needs_one() {
     assert!(common::stderr(&bad).contains("--public-url"));
 }
 
-/// A handshake past the limit of those in progress is answered 503 with Retry-After, which a
-/// client can tell from a server that is gone, and taken once a place is free.
 /// A signed connection URL for `client` at the broadcaster of `cluster`, made here (no
 /// registration: its HTTP connection would take a place of its own).
 fn signed_url(cluster: &Cluster, client: &str) -> String {
@@ -658,6 +656,8 @@ fn signed_url(cluster: &Cluster, client: &str) -> String {
     format!("{}?token={token}", cluster.ws_url())
 }
 
+/// A handshake past the limit of those in progress waits its turn, and is answered 503 with
+/// Retry-After (which a client can tell from a server that is gone) when none comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_past_the_limit_waits_its_turn_or_is_told_when_to_come_back() {
     use tokio_tungstenite::tungstenite::Error;

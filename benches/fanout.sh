@@ -33,8 +33,9 @@ rounds=${ROUNDS:-3}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fanout}
 bin=target/release/emostream
 peers=benches/fanout
-# A report of the same name and day is made again from scratch.
-rm -rf "$report/raw"
+# A report of the same name and day is made again from scratch (KEEP_RAW=1 adds to it: a
+# run of the counts left, after one was cut off).
+if [ -z "${KEEP_RAW:-}" ]; then rm -rf "$report/raw"; fi
 mkdir -p "$report/raw"
 cargo build --release --bin emostream --example warp_ws
 if [ ! -x "$peers/node_modules/.bin/bun" ] || [ ! -d "$peers/node_modules/ws" ]; then
@@ -48,7 +49,7 @@ bun=$peers/node_modules/.bin/bun
   echo "bun: $("$bun" --version); node: $(node --version); ws: $(node -p "require('./$peers/node_modules/ws/package.json').version")"
   echo "layout: server, clients and broker on the same machine"
 } > "$report/machine.txt"
-: > "$report/commands.txt"
+if [ -z "${KEEP_RAW:-}" ]; then : > "$report/commands.txt"; fi
 
 
 # Waits for a JSON line with "port" in FILE; prints the port.
@@ -74,7 +75,7 @@ measure() {
   local connected_rss cpu_before cpu_after
   connected_rss=$(rss "$pid")
   cpu_before=$(cpu "$pid")
-  wait "$clients"
+  wait "$clients" || echo "the clients of $name ended with $?" >&2
   cpu_after=$(cpu "$pid")
   echo "{\"before_kib\":$before,\"connected_kib\":$connected_rss,\"peak_kib\":$(hwm "$pid"),\"cpu_ms\":$(( (cpu_after - cpu_before) * 10 ))}" > "$report/raw/$name-$n.memory.json"
 }

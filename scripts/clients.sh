@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests the client library (clients/js): installs its pinned tools from the lock
-# file when missing, type-checks the sources and the README's example, builds the module,
-# runs its tests, and checks that the broadcaster serves this build
-# (broadcast/web/emostream.js). With --write, copies the build there instead of checking.
+# file when missing, type-checks the sources, builds the module, type-checks the README's
+# example against the built package, runs its tests, and checks that the broadcaster serves
+# this build (broadcast/web/emostream.js). With --write, copies the build there instead.
 set -euo pipefail
 cd "$(dirname "$0")/../clients/js"
 
@@ -12,6 +12,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 npm run --silent check
 npm run --silent build
+# The README's example against the package as published: its exports and declarations.
+npm run --silent check-example
 npm test
 
 served=../../broadcast/web/emostream.js

@@ -52,6 +52,7 @@ function numberAfter(buffer, key) {
   return digits ? n : null;
 }
 
+const OPEN_TIMEOUT_MS = 30_000;
 const frames = new Map();
 let measureFrom = Infinity;
 let connected = 0;
@@ -82,15 +83,23 @@ function open(i) {
           localAddress: `127.0.0.${1 + (i % sources)}`,
           perMessageDeflate: false,
         });
-        ws.on("open", () => {
-          connected++;
-          resolve(ws);
-        });
+        // A server too busy to finish a handshake within this counts it failed (the run goes on).
+        let settled = false;
+        const settle = (socket) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(stuck);
+          if (socket) connected++;
+          else failed++;
+          resolve(socket);
+        };
+        const stuck = setTimeout(() => {
+          ws.terminate();
+          settle(null);
+        }, OPEN_TIMEOUT_MS);
+        ws.on("open", () => settle(ws));
         ws.on("message", onMessage);
-        ws.on("error", () => {
-          failed++;
-          resolve(null);
-        });
+        ws.on("error", () => settle(null));
       }),
     () => {
       failed++;

@@ -117,7 +117,7 @@ pub async fn start(
     let limits = serve_limits(
         config.max_handshakes,
         &config.trusted_proxies,
-        Arc::clone(&metrics),
+        Arc::clone(&metrics.handshakes),
     );
     let task = tokio::spawn(run(listener, site, limits, shutdown, stop, feeds.threads));
     tracing::info!(%addr, cluster = config.cluster, topic = %config.topic, "Broadcaster listening.");
@@ -219,11 +219,11 @@ async fn start_feeds(
 }
 
 /// The HTTP loop's limits: `max_handshakes` in progress (an upgraded connection leaves the
-/// count), refusals counted in `metrics`.
+/// count), the handshakes and refusals counted in `counts`.
 fn serve_limits(
     max_handshakes: usize,
     trusted_proxies: &Arc<service::http::TrustedProxies>,
-    metrics: Arc<BroadcastMetrics>,
+    counts: Arc<service::http::ServeCounts>,
 ) -> ServeLimits {
     ServeLimits {
         header_timeout: std::time::Duration::from_secs(10),
@@ -235,7 +235,7 @@ fn serve_limits(
             )
         },
         max_connections: max_handshakes,
-        counts: Arc::clone(&metrics.handshakes),
+        counts,
         trusted_proxies: Arc::clone(trusted_proxies),
     }
 }

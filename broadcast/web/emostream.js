@@ -360,8 +360,9 @@ var SwarmClient = class extends Emitter {
     this.#socket = socket;
     let openedAt = null;
     const opening = setTimeout(() => {
-      if (openedAt === null) socket.close();
-      if (openedAt === null && this.#socket === socket) socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
+      if (openedAt !== null) return;
+      socket.close();
+      socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
     }, this.#options.timeout);
     socket.onopen = () => {
       clearTimeout(opening);

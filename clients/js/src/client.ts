@@ -304,8 +304,9 @@ export class SwarmClient extends Emitter<ClientEvents> {
     let openedAt: number | null = null;
     // A connection still opening after the timeout is given up.
     const opening = setTimeout(() => {
-      if (openedAt === null) socket.close();
-      if (openedAt === null && this.#socket === socket) socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
+      if (openedAt !== null) return;
+      socket.close();
+      socket.onclose?.({ code: 1006, reason: "no answer to the handshake" });
     }, this.#options.timeout);
     socket.onopen = () => {
       clearTimeout(opening);

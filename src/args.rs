@@ -420,6 +420,19 @@ pub struct BrokerArgs {
     /// The input topic.
     #[arg(long, default_value = model::names::EVENTS_TOPIC, env = "EMOSTREAM_EVENTS_TOPIC")]
     pub events_topic: String,
+    /// Where the ingests say since when they hold taps the broker has not taken, so the
+    /// dataflow waits for them [default: the events topic's name followed by -ingests].
+    #[arg(long, env = "EMOSTREAM_INGESTS_TOPIC")]
+    pub ingests_topic: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The ingests topic: `--ingests-topic`, or the events topic's name followed by `-ingests`.
+    pub fn ingests_topic(&self) -> String {
+        self.ingests_topic
+            .clone()
+            .unwrap_or_else(|| model::names::ingests_topic(&self.events_topic))
+    }
 }
 
 /// Kafka client settings every Kafka client of a command takes.
@@ -610,6 +623,7 @@ impl IngestFlags {
         Ok(ingest::IngestConfig {
             viewer_tokens,
             topic: brokers.events_topic.clone(),
+            ingests_topic: brokers.ingests_topic(),
             partitions: brokers.partitions.get() as i32,
             replication: brokers.replication.get() as i32,
             linger: self.linger,
@@ -659,6 +673,10 @@ pub struct DataflowFlags {
     /// A partition without new data this long stops holding windows back.
     #[arg(long, default_value = "4s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
+    /// An ingest not heard from this long is taken as gone: windows stop waiting for taps
+    /// it held and the broker has not stored (a broker outage as the ingest sees it).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_INGEST_TIMEOUT")]
+    pub ingest_timeout: Duration,
     /// Events stamped further ahead of the time they were received (the Kafka record's
     /// timestamp) are invalid.
     #[arg(long, default_value = "10m", value_parser = parse_duration, allow_hyphen_values = true, env = "EMOSTREAM_MAX_FUTURE")]
@@ -712,6 +730,8 @@ impl DataflowFlags {
         Ok(dataflow::LiveConfig {
             cluster,
             events_topic: brokers.events_topic.clone(),
+            ingests_topic: brokers.ingests_topic(),
+            ingest_timeout: self.ingest_timeout,
             windows_topic: self.windows_topic.clone(),
             late_topic: self.late_topic.clone(),
             clusters: self.clusters.get(),

@@ -504,3 +504,40 @@ fn the_load_test_endpoint_refuses_unless_enabled_and_runs_when_enabled() {
     let payloads = read_until(&pipeline.events, WAIT, |p| p.len() as u64 >= offered);
     assert_eq!(payloads.len() as u64, offered);
 }
+
+#[test]
+fn the_ingest_says_what_it_holds_and_that_it_stopped() {
+    let pipeline = Pipeline::new("progress");
+    let ingest = start_ingest(&pipeline, &[]);
+    let agent = agent();
+    let (status, body, _) = post(
+        &agent,
+        &format!("{}/emoji?ack=true", ingest.url()),
+        "application/json",
+        &event_json("u1", "🔥", now_ms()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let topic = model::names::ingests_topic(&pipeline.events);
+    let said = |payloads: &[Vec<u8>]| -> Vec<model::progress::IngestProgress> {
+        payloads
+            .iter()
+            .map(|p| serde_json::from_slice(p).expect("progress JSON"))
+            .collect()
+    };
+    // Its tap acknowledged, it says it holds nothing, naming itself by host and address.
+    let running = said(&read_until(&topic, WAIT, |p| {
+        said(p).iter().any(|s| s.pending_since.is_none())
+    }));
+    let name = running[0].ingest.clone();
+    let port = ingest.url().rsplit(':').next().unwrap().to_owned();
+    assert!(name.ends_with(&format!("127.0.0.1:{port}")), "{name}");
+    assert!(running.iter().all(|s| s.ingest == name && !s.stopped));
+    // Stopped, it says so last.
+    let stopped = ingest.terminate(Duration::from_secs(15));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+    let all = said(&read_until(&topic, WAIT, |p| {
+        said(p).iter().any(|s| s.stopped)
+    }));
+    let last = all.last().unwrap();
+    assert!(last.stopped && last.pending_since.is_none(), "{last:?}");
+}

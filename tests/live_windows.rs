@@ -3,6 +3,8 @@
 use crate::common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::kafka::*;
@@ -785,4 +787,113 @@ fn a_partition_far_ahead_in_a_backfill_waits_for_the_one_behind() {
         0.0
     );
     assert_eq!(metric(&base, "dataflow_partitions_paused"), 0.0);
+}
+
+/// Says on the ingests topic what an ingest holding the taps taken from `pending_since` on
+/// would say (`model::progress`), every quarter second until `quiet` (or the test) ends.
+fn speak_as_an_ingest(
+    topic: String,
+    pending_since: Arc<Mutex<Option<i64>>>,
+    quiet: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use rdkafka::producer::Producer;
+    std::thread::spawn(move || {
+        let producer = producer();
+        while !quiet.load(Ordering::Relaxed) {
+            let said = model::progress::IngestProgress {
+                ingest: "held-up-ingest".into(),
+                at: now_ms(),
+                pending_since: *pending_since.lock().unwrap(),
+                stopped: false,
+            };
+            let payload = serde_json::to_vec(&said).unwrap();
+            let record = rdkafka::producer::BaseRecord::to(&topic)
+                .key("held-up-ingest")
+                .payload(&payload);
+            producer.send(record).expect("queued");
+            producer.flush(Duration::from_secs(5)).expect("said");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+#[test]
+// Long: one scenario in the wall clock's time: a tap held up, taps flowing past it, its arrival, then an ingest gone quiet.
+fn windows_wait_for_a_tap_an_ingest_holds_and_for_a_quiet_ingest_until_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new("held");
+    // No allowed lateness: a tap that misses its window is late, not an amendment.
+    // (The tests' dataflow has an idle timeout of 1 s.)
+    let args = ["--allowed-lateness", "0s", "--ingest-timeout", "5s"];
+    let dataflow = start_dataflow(&pipeline, &args);
+    let base = dataflow.url();
+    let producer = producer();
+    // An ingest says it holds a tap taken at `held_at` that the broker has not taken.
+    let held_at = now_ms();
+    let pending = Arc::new(Mutex::new(Some(held_at)));
+    let quiet = Arc::new(AtomicBool::new(false));
+    let speaker = speak_as_an_ingest(
+        model::names::ingests_topic(&pipeline.events),
+        Arc::clone(&pending),
+        Arc::clone(&quiet),
+    );
+    wait_for(WAIT, "the dataflow to wait for the ingest", || {
+        metric(&base, "dataflow_ingests_holding") == 1.0 && metric(&base, "dataflow_ingests") == 1.0
+    });
+    // Other taps flow past it: one of its window, and, 3.5 s later, one whose stamp moves
+    // the watermark past that window's end.
+    let two = WindowSize::default();
+    let held_window = two.start_of(held_at);
+    let mut sent = vec![("beside".to_owned(), "🔥".to_owned(), held_at)];
+    produce_events(&producer, &pipeline.events, &sent);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let past = ("past".to_owned(), "👏".to_owned(), now_ms());
+    produce_events(&producer, &pipeline.events, std::slice::from_ref(&past));
+    sent.push(past.clone());
+    read_until(&pipeline.cluster_topics()[0], WAIT, |p| {
+        messages_of_window(two.start_of(past.2), p)
+            .iter()
+            .any(|m| m.report.events == 1)
+    });
+    let finals = read_until(&pipeline.windows, WAIT, |_| true);
+    assert!(
+        messages_of_window(held_window, &finals).is_empty(),
+        "the held tap's window waits for it: {:?}",
+        messages_of_window(held_window, &finals)
+    );
+    // The held tap arrives; the ingest holds nothing more.
+    let held = ("held".to_owned(), "😂".to_owned(), held_at);
+    produce_events(&producer, &pipeline.events, std::slice::from_ref(&held));
+    // The windows are those of the taps in the order they were taken.
+    sent.insert(1, held);
+    *pending.lock().unwrap() = None;
+    let windows = windows_of_size_through(&pipeline.windows, past.2, two, WAIT);
+    assert_eq!(
+        windows[&held_window].report.events, 2,
+        "the held tap counts in its window, beside the other"
+    );
+    assert_eq!(
+        as_csv(&windows),
+        expected_csv_of(dir.path(), &sent, Duration::from_secs(1), two)
+    );
+
+    // The ingest goes quiet (its link cut, say): windows after its last word wait for it
+    // until it is taken for gone.
+    quiet.store(true, Ordering::Relaxed);
+    speaker.join().unwrap();
+    wait_for(WAIT, "the dataflow to wait for the quiet ingest", || {
+        metric(&base, "dataflow_ingests_holding") == 1.0
+    });
+    let after = ("after".to_owned(), "🔥".to_owned(), now_ms());
+    produce_events(&producer, &pipeline.events, std::slice::from_ref(&after));
+    windows_of_size_through(&pipeline.windows, after.2, two, WAIT);
+    assert_eq!(
+        metric(&base, "dataflow_ingests"),
+        0.0,
+        "the quiet ingest was taken for gone"
+    );
+    assert!(
+        late_offsets(&brokers(), &pipeline.late).is_empty(),
+        "no tap is late"
+    );
 }

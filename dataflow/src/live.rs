@@ -35,6 +35,11 @@ pub struct LiveConfig {
     pub cluster: ClusterConfig,
     /// Input topic.
     pub events_topic: String,
+    /// Where the ingests say since when they hold events the broker has not acknowledged.
+    pub ingests_topic: String,
+    /// An ingest not heard from this long is taken as gone: windows no longer wait for
+    /// what it held.
+    pub ingest_timeout: Duration,
     /// Every window report.
     pub windows_topic: String,
     /// Late and invalid events.
@@ -85,6 +90,8 @@ impl LiveConfig {
             brokers,
             cluster: ClusterConfig::default(),
             events_topic: model::names::EVENTS_TOPIC.to_owned(),
+            ingests_topic: model::names::ingests_topic(model::names::EVENTS_TOPIC),
+            ingest_timeout: Duration::from_secs(30),
             windows_topic: model::names::WINDOWS_TOPIC.to_owned(),
             late_topic: model::names::LATE_TOPIC.to_owned(),
             clusters: 3,
@@ -153,6 +160,8 @@ impl LiveConfig {
                 max_future_ms: self.max_future.as_millis() as i64,
             },
             idle_timeout: self.idle_timeout,
+            ingests_topic: self.ingests_topic.clone(),
+            ingest_timeout: self.ingest_timeout,
             start: self.start,
             published_before: prepared.published_before[i],
             new_partitions_from: prepared.new_partitions_from[i],
@@ -295,6 +304,7 @@ pub async fn prepare(config: &LiveConfig) -> Result<Prepared, LiveError> {
     let mut specs = vec![
         spec(&config.events_topic, config.partitions),
         spec(&config.late_topic, config.partitions),
+        spec(&config.ingests_topic, 1),
     ];
     specs.extend(
         config

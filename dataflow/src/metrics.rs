@@ -44,6 +44,10 @@ pub struct DataflowMetrics {
     pub partitions_reading: Gauge,
     /// Partitions paused because they are read too far ahead of the slowest.
     pub partitions_paused: Gauge,
+    /// Ingests heard from on the ingests topic.
+    pub ingests_known: Gauge,
+    /// Ingests that hold taps the broker has not stored, or went quiet: windows wait for them.
+    pub ingests_holding: Gauge,
 }
 
 impl DataflowMetrics {
@@ -66,6 +70,8 @@ impl DataflowMetrics {
             checkpoint_failures: Counter::default(),
             partitions_reading: Gauge::default(),
             partitions_paused: Gauge::default(),
+            ingests_known: Gauge::default(),
+            ingests_holding: Gauge::default(),
         }
     }
 
@@ -193,6 +199,16 @@ impl RenderMetrics for DataflowMetrics {
             "dataflow_partitions_paused",
             "Partitions paused (one per partition and window size): read further ahead of the slowest than the read-ahead.",
             self.partitions_paused.get(),
+        );
+        e.gauge(
+            "dataflow_ingests",
+            "Ingests heard from on the ingests topic (running, not stopped).",
+            self.ingests_known.get(),
+        );
+        e.gauge(
+            "dataflow_ingests_holding",
+            "Ingests holding taps the broker has not stored for over 250 ms, or quiet for a second: windows wait for them.",
+            self.ingests_holding.get(),
         );
         e.family(
             "dataflow_late_events_total",

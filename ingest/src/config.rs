@@ -19,6 +19,9 @@ pub struct IngestConfig {
     pub brokers: String,
     /// Topic events are produced to.
     pub topic: String,
+    /// Topic where the ingest says, several times a second, since when it holds events the
+    /// broker has not acknowledged (`model::progress`).
+    pub ingests_topic: String,
     /// Partitions of the topic when it has to be created.
     pub partitions: i32,
     /// Replication factor of created topics.
@@ -74,6 +77,7 @@ impl IngestConfig {
             listen,
             brokers,
             topic: model::names::EVENTS_TOPIC.to_owned(),
+            ingests_topic: model::names::ingests_topic(model::names::EVENTS_TOPIC),
             partitions: 4,
             replication: 1,
             linger: Duration::from_millis(50),

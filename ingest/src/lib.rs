@@ -5,6 +5,8 @@
 //! - [`api`]: the routes: `POST /emoji`, `GET /health`, `GET /metrics`, CORS.
 //! - [`request`]: decoding and validating request bodies.
 //! - [`producer`]: the idempotent Kafka producer with a bounded number of events in flight.
+//! - `progress`: since when the ingest holds events the broker has not acknowledged, said
+//!   on the ingests topic for the dataflow.
 //! - `lookup`: whether events the broker may have stored are in the topic, before they are
 //!   sent again.
 //! - [`config`]: the service configuration, `IngestConfig`.
@@ -18,6 +20,7 @@ pub mod load_test;
 mod lookup;
 pub mod metrics;
 pub mod producer;
+mod progress;
 pub mod request;
 pub mod server;
 

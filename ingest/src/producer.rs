@@ -18,6 +18,7 @@
 //! ingest never writes an event twice. Events of a request waiting for its acknowledgement
 //! fail instead, and the request is answered 503.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -69,6 +70,8 @@ pub struct Delivery {
     keep: bool,
     /// When the request's events were taken (their records' timestamp).
     taken_at: i64,
+    /// The requests not settled yet, this one among them until it is.
+    pending: Arc<Pending>,
 }
 
 impl Delivery {
@@ -97,8 +100,38 @@ impl Delivery {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.pending.settled(self.taken_at);
             self.done.notify_one();
         }
+    }
+}
+
+/// The requests whose events are not all settled (acknowledged by the broker, or failed and
+/// answered 503), counted by when they were taken: what the ingest holds that the dataflow
+/// cannot see yet (see `model::progress`).
+#[derive(Debug, Default)]
+pub(crate) struct Pending(Mutex<BTreeMap<i64, usize>>);
+
+impl Pending {
+    fn taken(&self, at: i64) {
+        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *taken.entry(at).or_default() += 1;
+    }
+
+    fn settled(&self, at: i64) {
+        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::btree_map::Entry::Occupied(mut left) = taken.entry(at) {
+            *left.get_mut() -= 1;
+            if *left.get() == 0 {
+                left.remove();
+            }
+        }
+    }
+
+    /// When the oldest request not settled was taken.
+    fn since(&self) -> Option<i64> {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        taken.keys().next().copied()
     }
 }
 
@@ -249,6 +282,8 @@ pub struct EventProducer {
     sent: AtomicU64,
     /// Looks for events the broker may have stored before they go out again.
     lookup: Mutex<Lookup>,
+    /// The requests not settled yet.
+    pending: Arc<Pending>,
 }
 
 impl EventProducer {
@@ -276,6 +311,7 @@ impl EventProducer {
             },
             sent: AtomicU64::new(0),
             lookup: Mutex::new(Lookup::new(&config.brokers, &config.topic)),
+            pending: Arc::default(),
         })
     }
 
@@ -372,8 +408,12 @@ impl EventProducer {
             remaining: AtomicUsize::new(events.len()),
             keep,
             taken_at: received,
+            pending: Arc::clone(&self.pending),
             ..Delivery::default()
         });
+        if !events.is_empty() {
+            self.pending.taken(received);
+        }
         let producer = self.current();
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
@@ -511,6 +551,12 @@ impl EventProducer {
         sent
     }
 
+    /// When the oldest event the broker has not acknowledged yet (and that did not fail its
+    /// request) was taken.
+    pub fn pending_since(&self) -> Option<i64> {
+        self.pending.since()
+    }
+
     /// Events waiting to be sent again.
     pub fn unsent(&self) -> usize {
         self.unsent.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -562,6 +608,21 @@ mod tests {
         with_id(&mut other, 0xab, 0x20);
         assert_ne!(id_of(&other), id_of(&payload));
         assert!(id_of(&serde_json::to_vec(&event).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_request_not_settled_is_pending() {
+        let pending = Pending::default();
+        assert_eq!(pending.since(), None);
+        pending.taken(5);
+        pending.taken(5);
+        pending.taken(7);
+        pending.settled(5);
+        assert_eq!(pending.since(), Some(5), "one request of 5 is left");
+        pending.settled(5);
+        assert_eq!(pending.since(), Some(7));
+        pending.settled(7);
+        assert_eq!(pending.since(), None);
     }
 
     /// A producer of a broker that is not there (every delivery fails once its 50 ms
@@ -634,6 +695,10 @@ mod tests {
             .block_on(acked.wait(Duration::from_secs(1)));
         assert!(answer.is_err());
         assert_eq!(producer.unsent(), 6);
+        assert!(
+            producer.pending_since().is_some(),
+            "kept events are pending until the broker has them"
+        );
         assert_eq!(metrics.queue_depth.get(), 6);
         assert!(matches!(
             producer.send(&vec![event.clone(); 5], true, &metrics),

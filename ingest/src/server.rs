@@ -13,6 +13,7 @@ use crate::config::IngestConfig;
 use crate::load_test::LoadTests;
 use crate::metrics::IngestMetrics;
 use crate::producer::{EventProducer, ProduceError};
+use crate::progress::Progress;
 
 /// How often events the broker did not take are sent again.
 const RESEND_EVERY: Duration = Duration::from_millis(200);
@@ -63,15 +64,21 @@ impl RunningIngest {
     }
 }
 
-/// Creates the events topic if missing, binds, and serves until `shutdown`; then stops
+/// Creates the events and ingests topics if missing, binds, and serves until `shutdown`; then stops
 /// accepting, answers the requests in progress and flushes the producer.
 // Long: builds the service in order (topics, producer, state, background tasks, the HTTP loop); each step is short.
 pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIngest, IngestError> {
-    let topic = TopicSpec {
-        name: config.topic.clone(),
-        partitions: config.partitions,
-    };
-    ensure_topics(&config.brokers, &[topic], config.replication).await?;
+    let topics = [
+        TopicSpec {
+            name: config.topic.clone(),
+            partitions: config.partitions,
+        },
+        TopicSpec {
+            name: config.ingests_topic.clone(),
+            partitions: 1,
+        },
+    ];
+    ensure_topics(&config.brokers, &topics, config.replication).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| IngestError::Listen {
@@ -86,8 +93,9 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
         })?;
     let metrics = Arc::new(IngestMetrics::default());
     let producer = EventProducer::new(&config, Arc::clone(&metrics))?;
-    // A stop waits this long for the broker to take what is queued (the stop, all told,
-    // within 10 s).
+    let progress = Arc::new(Progress::new(&config.brokers, &config.ingests_topic, addr)?);
+    // A stop waits this long for the broker to take what is queued, then up to a second to
+    // say that it stopped (the stop, all told, within 10 s).
     let flush_timeout = Duration::from_secs(8);
     // A load test offers its traffic to this service, through its own HTTP API.
     let own = if addr.ip().is_unspecified() {
@@ -133,6 +141,7 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
             state.load_tests.abort();
         });
     }
+    crate::progress::spawn(Arc::clone(&progress), Arc::clone(&state), shutdown.clone());
     {
         // What the broker did not take goes out again (after shutdown, the flush does it).
         let (state, mut signal) = (Arc::clone(&state), shutdown.clone());
@@ -162,8 +171,12 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
     let mut signal = shutdown.clone();
     let task = tokio::spawn(async move {
         serve(listener, warp::service(filter), limits, &mut signal).await;
-        let flushed =
-            tokio::task::spawn_blocking(move || state.producer.flush(flush_timeout)).await;
+        let flushed = tokio::task::spawn_blocking(move || {
+            let flushed = state.producer.flush(flush_timeout);
+            progress.stop(&state.producer, Duration::from_secs(1));
+            flushed
+        })
+        .await;
         match flushed {
             Ok(Ok(())) => tracing::info!("Ingest stopped, producer flushed."),
             Ok(Err(error)) => {

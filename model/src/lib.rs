@@ -14,6 +14,7 @@
 //! - [`log`]: the CSV log format (header mapping, row decoding, and the writer).
 //! - [`duration`]: durations written like `2s` or `500ms` in configuration.
 //! - [`names`]: topic names, default ports and other shared constants.
+//! - [`progress`]: `IngestProgress`, what an ingest says it has taken and not yet stored.
 
 pub mod checks;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod emojis;
 pub mod event;
 pub mod log;
 pub mod names;
+pub mod progress;
 pub mod report;
 pub mod timestamp;
 pub mod window;

@@ -42,3 +42,13 @@ pub fn cluster_topic(prefix: &str, n: u32) -> String {
 pub fn sized_topic(base: &str, size_label: &str) -> String {
     format!("{base}-{size_label}")
 }
+
+/// The topic where the ingests say what they hold (see [`crate::progress`]) beside the events
+/// topic `events`, by default: `emoji-events-ingests`.
+///
+/// ```
+/// assert_eq!(model::names::ingests_topic("emoji-events"), "emoji-events-ingests");
+/// ```
+pub fn ingests_topic(events: &str) -> String {
+    format!("{events}-ingests")
+}

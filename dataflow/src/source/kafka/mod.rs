@@ -40,6 +40,8 @@
 //!   before it did.
 //! - `reported`: the late and invalid records an earlier run published, read back.
 //! - `end_probe`: the thread that asks the broker for the partitions' ends and count.
+//! - `ingests`: what the ingests hold that the broker has not stored yet; the clock windows
+//!   close on waits for it.
 //! - `growth`: partitions added to the events topic while the dataflow runs.
 //! - `context`: the client's statistics and whether the brokers answer.
 //! - `decode`: a message into an event, or the reason it is invalid.
@@ -50,6 +52,7 @@ mod context;
 mod decode;
 mod end_probe;
 mod growth;
+mod ingests;
 mod progress;
 mod reader;
 mod reported;
@@ -113,6 +116,10 @@ pub struct KafkaSourceConfig {
     pub rules: Rules,
     /// A partition without data this long stops holding windows back.
     pub idle_timeout: Duration,
+    /// Where the ingests say since when they hold events the broker has not acknowledged.
+    pub ingests_topic: String,
+    /// An ingest not heard from this long is taken as gone.
+    pub ingest_timeout: Duration,
     /// Where to start.
     pub start: StartFrom,
     /// Windows starting before this were published by an earlier run.

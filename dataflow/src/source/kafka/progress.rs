@@ -1,7 +1,8 @@
 //! Idleness and progress: a partition read to its end and quiet for the idle timeout stops
-//! holding windows back (its watermark follows the wall clock minus the lateness); the
+//! holding windows back (its watermark follows the clock minus the lateness); the
 //! capabilities move to the earliest window a partition may still add to, and never past
-//! the wall clock minus the lateness.
+//! the clock minus the lateness. The clock is the wall clock, held back to where an ingest
+//! holds taps the broker has not stored (`ingests`).
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,12 @@ impl KafkaReader {
                             || ends.read_to_end(p.id, p.next_offset, answered_after))
                 })
         };
-        let (watermark, hold) = self.state.closing(idle, wall_ms);
+        let clock = self
+            .ingests
+            .clock(now, wall_ms, self.state.config.ingest_timeout);
+        self.state.metrics.ingests_known.set(clock.known as i64);
+        self.state.metrics.ingests_holding.set(clock.holding as i64);
+        let (watermark, hold) = self.state.closing(idle, clock.ms);
         for p in &self.state.partitions {
             self.state
                 .metrics

@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::checkpoint::Checkpoint;
 use super::context::{CheckpointDelivery, STATS_INTERVAL_MS, SourceContext};
 use super::end_probe::EndProbe;
+use super::ingests::Ingests;
 use super::state::SourceState;
 use super::{KafkaSourceConfig, LiveSide, StartFrom};
 use crate::failure::Failure;
@@ -29,6 +30,8 @@ pub(super) struct KafkaReader {
     /// Writes the checkpoints.
     pub(super) checkpoints: BaseProducer<CheckpointDelivery>,
     pub(super) ends: Arc<EndProbe>,
+    /// What the ingests hold that the broker has not stored yet.
+    pub(super) ingests: Arc<Ingests>,
     pub(super) caps: SourceCaps,
     pub(super) committed_frontier: i64,
     pub(super) last_commit: Instant,
@@ -132,6 +135,7 @@ impl KafkaReader {
             caps.downgrade(config.published_before);
         }
         let ends = EndProbe::start(&config, (index, peers))?;
+        let ingests = Ingests::start(&config);
         metrics.partitions_reading.add(mine.len() as i64);
         let checkpoints = super::growth::checkpoint_producer(&config.brokers)?;
         let mut reader = KafkaReader {
@@ -140,6 +144,7 @@ impl KafkaReader {
             consumer,
             checkpoints,
             ends,
+            ingests,
             caps,
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),

@@ -19,6 +19,10 @@
 # with one shard (`emostream-1`), which leaves the other core to the clients. warp `ws()` is
 # there for its memory and runs in the first round only.
 #
+# BASELINE=REV adds the broadcaster of that revision (built once, in a worktree under
+# target/storm-baseline) to every phase, as `baseline` and `baseline-1`: the same run then
+# says whether a change moved the fan-out. STORM=0 leaves the reconnect storm out.
+#
 # One process holds at most 20,000 open files here (hard limit): the largest count is 19,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +32,10 @@ ulimit -n "$(ulimit -Hn)"
 
 counts=${COUNTS:-"1000 10000 19000"}
 seconds=${SECONDS_PER_RUN:-20}
-servers=${SERVERS:-"emostream emostream-1 bun node warp"}
+baseline=${BASELINE:-${STORM_BASELINE:-}}
+default_servers="emostream emostream-1 bun node warp"
+if [ -n "$baseline" ]; then default_servers="emostream emostream-1 baseline baseline-1 bun node warp"; fi
+servers=${SERVERS:-$default_servers}
 rounds=${ROUNDS:-3}
 report=benches/reports/$(date -u +%F)-${REPORT_NAME:-fanout}
 bin=target/release/emostream
@@ -50,6 +57,20 @@ bun=$peers/node_modules/.bin/bun
   echo "layout: server, clients and broker on the same machine"
 } > "$report/machine.txt"
 if [ -z "${KEEP_RAW:-}" ]; then : > "$report/commands.txt"; fi
+
+# The broadcaster of $baseline, built once in a worktree.
+baseline_bin=target/storm-baseline/release/emostream
+if [ -n "$baseline" ]; then
+  baseline_rev=$(git rev-parse --short "$baseline")
+  baseline_src=target/storm-baseline/src
+  if [ "$(git -C "$baseline_src" rev-parse --short HEAD 2>/dev/null)" != "$baseline_rev" ]; then
+    git worktree remove --force "$baseline_src" 2>/dev/null || rm -rf "$baseline_src"
+    git worktree add -f "$baseline_src" "$baseline_rev" > /dev/null
+  fi
+  (cd "$baseline_src" && cargo build --release --bin emostream --target-dir "$PWD/../")
+  echo "baseline: the broadcaster of $baseline_rev ($(git log -1 --format=%s "$baseline_rev" | cut -c1-100))" >> "$report/machine.txt"
+  echo "$baseline_rev" > "$report/raw/baseline.txt"
+fi
 
 
 # Waits for a JSON line with "port" in FILE; prints the port.
@@ -85,17 +106,18 @@ run_server() {
   local server=$1 n=$2 round=$3 pid
   local name=$server-r$round
   case $server in
-    emostream|emostream-1)
-      local prefix=fanout-$$-$n-$round-$server args=${BROADCAST_ARGS:-}
-      [ "$server" = emostream-1 ] && args="$args --shards 1"
+    emostream|emostream-1|baseline|baseline-1)
+      local prefix=fanout-$$-$n-$round-$server args=${BROADCAST_ARGS:-} server_bin=$bin
+      case $server in *-1) args="$args --shards 1" ;; esac
+      case $server in baseline*) server_bin=$baseline_bin ;; esac
       # shellcheck disable=SC2086 # the arguments are words
-      "$bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
+      "$server_bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
         --token-secret bench --max-connections-per-ip 0 $args --ready-file "$report/raw/$name-$n.ready.json" \
         > /dev/null 2> "$report/raw/$name-$n.server.log" &
       pid=$!
       local addr
       addr=$(ready_addr "$report/raw/$name-$n.ready.json" broadcast)
-      echo "$bin broadcast --listen 127.0.0.1:0 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0 $args" >> "$report/commands.txt"
+      echo "$server_bin broadcast --listen 127.0.0.1:0 --cluster-prefix $prefix --registry-topic $prefix-registry --token-secret bench --max-connections-per-ip 0 $args" >> "$report/commands.txt"
       echo "$bin wsload --register http://$addr --clients 1 --duration 600s --feed-topic ${prefix}1 --feed-updates 250ms" >> "$report/commands.txt"
       "$bin" wsload --register "http://$addr" --clients 1 --duration 600s --feed-topic "${prefix}1" \
         --feed-updates 250ms --brokers "$EMOSTREAM_BROKERS" > /dev/null 2> "$report/raw/$name-$n.feed.log" &
@@ -166,28 +188,18 @@ done
 # A reconnect storm: STORM clients (the largest count) opened at once against a fresh
 # server, each trying again as the client library does (after a 503 as its Retry-After asks;
 # after a hang-up, 0.5 to 2 s on), timed until all are connected. EmoStream as built, and,
-# with STORM_BASELINE=REV, the broadcaster of that revision (built once, in a worktree under
-# target/storm-baseline), and Bun and Node for reference.
+# with BASELINE=REV, the broadcaster of that revision, and Bun and Node for reference.
 storm=${STORM:-$largest}
 storm_servers="emostream bun node"
-if [ -n "${STORM_BASELINE:-}" ]; then
-  baseline_rev=$(git rev-parse --short "$STORM_BASELINE")
-  baseline_src=target/storm-baseline/src
-  if [ "$(git -C "$baseline_src" rev-parse --short HEAD 2>/dev/null)" != "$baseline_rev" ]; then
-    git worktree remove --force "$baseline_src" 2>/dev/null || rm -rf "$baseline_src"
-    git worktree add -f "$baseline_src" "$baseline_rev" > /dev/null
-  fi
-  (cd "$baseline_src" && cargo build --release --bin emostream --target-dir "$PWD/../")
-  storm_servers="emostream baseline bun node"
-  echo "storm baseline: the broadcaster of $baseline_rev ($(git log -1 --format=%s "$baseline_rev" | cut -c1-100))" >> "$report/machine.txt"
-fi
+if [ -n "$baseline" ]; then storm_servers="emostream baseline bun node"; fi
+if [ "$storm" = 0 ]; then storm_servers=""; fi
 for round in $(seq 1 "$rounds"); do
   for server in $storm_servers; do
     echo "$(date -u +%T) storm against $server, $storm clients at once, round $round" >&2
     case $server in
       emostream|baseline)
         server_bin=$bin
-        [ "$server" = baseline ] && server_bin=target/storm-baseline/release/emostream
+        [ "$server" = baseline ] && server_bin=$baseline_bin
         prefix=fanout-$$-storm-$round-$server
         "$server_bin" broadcast --listen 127.0.0.1:0 --cluster-prefix "$prefix" --registry-topic "$prefix-registry" \
           --token-secret bench --max-connections-per-ip 0 --ready-file "$report/raw/storm-$server-r$round.ready.json" \

@@ -9,8 +9,15 @@ from pathlib import Path
 
 report = Path(sys.argv[1])
 raw = report / "raw"
-SERVERS = [("emostream", "EmoStream"), ("emostream-1", "EmoStream, 1 shard"), ("bun", "Bun server.publish"),
-           ("node", "Node ws"), ("warp", "warp ws()")]
+# The revision BASELINE named (benches/fanout.sh), if any.
+baseline_file = raw / "baseline.txt"
+machine_text = (report / "machine.txt").read_text()
+baseline_match = re.search(r"baseline: the broadcaster of (\w+)", machine_text)
+BASELINE = (baseline_file.read_text().strip() if baseline_file.exists()
+            else baseline_match[1] if baseline_match else "before")
+SERVERS = [("emostream", "EmoStream"), ("emostream-1", "EmoStream, 1 shard"),
+           ("baseline", f"EmoStream at {BASELINE}"), ("baseline-1", f"EmoStream at {BASELINE}, 1 shard"),
+           ("bun", "Bun server.publish"), ("node", "Node ws"), ("warp", "warp ws()")]
 PEERS = ["bun", "node"]
 RUN = re.compile(r"^(?P<server>.+)-r(?P<round>\d+)-(?P<n>\d+)\.json$")
 OWN = re.compile(r"^own-(?P<server>.+)-(?P<n>\d+)-r(?P<round>\d+)\.json$")
@@ -113,6 +120,17 @@ for variant in ["emostream", "emostream-1"]:
         lines.append(f"- {label[variant]}, completion below {label[key]}'s: median {mine['completion_p50_ms']} against "
                      f"{peer['completion_p50_ms']} ms, p99 {mine['completion_p99_ms']} against {peer['completion_p99_ms']} ms "
                      f"(lower in {w50} and {w99} of {both} rounds): {ok(below)}")
+for variant, base in [("emostream", "baseline"), ("emostream-1", "baseline-1")]:
+    for n in counts:
+        mine, before = rows.get((n, variant)), rows.get((n, base))
+        if not mine or not before:
+            continue
+        w50, both = wins(mine, before, "completion_p50_ms")
+        ratio = mine["completion_p50_ms"] / before["completion_p50_ms"]
+        ratio99 = mine["completion_p99_ms"] / before["completion_p99_ms"]
+        lines.append(f"- {label[variant]} against {label[base]}, same run, {n} clients: completion p50 {mine['completion_p50_ms']} "
+                     f"against {before['completion_p50_ms']} ms ({ratio:.2f}x), p99 {mine['completion_p99_ms']} against "
+                     f"{before['completion_p99_ms']} ms ({ratio99:.2f}x); lower in {w50} of {both} rounds")
 idle = [rows[(n, s)]["kib_per_connection"] for n in counts for s in ["emostream", "emostream-1"] if (n, s) in rows]
 if idle:
     lines.append(f"- at most 8 KiB per idle connection: {max(idle):.1f} KiB at most, {ok(max(idle) <= 8)}")
@@ -134,8 +152,7 @@ for path in sorted(raw.glob("storm-*.json")):
     if match and path.read_text().strip():
         storms.setdefault(match["server"], []).append(json.loads(path.read_text()))
 if storms:
-    names = {"emostream": "EmoStream", "baseline": "EmoStream before (closed past 10,000 handshakes)",
-             "bun": "Bun server.publish", "node": "Node ws"}
+    names = dict(SERVERS)
     clients = max(r["clients"] for v in storms.values() for r in v)
     lines += ["", f"Reconnect storm: {clients} clients opened at once against a fresh server (benches/fanout/burst.mjs), each",
               "trying again as the client library does: after a 503, as its Retry-After asks (1 to 2 times it); after",

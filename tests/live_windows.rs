@@ -824,7 +824,9 @@ fn windows_wait_for_a_tap_an_ingest_holds_and_for_a_quiet_ingest_until_its_timeo
     let pipeline = Pipeline::new("held");
     // No allowed lateness: a tap that misses its window is late, not an amendment.
     // (The tests' dataflow has an idle timeout of 1 s.)
-    let args = ["--allowed-lateness", "0s", "--ingest-timeout", "5s"];
+    // An ingest timeout longer than the first part holds its tap (a tap pending that long
+    // is no longer waited for).
+    let args = ["--allowed-lateness", "0s", "--ingest-timeout", "15s"];
     let dataflow = start_dataflow(&pipeline, &args);
     let base = dataflow.url();
     let producer = producer();
@@ -877,21 +879,37 @@ fn windows_wait_for_a_tap_an_ingest_holds_and_for_a_quiet_ingest_until_its_timeo
         expected_csv_of(dir.path(), &sent, Duration::from_secs(1), two)
     );
 
-    // The ingest goes quiet (its link cut, say): windows after its last word wait for it
-    // until it is taken for gone.
+    // The ingest goes quiet (its link cut, say) holding a tap taken after its last word:
+    // that tap's window waits for it, until the ingest is taken for gone.
     quiet.store(true, Ordering::Relaxed);
     speaker.join().unwrap();
+    let last_word = now_ms();
     wait_for(WAIT, "the dataflow to wait for the quiet ingest", || {
         metric(&base, "dataflow_ingests_holding") == 1.0
+    });
+    let quiet_tap = ("quiet".to_owned(), "👏".to_owned(), last_word);
+    wait_for(
+        WAIT,
+        "the quiet tap's window to be past on the clock",
+        || now_ms() > two.start_of(last_word) + 4_500,
+    );
+    produce_events(
+        &producer,
+        &pipeline.events,
+        std::slice::from_ref(&quiet_tap),
+    );
+    let windows = windows_of_size_through(&pipeline.windows, last_word, two, WAIT);
+    assert_eq!(
+        windows[&two.start_of(last_word)].report.events,
+        1,
+        "the tap held by the quiet ingest counts in its window"
+    );
+    wait_for(WAIT, "the quiet ingest taken for gone", || {
+        metric(&base, "dataflow_ingests") == 0.0
     });
     let after = ("after".to_owned(), "🔥".to_owned(), now_ms());
     produce_events(&producer, &pipeline.events, std::slice::from_ref(&after));
     windows_of_size_through(&pipeline.windows, after.2, two, WAIT);
-    assert_eq!(
-        metric(&base, "dataflow_ingests"),
-        0.0,
-        "the quiet ingest was taken for gone"
-    );
     assert!(
         late_offsets(&brokers(), &pipeline.late).is_empty(),
         "no tap is late"

@@ -46,7 +46,8 @@ pub struct DataflowMetrics {
     pub partitions_paused: Gauge,
     /// Ingests heard from on the ingests topic.
     pub ingests_known: Gauge,
-    /// Ingests that hold taps the broker has not stored, or went quiet: windows wait for them.
+    /// Ingests that hold the finals back: they hold taps the broker has not stored, or went
+    /// quiet.
     pub ingests_holding: Gauge,
 }
 
@@ -207,7 +208,7 @@ impl RenderMetrics for DataflowMetrics {
         );
         e.gauge(
             "dataflow_ingests_holding",
-            "Ingests holding taps the broker has not stored for over 250 ms, or quiet for a second: windows wait for them.",
+            "Ingests that hold the finals back: they hold taps the broker has not stored, or went quiet.",
             self.ingests_holding.get(),
         );
         e.family(

@@ -113,9 +113,25 @@ impl Delivery {
 pub(crate) struct Pending(Mutex<BTreeMap<i64, usize>>);
 
 impl Pending {
+    #[cfg(test)]
     fn taken(&self, at: i64) {
         let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *taken.entry(at).or_default() += 1;
+    }
+
+    /// Notes a request taken now; returns now (stamped under the lock, so what
+    /// [`Pending::said`] tells is never ahead of a request it does not count).
+    fn taken_now(&self) -> i64 {
+        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = model::now_ms();
+        *taken.entry(now).or_default() += 1;
+        now
+    }
+
+    /// Now, and when the oldest request not settled was taken.
+    fn said(&self) -> (i64, Option<i64>) {
+        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (model::now_ms(), taken.keys().next().copied())
     }
 
     fn settled(&self, at: i64) {
@@ -129,6 +145,7 @@ impl Pending {
     }
 
     /// When the oldest request not settled was taken.
+    #[cfg(test)]
     fn since(&self) -> Option<i64> {
         let taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
         taken.keys().next().copied()
@@ -403,7 +420,11 @@ impl EventProducer {
         metrics.queue_depth.add(i64::from(n));
         // The record's timestamp is when the event was taken: the dataflow counts an event
         // stamped further ahead of it than the lateness at this time (a client's clock ahead).
-        let received = model::now_ms();
+        let received = if events.is_empty() {
+            model::now_ms()
+        } else {
+            self.pending.taken_now()
+        };
         let delivery = Arc::new(Delivery {
             remaining: AtomicUsize::new(events.len()),
             keep,
@@ -411,9 +432,6 @@ impl EventProducer {
             pending: Arc::clone(&self.pending),
             ..Delivery::default()
         });
-        if !events.is_empty() {
-            self.pending.taken(received);
-        }
         let producer = self.current();
         let mut payload = Vec::with_capacity(96);
         let mut refused = 0;
@@ -535,6 +553,9 @@ impl EventProducer {
                 record = record.timestamp(t);
             }
             if producer.send(record).is_err() {
+                // Counted like a failed delivery: a producer that refuses gets replaced
+                // even when no new request comes.
+                self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
                 back.push(u);
             } else {
                 sent += 1;
@@ -551,10 +572,10 @@ impl EventProducer {
         sent
     }
 
-    /// When the oldest event the broker has not acknowledged yet (and that did not fail its
-    /// request) was taken.
-    pub fn pending_since(&self) -> Option<i64> {
-        self.pending.since()
+    /// Now, and when the oldest event the broker has not acknowledged yet (and that did not
+    /// fail its request) was taken.
+    pub fn pending(&self) -> (i64, Option<i64>) {
+        self.pending.said()
     }
 
     /// Events waiting to be sent again.
@@ -696,7 +717,7 @@ mod tests {
         assert!(answer.is_err());
         assert_eq!(producer.unsent(), 6);
         assert!(
-            producer.pending_since().is_some(),
+            producer.pending().1.is_some(),
             "kept events are pending until the broker has them"
         );
         assert_eq!(metrics.queue_depth.get(), 6);

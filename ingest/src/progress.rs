@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use model::progress::IngestProgress;
@@ -21,6 +22,8 @@ pub(crate) struct Progress {
     topic: String,
     /// This ingest: its host and address (see [`Progress::new`]).
     ingest: String,
+    /// Set once it said it stopped: it says nothing more.
+    stopped: AtomicBool,
 }
 
 impl Progress {
@@ -41,16 +44,18 @@ impl Progress {
             producer,
             topic: topic.to_owned(),
             ingest: format!("{host}/{addr}"),
+            stopped: AtomicBool::new(false),
         })
     }
 
     /// Says since when `events` holds events the broker has not acknowledged; `stopped`: that
     /// this ingest takes no more.
     pub(crate) fn say(&self, events: &EventProducer, stopped: bool) {
+        let (at, pending_since) = events.pending();
         let said = IngestProgress {
             ingest: self.ingest.clone(),
-            at: model::now_ms(),
-            pending_since: events.pending_since(),
+            at,
+            pending_since,
             stopped,
         };
         let payload = serde_json::to_vec(&said).expect("progress serializes to JSON");
@@ -64,6 +69,7 @@ impl Progress {
 
     /// Says that this ingest stopped, and waits up to `timeout` for the broker to take it.
     pub(crate) fn stop(&self, events: &EventProducer, timeout: Duration) {
+        self.stopped.store(true, Ordering::Release);
         self.say(events, true);
         if let Err(error) = self.producer.flush(timeout) {
             tracing::warn!(%error, "Cannot say that the ingest stopped: the dataflow waits for it until --ingest-timeout.");
@@ -71,19 +77,17 @@ impl Progress {
     }
 }
 
-/// Says what `state`'s producer holds every [`EVERY`] until `shutdown`.
-pub(crate) fn spawn(
-    progress: Arc<Progress>,
-    state: Arc<crate::api::AppState>,
-    mut shutdown: service::Shutdown,
-) {
+/// Says what `state`'s producer holds every [`EVERY`] until it says it stopped (through
+/// the stop's flush: the dataflow goes on hearing from it while it drains).
+pub(crate) fn spawn(progress: Arc<Progress>, state: Arc<crate::api::AppState>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EVERY);
         loop {
-            tokio::select! {
-                _ = every.tick() => progress.say(&state.producer, false),
-                () = shutdown.wait() => return,
+            every.tick().await;
+            if progress.stopped.load(Ordering::Acquire) {
+                return;
             }
+            progress.say(&state.producer, false);
         }
     });
 }

@@ -141,7 +141,7 @@ pub async fn start(config: IngestConfig, shutdown: Shutdown) -> Result<RunningIn
             state.load_tests.abort();
         });
     }
-    crate::progress::spawn(Arc::clone(&progress), Arc::clone(&state), shutdown.clone());
+    crate::progress::spawn(Arc::clone(&progress), Arc::clone(&state));
     {
         // What the broker did not take goes out again (after shutdown, the flush does it).
         let (state, mut signal) = (Arc::clone(&state), shutdown.clone());

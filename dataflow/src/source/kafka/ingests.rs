@@ -1,17 +1,25 @@
 //! `Ingests`: what the ingests say they took and the broker has not stored yet (the ingests
-//! topic, `model::progress`), read on a thread of its own; the clock windows close on, which
-//! stays behind whatever an ingest may still hold.
+//! topic, `model::progress`), read on one thread per process; and `Caps`, each reader's clock
+//! that windows close on, which stays behind whatever an ingest may still hold.
 //!
-//! An event an ingest took but could not hand to the broker (a broker outage, a slow link)
-//! is not in the events topic, so nothing the dataflow reads tells of it: closing its window
-//! on the clock meanwhile would make it late once it arrives. Each ingest says every
-//! quarter second since when it holds events; a window waits while an ingest holds events
-//! for longer than [`HELD_AFTER_MS`], or has not been heard from for [`QUIET_AFTER`] (its
-//! link may be the one cut), until the ingest has not been heard from for the ingest
-//! timeout: then it is taken as gone (what it held is lost with it), and said so.
+//! An event an ingest took but could not hand to the broker (a broker outage, a cut link) is
+//! not in the events topic, so nothing the dataflow reads tells of it: closing its window on
+//! the clock meanwhile would make it late once it arrives. Each ingest says every quarter
+//! second that every event it took before a time (`stored_before`) is in the topic. The
+//! clock of a reader never passes that time plus half the lateness, for any ingest heard
+//! from: a tap taken after it has a window ending after it, which the watermark (the clock
+//! minus the lateness) cannot reach. A healthy ingest's word is fresher than half the lateness,
+//! so it holds nothing back; an ingest that holds taps, or has gone quiet (its link may be the
+//! one cut), holds the clock where its taps are, continuously, with nothing to detect.
+//!
+//! When an ingest's word moves its time far forward (its held taps stored at last), the
+//! reader keeps the old time until it has read every partition to an end asked after that
+//! word was heard: the taps are in the topic, not yet read. An ingest not heard from for the
+//! ingest timeout is taken as gone (what a crashed ingest held is lost with it), and a tap
+//! pending that long is no longer waited for: both said once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use model::progress::IngestProgress;
@@ -22,83 +30,86 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::KafkaSourceConfig;
 use super::context::Quiet;
 
-/// An ingest holds events once its oldest is pending this long: the broker takes a healthy
-/// ingest's events well within it, and it leaves room for the news to arrive before the
-/// lateness has passed.
-pub(crate) const HELD_AFTER_MS: i64 = 250;
-
-/// An ingest not heard from this long may hold events it cannot say it holds.
-pub(crate) const QUIET_AFTER: Duration = Duration::from_secs(1);
-
-/// How many of the topic's last messages a start reads, for the ingests running already.
-const HISTORY: i64 = 1_000;
+/// How many of the topic's last messages a start reads, for the ingests running already
+/// (40 s of 60 ingests).
+const HISTORY: i64 = 10_000;
 
 /// What an ingest said last, and when it was heard.
 #[derive(Debug)]
 struct Heard {
     said: IngestProgress,
     at: Instant,
-    /// Whether windows wait for it now (to say so once when that changes).
+    /// Whether it holds the clock back, as last said in the log.
     holding: bool,
+    /// Whether its stuck tap was said in the log.
+    stuck: bool,
 }
 
-/// The ingests heard from, by name.
-#[derive(Debug, Default)]
+/// What a process heard from the ingests, shared by its readers.
+#[derive(Debug)]
 pub(crate) struct Ingests {
     heard: Mutex<HashMap<String, Heard>>,
+    /// Half the lateness, ms: how far a reader's clock may run ahead of an ingest's word.
+    margin_ms: i64,
+    lateness_ms: i64,
+    timeout: Duration,
+    /// When the thread started, and whether it has read what was said before.
+    started: (Instant, i64),
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
-/// How the ingests hold the clock back.
+/// How the ingests hold a reader's clock back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Clock {
     /// The clock windows may close on, ms since the epoch.
     pub(crate) ms: i64,
-    /// The ingests heard from.
+    /// The ingests heard from (not stopped).
     pub(crate) known: usize,
-    /// The ingests windows wait for.
+    /// The ingests that hold windows back.
     pub(crate) holding: usize,
 }
 
 impl Ingests {
-    /// Reads `config.ingests_topic` on a thread that stops once the reader is gone.
-    pub(super) fn start(config: &KafkaSourceConfig) -> Arc<Self> {
-        let ingests = Arc::new(Ingests::default());
-        let weak = Arc::downgrade(&ingests);
-        let (brokers, topic) = (config.brokers.clone(), config.ingests_topic.clone());
+    fn new(lateness_ms: i64, timeout: Duration) -> Self {
+        Ingests {
+            heard: Mutex::default(),
+            margin_ms: lateness_ms / 2,
+            lateness_ms,
+            timeout,
+            started: (Instant::now(), model::now_ms()),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The process's reader of `config.ingests_topic` (one thread, shared by the workers and
+    /// window sizes; it stops once no reader holds it).
+    pub(super) fn shared(config: &KafkaSourceConfig) -> Arc<Self> {
+        type Key = (String, String);
+        static SHARED: OnceLock<Mutex<HashMap<Key, Weak<Ingests>>>> = OnceLock::new();
+        let key = (config.brokers.clone(), config.ingests_topic.clone());
+        let mut shared = SHARED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(ingests) = shared.get(&key).and_then(Weak::upgrade) {
+            return ingests;
+        }
+        let ingests = Arc::new(Ingests::new(
+            config.rules.windows.lateness_ms(),
+            config.ingest_timeout,
+        ));
+        shared.retain(|_, w| w.strong_count() > 0);
+        shared.insert(key, Arc::downgrade(&ingests));
+        let (weak, brokers, topic) = (
+            Arc::downgrade(&ingests),
+            config.brokers.clone(),
+            config.ingests_topic.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("ingests".into())
-            .spawn(move || {
-                let Some(consumer) = assigned(&brokers, &topic, &weak) else {
-                    return;
-                };
-                let history = |m: &rdkafka::message::BorrowedMessage<'_>| {
-                    consumer
-                        .1
-                        .get(&m.partition())
-                        .is_some_and(|end| m.offset() < *end)
-                };
-                while let Some(ingests) = weak.upgrade() {
-                    if let Some(Ok(message)) = consumer.0.poll(Duration::from_millis(100)) {
-                        let said = message
-                            .payload()
-                            .and_then(|p| serde_json::from_slice::<IngestProgress>(p).ok());
-                        if let Some(said) = said {
-                            // What was said before this start was heard when it was said.
-                            let at = if history(&message) {
-                                let ago = model::now_ms().saturating_sub(said.at).max(0);
-                                Instant::now()
-                                    .checked_sub(Duration::from_millis(ago as u64))
-                                    .unwrap_or_else(Instant::now)
-                            } else {
-                                Instant::now()
-                            };
-                            ingests.heard(said, at);
-                        }
-                    }
-                }
-            });
+            .spawn(move || read(&brokers, &topic, &weak));
         if let Err(error) = spawned {
-            tracing::error!(%error, "Cannot start the thread that reads the ingests' progress: windows do not wait for taps an ingest holds.");
+            tracing::error!(%error, "Cannot start the thread that reads the ingests' progress: finals wait for --ingest-timeout, then no longer for held taps.");
         }
         ingests
     }
@@ -114,71 +125,188 @@ impl Ingests {
                 last.at = last.at.max(at);
             }
             None => {
-                heard.insert(
-                    said.ingest.clone(),
-                    Heard {
-                        said,
-                        at,
-                        holding: false,
-                    },
-                );
+                let name = said.ingest.clone();
+                let h = Heard {
+                    said,
+                    at,
+                    holding: false,
+                    stuck: false,
+                };
+                heard.insert(name, h);
             }
         }
     }
 
-    /// The clock windows may close on at `now` (`wall_ms` by the wall clock): no later than
-    /// the time an ingest that holds events, or has gone quiet, last said it held none older.
-    /// An ingest not heard from for `timeout` is forgotten.
-    pub(crate) fn clock(&self, now: Instant, wall_ms: i64, timeout: Duration) -> Clock {
+    /// The time an ingest's word lets a reader's clock run to: what it stored plus the
+    /// margin (a tap pending longer than the timeout is no longer waited for); none for a
+    /// stopped ingest.
+    fn cap(&self, said: &IngestProgress) -> Option<i64> {
+        if said.stopped {
+            return None;
+        }
+        let stuck = said
+            .pending_since
+            .is_some_and(|since| said.at - since >= self.timeout.as_millis() as i64);
+        let stored = if stuck { said.at } else { said.stored_before() };
+        Some(stored.saturating_add(self.margin_ms))
+    }
+
+    /// Forgets the ingests not heard from for the timeout, and says in the log which ones
+    /// start or stop holding windows back at `now` (`wall_ms` by the wall clock).
+    fn look(&self, now: Instant, wall_ms: i64) {
         let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = self.timeout;
         heard.retain(|ingest, h| {
             let gone = now.saturating_duration_since(h.at) >= timeout;
             if gone && h.holding {
-                tracing::warn!(
-                    %ingest,
-                    stored_before = %model::format_rfc3339_millis(h.said.stored_before()),
-                    "An ingest has not been heard from for {timeout:?} (--ingest-timeout): windows no longer wait for the taps it held; those that arrive after all may be late."
-                );
+                tracing::warn!(%ingest, ?timeout, "An ingest has not been heard from for --ingest-timeout: finals no longer wait for the taps it held (those that arrive after all may be late).");
             }
             !gone
         });
+        for (ingest, h) in heard.iter_mut() {
+            let stuck = h
+                .said
+                .pending_since
+                .is_some_and(|since| h.said.at - since >= timeout.as_millis() as i64);
+            if stuck && !h.stuck {
+                tracing::warn!(%ingest, ?timeout, "An ingest has held a tap the broker does not take for --ingest-timeout: finals no longer wait for it.");
+            }
+            h.stuck = stuck;
+            let holding = self
+                .cap(&h.said)
+                .is_some_and(|cap| cap < wall_ms - self.lateness_ms + self.margin_ms);
+            if holding != h.holding {
+                let quiet = now.saturating_duration_since(h.at) >= Duration::from_secs(1);
+                let since = model::format_rfc3339_millis(h.said.stored_before());
+                match (holding, quiet) {
+                    (true, true) => {
+                        tracing::info!(%ingest, %since, "An ingest has gone quiet: finals after its last word wait for it.")
+                    }
+                    (true, false) => {
+                        tracing::info!(%ingest, %since, "An ingest holds taps the broker has not stored: their finals wait for them.")
+                    }
+                    (false, _) => tracing::info!(%ingest, "An ingest holds nothing back any more."),
+                }
+                h.holding = holding;
+            }
+        }
+    }
+}
+
+/// A reader's clock: the newest word of each ingest it may go by.
+#[derive(Debug, Default)]
+pub(crate) struct Caps {
+    /// Per ingest: the time its clock may run to, as applied.
+    applied: HashMap<String, i64>,
+}
+
+impl Caps {
+    /// The clock windows may close on at `now` (`wall_ms` by the wall clock), for a reader
+    /// that has read every partition to an end asked at `read_through` (if it has).
+    pub(crate) fn clock(
+        &mut self,
+        ingests: &Ingests,
+        now: Instant,
+        wall_ms: i64,
+        read_through: Option<Instant>,
+    ) -> Clock {
         let mut clock = Clock {
             ms: wall_ms,
             known: 0,
             holding: 0,
         };
-        for (ingest, h) in heard.iter_mut() {
-            if h.said.stopped {
+        // Until what was said before the start is read: no later than the start (for at
+        // most the timeout, should the topic not be readable).
+        let (started_at, started_ms) = ingests.started;
+        if !ingests.caught_up.load(std::sync::atomic::Ordering::Acquire)
+            && now.saturating_duration_since(started_at) < ingests.timeout
+        {
+            clock.ms = clock.ms.min(started_ms);
+        }
+        // A time below this holds back the windows of taps taken after it.
+        let binding = wall_ms - ingests.lateness_ms + ingests.margin_ms;
+        let heard = ingests.heard.lock().unwrap_or_else(|e| e.into_inner());
+        for (ingest, h) in heard.iter() {
+            let Some(cap) = ingests.cap(&h.said) else {
                 continue;
-            }
+            };
             clock.known += 1;
-            let held = h
-                .said
-                .pending_since
-                .is_some_and(|since| h.said.at - since >= HELD_AFTER_MS);
-            let quiet = now.saturating_duration_since(h.at) >= QUIET_AFTER;
-            let holding = held || quiet;
-            if holding {
+            let applied = self.applied.entry(ingest.clone()).or_insert(cap);
+            // Moving far forward waits until what it says is stored has been read.
+            let unread = read_through.is_none_or(|t| t < h.at);
+            if cap <= *applied || *applied >= binding || !unread {
+                *applied = cap;
+            }
+            if *applied < binding {
                 clock.holding += 1;
-                clock.ms = clock.ms.min(h.said.stored_before());
             }
-            if holding != h.holding {
-                let since = model::format_rfc3339_millis(h.said.stored_before());
-                match (holding, quiet) {
-                    (true, true) => {
-                        tracing::info!(%ingest, %since, "An ingest has gone quiet: windows after its last word wait for it.")
-                    }
-                    (true, false) => {
-                        tracing::info!(%ingest, %since, "An ingest holds taps the broker has not taken: their windows wait for them.")
-                    }
-                    (false, _) => {
-                        tracing::info!(%ingest, "An ingest holds nothing old any more: windows close on the clock again.")
-                    }
-                }
-                h.holding = holding;
-            }
+            clock.ms = clock.ms.min(*applied);
+        }
+        if self.applied.len() > heard.len() {
+            self.applied.retain(|ingest, _| heard.contains_key(ingest));
         }
         clock
+    }
+}
+
+/// Reads `topic` into `ingests` from its last [`HISTORY`] messages until `ingests` is gone.
+fn read(brokers: &str, topic: &str, ingests: &Weak<Ingests>) {
+    let Some((consumer, ends)) = assigned(brokers, topic, ingests) else {
+        return;
+    };
+    let mut behind: HashMap<i32, i64> = ends.clone();
+    behind.retain(|_, end| *end > 0);
+    let mut problems = 0u64;
+    while let Some(ingests) = ingests.upgrade() {
+        if !behind.is_empty()
+            && let Ok(position) = consumer.position()
+        {
+            behind.retain(|&p, end| {
+                position
+                    .find_partition(topic, p)
+                    .is_none_or(|e| !matches!(e.offset(), Offset::Offset(o) if o >= *end))
+            });
+        }
+        if behind.is_empty() {
+            ingests
+                .caught_up
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let (p, offset) = (message.partition(), message.offset());
+                match message
+                    .payload()
+                    .map(serde_json::from_slice::<IngestProgress>)
+                {
+                    Some(Ok(said)) => {
+                        // What was said before this start was heard when it was said.
+                        let history = ends.get(&p).is_some_and(|end| offset < *end);
+                        let at = if history {
+                            let ago = model::now_ms().saturating_sub(said.at).max(0);
+                            Instant::now()
+                                .checked_sub(Duration::from_millis(ago as u64))
+                                .unwrap_or_else(Instant::now)
+                        } else {
+                            Instant::now()
+                        };
+                        ingests.heard(said, at);
+                    }
+                    Some(Err(error)) => {
+                        problems += 1;
+                        if problems.is_power_of_two() {
+                            tracing::warn!(%topic, partition = p, offset, %error, problems, "A message on the ingests topic is not an ingest's progress; left out.");
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, %topic, "Cannot read the ingests' progress.")
+            }
+            None => {}
+        }
+        ingests.look(Instant::now(), model::now_ms());
     }
 }
 
@@ -188,7 +316,7 @@ impl Ingests {
 fn assigned(
     brokers: &str,
     topic: &str,
-    ingests: &std::sync::Weak<Ingests>,
+    ingests: &Weak<Ingests>,
 ) -> Option<(BaseConsumer<Quiet>, HashMap<i32, i64>)> {
     let consumer: BaseConsumer<Quiet> = match service::kafka::client_config(brokers)
         .set("group.id", format!("{topic}-reader"))
@@ -199,7 +327,7 @@ fn assigned(
     {
         Ok(consumer) => consumer,
         Err(error) => {
-            tracing::error!(%error, %topic, "Cannot read the ingests' progress: windows do not wait for taps an ingest holds.");
+            tracing::error!(%error, %topic, "Cannot read the ingests' progress: finals wait for --ingest-timeout, then no longer for held taps.");
             return None;
         }
     };
@@ -219,7 +347,9 @@ fn assigned(
         match positioned {
             Ok(ends) if !ends.is_empty() => return Some((consumer, ends)),
             Ok(_) => {}
-            Err(error) => tracing::debug!(%error, %topic, "Cannot read the ingests' progress yet."),
+            Err(error) => {
+                tracing::debug!(%error, %topic, "Cannot read the ingests' progress yet.")
+            }
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -228,6 +358,8 @@ fn assigned(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
 
     fn said(ingest: &str, at: i64, pending_since: Option<i64>) -> IngestProgress {
         IngestProgress {
@@ -238,56 +370,108 @@ mod tests {
         }
     }
 
-    const TIMEOUT: Duration = Duration::from_secs(30);
-
-    #[test]
-    fn the_clock_waits_for_an_ingest_that_holds_taps_or_went_quiet() {
-        let ingests = Ingests::default();
-        let start = Instant::now();
-        let wall = 100_000;
-        // Nobody heard from: the wall clock.
-        assert_eq!(ingests.clock(start, wall, TIMEOUT).ms, wall);
-        // Events pending a moment (in flight): not held.
-        ingests.heard(said("a", wall, Some(wall - 20)), start);
-        let clock = ingests.clock(start, wall, TIMEOUT);
-        assert_eq!((clock.ms, clock.known, clock.holding), (wall, 1, 0));
-        // Pending past HELD_AFTER_MS: the clock stays where they were taken.
-        ingests.heard(said("a", wall + 250, Some(wall - 20)), start);
-        assert_eq!(ingests.clock(start, wall + 300, TIMEOUT).ms, wall - 20);
-        // Delivered: the clock again.
-        ingests.heard(said("a", wall + 500, None), start);
-        assert_eq!(ingests.clock(start, wall + 500, TIMEOUT).ms, wall + 500);
-        // Not heard from for a second: the clock stays at its last word.
-        let later = start + QUIET_AFTER;
-        let clock = ingests.clock(later, wall + 1500, TIMEOUT);
-        assert_eq!((clock.ms, clock.holding), (wall + 500, 1));
-        // Another ingest, healthy, does not move it; the older word of the first neither.
-        ingests.heard(said("b", wall + 1500, None), later);
-        ingests.heard(said("a", wall + 400, None), later);
-        assert_eq!(ingests.clock(later, wall + 1500, TIMEOUT).ms, wall + 500);
-        // Heard again: released.
-        ingests.heard(said("a", wall + 1600, None), later);
-        assert_eq!(ingests.clock(later, wall + 1600, TIMEOUT).ms, wall + 1600);
+    /// Ingests of a 1 s lateness whose history was read.
+    fn ingests() -> Ingests {
+        let ingests = Ingests::new(1_000, TIMEOUT);
+        ingests
+            .caught_up
+            .store(true, std::sync::atomic::Ordering::Release);
+        ingests
     }
 
     #[test]
-    fn a_stopped_ingest_holds_nothing_and_a_silent_one_is_forgotten_after_the_timeout() {
-        let ingests = Ingests::default();
+    fn the_clock_stays_half_the_lateness_past_what_each_ingest_stored() {
+        let (ingests, mut caps) = (ingests(), Caps::default());
+        let now = Instant::now();
+        let wall = 100_000;
+        // Nobody heard from: the wall clock.
+        assert_eq!(caps.clock(&ingests, now, wall, Some(now)).ms, wall);
+        // A healthy ingest's fresh word (taps in flight a moment) holds nothing back.
+        ingests.heard(said("a", wall - 200, Some(wall - 220)), now);
+        let clock = caps.clock(&ingests, now, wall, Some(now));
+        assert_eq!((clock.ms, clock.known, clock.holding), (wall, 1, 0));
+        // A tap held 2 s: the clock stays 500 ms past it (its window cannot close).
+        ingests.heard(said("a", wall, Some(wall - 2_000)), now);
+        let clock = caps.clock(&ingests, now, wall, Some(now));
+        assert_eq!((clock.ms, clock.holding), (wall - 1_500, 1));
+        // Another, healthy ingest does not move it; the older word of the first neither.
+        ingests.heard(said("b", wall, None), now);
+        ingests.heard(said("a", wall - 100, None), now);
+        assert_eq!(caps.clock(&ingests, now, wall, Some(now)).ms, wall - 1_500);
+        // Quiet: the clock stays 500 ms past its last word, whatever the wall clock says.
+        let clock = caps.clock(&ingests, now, wall + 60_000, Some(now));
+        assert_eq!(clock.ms, wall - 1_500);
+    }
+
+    #[test]
+    fn a_release_waits_until_the_stored_taps_are_read() {
+        let (ingests, mut caps) = (ingests(), Caps::default());
         let start = Instant::now();
-        ingests.heard(said("a", 1_000, Some(700)), start);
+        let wall = 100_000;
+        ingests.heard(said("a", wall, Some(wall - 5_000)), start);
+        assert_eq!(
+            caps.clock(&ingests, start, wall, Some(start)).ms,
+            wall - 4_500
+        );
+        // Its taps stored, heard a second later: not read to an end asked since, it waits.
+        let heard = start + Duration::from_secs(1);
+        ingests.heard(said("a", wall + 1_000, None), heard);
+        assert_eq!(
+            caps.clock(&ingests, heard, wall + 1_000, Some(start)).ms,
+            wall - 4_500
+        );
+        assert_eq!(
+            caps.clock(&ingests, heard, wall + 1_000, None).ms,
+            wall - 4_500
+        );
+        // Read to an end asked after it: released.
+        assert_eq!(
+            caps.clock(&ingests, heard, wall + 1_000, Some(heard)).ms,
+            wall + 1_000
+        );
+        // A word moving forward a little (the clock not held back) needs no reading.
+        ingests.heard(said("a", wall + 1_250, None), heard);
+        assert_eq!(
+            caps.clock(&ingests, heard, wall + 1_250, Some(start)).ms,
+            wall + 1_250
+        );
+    }
+
+    #[test]
+    fn stopped_stuck_and_silent_ingests_stop_holding_the_clock() {
+        let (ingests, mut caps) = (ingests(), Caps::default());
+        let start = Instant::now();
         ingests.heard(
             IngestProgress {
                 stopped: true,
-                ..said("b", 1_000, Some(500))
+                ..said("stopped", 10_000, Some(5_000))
             },
             start,
         );
-        let clock = ingests.clock(start, 2_000, TIMEOUT);
-        assert_eq!((clock.ms, clock.known, clock.holding), (700, 1, 1));
         // A stopped ingest's earlier word, arriving late, does not bring it back.
-        ingests.heard(said("b", 999, Some(500)), start);
-        assert_eq!(ingests.clock(start, 2_000, TIMEOUT).ms, 700);
-        let clock = ingests.clock(start + TIMEOUT, 40_000, TIMEOUT);
-        assert_eq!((clock.ms, clock.known, clock.holding), (40_000, 0, 0));
+        ingests.heard(said("stopped", 9_999, Some(5_000)), start);
+        // A tap pending for the timeout is no longer waited for.
+        ingests.heard(said("stuck", 40_000, Some(10_000)), start);
+        let clock = caps.clock(&ingests, start, 40_000, Some(start));
+        assert_eq!((clock.ms, clock.known, clock.holding), (40_000, 1, 0));
+        // Not heard from for the timeout: forgotten.
+        ingests.heard(said("silent", 39_000, None), start);
+        assert_eq!(caps.clock(&ingests, start, 60_000, Some(start)).ms, 39_500);
+        ingests.look(start + TIMEOUT, 70_000);
+        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, Some(start));
+        assert_eq!((clock.ms, clock.known), (70_000, 0));
+    }
+
+    #[test]
+    fn until_the_history_is_read_the_clock_stays_at_the_start() {
+        let ingests = Ingests::new(1_000, TIMEOUT);
+        let mut caps = Caps::default();
+        let (at, ms) = ingests.started;
+        assert_eq!(caps.clock(&ingests, at, ms + 5_000, Some(at)).ms, ms);
+        assert_eq!(
+            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, Some(at)).ms,
+            ms + 40_000,
+            "for the timeout at most"
+        );
     }
 }

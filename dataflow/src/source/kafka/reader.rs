@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::checkpoint::Checkpoint;
 use super::context::{CheckpointDelivery, STATS_INTERVAL_MS, SourceContext};
 use super::end_probe::EndProbe;
-use super::ingests::Ingests;
+use super::ingests::{Caps, Ingests};
 use super::state::SourceState;
 use super::{KafkaSourceConfig, LiveSide, StartFrom};
 use crate::failure::Failure;
@@ -32,6 +32,8 @@ pub(super) struct KafkaReader {
     pub(super) ends: Arc<EndProbe>,
     /// What the ingests hold that the broker has not stored yet.
     pub(super) ingests: Arc<Ingests>,
+    /// The clock that holds back for it.
+    pub(super) ingest_caps: Caps,
     pub(super) caps: SourceCaps,
     pub(super) committed_frontier: i64,
     pub(super) last_commit: Instant,
@@ -135,7 +137,7 @@ impl KafkaReader {
             caps.downgrade(config.published_before);
         }
         let ends = EndProbe::start(&config, (index, peers))?;
-        let ingests = Ingests::start(&config);
+        let ingests = Ingests::shared(&config);
         metrics.partitions_reading.add(mine.len() as i64);
         let checkpoints = super::growth::checkpoint_producer(&config.brokers)?;
         let mut reader = KafkaReader {
@@ -145,6 +147,7 @@ impl KafkaReader {
             checkpoints,
             ends,
             ingests,
+            ingest_caps: Caps::default(),
             caps,
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),

@@ -804,6 +804,7 @@ fn speak_as_an_ingest(
                 ingest: "held-up-ingest".into(),
                 at: now_ms(),
                 pending_since: *pending_since.lock().unwrap(),
+                ends: Default::default(),
                 stopped: false,
             };
             let payload = serde_json::to_vec(&said).unwrap();

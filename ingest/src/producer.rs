@@ -70,6 +70,8 @@ pub struct Delivery {
     keep: bool,
     /// When the request's events were taken (their records' timestamp).
     taken_at: i64,
+    /// The earliest time its events count at (see [`Pending::taken_now`]).
+    counts_from: i64,
     /// The requests not settled yet, this one among them until it is.
     pending: Arc<Pending>,
 }
@@ -100,15 +102,18 @@ impl Delivery {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.pending.settled(self.taken_at);
+            self.pending.settled(self.counts_from);
             self.done.notify_one();
         }
     }
 }
 
+/// How far before it was taken an event's own stamp may hold the dataflow's windows back.
+const STAMPS_BACK_MS: i64 = 10_000;
+
 /// The requests whose events are not all settled (acknowledged by the broker, or failed and
-/// answered 503), counted by when they were taken: what the ingest holds that the dataflow
-/// cannot see yet (see `model::progress`).
+/// answered 503), counted by the earliest time their events count at: what the ingest holds
+/// that the dataflow cannot see yet (see `model::progress`).
 #[derive(Debug, Default)]
 pub(crate) struct Pending(Mutex<BTreeMap<i64, usize>>);
 
@@ -119,13 +124,16 @@ impl Pending {
         *taken.entry(at).or_default() += 1;
     }
 
-    /// Notes a request taken now; returns now (stamped under the lock, so what
-    /// [`Pending::said`] tells is never ahead of a request it does not count).
-    fn taken_now(&self) -> i64 {
+    /// Notes a request taken now whose earliest event is stamped `earliest`; returns now
+    /// (stamped under the lock, so what [`Pending::said`] tells is never ahead of a request
+    /// it does not count) and the earliest time its events count at: now, or the stamp if
+    /// earlier (by at most [`STAMPS_BACK_MS`]).
+    fn taken_now(&self, earliest: i64) -> (i64, i64) {
         let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = model::now_ms();
-        *taken.entry(now).or_default() += 1;
-        now
+        let counts_from = earliest.clamp(now - STAMPS_BACK_MS, now);
+        *taken.entry(counts_from).or_default() += 1;
+        (now, counts_from)
     }
 
     /// Now, and when the oldest request not settled was taken.
@@ -149,6 +157,39 @@ impl Pending {
     fn since(&self) -> Option<i64> {
         let taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
         taken.keys().next().copied()
+    }
+}
+
+/// Per partition, the offset after the last event the broker acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct StoredEnds(RwLock<Vec<std::sync::atomic::AtomicI64>>);
+
+impl StoredEnds {
+    fn note(&self, partition: i32, offset: i64) {
+        let Ok(p) = usize::try_from(partition) else {
+            return;
+        };
+        {
+            let ends = self.0.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(end) = ends.get(p) {
+                end.fetch_max(offset + 1, Ordering::AcqRel);
+                return;
+            }
+        }
+        let mut ends = self.0.write().unwrap_or_else(|e| e.into_inner());
+        while ends.len() <= p {
+            ends.push(std::sync::atomic::AtomicI64::new(0));
+        }
+        ends[p].fetch_max(offset + 1, Ordering::AcqRel);
+    }
+
+    fn ends(&self) -> std::collections::BTreeMap<i32, i64> {
+        let ends = self.0.read().unwrap_or_else(|e| e.into_inner());
+        (0..)
+            .zip(ends.iter())
+            .map(|(p, end)| (p, end.load(Ordering::Acquire)))
+            .filter(|(_, end)| *end > 0)
+            .collect()
     }
 }
 
@@ -230,6 +271,7 @@ pub(crate) fn id_of(payload: &[u8]) -> Vec<u8> {
 type UnsentQueue = Arc<Mutex<Vec<Unsent>>>;
 
 struct DeliveryContext {
+    stored: Arc<StoredEnds>,
     room: Arc<Semaphore>,
     metrics: Arc<IngestMetrics>,
     failures_in_a_row: Arc<AtomicUsize>,
@@ -243,7 +285,9 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Arc<Delivery>) {
         match result {
-            Ok(_) => {
+            Ok(message) => {
+                // Before the request settles: a word that counts it as stored names its end.
+                self.stored.note(message.partition(), message.offset());
                 self.metrics.events_delivered.add(1);
                 self.failures_in_a_row.store(0, Ordering::Relaxed);
             }
@@ -301,6 +345,8 @@ pub struct EventProducer {
     lookup: Mutex<Lookup>,
     /// The requests not settled yet.
     pending: Arc<Pending>,
+    /// Where the events stored end, per partition.
+    stored: Arc<StoredEnds>,
 }
 
 impl EventProducer {
@@ -309,7 +355,15 @@ impl EventProducer {
         let room = Arc::new(Semaphore::new(config.queue_capacity));
         let failures_in_a_row = Arc::new(AtomicUsize::new(0));
         let unsent = UnsentQueue::default();
-        let producer = Self::create(config, &room, &metrics, &failures_in_a_row, &unsent)?;
+        let stored = Arc::<StoredEnds>::default();
+        let producer = Self::create(
+            config,
+            &room,
+            &metrics,
+            &failures_in_a_row,
+            &unsent,
+            &stored,
+        )?;
         Ok(EventProducer {
             producer: RwLock::new(Arc::new(producer)),
             config: config.clone(),
@@ -329,6 +383,7 @@ impl EventProducer {
             sent: AtomicU64::new(0),
             lookup: Mutex::new(Lookup::new(&config.brokers, &config.topic)),
             pending: Arc::default(),
+            stored,
         })
     }
 
@@ -338,8 +393,10 @@ impl EventProducer {
         metrics: &Arc<IngestMetrics>,
         failures_in_a_row: &Arc<AtomicUsize>,
         unsent: &UnsentQueue,
+        stored: &Arc<StoredEnds>,
     ) -> Result<ThreadedProducer<DeliveryContext>, ProduceError> {
         let context = DeliveryContext {
+            stored: Arc::clone(stored),
             room: Arc::clone(room),
             metrics: Arc::clone(metrics),
             failures_in_a_row: Arc::clone(failures_in_a_row),
@@ -381,6 +438,7 @@ impl EventProducer {
                 &self.metrics,
                 &self.failures_in_a_row,
                 &self.unsent,
+                &self.stored,
             ) {
                 Ok(fresh) => {
                     self.failures_in_a_row.store(0, Ordering::Relaxed);
@@ -420,15 +478,15 @@ impl EventProducer {
         metrics.queue_depth.add(i64::from(n));
         // The record's timestamp is when the event was taken: the dataflow counts an event
         // stamped further ahead of it than the lateness at this time (a client's clock ahead).
-        let received = if events.is_empty() {
-            model::now_ms()
-        } else {
-            self.pending.taken_now()
+        let (received, counts_from) = match events.iter().map(|e| e.timestamp).min() {
+            Some(earliest) => self.pending.taken_now(earliest),
+            None => (model::now_ms(), 0),
         };
         let delivery = Arc::new(Delivery {
             remaining: AtomicUsize::new(events.len()),
             keep,
             taken_at: received,
+            counts_from,
             pending: Arc::clone(&self.pending),
             ..Delivery::default()
         });
@@ -572,10 +630,12 @@ impl EventProducer {
         sent
     }
 
-    /// Now, and when the oldest event the broker has not acknowledged yet (and that did not
-    /// fail its request) was taken.
-    pub fn pending(&self) -> (i64, Option<i64>) {
-        self.pending.said()
+    /// Now; the earliest time an event the broker has not acknowledged yet (and that did not
+    /// fail its request) counts at; and then, per partition, where the events it stored end.
+    pub fn progress(&self) -> (i64, Option<i64>, std::collections::BTreeMap<i32, i64>) {
+        let (at, pending_since) = self.pending.said();
+        // After the pending ones: an event settled before has its end here.
+        (at, pending_since, self.stored.ends())
     }
 
     /// Events waiting to be sent again.
@@ -717,7 +777,7 @@ mod tests {
         assert!(answer.is_err());
         assert_eq!(producer.unsent(), 6);
         assert!(
-            producer.pending().1.is_some(),
+            producer.progress().1.is_some(),
             "kept events are pending until the broker has them"
         );
         assert_eq!(metrics.queue_depth.get(), 6);

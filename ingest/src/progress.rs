@@ -4,8 +4,7 @@
 //! outage or a slow link counts in its window when it arrives, not late.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::progress::IngestProgress;
@@ -22,8 +21,8 @@ pub(crate) struct Progress {
     topic: String,
     /// This ingest: its host and address (see [`Progress::new`]).
     ingest: String,
-    /// Set once it said it stopped: it says nothing more.
-    stopped: AtomicBool,
+    /// Set once it said it stopped (under the lock it says things under): nothing more.
+    stopped: Mutex<bool>,
 }
 
 impl Progress {
@@ -44,18 +43,24 @@ impl Progress {
             producer,
             topic: topic.to_owned(),
             ingest: format!("{host}/{addr}"),
-            stopped: AtomicBool::new(false),
+            stopped: Mutex::new(false),
         })
     }
 
     /// Says since when `events` holds events the broker has not acknowledged; `stopped`: that
     /// this ingest takes no more.
     pub(crate) fn say(&self, events: &EventProducer, stopped: bool) {
-        let (at, pending_since) = events.pending();
+        let mut said_stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if *said_stopped {
+            return;
+        }
+        *said_stopped = stopped;
+        let (at, pending_since, ends) = events.progress();
         let said = IngestProgress {
             ingest: self.ingest.clone(),
             at,
             pending_since,
+            ends,
             stopped,
         };
         let payload = serde_json::to_vec(&said).expect("progress serializes to JSON");
@@ -69,7 +74,6 @@ impl Progress {
 
     /// Says that this ingest stopped, and waits up to `timeout` for the broker to take it.
     pub(crate) fn stop(&self, events: &EventProducer, timeout: Duration) {
-        self.stopped.store(true, Ordering::Release);
         self.say(events, true);
         if let Err(error) = self.producer.flush(timeout) {
             tracing::warn!(%error, "Cannot say that the ingest stopped: the dataflow waits for it until --ingest-timeout.");
@@ -84,7 +88,7 @@ pub(crate) fn spawn(progress: Arc<Progress>, state: Arc<crate::api::AppState>) {
         let mut every = tokio::time::interval(EVERY);
         loop {
             every.tick().await;
-            if progress.stopped.load(Ordering::Acquire) {
+            if *progress.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
                 return;
             }
             progress.say(&state.producer, false);

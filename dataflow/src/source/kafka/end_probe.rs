@@ -149,17 +149,10 @@ impl EndProbe {
 
     /// Whether an answer asked after `since` shows partition `p` read to its end.
     pub(super) fn read_to_end(&self, p: i32, next_offset: i64, since: Instant) -> bool {
-        self.read_to_end_at(p, next_offset)
-            .is_some_and(|asked| asked >= since)
-    }
-
-    /// When the newest answer about partition `p` was asked, if it shows `next_offset` at
-    /// or past its end.
-    pub(super) fn read_to_end_at(&self, p: i32, next_offset: i64) -> Option<Instant> {
         let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        ends.get(&p)
-            .filter(|&&(end, _)| end <= next_offset)
-            .map(|&(_, asked)| self.created + Duration::from_millis(asked - 1))
+        ends.get(&p).is_some_and(|&(end, asked)| {
+            self.created + Duration::from_millis(asked - 1) >= since && end <= next_offset
+        })
     }
 }
 

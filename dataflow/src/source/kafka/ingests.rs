@@ -12,13 +12,14 @@
 //! so it holds nothing back; an ingest that holds taps, or has gone quiet (its link may be the
 //! one cut), holds the clock where its taps are, continuously, with nothing to detect.
 //!
-//! When an ingest's word moves its time far forward (its held taps stored at last), the
-//! reader keeps the old time until it has read every partition to an end asked after that
-//! word was heard: the taps are in the topic, not yet read. An ingest not heard from for the
-//! ingest timeout is taken as gone (what a crashed ingest held is lost with it), and a tap
-//! pending that long is no longer waited for: both said once.
+//! And a word's time counts only once the reader has read what the word says is stored: each
+//! word names, per partition, where the taps the ingest had stored end, and a reader goes by
+//! the newest word whose ends it has read in its own partitions (held taps stored at last
+//! come before the clock moves past them). An ingest not heard from for the ingest timeout is
+//! taken as gone (what a crashed ingest held is lost with it), and a tap pending that long is
+//! no longer waited for: both said once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ const HISTORY: i64 = 10_000;
 /// What an ingest said last, and when it was heard.
 #[derive(Debug)]
 struct Heard {
-    said: IngestProgress,
+    said: Arc<IngestProgress>,
     at: Instant,
     /// Whether it holds the clock back, as last said in the log.
     holding: bool,
@@ -84,9 +85,14 @@ impl Ingests {
     /// The process's reader of `config.ingests_topic` (one thread, shared by the workers and
     /// window sizes; it stops once no reader holds it).
     pub(super) fn shared(config: &KafkaSourceConfig) -> Arc<Self> {
-        type Key = (String, String);
+        type Key = (String, String, i64, Duration);
         static SHARED: OnceLock<Mutex<HashMap<Key, Weak<Ingests>>>> = OnceLock::new();
-        let key = (config.brokers.clone(), config.ingests_topic.clone());
+        let key = (
+            config.brokers.clone(),
+            config.ingests_topic.clone(),
+            config.rules.windows.lateness_ms(),
+            config.ingest_timeout,
+        );
         let mut shared = SHARED
             .get_or_init(Mutex::default)
             .lock()
@@ -121,13 +127,13 @@ impl Ingests {
         match heard.get_mut(&said.ingest) {
             Some(last) if last.said.at > said.at => {}
             Some(last) => {
-                last.said = said;
+                last.said = Arc::new(said);
                 last.at = last.at.max(at);
             }
             None => {
                 let name = said.ingest.clone();
                 let h = Heard {
-                    said,
+                    said: Arc::new(said),
                     at,
                     holding: false,
                     stuck: false,
@@ -193,22 +199,34 @@ impl Ingests {
     }
 }
 
-/// A reader's clock: the newest word of each ingest it may go by.
+/// A reader's clock: per ingest, the newest word it may go by.
 #[derive(Debug, Default)]
 pub(crate) struct Caps {
-    /// Per ingest: the time its clock may run to, as applied.
-    applied: HashMap<String, i64>,
+    ingests: HashMap<String, Track>,
 }
+
+/// What a reader goes by for one ingest.
+#[derive(Debug)]
+struct Track {
+    /// The time the clock may run to, from the newest word whose ends were read.
+    applied: i64,
+    /// Newer words, oldest first, not yet read through.
+    waiting: VecDeque<Arc<IngestProgress>>,
+}
+
+/// Words a reader keeps waiting per ingest (a minute of them); past it, the oldest but one go.
+const WAITING: usize = 240;
 
 impl Caps {
     /// The clock windows may close on at `now` (`wall_ms` by the wall clock), for a reader
-    /// that has read every partition to an end asked at `read_through` (if it has).
+    /// whose next offset in partition `p` is `read(p)` (`None`: not its partition, or paused:
+    /// what it holds is ahead of the windows that wait).
     pub(crate) fn clock(
         &mut self,
         ingests: &Ingests,
         now: Instant,
         wall_ms: i64,
-        read_through: Option<Instant>,
+        read: impl Fn(i32) -> Option<i64>,
     ) -> Clock {
         let mut clock = Clock {
             ms: wall_ms,
@@ -225,25 +243,51 @@ impl Caps {
         }
         // A time below this holds back the windows of taps taken after it.
         let binding = wall_ms - ingests.lateness_ms + ingests.margin_ms;
+        let read_through = |word: &IngestProgress| {
+            word.ends
+                .iter()
+                .all(|(&p, &end)| read(p).is_none_or(|next| next >= end))
+        };
         let heard = ingests.heard.lock().unwrap_or_else(|e| e.into_inner());
         for (ingest, h) in heard.iter() {
-            let Some(cap) = ingests.cap(&h.said) else {
-                continue;
+            let word = &h.said;
+            let track = match self.ingests.get_mut(ingest) {
+                Some(track) => track,
+                None => self.ingests.entry(ingest.clone()).or_insert(Track {
+                    // The first word heard: what came before it is this reader's past.
+                    applied: ingests.cap(word).unwrap_or(i64::MAX),
+                    waiting: VecDeque::new(),
+                }),
             };
-            clock.known += 1;
-            let applied = self.applied.entry(ingest.clone()).or_insert(cap);
-            // Moving far forward waits until what it says is stored has been read.
-            let unread = read_through.is_none_or(|t| t < h.at);
-            if cap <= *applied || *applied >= binding || !unread {
-                *applied = cap;
+            if track.waiting.back().is_none_or(|w| w.at < word.at) {
+                if track.waiting.len() >= WAITING {
+                    track.waiting.remove(1);
+                }
+                track.waiting.push_back(Arc::clone(word));
             }
-            if *applied < binding {
-                clock.holding += 1;
+            // The newest word read through (the ends only grow: the ones before it are too).
+            let newest_read = if track.waiting.back().is_some_and(|w| read_through(w)) {
+                Some(track.waiting.len())
+            } else if track.waiting.front().is_some_and(|w| read_through(w)) {
+                Some(track.waiting.partition_point(|w| read_through(w)))
+            } else {
+                None
+            };
+            if let Some(n) = newest_read {
+                let word = track.waiting.drain(..n).next_back();
+                if let Some(word) = word {
+                    track.applied = ingests.cap(&word).unwrap_or(i64::MAX);
+                }
             }
-            clock.ms = clock.ms.min(*applied);
+            // A stopped ingest holds nothing once its last word is read through.
+            clock.ms = clock.ms.min(track.applied);
+            if !word.stopped {
+                clock.known += 1;
+                clock.holding += usize::from(track.applied < binding);
+            }
         }
-        if self.applied.len() > heard.len() {
-            self.applied.retain(|ingest, _| heard.contains_key(ingest));
+        if self.ingests.len() > heard.len() {
+            self.ingests.retain(|ingest, _| heard.contains_key(ingest));
         }
         clock
     }
@@ -254,8 +298,11 @@ fn read(brokers: &str, topic: &str, ingests: &Weak<Ingests>) {
     let Some((consumer, ends)) = assigned(brokers, topic, ingests) else {
         return;
     };
-    let mut behind: HashMap<i32, i64> = ends.clone();
-    behind.retain(|_, end| *end > 0);
+    let mut behind: HashMap<i32, i64> = ends
+        .iter()
+        .filter(|(_, (from, end))| end > from)
+        .map(|(&p, &(_, end))| (p, end))
+        .collect();
     let mut problems = 0u64;
     while let Some(ingests) = ingests.upgrade() {
         if !behind.is_empty()
@@ -281,7 +328,7 @@ fn read(brokers: &str, topic: &str, ingests: &Weak<Ingests>) {
                 {
                     Some(Ok(said)) => {
                         // What was said before this start was heard when it was said.
-                        let history = ends.get(&p).is_some_and(|end| offset < *end);
+                        let history = ends.get(&p).is_some_and(|(_, end)| offset < *end);
                         let at = if history {
                             let ago = model::now_ms().saturating_sub(said.at).max(0);
                             Instant::now()
@@ -310,14 +357,17 @@ fn read(brokers: &str, topic: &str, ingests: &Weak<Ingests>) {
     }
 }
 
+/// Per partition: where reading starts and where it ended at the start.
+type Positions = HashMap<i32, (i64, i64)>;
+
 /// A consumer of every partition of `topic` from its last [`HISTORY`] messages, and where
-/// each partition ended then; `None` once `ingests` is gone. Tries again every second while
+/// it reads each partition from and where each ended then; `None` once `ingests` is gone. Tries again every second while
 /// the broker does not answer.
 fn assigned(
     brokers: &str,
     topic: &str,
     ingests: &Weak<Ingests>,
-) -> Option<(BaseConsumer<Quiet>, HashMap<i32, i64>)> {
+) -> Option<(BaseConsumer<Quiet>, Positions)> {
     let consumer: BaseConsumer<Quiet> = match service::kafka::client_config(brokers)
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
@@ -338,8 +388,9 @@ fn assigned(
             let mut ends = HashMap::new();
             for p in service::kafka::partitions_of(&consumer, topic)? {
                 let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5))?;
-                from.add_partition_offset(topic, p, Offset::Offset((high - HISTORY).max(low)))?;
-                ends.insert(p, high);
+                let start = (high - HISTORY).max(low);
+                from.add_partition_offset(topic, p, Offset::Offset(start))?;
+                ends.insert(p, (start, high));
             }
             consumer.assign(&from)?;
             Ok(ends)
@@ -358,6 +409,7 @@ fn assigned(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -366,6 +418,7 @@ mod tests {
             ingest: ingest.into(),
             at,
             pending_since,
+            ends: BTreeMap::new(),
             stopped: false,
         }
     }
@@ -379,61 +432,76 @@ mod tests {
         ingests
     }
 
+    /// A reader of every partition, read to its end.
+    fn read_all(_: i32) -> Option<i64> {
+        Some(i64::MAX)
+    }
+
     #[test]
     fn the_clock_stays_half_the_lateness_past_what_each_ingest_stored() {
         let (ingests, mut caps) = (ingests(), Caps::default());
         let now = Instant::now();
         let wall = 100_000;
         // Nobody heard from: the wall clock.
-        assert_eq!(caps.clock(&ingests, now, wall, Some(now)).ms, wall);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall);
         // A healthy ingest's fresh word (taps in flight a moment) holds nothing back.
         ingests.heard(said("a", wall - 200, Some(wall - 220)), now);
-        let clock = caps.clock(&ingests, now, wall, Some(now));
+        let clock = caps.clock(&ingests, now, wall, read_all);
         assert_eq!((clock.ms, clock.known, clock.holding), (wall, 1, 0));
         // A tap held 2 s: the clock stays 500 ms past it (its window cannot close).
         ingests.heard(said("a", wall, Some(wall - 2_000)), now);
-        let clock = caps.clock(&ingests, now, wall, Some(now));
+        let clock = caps.clock(&ingests, now, wall, read_all);
         assert_eq!((clock.ms, clock.holding), (wall - 1_500, 1));
         // Another, healthy ingest does not move it; the older word of the first neither.
         ingests.heard(said("b", wall, None), now);
         ingests.heard(said("a", wall - 100, None), now);
-        assert_eq!(caps.clock(&ingests, now, wall, Some(now)).ms, wall - 1_500);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall - 1_500);
         // Quiet: the clock stays 500 ms past its last word, whatever the wall clock says.
-        let clock = caps.clock(&ingests, now, wall + 60_000, Some(now));
+        let clock = caps.clock(&ingests, now, wall + 60_000, read_all);
         assert_eq!(clock.ms, wall - 1_500);
     }
 
     #[test]
-    fn a_release_waits_until_the_stored_taps_are_read() {
+    fn a_word_counts_once_the_reader_has_read_what_it_says_is_stored() {
         let (ingests, mut caps) = (ingests(), Caps::default());
-        let start = Instant::now();
+        let now = Instant::now();
         let wall = 100_000;
-        ingests.heard(said("a", wall, Some(wall - 5_000)), start);
-        assert_eq!(
-            caps.clock(&ingests, start, wall, Some(start)).ms,
-            wall - 4_500
+        ingests.heard(said("a", wall, Some(wall - 5_000)), now);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall - 4_500);
+        // Its taps stored at last: up to offset 40 of partition 1, 7 of partition 2.
+        let stored = |at| IngestProgress {
+            ends: [(1, 40), (2, 7)].into(),
+            ..said("a", at, None)
+        };
+        ingests.heard(stored(wall + 1_000), now);
+        let mut position = HashMap::from([(1, 35), (2, 7)]);
+        let clock = caps.clock(&ingests, now, wall + 1_000, |p| position.get(&p).copied());
+        assert_eq!(clock.ms, wall - 4_500, "partition 1 is not read to 40");
+        // Words keep coming while the reader reads: it goes by the newest it has read.
+        ingests.heard(
+            IngestProgress {
+                ends: [(1, 90), (2, 7)].into(),
+                ..said("a", wall + 1_250, None)
+            },
+            now,
         );
-        // Its taps stored, heard a second later: not read to an end asked since, it waits.
-        let heard = start + Duration::from_secs(1);
-        ingests.heard(said("a", wall + 1_000, None), heard);
+        position.insert(1, 40);
+        let clock = caps.clock(&ingests, now, wall + 1_250, |p| position.get(&p).copied());
         assert_eq!(
-            caps.clock(&ingests, heard, wall + 1_000, Some(start)).ms,
-            wall - 4_500
+            clock.ms,
+            wall + 1_250,
+            "the word of 40 read: its time plus 500 ms"
         );
         assert_eq!(
-            caps.clock(&ingests, heard, wall + 1_000, None).ms,
-            wall - 4_500
+            caps.clock(&ingests, now, wall + 2_000, |p| position.get(&p).copied())
+                .ms,
+            wall + 1_500
         );
-        // Read to an end asked after it: released.
+        // Partitions not its own, or paused, do not hold it.
         assert_eq!(
-            caps.clock(&ingests, heard, wall + 1_000, Some(heard)).ms,
-            wall + 1_000
-        );
-        // A word moving forward a little (the clock not held back) needs no reading.
-        ingests.heard(said("a", wall + 1_250, None), heard);
-        assert_eq!(
-            caps.clock(&ingests, heard, wall + 1_250, Some(start)).ms,
-            wall + 1_250
+            caps.clock(&ingests, now, wall + 2_000, |p| (p == 2).then_some(7))
+                .ms,
+            wall + 1_750
         );
     }
 
@@ -441,24 +509,31 @@ mod tests {
     fn stopped_stuck_and_silent_ingests_stop_holding_the_clock() {
         let (ingests, mut caps) = (ingests(), Caps::default());
         let start = Instant::now();
-        ingests.heard(
-            IngestProgress {
-                stopped: true,
-                ..said("stopped", 10_000, Some(5_000))
-            },
-            start,
-        );
+        ingests.heard(said("stopped", 10_000, Some(5_000)), start);
+        assert_eq!(caps.clock(&ingests, start, 20_000, read_all).ms, 5_500);
+        // Its last word: held until read through.
+        let last = IngestProgress {
+            stopped: true,
+            ends: [(0, 10)].into(),
+            ..said("stopped", 11_000, None)
+        };
+        ingests.heard(last, start);
+        let clock = caps.clock(&ingests, start, 20_000, |_| Some(9));
+        assert_eq!((clock.ms, clock.known), (5_500, 0));
+        let clock = caps.clock(&ingests, start, 20_000, |_| Some(10));
+        assert_eq!((clock.ms, clock.known), (20_000, 0));
         // A stopped ingest's earlier word, arriving late, does not bring it back.
-        ingests.heard(said("stopped", 9_999, Some(5_000)), start);
+        ingests.heard(said("stopped", 10_999, Some(5_000)), start);
+        assert_eq!(caps.clock(&ingests, start, 20_000, read_all).ms, 20_000);
         // A tap pending for the timeout is no longer waited for.
         ingests.heard(said("stuck", 40_000, Some(10_000)), start);
-        let clock = caps.clock(&ingests, start, 40_000, Some(start));
+        let clock = caps.clock(&ingests, start, 40_000, read_all);
         assert_eq!((clock.ms, clock.known, clock.holding), (40_000, 1, 0));
         // Not heard from for the timeout: forgotten.
         ingests.heard(said("silent", 39_000, None), start);
-        assert_eq!(caps.clock(&ingests, start, 60_000, Some(start)).ms, 39_500);
+        assert_eq!(caps.clock(&ingests, start, 60_000, read_all).ms, 39_500);
         ingests.look(start + TIMEOUT, 70_000);
-        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, Some(start));
+        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, read_all);
         assert_eq!((clock.ms, clock.known), (70_000, 0));
     }
 
@@ -467,9 +542,9 @@ mod tests {
         let ingests = Ingests::new(1_000, TIMEOUT);
         let mut caps = Caps::default();
         let (at, ms) = ingests.started;
-        assert_eq!(caps.clock(&ingests, at, ms + 5_000, Some(at)).ms, ms);
+        assert_eq!(caps.clock(&ingests, at, ms + 5_000, read_all).ms, ms);
         assert_eq!(
-            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, Some(at)).ms,
+            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, read_all).ms,
             ms + 40_000,
             "for the timeout at most"
         );

@@ -51,16 +51,16 @@ impl KafkaReader {
                             || ends.read_to_end(p.id, p.next_offset, answered_after))
                 })
         };
-        // Every partition read to an end asked at this time, or later.
-        let read_through = self
-            .state
-            .partitions
-            .iter()
-            .map(|p| p.at_end.max(self.ends.read_to_end_at(p.id, p.next_offset)))
-            .try_fold(now, |through, p| p.map(|at| through.min(at)));
-        let clock = self
-            .ingest_caps
-            .clock(&self.ingests, now, wall_ms, read_through);
+        // Where this worker reads each of its partitions (a paused one holds only what is
+        // ahead of the windows that wait).
+        let partitions = &self.state.partitions;
+        let read = |id: i32| {
+            partitions
+                .iter()
+                .find(|p| p.id == id && !p.paused)
+                .map(|p| p.next_offset)
+        };
+        let clock = self.ingest_caps.clock(&self.ingests, now, wall_ms, read);
         self.state.metrics.ingests_known.set(clock.known as i64);
         self.state.metrics.ingests_holding.set(clock.holding as i64);
         let (watermark, hold) = self.state.closing(idle, clock.ms);

@@ -526,9 +526,8 @@ fn the_ingest_says_what_it_holds_and_that_it_stopped() {
     };
     // Its tap acknowledged, it says it holds nothing and where the tap it stored ends (the
     // one tap, at offset 0 of its partition), naming itself by host and address.
-    let stored = |s: &model::progress::IngestProgress| {
-        s.pending_since.is_none() && s.ends.values().eq([&1])
-    };
+    let stored =
+        |s: &model::progress::IngestProgress| s.pending_since.is_none() && s.ends.values().eq([&1]);
     let running = said(&read_until(&topic, WAIT, |p| said(p).iter().any(stored)));
     assert!(running.iter().any(stored), "{running:?}");
     let name = running[0].ingest.clone();

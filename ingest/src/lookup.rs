@@ -2,7 +2,7 @@
 //! are in the events topic: each partition read by its record ids from a little before the
 //! earliest of them was taken to its end.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,12 +46,13 @@ impl Lookup {
         }
     }
 
-    /// The ids of those of `events` that are in the topic, found within `limit`.
+    /// The ids of those of `events` that are in the topic, with their partition and offset,
+    /// found within `limit`.
     pub(crate) fn stored(
         &mut self,
         events: &[Unsent],
         limit: Duration,
-    ) -> Result<HashSet<Vec<u8>>, KafkaError> {
+    ) -> Result<HashMap<Vec<u8>, (i32, i64)>, KafkaError> {
         let consumer = match self.consumer.take() {
             Some(consumer) => consumer,
             None => service::kafka::client_config(&self.brokers)
@@ -74,7 +75,7 @@ impl Lookup {
         consumer: &BaseConsumer<Quiet>,
         events: &[Unsent],
         deadline: Instant,
-    ) -> Result<HashSet<Vec<u8>>, KafkaError> {
+    ) -> Result<HashMap<Vec<u8>, (i32, i64)>, KafkaError> {
         let mut from: BTreeMap<i32, i64> = BTreeMap::new();
         for event in events {
             if let Some(p) = event.maybe_stored {
@@ -107,7 +108,7 @@ impl Lookup {
                 reading.insert(element.partition());
             }
         }
-        let mut found = HashSet::new();
+        let mut found = HashMap::new();
         if reading.is_empty() {
             return Ok(found);
         }
@@ -122,7 +123,7 @@ impl Lookup {
                 Some(Ok(message)) => {
                     let id = id_of(message.payload().unwrap_or_default());
                     if wanted.contains(id.as_slice()) {
-                        found.insert(id);
+                        found.insert(id, (message.partition(), message.offset()));
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {

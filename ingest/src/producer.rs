@@ -70,8 +70,6 @@ pub struct Delivery {
     keep: bool,
     /// When the request's events were taken (their records' timestamp).
     taken_at: i64,
-    /// The earliest time its events count at (see [`Pending::taken_now`]).
-    counts_from: i64,
     /// The requests not settled yet, this one among them until it is.
     pending: Arc<Pending>,
 }
@@ -102,18 +100,15 @@ impl Delivery {
             self.failed.fetch_add(1, Ordering::AcqRel);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.pending.settled(self.counts_from);
+            self.pending.settled(self.taken_at);
             self.done.notify_one();
         }
     }
 }
 
-/// How far before it was taken an event's own stamp may hold the dataflow's windows back.
-const STAMPS_BACK_MS: i64 = 10_000;
-
 /// The requests whose events are not all settled (acknowledged by the broker, or failed and
-/// answered 503), counted by the earliest time their events count at: what the ingest holds
-/// that the dataflow cannot see yet (see `model::progress`).
+/// answered 503), counted by when they were taken: what the ingest holds that the dataflow
+/// cannot see yet (see `model::progress`).
 #[derive(Debug, Default)]
 pub(crate) struct Pending(Mutex<BTreeMap<i64, usize>>);
 
@@ -124,16 +119,13 @@ impl Pending {
         *taken.entry(at).or_default() += 1;
     }
 
-    /// Notes a request taken now whose earliest event is stamped `earliest`; returns now
-    /// (stamped under the lock, so what [`Pending::said`] tells is never ahead of a request
-    /// it does not count) and the earliest time its events count at: now, or the stamp if
-    /// earlier (by at most [`STAMPS_BACK_MS`]).
-    fn taken_now(&self, earliest: i64) -> (i64, i64) {
+    /// Notes a request taken now; returns now (stamped under the lock, so what
+    /// [`Pending::said`] tells is never ahead of a request it does not count).
+    fn taken_now(&self) -> i64 {
         let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = model::now_ms();
-        let counts_from = earliest.clamp(now - STAMPS_BACK_MS, now);
-        *taken.entry(counts_from).or_default() += 1;
-        (now, counts_from)
+        *taken.entry(now).or_default() += 1;
+        now
     }
 
     /// Now, and when the oldest request not settled was taken.
@@ -478,15 +470,15 @@ impl EventProducer {
         metrics.queue_depth.add(i64::from(n));
         // The record's timestamp is when the event was taken: the dataflow counts an event
         // stamped further ahead of it than the lateness at this time (a client's clock ahead).
-        let (received, counts_from) = match events.iter().map(|e| e.timestamp).min() {
-            Some(earliest) => self.pending.taken_now(earliest),
-            None => (model::now_ms(), 0),
+        let received = if events.is_empty() {
+            model::now_ms()
+        } else {
+            self.pending.taken_now()
         };
         let delivery = Arc::new(Delivery {
             remaining: AtomicUsize::new(events.len()),
             keep,
             taken_at: received,
-            counts_from,
             pending: Arc::clone(&self.pending),
             ..Delivery::default()
         });
@@ -569,8 +561,9 @@ impl EventProducer {
                 Ok(stored) => {
                     let mut again = Vec::new();
                     for mut u in maybe {
-                        if stored.contains(&u.id) {
-                            // Stored after all: delivered.
+                        if let Some(&(partition, offset)) = stored.get(&u.id) {
+                            // Stored after all: delivered (where, before it settles).
+                            self.stored.note(partition, offset);
                             self.metrics.events_found_stored.add(1);
                             self.metrics.events_delivered.add(1);
                             self.room.add_permits(1);
@@ -630,8 +623,8 @@ impl EventProducer {
         sent
     }
 
-    /// Now; the earliest time an event the broker has not acknowledged yet (and that did not
-    /// fail its request) counts at; and then, per partition, where the events it stored end.
+    /// Now; when the oldest event the broker has not acknowledged yet (and that did not fail
+    /// its request) was taken; and then, per partition, where the events it stored end.
     pub fn progress(&self) -> (i64, Option<i64>, std::collections::BTreeMap<i32, i64>) {
         let (at, pending_since) = self.pending.said();
         // After the pending ones: an event settled before has its end here.

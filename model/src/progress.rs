@@ -4,7 +4,7 @@
 //! An event an ingest took is in the events topic once the broker acknowledged it; until
 //! then the dataflow cannot see it, however long a broker outage or a slow link holds it.
 //! Each message says: every event this ingest took before `at` is in the topic, except those
-//! counting from `pending_since` on, and those it stored end where `ends` says. So the
+//! taken from `pending_since` on, and those it stored end where `ends` says. So the
 //! dataflow closes no window such an event may still belong to before it has read them (see
 //! the dataflow's `source::kafka::ingests`).
 
@@ -19,8 +19,7 @@ pub struct IngestProgress {
     pub ingest: String,
     /// When this was said, ms since the epoch by the ingest's clock.
     pub at: i64,
-    /// The earliest time an event the broker has not acknowledged yet counts at (when it was
-    /// taken, or its own stamp if earlier, by at most 10 s), if any.
+    /// When the oldest event the broker has not acknowledged yet was taken, if any.
     pub pending_since: Option<i64>,
     /// Per partition of the events topic: the offset after the last event it had stored.
     #[serde(default)]

@@ -39,6 +39,8 @@ const HISTORY: i64 = 10_000;
 #[derive(Debug)]
 struct Heard {
     said: Arc<IngestProgress>,
+    /// The earliest time any of its words heard said it had stored up to.
+    low: i64,
     at: Instant,
     /// Whether it holds the clock back, as last said in the log.
     holding: bool,
@@ -127,12 +129,14 @@ impl Ingests {
         match heard.get_mut(&said.ingest) {
             Some(last) if last.said.at > said.at => {}
             Some(last) => {
+                last.low = last.low.min(said.stored_before());
                 last.said = Arc::new(said);
                 last.at = last.at.max(at);
             }
             None => {
                 let name = said.ingest.clone();
                 let h = Heard {
+                    low: said.stored_before(),
                     said: Arc::new(said),
                     at,
                     holding: false,
@@ -178,9 +182,14 @@ impl Ingests {
                 tracing::warn!(%ingest, ?timeout, "An ingest has held a tap the broker does not take for --ingest-timeout: finals no longer wait for it.");
             }
             h.stuck = stuck;
-            let holding = self
-                .cap(&h.said)
-                .is_some_and(|cap| cap < wall_ms - self.lateness_ms + self.margin_ms);
+            // Said once it holds the clock back by more than the margin, and until it no
+            // longer holds it back at all (no word for every passing moment).
+            let threshold = if h.holding {
+                wall_ms - self.lateness_ms + self.margin_ms
+            } else {
+                wall_ms - self.lateness_ms
+            };
+            let holding = self.cap(&h.said).is_some_and(|cap| cap < threshold);
             if holding != h.holding {
                 let quiet = now.saturating_duration_since(h.at) >= Duration::from_secs(1);
                 let since = model::format_rfc3339_millis(h.said.stored_before());
@@ -210,8 +219,10 @@ pub(crate) struct Caps {
 struct Track {
     /// The time the clock may run to, from the newest word whose ends were read.
     applied: i64,
-    /// Newer words, oldest first, not yet read through.
-    waiting: VecDeque<Arc<IngestProgress>>,
+    /// Newer words, oldest first, not yet read through, each with when the reader saw it.
+    waiting: VecDeque<(Arc<IngestProgress>, Instant)>,
+    /// Whether a word not read through in time was said in the log.
+    overdue: bool,
 }
 
 /// Words a reader keeps waiting per ingest (a minute of them); past it, the oldest but one go.
@@ -219,14 +230,14 @@ const WAITING: usize = 240;
 
 impl Caps {
     /// The clock windows may close on at `now` (`wall_ms` by the wall clock), for a reader
-    /// whose next offset in partition `p` is `read(p)` (`None`: not its partition, or paused:
-    /// what it holds is ahead of the windows that wait).
+    /// whose partitions are read from the offsets `own` gives (partition, next offset;
+    /// paused ones left out: what they hold is ahead of the windows that wait).
     pub(crate) fn clock(
         &mut self,
         ingests: &Ingests,
         now: Instant,
         wall_ms: i64,
-        read: impl Fn(i32) -> Option<i64>,
+        own: impl Iterator<Item = (i32, i64)> + Clone,
     ) -> Clock {
         let mut clock = Clock {
             ms: wall_ms,
@@ -244,38 +255,59 @@ impl Caps {
         // A time below this holds back the windows of taps taken after it.
         let binding = wall_ms - ingests.lateness_ms + ingests.margin_ms;
         let read_through = |word: &IngestProgress| {
-            word.ends
-                .iter()
-                .all(|(&p, &end)| read(p).is_none_or(|next| next >= end))
+            own.clone()
+                .all(|(p, next)| word.ends.get(&p).is_none_or(|&end| next >= end))
         };
         let heard = ingests.heard.lock().unwrap_or_else(|e| e.into_inner());
         for (ingest, h) in heard.iter() {
             let word = &h.said;
             let track = match self.ingests.get_mut(ingest) {
                 Some(track) => track,
+                // Heard first (at a start, say): from the earliest it said it had stored up
+                // to (what it held may still be unread), until a word is read through.
                 None => self.ingests.entry(ingest.clone()).or_insert(Track {
-                    // The first word heard: what came before it is this reader's past.
-                    applied: ingests.cap(word).unwrap_or(i64::MAX),
+                    applied: match ingests.cap(word) {
+                        Some(_) => h
+                            .low
+                            .max(word.at - ingests.timeout.as_millis() as i64)
+                            .saturating_add(ingests.margin_ms),
+                        None => i64::MAX,
+                    },
                     waiting: VecDeque::new(),
+                    overdue: false,
                 }),
             };
-            if track.waiting.back().is_none_or(|w| w.at < word.at) {
+            if track.waiting.back().is_none_or(|(w, _)| w.at < word.at) {
                 if track.waiting.len() >= WAITING {
                     track.waiting.remove(1);
                 }
-                track.waiting.push_back(Arc::clone(word));
+                track.waiting.push_back((Arc::clone(word), now));
             }
             // The newest word read through (the ends only grow: the ones before it are too).
-            let newest_read = if track.waiting.back().is_some_and(|w| read_through(w)) {
+            let newest_read = if track.waiting.back().is_some_and(|(w, _)| read_through(w)) {
                 Some(track.waiting.len())
-            } else if track.waiting.front().is_some_and(|w| read_through(w)) {
-                Some(track.waiting.partition_point(|w| read_through(w)))
+            } else if track.waiting.front().is_some_and(|(w, _)| read_through(w)) {
+                Some(track.waiting.partition_point(|(w, _)| read_through(w)))
+            } else if track
+                .waiting
+                .front()
+                .is_some_and(|(_, seen)| now.saturating_duration_since(*seen) >= ingests.timeout)
+            {
+                // Its ends not reached for the timeout (a topic made anew, say): gone by anyway.
+                if !track.overdue {
+                    tracing::warn!(%ingest, timeout = ?ingests.timeout, "A word of an ingest names ends of the events topic not reached for --ingest-timeout: the clock goes by it anyway.");
+                    track.overdue = true;
+                }
+                Some(1)
             } else {
                 None
             };
             if let Some(n) = newest_read {
+                if n == track.waiting.len() {
+                    track.overdue = false;
+                }
                 let word = track.waiting.drain(..n).next_back();
-                if let Some(word) = word {
+                if let Some((word, _)) = word {
                     track.applied = ingests.cap(&word).unwrap_or(i64::MAX);
                 }
             }
@@ -432,9 +464,14 @@ mod tests {
         ingests
     }
 
-    /// A reader of every partition, read to its end.
-    fn read_all(_: i32) -> Option<i64> {
-        Some(i64::MAX)
+    /// A reader whose partitions are read up to these offsets.
+    fn read_to(offsets: &[(i32, i64)]) -> impl Iterator<Item = (i32, i64)> + Clone + '_ {
+        offsets.iter().copied()
+    }
+
+    /// A reader with no partitions: every word is read through.
+    fn read_all() -> impl Iterator<Item = (i32, i64)> + Clone {
+        std::iter::empty()
     }
 
     #[test]
@@ -443,21 +480,21 @@ mod tests {
         let now = Instant::now();
         let wall = 100_000;
         // Nobody heard from: the wall clock.
-        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall);
         // A healthy ingest's fresh word (taps in flight a moment) holds nothing back.
         ingests.heard(said("a", wall - 200, Some(wall - 220)), now);
-        let clock = caps.clock(&ingests, now, wall, read_all);
+        let clock = caps.clock(&ingests, now, wall, read_all());
         assert_eq!((clock.ms, clock.known, clock.holding), (wall, 1, 0));
         // A tap held 2 s: the clock stays 500 ms past it (its window cannot close).
         ingests.heard(said("a", wall, Some(wall - 2_000)), now);
-        let clock = caps.clock(&ingests, now, wall, read_all);
+        let clock = caps.clock(&ingests, now, wall, read_all());
         assert_eq!((clock.ms, clock.holding), (wall - 1_500, 1));
         // Another, healthy ingest does not move it; the older word of the first neither.
         ingests.heard(said("b", wall, None), now);
         ingests.heard(said("a", wall - 100, None), now);
-        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall - 1_500);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall - 1_500);
         // Quiet: the clock stays 500 ms past its last word, whatever the wall clock says.
-        let clock = caps.clock(&ingests, now, wall + 60_000, read_all);
+        let clock = caps.clock(&ingests, now, wall + 60_000, read_all());
         assert_eq!(clock.ms, wall - 1_500);
     }
 
@@ -467,15 +504,14 @@ mod tests {
         let now = Instant::now();
         let wall = 100_000;
         ingests.heard(said("a", wall, Some(wall - 5_000)), now);
-        assert_eq!(caps.clock(&ingests, now, wall, read_all).ms, wall - 4_500);
+        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall - 4_500);
         // Its taps stored at last: up to offset 40 of partition 1, 7 of partition 2.
         let stored = |at| IngestProgress {
             ends: [(1, 40), (2, 7)].into(),
             ..said("a", at, None)
         };
         ingests.heard(stored(wall + 1_000), now);
-        let mut position = HashMap::from([(1, 35), (2, 7)]);
-        let clock = caps.clock(&ingests, now, wall + 1_000, |p| position.get(&p).copied());
+        let clock = caps.clock(&ingests, now, wall + 1_000, read_to(&[(1, 35), (2, 7)]));
         assert_eq!(clock.ms, wall - 4_500, "partition 1 is not read to 40");
         // Words keep coming while the reader reads: it goes by the newest it has read.
         ingests.heard(
@@ -485,24 +521,65 @@ mod tests {
             },
             now,
         );
-        position.insert(1, 40);
-        let clock = caps.clock(&ingests, now, wall + 1_250, |p| position.get(&p).copied());
+        let clock = caps.clock(&ingests, now, wall + 1_250, read_to(&[(1, 40), (2, 7)]));
         assert_eq!(
             clock.ms,
             wall + 1_250,
             "the word of 40 read: its time plus 500 ms"
         );
         assert_eq!(
-            caps.clock(&ingests, now, wall + 2_000, |p| position.get(&p).copied())
+            caps.clock(&ingests, now, wall + 2_000, read_to(&[(1, 40), (2, 7)]))
                 .ms,
             wall + 1_500
         );
         // Partitions not its own, or paused, do not hold it.
         assert_eq!(
-            caps.clock(&ingests, now, wall + 2_000, |p| (p == 2).then_some(7))
+            caps.clock(&ingests, now, wall + 2_000, read_to(&[(2, 7)]))
                 .ms,
             wall + 1_750
         );
+    }
+
+    #[test]
+    fn a_reader_that_starts_after_a_hold_waits_until_the_held_taps_are_read() {
+        let (ingests, mut caps) = (ingests(), Caps::default());
+        let now = Instant::now();
+        let wall = 100_000;
+        // Heard before the reader's first step (the history, at a start): a hold, then its
+        // release with where the taps stored end.
+        ingests.heard(said("a", wall - 3_000, Some(wall - 9_000)), now);
+        ingests.heard(
+            IngestProgress {
+                ends: [(1, 40)].into(),
+                ..said("a", wall, None)
+            },
+            now,
+        );
+        let held = caps.clock(&ingests, now, wall, read_to(&[(1, 35)]));
+        assert_eq!(held.ms, wall - 8_500);
+        let read = caps.clock(&ingests, now, wall, read_to(&[(1, 40)]));
+        assert_eq!(read.ms, wall);
+    }
+
+    #[test]
+    fn a_word_whose_ends_are_not_reached_for_the_timeout_is_gone_by_anyway() {
+        let (ingests, mut caps) = (ingests(), Caps::default());
+        let now = Instant::now();
+        ingests.heard(said("a", 10_000, Some(5_000)), now);
+        assert_eq!(caps.clock(&ingests, now, 20_000, read_all()).ms, 5_500);
+        // The topic made anew: its ends are never reached.
+        ingests.heard(
+            IngestProgress {
+                ends: [(0, 1_000)].into(),
+                ..said("a", 11_000, None)
+            },
+            now,
+        );
+        let waiting = caps.clock(&ingests, now, 20_000, read_to(&[(0, 3)]));
+        assert_eq!(waiting.ms, 5_500);
+        let later = now + TIMEOUT;
+        let gone_by = caps.clock(&ingests, later, 20_000, read_to(&[(0, 3)]));
+        assert_eq!(gone_by.ms, 11_500);
     }
 
     #[test]
@@ -510,7 +587,7 @@ mod tests {
         let (ingests, mut caps) = (ingests(), Caps::default());
         let start = Instant::now();
         ingests.heard(said("stopped", 10_000, Some(5_000)), start);
-        assert_eq!(caps.clock(&ingests, start, 20_000, read_all).ms, 5_500);
+        assert_eq!(caps.clock(&ingests, start, 20_000, read_all()).ms, 5_500);
         // Its last word: held until read through.
         let last = IngestProgress {
             stopped: true,
@@ -518,22 +595,22 @@ mod tests {
             ..said("stopped", 11_000, None)
         };
         ingests.heard(last, start);
-        let clock = caps.clock(&ingests, start, 20_000, |_| Some(9));
+        let clock = caps.clock(&ingests, start, 20_000, read_to(&[(0, 9)]));
         assert_eq!((clock.ms, clock.known), (5_500, 0));
-        let clock = caps.clock(&ingests, start, 20_000, |_| Some(10));
+        let clock = caps.clock(&ingests, start, 20_000, read_to(&[(0, 10)]));
         assert_eq!((clock.ms, clock.known), (20_000, 0));
         // A stopped ingest's earlier word, arriving late, does not bring it back.
         ingests.heard(said("stopped", 10_999, Some(5_000)), start);
-        assert_eq!(caps.clock(&ingests, start, 20_000, read_all).ms, 20_000);
+        assert_eq!(caps.clock(&ingests, start, 20_000, read_all()).ms, 20_000);
         // A tap pending for the timeout is no longer waited for.
         ingests.heard(said("stuck", 40_000, Some(10_000)), start);
-        let clock = caps.clock(&ingests, start, 40_000, read_all);
+        let clock = caps.clock(&ingests, start, 40_000, read_all());
         assert_eq!((clock.ms, clock.known, clock.holding), (40_000, 1, 0));
         // Not heard from for the timeout: forgotten.
         ingests.heard(said("silent", 39_000, None), start);
-        assert_eq!(caps.clock(&ingests, start, 60_000, read_all).ms, 39_500);
+        assert_eq!(caps.clock(&ingests, start, 60_000, read_all()).ms, 39_500);
         ingests.look(start + TIMEOUT, 70_000);
-        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, read_all);
+        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, read_all());
         assert_eq!((clock.ms, clock.known), (70_000, 0));
     }
 
@@ -542,9 +619,10 @@ mod tests {
         let ingests = Ingests::new(1_000, TIMEOUT);
         let mut caps = Caps::default();
         let (at, ms) = ingests.started;
-        assert_eq!(caps.clock(&ingests, at, ms + 5_000, read_all).ms, ms);
+        assert_eq!(caps.clock(&ingests, at, ms + 5_000, read_all()).ms, ms);
         assert_eq!(
-            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, read_all).ms,
+            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, read_all())
+                .ms,
             ms + 40_000,
             "for the timeout at most"
         );

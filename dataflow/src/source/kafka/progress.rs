@@ -53,14 +53,13 @@ impl KafkaReader {
         };
         // Where this worker reads each of its partitions (a paused one holds only what is
         // ahead of the windows that wait).
-        let partitions = &self.state.partitions;
-        let read = |id: i32| {
-            partitions
-                .iter()
-                .find(|p| p.id == id && !p.paused)
-                .map(|p| p.next_offset)
-        };
-        let clock = self.ingest_caps.clock(&self.ingests, now, wall_ms, read);
+        let own = self
+            .state
+            .partitions
+            .iter()
+            .filter(|p| !p.paused)
+            .map(|p| (p.id, p.next_offset));
+        let clock = self.ingest_caps.clock(&self.ingests, now, wall_ms, own);
         self.state.metrics.ingests_known.set(clock.known as i64);
         self.state.metrics.ingests_holding.set(clock.holding as i64);
         let (watermark, hold) = self.state.closing(idle, clock.ms);

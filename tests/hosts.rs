@@ -722,21 +722,15 @@ fn taps_through_a_tls_proxy_are_counted_exactly_across_hosts_and_faults() {
     network.cut("df2");
     let (mut df1, mut df2) = (df1, df2);
     for (process, service) in [(&"df1", &mut df1), (&"df2", &mut df2)] {
-        let deadline = cut_at + Duration::from_secs(40);
-        let status = loop {
-            if let Ok(Some(status)) = service.child.try_wait() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.path().join(format!("{process}-run1.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                panic!(
-                    "{process} still running 40 s after the link was cut; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let left = Duration::from_secs(40).saturating_sub(cut_at.elapsed());
+        let Some(status) = service.exit_within(left) else {
+            let log = std::fs::read_to_string(dir.path().join(format!("{process}-run1.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "{process} still running 40 s after the link was cut; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         };
         assert!(!status.success(), "{process} fails: {status}");
     }

@@ -113,12 +113,6 @@ impl Delivery {
 pub(crate) struct Pending(Mutex<BTreeMap<i64, usize>>);
 
 impl Pending {
-    #[cfg(test)]
-    fn taken(&self, at: i64) {
-        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *taken.entry(at).or_default() += 1;
-    }
-
     /// Notes a request taken now; returns now (stamped under the lock, so what
     /// [`Pending::said`] tells is never ahead of a request it does not count).
     fn taken_now(&self) -> i64 {
@@ -142,13 +136,6 @@ impl Pending {
                 left.remove();
             }
         }
-    }
-
-    /// When the oldest request not settled was taken.
-    #[cfg(test)]
-    fn since(&self) -> Option<i64> {
-        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        taken.keys().next().copied()
     }
 }
 
@@ -687,16 +674,20 @@ mod tests {
     #[test]
     fn the_oldest_request_not_settled_is_pending() {
         let pending = Pending::default();
-        assert_eq!(pending.since(), None);
-        pending.taken(5);
-        pending.taken(5);
-        pending.taken(7);
-        pending.settled(5);
-        assert_eq!(pending.since(), Some(5), "one request of 5 is left");
-        pending.settled(5);
-        assert_eq!(pending.since(), Some(7));
-        pending.settled(7);
-        assert_eq!(pending.since(), None);
+        assert_eq!(pending.said().1, None);
+        let first = pending.taken_now();
+        let again = pending.taken_now();
+        std::thread::sleep(Duration::from_millis(2));
+        let later = pending.taken_now();
+        assert!(first <= again && again < later);
+        pending.settled(first);
+        assert_eq!(pending.said().1, Some(again), "the second request is left");
+        pending.settled(again);
+        assert_eq!(pending.said().1, Some(later));
+        let (now, _) = pending.said();
+        assert!(now >= later, "said no earlier than what it counts");
+        pending.settled(later);
+        assert_eq!(pending.said().1, None);
     }
 
     /// A producer of a broker that is not there (every delivery fails once its 50 ms

@@ -48,11 +48,11 @@ impl Progress {
     }
 
     /// Says since when `events` holds events the broker has not acknowledged; `stopped`: that
-    /// this ingest takes no more.
-    pub(crate) fn say(&self, events: &EventProducer, stopped: bool) {
+    /// this ingest takes no more. Returns false once it said it stopped (it says nothing more).
+    pub(crate) fn say(&self, events: &EventProducer, stopped: bool) -> bool {
         let mut said_stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if *said_stopped {
-            return;
+            return false;
         }
         *said_stopped = stopped;
         let (at, pending_since, ends) = events.progress();
@@ -70,6 +70,7 @@ impl Progress {
         if let Err((error, _)) = self.producer.send(record) {
             tracing::debug!(%error, "Cannot say the ingest's progress.");
         }
+        true
     }
 
     /// Says that this ingest stopped, and waits up to `timeout` for the broker to take it.
@@ -88,10 +89,9 @@ pub(crate) fn spawn(progress: Arc<Progress>, state: Arc<crate::api::AppState>) {
         let mut every = tokio::time::interval(EVERY);
         loop {
             every.tick().await;
-            if *progress.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
+            if !progress.say(&state.producer, false) {
                 return;
             }
-            progress.say(&state.producer, false);
         }
     });
 }

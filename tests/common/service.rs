@@ -155,12 +155,20 @@ impl Service {
 
     /// Waits at most `limit` for the service to end by itself; its status.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.exit_within(limit)
+            .unwrap_or_else(|| panic!("still running after {limit:?}"))
+    }
+
+    /// Its exit status once it exits, or `None` if it still runs after `limit`.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
+                return Some(status);
             }
-            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

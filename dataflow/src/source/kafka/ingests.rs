@@ -1,6 +1,6 @@
 //! `Ingests`: what the ingests say they took and the broker has not stored yet (the ingests
-//! topic, `model::progress`), read on one thread per process; and `Caps`, each reader's clock
-//! that windows close on, which stays behind whatever an ingest may still hold.
+//! topic, `model::progress`), read on one thread per process; and `IngestClock`, each
+//! reader's clock that windows close on, which stays behind whatever an ingest may still hold.
 //!
 //! An event an ingest took but could not hand to the broker (a broker outage, a cut link) is
 //! not in the events topic, so nothing the dataflow reads tells of it: closing its window on
@@ -210,7 +210,7 @@ impl Ingests {
 
 /// A reader's clock: per ingest, the newest word it may go by.
 #[derive(Debug, Default)]
-pub(crate) struct Caps {
+pub(crate) struct IngestClock {
     ingests: HashMap<String, Track>,
 }
 
@@ -228,7 +228,7 @@ struct Track {
 /// Words a reader keeps waiting per ingest (a minute of them); past it, the oldest but one go.
 const WAITING: usize = 240;
 
-impl Caps {
+impl IngestClock {
     /// The clock windows may close on at `now` (`wall_ms` by the wall clock), for a reader
     /// whose partitions are read from the offsets `own` gives (partition, next offset;
     /// paused ones left out: what they hold is ahead of the windows that wait).
@@ -476,42 +476,48 @@ mod tests {
 
     #[test]
     fn the_clock_stays_half_the_lateness_past_what_each_ingest_stored() {
-        let (ingests, mut caps) = (ingests(), Caps::default());
+        let (ingests, mut reader) = (ingests(), IngestClock::default());
         let now = Instant::now();
         let wall = 100_000;
         // Nobody heard from: the wall clock.
-        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall);
+        assert_eq!(reader.clock(&ingests, now, wall, read_all()).ms, wall);
         // A healthy ingest's fresh word (taps in flight a moment) holds nothing back.
         ingests.heard(said("a", wall - 200, Some(wall - 220)), now);
-        let clock = caps.clock(&ingests, now, wall, read_all());
+        let clock = reader.clock(&ingests, now, wall, read_all());
         assert_eq!((clock.ms, clock.known, clock.holding), (wall, 1, 0));
         // A tap held 2 s: the clock stays 500 ms past it (its window cannot close).
         ingests.heard(said("a", wall, Some(wall - 2_000)), now);
-        let clock = caps.clock(&ingests, now, wall, read_all());
+        let clock = reader.clock(&ingests, now, wall, read_all());
         assert_eq!((clock.ms, clock.holding), (wall - 1_500, 1));
         // Another, healthy ingest does not move it; the older word of the first neither.
         ingests.heard(said("b", wall, None), now);
         ingests.heard(said("a", wall - 100, None), now);
-        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall - 1_500);
+        assert_eq!(
+            reader.clock(&ingests, now, wall, read_all()).ms,
+            wall - 1_500
+        );
         // Quiet: the clock stays 500 ms past its last word, whatever the wall clock says.
-        let clock = caps.clock(&ingests, now, wall + 60_000, read_all());
+        let clock = reader.clock(&ingests, now, wall + 60_000, read_all());
         assert_eq!(clock.ms, wall - 1_500);
     }
 
     #[test]
     fn a_word_counts_once_the_reader_has_read_what_it_says_is_stored() {
-        let (ingests, mut caps) = (ingests(), Caps::default());
+        let (ingests, mut reader) = (ingests(), IngestClock::default());
         let now = Instant::now();
         let wall = 100_000;
         ingests.heard(said("a", wall, Some(wall - 5_000)), now);
-        assert_eq!(caps.clock(&ingests, now, wall, read_all()).ms, wall - 4_500);
+        assert_eq!(
+            reader.clock(&ingests, now, wall, read_all()).ms,
+            wall - 4_500
+        );
         // Its taps stored at last: up to offset 40 of partition 1, 7 of partition 2.
         let stored = |at| IngestProgress {
             ends: [(1, 40), (2, 7)].into(),
             ..said("a", at, None)
         };
         ingests.heard(stored(wall + 1_000), now);
-        let clock = caps.clock(&ingests, now, wall + 1_000, read_to(&[(1, 35), (2, 7)]));
+        let clock = reader.clock(&ingests, now, wall + 1_000, read_to(&[(1, 35), (2, 7)]));
         assert_eq!(clock.ms, wall - 4_500, "partition 1 is not read to 40");
         // Words keep coming while the reader reads: it goes by the newest it has read.
         ingests.heard(
@@ -521,20 +527,22 @@ mod tests {
             },
             now,
         );
-        let clock = caps.clock(&ingests, now, wall + 1_250, read_to(&[(1, 40), (2, 7)]));
+        let clock = reader.clock(&ingests, now, wall + 1_250, read_to(&[(1, 40), (2, 7)]));
         assert_eq!(
             clock.ms,
             wall + 1_250,
             "the word of 40 read: its time plus 500 ms"
         );
         assert_eq!(
-            caps.clock(&ingests, now, wall + 2_000, read_to(&[(1, 40), (2, 7)]))
+            reader
+                .clock(&ingests, now, wall + 2_000, read_to(&[(1, 40), (2, 7)]))
                 .ms,
             wall + 1_500
         );
         // Partitions not its own, or paused, do not hold it.
         assert_eq!(
-            caps.clock(&ingests, now, wall + 2_000, read_to(&[(2, 7)]))
+            reader
+                .clock(&ingests, now, wall + 2_000, read_to(&[(2, 7)]))
                 .ms,
             wall + 1_750
         );
@@ -542,7 +550,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_starts_after_a_hold_waits_until_the_held_taps_are_read() {
-        let (ingests, mut caps) = (ingests(), Caps::default());
+        let (ingests, mut reader) = (ingests(), IngestClock::default());
         let now = Instant::now();
         let wall = 100_000;
         // Heard before the reader's first step (the history, at a start): a hold, then its
@@ -555,18 +563,18 @@ mod tests {
             },
             now,
         );
-        let held = caps.clock(&ingests, now, wall, read_to(&[(1, 35)]));
+        let held = reader.clock(&ingests, now, wall, read_to(&[(1, 35)]));
         assert_eq!(held.ms, wall - 8_500);
-        let read = caps.clock(&ingests, now, wall, read_to(&[(1, 40)]));
+        let read = reader.clock(&ingests, now, wall, read_to(&[(1, 40)]));
         assert_eq!(read.ms, wall);
     }
 
     #[test]
     fn a_word_whose_ends_are_not_reached_for_the_timeout_is_gone_by_anyway() {
-        let (ingests, mut caps) = (ingests(), Caps::default());
+        let (ingests, mut reader) = (ingests(), IngestClock::default());
         let now = Instant::now();
         ingests.heard(said("a", 10_000, Some(5_000)), now);
-        assert_eq!(caps.clock(&ingests, now, 20_000, read_all()).ms, 5_500);
+        assert_eq!(reader.clock(&ingests, now, 20_000, read_all()).ms, 5_500);
         // The topic made anew: its ends are never reached.
         ingests.heard(
             IngestProgress {
@@ -575,19 +583,19 @@ mod tests {
             },
             now,
         );
-        let waiting = caps.clock(&ingests, now, 20_000, read_to(&[(0, 3)]));
+        let waiting = reader.clock(&ingests, now, 20_000, read_to(&[(0, 3)]));
         assert_eq!(waiting.ms, 5_500);
         let later = now + TIMEOUT;
-        let gone_by = caps.clock(&ingests, later, 20_000, read_to(&[(0, 3)]));
+        let gone_by = reader.clock(&ingests, later, 20_000, read_to(&[(0, 3)]));
         assert_eq!(gone_by.ms, 11_500);
     }
 
     #[test]
     fn stopped_stuck_and_silent_ingests_stop_holding_the_clock() {
-        let (ingests, mut caps) = (ingests(), Caps::default());
+        let (ingests, mut reader) = (ingests(), IngestClock::default());
         let start = Instant::now();
         ingests.heard(said("stopped", 10_000, Some(5_000)), start);
-        assert_eq!(caps.clock(&ingests, start, 20_000, read_all()).ms, 5_500);
+        assert_eq!(reader.clock(&ingests, start, 20_000, read_all()).ms, 5_500);
         // Its last word: held until read through.
         let last = IngestProgress {
             stopped: true,
@@ -595,33 +603,34 @@ mod tests {
             ..said("stopped", 11_000, None)
         };
         ingests.heard(last, start);
-        let clock = caps.clock(&ingests, start, 20_000, read_to(&[(0, 9)]));
+        let clock = reader.clock(&ingests, start, 20_000, read_to(&[(0, 9)]));
         assert_eq!((clock.ms, clock.known), (5_500, 0));
-        let clock = caps.clock(&ingests, start, 20_000, read_to(&[(0, 10)]));
+        let clock = reader.clock(&ingests, start, 20_000, read_to(&[(0, 10)]));
         assert_eq!((clock.ms, clock.known), (20_000, 0));
         // A stopped ingest's earlier word, arriving late, does not bring it back.
         ingests.heard(said("stopped", 10_999, Some(5_000)), start);
-        assert_eq!(caps.clock(&ingests, start, 20_000, read_all()).ms, 20_000);
+        assert_eq!(reader.clock(&ingests, start, 20_000, read_all()).ms, 20_000);
         // A tap pending for the timeout is no longer waited for.
         ingests.heard(said("stuck", 40_000, Some(10_000)), start);
-        let clock = caps.clock(&ingests, start, 40_000, read_all());
+        let clock = reader.clock(&ingests, start, 40_000, read_all());
         assert_eq!((clock.ms, clock.known, clock.holding), (40_000, 1, 0));
         // Not heard from for the timeout: forgotten.
         ingests.heard(said("silent", 39_000, None), start);
-        assert_eq!(caps.clock(&ingests, start, 60_000, read_all()).ms, 39_500);
+        assert_eq!(reader.clock(&ingests, start, 60_000, read_all()).ms, 39_500);
         ingests.look(start + TIMEOUT, 70_000);
-        let clock = caps.clock(&ingests, start + TIMEOUT, 70_000, read_all());
+        let clock = reader.clock(&ingests, start + TIMEOUT, 70_000, read_all());
         assert_eq!((clock.ms, clock.known), (70_000, 0));
     }
 
     #[test]
     fn until_the_history_is_read_the_clock_stays_at_the_start() {
         let ingests = Ingests::new(1_000, TIMEOUT);
-        let mut caps = Caps::default();
+        let mut reader = IngestClock::default();
         let (at, ms) = ingests.started;
-        assert_eq!(caps.clock(&ingests, at, ms + 5_000, read_all()).ms, ms);
+        assert_eq!(reader.clock(&ingests, at, ms + 5_000, read_all()).ms, ms);
         assert_eq!(
-            caps.clock(&ingests, at + TIMEOUT, ms + 40_000, read_all())
+            reader
+                .clock(&ingests, at + TIMEOUT, ms + 40_000, read_all())
                 .ms,
             ms + 40_000,
             "for the timeout at most"

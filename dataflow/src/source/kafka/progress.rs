@@ -59,7 +59,7 @@ impl KafkaReader {
             .iter()
             .filter(|p| !p.paused)
             .map(|p| (p.id, p.next_offset));
-        let clock = self.ingest_caps.clock(&self.ingests, now, wall_ms, own);
+        let clock = self.ingest_clock.clock(&self.ingests, now, wall_ms, own);
         self.state.metrics.ingests_known.set(clock.known as i64);
         self.state.metrics.ingests_holding.set(clock.holding as i64);
         let (watermark, hold) = self.state.closing(idle, clock.ms);

@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::checkpoint::Checkpoint;
 use super::context::{CheckpointDelivery, STATS_INTERVAL_MS, SourceContext};
 use super::end_probe::EndProbe;
-use super::ingests::{Caps, Ingests};
+use super::ingests::{IngestClock, Ingests};
 use super::state::SourceState;
 use super::{KafkaSourceConfig, LiveSide, StartFrom};
 use crate::failure::Failure;
@@ -33,7 +33,7 @@ pub(super) struct KafkaReader {
     /// What the ingests hold that the broker has not stored yet.
     pub(super) ingests: Arc<Ingests>,
     /// The clock that holds back for it.
-    pub(super) ingest_caps: Caps,
+    pub(super) ingest_clock: IngestClock,
     pub(super) caps: SourceCaps,
     pub(super) committed_frontier: i64,
     pub(super) last_commit: Instant,
@@ -147,7 +147,7 @@ impl KafkaReader {
             checkpoints,
             ends,
             ingests,
-            ingest_caps: Caps::default(),
+            ingest_clock: IngestClock::default(),
             caps,
             committed_frontier: i64::MIN,
             last_commit: Instant::now(),
